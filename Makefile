@@ -1,0 +1,99 @@
+# promptkd: make (build), make test, make run, make bench, make asan, make fuzz, make deps.
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O3 -march=native
+SAN      ?=
+DEB_PKGS  = build-essential pkg-config libopenblas-dev libncurses-dev libreadline-dev libcjson-dev libpng-dev tmux
+CORE_PKGS = openblas libcjson
+APP_PKGS  = openblas ncursesw readline libcjson libpng
+
+# pkg-config runs lazily, so `make test` on a fresh machine can install the packages first.
+CORE_CFLAGS = $(shell pkg-config --cflags $(CORE_PKGS))
+APP_CFLAGS  = $(shell pkg-config --cflags $(APP_PKGS)) -DNCURSES_WIDECHAR=1
+APP_LIBS    = $(shell pkg-config --libs $(APP_PKGS)) -lm -ldl -pthread
+CFLAGS_ALL  = -std=c11 -g $(OPT) $(SAN) -Wall -Wextra -pthread -D_GNU_SOURCE -Icore -Iviews -Iplugins -Iapp
+
+CORE_SRC   = $(wildcard core/*.c)
+VIEWS_SRC  = $(wildcard views/*.c)
+APP_SRC    = $(wildcard app/*.c)
+PLUGIN_SRC = $(wildcard plugins/*.c)
+TEST_SRC   = $(wildcard tests/unit/test_*.c)
+
+CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+VIEWS_OBJ = $(VIEWS_SRC:%.c=$(BUILD)/obj/%.o)
+APP_OBJ   = $(APP_SRC:%.c=$(BUILD)/obj/%.o)
+PLUGINS   = $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
+TESTS     = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps build test check run bench asan fuzz clean install
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(BUILD)/promptkd $(BUILD)/libpromptkd.a $(PLUGINS) $(TESTS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD)/obj/core/%.o: core/%.c $(wildcard core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(wildcard core/*.h views/*.h app/*.h plugins/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(APP_CFLAGS) -c $< -o $@
+
+$(BUILD)/libpromptkd.a: $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libpromptkd_views.a: $(VIEWS_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# -rdynamic: plugins call the host API table only, but the symbols stay visible for dlopen'ed code.
+$(BUILD)/promptkd: $(APP_OBJ) $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a
+	$(CC) $(CFLAGS_ALL) -rdynamic -o $@ $(APP_OBJ) $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a $(APP_LIBS)
+
+$(BUILD)/plugins/%.so: plugins/%.c plugins/promptkd_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -shared -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/test.h $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(APP_CFLAGS) -Itests -o $@ $< $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a $(APP_LIBS)
+
+# The whole suite; the last line is "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) bash tests/run.sh
+
+check: build
+	@BUILD=$(BUILD) bash tests/run.sh
+
+run: all
+	$(BUILD)/promptkd
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 BUILD=build-asan PROMPTKD_SANITIZED=1 bash tests/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+install: all
+	install -D -m 755 $(BUILD)/promptkd $(DESTDIR)/usr/local/bin/promptkd
+
+# Benchmarks (not tests): promptkd against the same work in PyTorch, ratios printed.
+bench: all
+	@dpkg -s python3-torch >/dev/null 2>&1 || { sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq python3-torch >/dev/null; }
+	@BUILD=$(BUILD) bash tests/bench/run.sh
+
+# libFuzzer targets for every parser, 60 s each.
+fuzz: deps
+	@dpkg -s clang >/dev/null 2>&1 || { sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq clang >/dev/null; }
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash tests/fuzz/run.sh

@@ -1,0 +1,51 @@
+/* promptkd: subcommand dispatch. A bare `promptkd` opens the workbench on the default experiment. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+typedef struct {
+    const char *name; /* as typed: underscores become dashes */
+    int (*fn)(int, char **);
+    const char *help;
+} Command;
+
+#define PK_COMMAND_ENTRY(name, help) {#name, cmd_##name, help},
+static const Command commands[] = {PK_COMMAND_LIST(PK_COMMAND_ENTRY)};
+#undef PK_COMMAND_ENTRY
+
+static int same_name(const char *typed, const char *name) {
+    for (; *typed && *name; typed++, name++) {
+        char a = *typed == '-' ? '_' : *typed;
+        if (a != *name) return 0;
+    }
+    return *typed == 0 && *name == 0;
+}
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: promptkd [COMMAND] [ARGS...]\n\nWithout a command: the workbench on assets/configs/default.json.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s", commands[i].name);
+        for (char *p = name; *p; p++)
+            if (*p == '_') *p = '-';
+        fprintf(out, "  %-12s %s\n", name, commands[i].help);
+    }
+    fprintf(out, "\n`promptkd COMMAND --help` describes a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        char *tui_argv[] = {"tui", "--config", "assets/configs/default.json", NULL};
+        return cmd_tui(3, tui_argv);
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (same_name(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "promptkd: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

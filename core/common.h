@@ -1,0 +1,64 @@
+/* Shared plumbing for core/: error sentences, files, atomic writes, RNG, timing.
+ * core/ never prints or exits: functions return PK_OK or PK_FAIL and fill `err`. */
+#ifndef PK_COMMON_H
+#define PK_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PK_OK 0
+#define PK_FAIL (-1)
+#define PK_ERR_LEN 512 /* every `char *err` in core/ points at least this many bytes */
+
+/* Writes a formatted sentence into err (PK_ERR_LEN bytes) and returns PK_FAIL. */
+int pk_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads a whole file; *out is NUL-terminated (not counted in *len). Caller frees. */
+int pk_read_file(const char *path, char **out, size_t *len, char *err);
+/* Writes data to path atomically: temp file in the same folder, fsync, rename. */
+int pk_write_file_atomic(const char *path, const void *data, size_t len, char *err);
+/* mkdir -p */
+int pk_mkdirs(const char *path, char *err);
+int pk_file_exists(const char *path);
+int pk_is_dir(const char *path);
+/* Joins a folder and a file name into out (size outlen); fails if it does not fit. */
+int pk_path_join(char *out, size_t outlen, const char *dir, const char *name, char *err);
+
+/* Checked allocation: on failure fills err and returns NULL. */
+void *pk_malloc(size_t n, char *err);
+void *pk_calloc(size_t count, size_t size, char *err);
+
+/* A growable byte buffer (for building JSON lines, text, files). */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} PkBuf;
+int pk_buf_append(PkBuf *b, const void *data, size_t n);
+int pk_buf_printf(PkBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pk_buf_free(PkBuf *b);
+
+/* Deterministic RNG (xoshiro256**, seeded through splitmix64). The state is
+ * plain data so checkpoints can store it and resume bit-for-bit. */
+typedef struct {
+    uint64_t s[4];
+} PkRng;
+void pk_rng_seed(PkRng *r, uint64_t seed);
+uint64_t pk_rng_u64(PkRng *r);
+/* uniform in [0, 1) with 24 random bits (exactly representable as float) */
+float pk_rng_float(PkRng *r);
+/* uniform in [0, 1) with 53 random bits */
+double pk_rng_double(PkRng *r);
+/* uniform integer in [0, n) without modulo bias; n > 0 */
+uint64_t pk_rng_below(PkRng *r, uint64_t n);
+/* standard normal (Box-Muller) */
+double pk_rng_normal(PkRng *r);
+/* Fisher-Yates shuffle of n ints */
+void pk_rng_shuffle_int(PkRng *r, int *a, int n);
+
+/* Monotonic wall clock in seconds. */
+double pk_now(void);
+
+/* Validate UTF-8: returns the byte offset of the first invalid sequence, or -1 when valid. */
+long pk_utf8_invalid_at(const char *s, size_t len);
+
+#endif

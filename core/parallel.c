@@ -1,0 +1,132 @@
+#include "parallel.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define PK_MAX_THREADS 64
+
+static struct {
+    int nthreads;        /* including the caller */
+    int started;         /* worker threads alive */
+    pthread_t workers[PK_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, done_cv;
+    unsigned long generation; /* bumped once per job */
+    int pending;              /* workers still running the current job */
+    int quit;
+    /* the current job */
+    pk_range_fn fn;
+    void *ctx;
+    long n, grain;
+    int parts;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work_cv = PTHREAD_COND_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER};
+
+static __thread int in_parallel_region;
+static pthread_mutex_t job_mu = PTHREAD_MUTEX_INITIALIZER; /* one job at a time across callers */
+
+static void job_range(int part, long *b, long *e) {
+    long chunks = (pool.n + pool.grain - 1) / pool.grain;
+    long per = chunks / pool.parts, rem = chunks % pool.parts;
+    long c0 = part * per + (part < rem ? part : rem);
+    long c1 = c0 + per + (part < rem ? 1 : 0);
+    *b = c0 * pool.grain;
+    *e = c1 * pool.grain;
+    if (*e > pool.n) *e = pool.n;
+    if (*b > pool.n) *b = pool.n;
+}
+
+static void *worker_main(void *arg) {
+    int id = (int)(long)arg; /* 1..nthreads-1 */
+    unsigned long seen = 0;
+    in_parallel_region = 1;
+    for (;;) {
+        pthread_mutex_lock(&pool.mu);
+        while (pool.generation == seen && !pool.quit) pthread_cond_wait(&pool.work_cv, &pool.mu);
+        if (pool.quit) {
+            pthread_mutex_unlock(&pool.mu);
+            return NULL;
+        }
+        seen = pool.generation;
+        int active = id < pool.parts;
+        pthread_mutex_unlock(&pool.mu);
+        if (active) {
+            long b, e;
+            job_range(id, &b, &e);
+            if (b < e) pool.fn(pool.ctx, b, e);
+        }
+        pthread_mutex_lock(&pool.mu);
+        if (--pool.pending == 0) pthread_cond_signal(&pool.done_cv);
+        pthread_mutex_unlock(&pool.mu);
+    }
+}
+
+static void stop_workers(void) {
+    pthread_mutex_lock(&pool.mu);
+    pool.quit = 1;
+    pthread_cond_broadcast(&pool.work_cv);
+    pthread_mutex_unlock(&pool.mu);
+    for (int i = 1; i < pool.started; i++) pthread_join(pool.workers[i], NULL);
+    pool.started = 0;
+    pool.quit = 0;
+}
+
+void pk_threads_init(int n) {
+    if (n <= 0) {
+        const char *env = getenv("PROMPTKD_THREADS");
+        n = env ? atoi(env) : 0;
+        if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    }
+    if (n < 1) n = 1;
+    if (n > PK_MAX_THREADS) n = PK_MAX_THREADS;
+    if (pool.started && pool.nthreads == n) return;
+    if (pool.started) stop_workers();
+    pool.nthreads = n;
+    pool.started = 1;
+    for (int i = 1; i < n; i++) {
+        if (pthread_create(&pool.workers[i], NULL, worker_main, (void *)(long)i) != 0) {
+            pool.nthreads = i; /* run with what we have */
+            break;
+        }
+        pool.started = i + 1;
+    }
+}
+
+int pk_num_threads(void) {
+    if (!pool.started) pk_threads_init(0);
+    return pool.nthreads;
+}
+
+void pk_parallel_for_grain(long n, long grain, pk_range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    if (!pool.started) pk_threads_init(0);
+    long chunks = (n + grain - 1) / grain;
+    if (in_parallel_region || pool.nthreads == 1 || chunks < 2) {
+        fn(ctx, 0, n);
+        return;
+    }
+    pthread_mutex_lock(&job_mu);
+    in_parallel_region = 1;
+    int parts = pool.nthreads < chunks ? pool.nthreads : (int)chunks;
+    pthread_mutex_lock(&pool.mu);
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n = n;
+    pool.grain = grain;
+    pool.parts = parts;
+    pool.pending = pool.nthreads - 1;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.work_cv);
+    pthread_mutex_unlock(&pool.mu);
+    long b, e;
+    job_range(0, &b, &e);
+    if (b < e) fn(ctx, b, e);
+    pthread_mutex_lock(&pool.mu);
+    while (pool.pending > 0) pthread_cond_wait(&pool.done_cv, &pool.mu);
+    pthread_mutex_unlock(&pool.mu);
+    in_parallel_region = 0;
+    pthread_mutex_unlock(&job_mu);
+}
+
+void pk_parallel_for(long n, pk_range_fn fn, void *ctx) { pk_parallel_for_grain(n, 1, fn, ctx); }

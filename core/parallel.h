@@ -1,0 +1,24 @@
+/* The one threading model of promptkd: a fixed pool of worker threads that the
+ * calling thread joins for each parallel_for. OpenBLAS runs single-threaded
+ * (openblas_set_num_threads(1)); large GEMMs are split across this same pool, so
+ * the machine's cores are never oversubscribed by two thread pools. */
+#ifndef PK_PARALLEL_H
+#define PK_PARALLEL_H
+
+/* Sets the number of threads (including the caller). n <= 0 means: the
+ * PROMPTKD_THREADS environment variable, else the number of online cores.
+ * Safe to call again; not safe to call while a parallel_for runs. */
+void pk_threads_init(int n);
+int pk_num_threads(void);
+
+/* Calls fn(ctx, begin, end) on disjoint contiguous ranges covering [0, n),
+ * one range per thread, and returns when all are done. Nested calls (from
+ * inside fn) run serially on the calling thread. */
+typedef void (*pk_range_fn)(void *ctx, long begin, long end);
+void pk_parallel_for(long n, pk_range_fn fn, void *ctx);
+
+/* Same, but ranges are multiples of `grain` (except the last), and when
+ * n < 2*grain the work runs on the caller alone (not worth a wake-up). */
+void pk_parallel_for_grain(long n, long grain, pk_range_fn fn, void *ctx);
+
+#endif
