@@ -1,0 +1,87 @@
+/* RunConfig: every setting of a run, addressable by key name. The same names are
+ * used by JSON configs, `promptkd train --set key=value`, the REPL's `set`, and
+ * the TUI's editor. Unknown keys and bad values are refused with the key's name
+ * and the expected form. */
+#ifndef PK_CONFIG_H
+#define PK_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFIG_PATH_LEN 512
+
+typedef struct {
+    /* what to run */
+    char method[16];        /* sft | kd | seqkd | rkl | gkd | distillm | promptkd */
+    char name[64];          /* run name; the run folder is run_dir/name */
+    char run_dir[CONFIG_PATH_LEN];
+    char teacher[CONFIG_PATH_LEN];   /* HF GPT-2 folder (unused by sft) */
+    char student[CONFIG_PATH_LEN];   /* HF GPT-2 folder: the model trained */
+    char tokenizer[CONFIG_PATH_LEN]; /* folder with vocab.json + merges.txt */
+    char train_data[CONFIG_PATH_LEN];
+    char valid_data[CONFIG_PATH_LEN];
+    char test_data[CONFIG_PATH_LEN];
+    unsigned long long seed;
+    int steps;              /* total optimizer steps N */
+    int stop_after;         /* 0: off; else stop cleanly with a checkpoint after this many steps */
+    int batch_size;
+    int max_prompt_len;     /* longer prompts dropped (256) */
+    int threads;            /* 0: PROMPTKD_THREADS or all cores */
+
+    /* optimisation */
+    float lr;               /* student */
+    float prompt_lr;
+    int warmup_steps;       /* linear warm-up, then constant */
+    float weight_decay;
+    float clip_norm;        /* global-norm clipping; 0 = off */
+
+    /* the soft prompt (promptkd) */
+    int prompt_len;
+    char prompt_init_text[256];
+    float base_coef;        /* weight of the (1 - t/N) KL(T'||T) regulariser */
+
+    /* student sampling during training */
+    float temperature;
+    float top_p;
+    int top_k;              /* 0 = off */
+    int max_new_tokens;
+
+    /* baselines */
+    float gkd_beta;         /* generalized JSD beta */
+    float gkd_student_frac; /* fraction of batches on student samples (rest ground truth) */
+    float skew_alpha;       /* DistiLLM skew */
+
+    /* evaluation and monitoring */
+    int eval_interval;      /* steps between dev ROUGE-L evaluations; 0 = once per epoch */
+    int eval_samples;       /* dev records scored per evaluation (0 = all) */
+    int eval_max_new_tokens;
+    int gen_interval;       /* steps between T'/T/S generations on the dev prompt */
+    int exposure_interval;  /* steps between ExAccErr measurements; 0 = off */
+    int exposure_samples;   /* samples per prompt */
+    int exposure_prompts;   /* dev prompts used */
+    int exposure_len;       /* max generation length l */
+    int neighbours_k;
+} RunConfig;
+
+/* Built-in defaults (the paper's settings where they apply). */
+void config_defaults(RunConfig *c);
+/* Loads a JSON object of key: value over the current values (call config_defaults
+ * first). Relative paths in the file are resolved against the current folder. */
+int config_load_json(RunConfig *c, const char *path, char *err);
+/* Sets one key from its text form, validating it ("lr: expected a number > 0, got 'abc'"). */
+int config_set(RunConfig *c, const char *key, const char *value, char *err);
+/* Text form of one key's value. */
+int config_get(const RunConfig *c, const char *key, char *out, size_t len, char *err);
+/* Checks the whole config is coherent (files named, sizes positive, ...). */
+int config_validate(const RunConfig *c, char *err);
+/* Writes the resolved config as a JSON object (every key), atomically. */
+int config_save_json(const RunConfig *c, const char *path, char *err);
+
+/* All key names, NULL-terminated, in a stable order (for completion and display). */
+const char *const *config_keys(void);
+/* 1 when the key may change while a run is paused (learning rates, base_coef,
+ * sampling settings, eval interval, ...); 0 when it is fixed for the run. */
+int config_key_is_live(const char *key);
+/* One-line description of a key and its expected form, or NULL for an unknown key. */
+const char *config_key_help(const char *key);
+
+#endif

@@ -1,0 +1,119 @@
+/* A live distillation session: training on one worker thread, a command queue
+ * applied at step boundaries, and an immutable snapshot published after every
+ * step. The TUI, the REPL and the headless CLI are all clients of this API;
+ * views only read snapshots, never model memory. */
+#ifndef PK_ENGINE_H
+#define PK_ENGINE_H
+
+#include <stddef.h>
+
+#include "config.h" /* RunConfig: every hyper-parameter, config_set/config_get by key name */
+
+typedef enum {
+    ENGINE_LOADING,  /* models and data being loaded */
+    ENGINE_PAUSED,   /* worker idle, waiting for commands */
+    ENGINE_RUNNING,  /* stepping until total steps, stop_after, or a pause */
+    ENGINE_FINISHED, /* reached total steps; commands like eval/generate still work */
+    ENGINE_FAILED    /* loading failed or a non-finite loss paused the run: see message */
+} EngineState;
+
+const char *engine_state_name(EngineState s);
+
+#define ENGINE_MAX_SERIES 16
+#define ENGINE_MAX_CURVES 6
+#define ENGINE_LOG_LINES 64
+
+/* One named curve over steps (loss terms, dev ROUGE-L, ...). */
+typedef struct {
+    char name[48];
+    int n;
+    const double *x; /* step */
+    const double *y;
+} EngineSeries;
+
+/* ExAccErr over generation length l = 1..n, measured at some step. */
+typedef struct {
+    int step;
+    int n;
+    const double *exaccerr; /* [n], percent */
+} EngineExposureCurve;
+
+typedef struct {
+    unsigned long version; /* bumps with every publish */
+    EngineState state;
+    char message[256];     /* last status or error sentence */
+    char method[32];
+    char run_dir[512];
+
+    int step, total_steps;
+    double elapsed_s, eta_s, tokens_per_s, gflops;
+
+    /* loss curves and other scalars over steps: student_loss, prompt_loss,
+     * prompt_reg_loss, prompt_guide_loss, dev_rougeL, ... */
+    int n_series;
+    EngineSeries series[ENGINE_MAX_SERIES];
+
+    /* hyper-parameters as key/value strings, in config_keys() order */
+    int n_hparams;
+    const char *const *hparam_keys;
+    const char *const *hparam_values;
+
+    /* soft-prompt nearest neighbours (empty when the method has no prompt) */
+    int prompt_len, neighbours_k;
+    const char *const *neighbour_tokens; /* [prompt_len * k], printable token text */
+    const float *neighbour_sims;         /* [prompt_len * k] cosine similarity */
+    const float *prompt_drift;           /* [prompt_len] L2 distance of each vector from its init */
+
+    /* latest generations on a dev prompt: prompted teacher T', teacher T, student S */
+    int dev_index, dev_count;
+    const char *dev_prompt;
+    const char *gen_prompted_teacher, *gen_teacher, *gen_student;
+    int gen_step;
+
+    /* ExAccErr curves, oldest first, the last is the latest */
+    int n_exposure;
+    EngineExposureCurve exposure[ENGINE_MAX_CURVES];
+
+    /* the last log lines (events, commands, errors), oldest first */
+    int n_log;
+    const char *const *log;
+} EngineSnapshot;
+
+typedef struct Engine Engine;
+
+/* Creates a session for a resolved config and starts its worker thread, which
+ * loads models and data (state LOADING), then waits PAUSED, or starts RUNNING
+ * when autostart is set. resume_dir: a run folder to continue from, or NULL. */
+int engine_create(Engine **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err);
+/* Stops the worker (after the current step) and frees everything. Does not save. */
+void engine_destroy(Engine *e);
+
+/* Snapshots are reference counted and immutable; always release what you acquire. */
+const EngineSnapshot *engine_snapshot_acquire(Engine *e);
+void engine_snapshot_release(Engine *e, const EngineSnapshot *s);
+
+/* Commands. Each returns PK_OK once the worker has applied it (waiting at most
+ * until the current step ends), filling reply (may be NULL) with what a person
+ * should see, or PK_FAIL with a sentence in err. */
+int engine_pause(Engine *e, char *err);
+int engine_resume(Engine *e, char *err);          /* run until total steps / stop_after */
+int engine_run_steps(Engine *e, int n, char *err); /* run n more steps, then pause; returns at once */
+int engine_step(Engine *e, int n, char *err);      /* run n steps, then pause; waits until done */
+int engine_set(Engine *e, const char *key, const char *value, char *err); /* paused or between steps */
+int engine_get(Engine *e, const char *key, char *value, size_t len, char *err);
+int engine_eval(Engine *e, const char *split, char *reply, size_t len, char *err); /* dev ROUGE-L etc. */
+int engine_generate(Engine *e, const char *text, char *reply, size_t len, char *err); /* T', T, S on text */
+int engine_exposure(Engine *e, char *reply, size_t len, char *err); /* measures a new ExAccErr curve */
+int engine_save(Engine *e, const char *dir, char *reply, size_t len, char *err); /* NULL dir: the run's checkpoints/ */
+int engine_select_dev(Engine *e, int delta, char *err); /* next/previous dev prompt for the generations panel */
+int engine_stop(Engine *e, char *err);                   /* finish the current step and stop the worker */
+
+/* Wait until the state is not RUNNING/LOADING, or timeout_s passes; returns the state. */
+EngineState engine_wait_idle(Engine *e, double timeout_s);
+
+/* Read-only access for plugins and analyses, valid while the engine is paused or
+ * finished (the host pauses before calling plugins). */
+struct DistillState;
+struct DistillState *engine_distill_state(Engine *e);
+
+#endif
