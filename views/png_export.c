@@ -1,0 +1,273 @@
+#include "png_export.h"
+
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "font.h"
+
+int raster_init(Raster *r, int w, int h, uint32_t bg) {
+    r->w = w, r->h = h;
+    r->rgb = malloc((size_t)w * h * 3);
+    if (!r->rgb) return -1;
+    raster_fill_rect(r, 0, 0, w, h, bg);
+    return 0;
+}
+
+void raster_free(Raster *r) {
+    free(r->rgb);
+    r->rgb = NULL;
+}
+
+static void blend(Raster *r, int x, int y, uint32_t rgb, double a) {
+    if (x < 0 || y < 0 || x >= r->w || y >= r->h || a <= 0) return;
+    if (a > 1) a = 1;
+    unsigned char *p = r->rgb + ((size_t)y * r->w + x) * 3;
+    int c[3] = {(rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255};
+    for (int k = 0; k < 3; k++) p[k] = (unsigned char)lround(p[k] * (1 - a) + c[k] * a);
+}
+
+void raster_fill_rect(Raster *r, int x, int y, int w, int h, uint32_t rgb) {
+    for (int yy = y; yy < y + h; yy++)
+        for (int xx = x; xx < x + w; xx++) blend(r, xx, yy, rgb, 1);
+}
+
+/* Coverage of a pixel by a thick segment, from the distance of the pixel centre to the segment. */
+void raster_line(Raster *r, double x0, double y0, double x1, double y1, double width, uint32_t rgb) {
+    double half = width / 2;
+    int minx = (int)floor(fmin(x0, x1) - half - 1), maxx = (int)ceil(fmax(x0, x1) + half + 1);
+    int miny = (int)floor(fmin(y0, y1) - half - 1), maxy = (int)ceil(fmax(y0, y1) + half + 1);
+    if (minx < 0) minx = 0;
+    if (miny < 0) miny = 0;
+    if (maxx >= r->w) maxx = r->w - 1;
+    if (maxy >= r->h) maxy = r->h - 1;
+    double dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
+    for (int y = miny; y <= maxy; y++)
+        for (int x = minx; x <= maxx; x++) {
+            double px = x + 0.5, py = y + 0.5;
+            double t = len2 > 0 ? ((px - x0) * dx + (py - y0) * dy) / len2 : 0;
+            if (t < 0) t = 0;
+            if (t > 1) t = 1;
+            double ex = x0 + t * dx - px, ey = y0 + t * dy - py;
+            double dist = sqrt(ex * ex + ey * ey);
+            double a = half + 0.5 - dist;
+            if (a > 0) blend(r, x, y, rgb, a);
+        }
+}
+
+static void draw_text(Raster *r, const Font *f, int x, int y, const char *s, uint32_t rgb) {
+    while (*s) {
+        uint32_t cp = utf8_next(&s);
+        const unsigned char *g = font_glyph(f, cp);
+        for (int row = 0; row < f->height; row++)
+            for (int col = 0; col < f->width; col++)
+                if ((g[row * f->bytes_per_row + col / 8] >> (7 - col % 8)) & 1) blend(r, x + col, y + row, rgb, 1);
+        x += f->width;
+    }
+}
+
+/* Vertical text (rotated 90 degrees counter-clockwise), for the y-axis label. */
+static void draw_text_vertical(Raster *r, const Font *f, int x, int y_bottom, const char *s, uint32_t rgb) {
+    int y = y_bottom;
+    while (*s) {
+        uint32_t cp = utf8_next(&s);
+        const unsigned char *g = font_glyph(f, cp);
+        for (int row = 0; row < f->height; row++)
+            for (int col = 0; col < f->width; col++)
+                if ((g[row * f->bytes_per_row + col / 8] >> (7 - col % 8)) & 1) blend(r, x + row, y - col, rgb, 1);
+        y -= f->width;
+    }
+}
+
+int chart_draw_raster(const Chart *c, Raster *r, char *err) {
+    Font font, bold;
+    if (font_load_asset(&font, "Lat15-Terminus14.psf", err)) return PK_FAIL;
+    if (font_load_asset(&bold, "Lat15-TerminusBold16.psf", err)) {
+        font_free(&font);
+        return PK_FAIL;
+    }
+    const uint32_t ink = 0x202020, grid = 0xE4E4E4, axis = 0x606060;
+    int W = r->w, H = r->h;
+    int plot_w_guess = W - 120, plot_h_guess = H - 110;
+    ChartGeometry g;
+    if (chart_prepare(c, &g, plot_w_guess / 90 + 2, plot_h_guess / 50 + 2)) {
+        font_free(&font);
+        font_free(&bold);
+        return pk_errf(err, "out of memory preparing chart '%s'", c->title);
+    }
+    int label_w = 0;
+    for (int i = 0; i < g.n_yticks; i++) {
+        int tw = font_text_width(&font, g.ytick_labels[i]);
+        if (tw > label_w) label_w = tw;
+    }
+    int left = 12 + (c->ylabel[0] ? font.height + 6 : 0) + label_w + 8;
+    int top = 10 + bold.height + 10;
+    int legend_h = c->n_series > 0 ? font.height + 10 : 0;
+    int bottom = 8 + font.height + 6 + (c->xlabel[0] ? font.height + 6 : 0) + legend_h;
+    int right = 20;
+    int pw = W - left - right, ph = H - top - bottom;
+    if (pw < 20 || ph < 20) {
+        chart_geometry_free(&g);
+        font_free(&font);
+        font_free(&bold);
+        return pk_errf(err, "image %dx%d is too small for chart '%s'", W, H, c->title);
+    }
+    /* title, centred */
+    draw_text(r, &bold, (W - font_text_width(&bold, c->title)) / 2, 10, c->title, ink);
+    double xs = pw / (g.xmax - g.xmin), ys = ph / (g.ymax - g.ymin);
+#define PX(v) (left + ((v) - g.xmin) * xs)
+#define PY(v) (top + ph - ((v) - g.ymin) * ys)
+    for (int i = 0; i < g.n_yticks; i++) {
+        int y = (int)lround(PY(g.yticks[i]));
+        raster_fill_rect(r, left, y, pw, 1, grid);
+        raster_fill_rect(r, left - 5, y, 5, 1, axis);
+        int tw = font_text_width(&font, g.ytick_labels[i]);
+        draw_text(r, &font, left - 8 - tw, y - font.height / 2, g.ytick_labels[i], ink);
+    }
+    int next_free = 0;
+    for (int i = 0; i < g.n_xticks; i++) {
+        int x = (int)lround(PX(g.xticks[i]));
+        raster_fill_rect(r, x, top, 1, ph, grid);
+        raster_fill_rect(r, x, top + ph, 1, 5, axis);
+        int tw = font_text_width(&font, g.xtick_labels[i]);
+        int tx = x - tw / 2;
+        if (tx < next_free) continue;
+        draw_text(r, &font, tx, top + ph + 8, g.xtick_labels[i], ink);
+        next_free = tx + tw + 8;
+    }
+    raster_fill_rect(r, left, top, 1, ph + 1, axis);
+    raster_fill_rect(r, left, top + ph, pw, 1, axis);
+    if (c->xlabel[0])
+        draw_text(r, &font, left + (pw - font_text_width(&font, c->xlabel)) / 2, top + ph + 8 + font.height + 6,
+                  c->xlabel, ink);
+    if (c->ylabel[0]) {
+        char yl[80];
+        snprintf(yl, sizeof yl, "%s%s", c->ylabel, c->log_y ? " (log)" : "");
+        draw_text_vertical(r, &font, 12, top + (ph + font_text_width(&font, yl)) / 2, yl, ink);
+    }
+    /* series, clipped to the plot area by drawing into it only */
+    Raster plot = {pw, ph, malloc((size_t)pw * ph * 3)};
+    if (!plot.rgb) {
+        chart_geometry_free(&g);
+        font_free(&font);
+        font_free(&bold);
+        return pk_errf(err, "out of memory drawing chart '%s'", c->title);
+    }
+    for (int y = 0; y < ph; y++) memcpy(plot.rgb + (size_t)y * pw * 3, r->rgb + ((size_t)(top + y) * W + left) * 3, (size_t)pw * 3);
+    for (int s = 0; s < g.n_series; s++) {
+        uint32_t col = chart_series_rgb(c, s);
+        int have = 0;
+        double px = 0, py = 0;
+        double bar_w = g.n[s] > 1 ? fmax(2, 0.6 * pw / (g.n[s] * (double)g.n_series)) : 20;
+        for (int i = 0; i < g.n[s]; i++) {
+            double y = g.y[s][i];
+            if (!isfinite(y)) {
+                have = 0;
+                continue;
+            }
+            double x = PX(g.x[s][i]) - left, yy = PY(y) - top;
+            if (c->kind == CHART_BARS) {
+                double base = PY(g.ymin <= 0 && g.ymax >= 0 ? 0 : g.ymin) - top;
+                double off = (s - (g.n_series - 1) / 2.0) * bar_w;
+                int x0 = (int)lround(x + off - bar_w / 2);
+                int y0 = (int)lround(fmin(base, yy)), hh = (int)lround(fabs(base - yy));
+                raster_fill_rect(&plot, x0, y0, (int)lround(bar_w), hh < 1 ? 1 : hh, col);
+            } else {
+                if (have) raster_line(&plot, px, py, x, yy, 2.0, col);
+                else raster_line(&plot, x, yy, x, yy, 3.0, col);
+            }
+            px = x, py = yy, have = 1;
+        }
+    }
+    for (int y = 0; y < ph; y++) memcpy(r->rgb + ((size_t)(top + y) * W + left) * 3, plot.rgb + (size_t)y * pw * 3, (size_t)pw * 3);
+    free(plot.rgb);
+    /* legend row under the axes */
+    int lx = left, ly = H - legend_h + 2;
+    for (int s = 0; s < c->n_series; s++) {
+        int tw = font_text_width(&font, c->series[s].name);
+        if (lx + 22 + tw > W - right && lx > left) break;
+        raster_fill_rect(r, lx, ly + font.height / 2 - 2, 16, 5, chart_series_rgb(c, s));
+        draw_text(r, &font, lx + 22, ly, c->series[s].name, ink);
+        lx += 22 + tw + 18;
+    }
+    if (g.empty) {
+        const char *msg = "(no data)";
+        draw_text(r, &font, left + (pw - font_text_width(&font, msg)) / 2, top + ph / 2, msg, axis);
+    }
+#undef PX
+#undef PY
+    chart_geometry_free(&g);
+    font_free(&font);
+    font_free(&bold);
+    return PK_OK;
+}
+
+int raster_write_png(const Raster *r, const char *path, char *err) {
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 32);
+    if (!tmp) return pk_errf(err, "%s: out of memory", path);
+    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) {
+        pk_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return PK_FAIL;
+    }
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info || setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        fclose(fp);
+        unlink(tmp);
+        pk_errf(err, "%s: libpng failed while writing", path);
+        free(tmp);
+        return PK_FAIL;
+    }
+    png_init_io(png, fp);
+    png_set_IHDR(png, info, (png_uint_32)r->w, (png_uint_32)r->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < r->h; y++) png_write_row(png, r->rgb + (size_t)y * r->w * 3);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+        fclose(fp);
+        unlink(tmp);
+        pk_errf(err, "%s: cannot flush: %s", path, strerror(errno));
+        free(tmp);
+        return PK_FAIL;
+    }
+    fclose(fp);
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        pk_errf(err, "%s: cannot rename into place: %s", path, strerror(errno));
+        free(tmp);
+        return PK_FAIL;
+    }
+    free(tmp);
+    return PK_OK;
+}
+
+int chart_export_png(const Chart *c, int w, int h, const char *path, char *err) {
+    Raster r;
+    if (w < 64 || h < 64 || w > 8192 || h > 8192) return pk_errf(err, "%s: image size %dx%d outside 64..8192", path, w, h);
+    if (raster_init(&r, w, h, 0xFFFFFF)) return pk_errf(err, "%s: out of memory for a %dx%d image", path, w, h);
+    int rc = chart_draw_raster(c, &r, err);
+    if (rc == PK_OK) rc = raster_write_png(&r, path, err);
+    raster_free(&r);
+    return rc;
+}
+
+int png_parse_size(const char *s, int *w, int *h, char *err) {
+    int a, b;
+    char extra;
+    if (sscanf(s, "%dx%d%c", &a, &b, &extra) != 2 || a < 64 || b < 64 || a > 8192 || b > 8192)
+        return pk_errf(err, "size '%s': expected WxH with each between 64 and 8192, e.g. 960x540", s);
+    *w = a, *h = b;
+    return PK_OK;
+}
