@@ -1,0 +1,554 @@
+/* RunConfig: one table describes every key (type, field, range, live flag, help),
+ * and every entry point (JSON, --set, REPL set, TUI editor) goes through it, so a
+ * key is validated the same way wherever it comes from. */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+
+typedef enum { KEY_STR, KEY_PATH, KEY_METHOD, KEY_NAME, KEY_INT, KEY_U64, KEY_FLOAT } KeyKind;
+
+typedef struct {
+    const char *name;
+    KeyKind kind;
+    size_t offset;
+    size_t size;     /* for strings: buffer size */
+    double min, max; /* inclusive unless min_open / max_open */
+    int min_open, max_open;
+    int can_be_empty; /* strings and paths */
+    int live;
+    const char *help;
+} KeyInfo;
+
+#define OFF(f) offsetof(RunConfig, f)
+#define SZ(f) sizeof(((RunConfig *)0)->f)
+#define BIG 1e30
+
+/* clang-format off */
+static const KeyInfo KEYS[] = {
+    {"method", KEY_METHOD, OFF(method), SZ(method), 0, 0, 0, 0, 0, 0,
+     "distillation method: one of sft, kd, seqkd, rkl, gkd, distillm, promptkd"},
+    {"name", KEY_NAME, OFF(name), SZ(name), 0, 0, 0, 0, 0, 0,
+     "run name (letters, digits, '.', '_', '-'); the run folder is run_dir/name"},
+    {"run_dir", KEY_PATH, OFF(run_dir), SZ(run_dir), 0, 0, 0, 0, 0, 0, "folder holding run folders"},
+    {"teacher", KEY_PATH, OFF(teacher), SZ(teacher), 0, 0, 0, 0, 1, 0, "Hugging Face GPT-2 folder of the teacher"},
+    {"student", KEY_PATH, OFF(student), SZ(student), 0, 0, 0, 0, 1, 0,
+     "Hugging Face GPT-2 folder of the student (the model trained)"},
+    {"tokenizer", KEY_PATH, OFF(tokenizer), SZ(tokenizer), 0, 0, 0, 0, 1, 0,
+     "folder with vocab.json and merges.txt"},
+    {"train_data", KEY_PATH, OFF(train_data), SZ(train_data), 0, 0, 0, 0, 1, 0, "training dataset (JSONL)"},
+    {"valid_data", KEY_PATH, OFF(valid_data), SZ(valid_data), 0, 0, 0, 0, 1, 0, "dev dataset (JSONL) for ROUGE-L"},
+    {"test_data", KEY_PATH, OFF(test_data), SZ(test_data), 0, 0, 0, 0, 1, 0,
+     "test dataset (JSONL); may be empty"},
+    {"seed", KEY_U64, OFF(seed), SZ(seed), 0, 0, 0, 0, 0, 0, "random seed (a non-negative integer)"},
+    {"steps", KEY_INT, OFF(steps), SZ(steps), 1, INT_MAX, 0, 0, 0, 1, "total optimizer steps N"},
+    {"stop_after", KEY_INT, OFF(stop_after), SZ(stop_after), 0, INT_MAX, 0, 0, 0, 1,
+     "stop cleanly with a checkpoint after this many steps (0 = off)"},
+    {"batch_size", KEY_INT, OFF(batch_size), SZ(batch_size), 1, 4096, 0, 0, 0, 0, "prompts per step"},
+    {"max_prompt_len", KEY_INT, OFF(max_prompt_len), SZ(max_prompt_len), 1, 1 << 20, 0, 0, 0, 0,
+     "prompts longer than this many tokens are dropped"},
+    {"threads", KEY_INT, OFF(threads), SZ(threads), 0, 1024, 0, 0, 0, 0,
+     "worker threads (0 = PROMPTKD_THREADS or all cores)"},
+    {"lr", KEY_FLOAT, OFF(lr), SZ(lr), 0, BIG, 1, 0, 0, 1, "student learning rate"},
+    {"prompt_lr", KEY_FLOAT, OFF(prompt_lr), SZ(prompt_lr), 0, BIG, 1, 0, 0, 1, "soft-prompt learning rate"},
+    {"warmup_steps", KEY_INT, OFF(warmup_steps), SZ(warmup_steps), 0, INT_MAX, 0, 0, 0, 0,
+     "linear warm-up steps, then constant"},
+    {"weight_decay", KEY_FLOAT, OFF(weight_decay), SZ(weight_decay), 0, BIG, 0, 0, 0, 0, "AdamW weight decay"},
+    {"clip_norm", KEY_FLOAT, OFF(clip_norm), SZ(clip_norm), 0, BIG, 0, 0, 0, 0,
+     "global-norm gradient clipping (0 = off)"},
+    {"prompt_len", KEY_INT, OFF(prompt_len), SZ(prompt_len), 1, 1024, 0, 0, 0, 0, "soft-prompt vectors"},
+    {"prompt_init_text", KEY_STR, OFF(prompt_init_text), SZ(prompt_init_text), 0, 0, 0, 0, 0, 0,
+     "text whose token embeddings initialise the soft prompt"},
+    {"base_coef", KEY_FLOAT, OFF(base_coef), SZ(base_coef), 0, BIG, 0, 0, 0, 1,
+     "weight of the (1 - t/N) KL(T'||T) prompt regulariser"},
+    {"temperature", KEY_FLOAT, OFF(temperature), SZ(temperature), 0, BIG, 1, 0, 0, 1,
+     "sampling temperature of student samples"},
+    {"top_p", KEY_FLOAT, OFF(top_p), SZ(top_p), 0, 1, 1, 0, 0, 1, "nucleus sampling mass (1 = off)"},
+    {"top_k", KEY_INT, OFF(top_k), SZ(top_k), 0, INT_MAX, 0, 0, 0, 1, "top-k sampling (0 = off)"},
+    {"max_new_tokens", KEY_INT, OFF(max_new_tokens), SZ(max_new_tokens), 1, 1 << 20, 0, 0, 0, 1,
+     "longest sampled response during training"},
+    {"gkd_beta", KEY_FLOAT, OFF(gkd_beta), SZ(gkd_beta), 0, 1, 0, 0, 0, 0, "generalized JSD beta (gkd)"},
+    {"gkd_student_frac", KEY_FLOAT, OFF(gkd_student_frac), SZ(gkd_student_frac), 0, 1, 0, 0, 0, 0,
+     "fraction of gkd batches on student samples"},
+    {"skew_alpha", KEY_FLOAT, OFF(skew_alpha), SZ(skew_alpha), 0, 1, 0, 0, 0, 0, "DistiLLM skew alpha"},
+    {"eval_interval", KEY_INT, OFF(eval_interval), SZ(eval_interval), 0, INT_MAX, 0, 0, 0, 1,
+     "steps between dev ROUGE-L evaluations (0 = once per epoch)"},
+    {"eval_samples", KEY_INT, OFF(eval_samples), SZ(eval_samples), 0, INT_MAX, 0, 0, 0, 1,
+     "dev records scored per evaluation (0 = all)"},
+    {"eval_max_new_tokens", KEY_INT, OFF(eval_max_new_tokens), SZ(eval_max_new_tokens), 1, 1 << 20, 0, 0, 0, 1,
+     "longest generation during evaluation"},
+    {"gen_interval", KEY_INT, OFF(gen_interval), SZ(gen_interval), 0, INT_MAX, 0, 0, 0, 1,
+     "steps between T'/T/S generations and prompt neighbours (0 = on pause only)"},
+    {"exposure_interval", KEY_INT, OFF(exposure_interval), SZ(exposure_interval), 0, INT_MAX, 0, 0, 0, 1,
+     "steps between ExAccErr measurements (0 = on demand only)"},
+    {"exposure_samples", KEY_INT, OFF(exposure_samples), SZ(exposure_samples), 1, 1 << 16, 0, 0, 0, 1,
+     "ExAccErr samples per prompt"},
+    {"exposure_prompts", KEY_INT, OFF(exposure_prompts), SZ(exposure_prompts), 1, 1 << 20, 0, 0, 0, 1,
+     "dev prompts used for ExAccErr"},
+    {"exposure_len", KEY_INT, OFF(exposure_len), SZ(exposure_len), 1, 1 << 16, 0, 0, 0, 1,
+     "ExAccErr generation length l"},
+    {"neighbours_k", KEY_INT, OFF(neighbours_k), SZ(neighbours_k), 1, 64, 0, 0, 0, 1,
+     "nearest vocabulary tokens shown per prompt vector"},
+};
+/* clang-format on */
+#define N_KEYS ((int)(sizeof KEYS / sizeof *KEYS))
+
+static const char *const METHODS[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "promptkd"};
+#define N_METHODS ((int)(sizeof METHODS / sizeof *METHODS))
+
+static int resolve_path(const char *in, char *out, size_t outlen);
+
+static const KeyInfo *find_key(const char *name) {
+    for (int i = 0; i < N_KEYS; i++)
+        if (!strcmp(KEYS[i].name, name)) return &KEYS[i];
+    return NULL;
+}
+
+const char *const *config_keys(void) {
+    static const char *names[N_KEYS + 1];
+    if (!names[0]) {
+        /* filled once; the values are string literals so a racing fill writes the same pointers */
+        for (int i = 0; i < N_KEYS; i++) names[i] = KEYS[i].name;
+        names[N_KEYS] = NULL;
+    }
+    return names;
+}
+
+int config_key_is_live(const char *key) {
+    const KeyInfo *k = find_key(key);
+    return k ? k->live : 0;
+}
+
+const char *config_key_help(const char *key) {
+    const KeyInfo *k = find_key(key);
+    return k ? k->help : NULL;
+}
+
+void config_defaults(RunConfig *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->method, sizeof c->method, "promptkd");
+    snprintf(c->name, sizeof c->name, "run");
+    /* absolute like every path set later; "runs" if the current folder cannot be named */
+    if (resolve_path("runs", c->run_dir, sizeof c->run_dir) != PK_OK) snprintf(c->run_dir, sizeof c->run_dir, "runs");
+    c->seed = 10;
+    c->steps = 1000;
+    c->stop_after = 0;
+    c->batch_size = 8;
+    c->max_prompt_len = 256;
+    c->threads = 0;
+    c->lr = 5e-5f;
+    c->prompt_lr = 5e-5f;
+    c->warmup_steps = 100;
+    c->weight_decay = 0.01f;
+    c->clip_norm = 1.0f;
+    c->prompt_len = 7;
+    snprintf(c->prompt_init_text, sizeof c->prompt_init_text, "Suppose you are a student.");
+    c->base_coef = 1.0f;
+    c->temperature = 1.0f;
+    c->top_p = 1.0f;
+    c->top_k = 0;
+    c->max_new_tokens = 256;
+    c->gkd_beta = 0.5f;
+    c->gkd_student_frac = 0.5f;
+    c->skew_alpha = 0.1f;
+    c->eval_interval = 0;
+    c->eval_samples = 0;
+    c->eval_max_new_tokens = 256;
+    c->gen_interval = 50;
+    c->exposure_interval = 0;
+    c->exposure_samples = 4;
+    c->exposure_prompts = 8;
+    c->exposure_len = 64;
+    c->neighbours_k = 5;
+}
+
+/* ---- the expected form of a key, as a phrase ---- */
+
+static void fmt_bound(char *out, size_t len, double v) {
+    if (v == INT_MAX || v >= BIG)
+        snprintf(out, len, "inf");
+    else
+        snprintf(out, len, "%g", v);
+}
+
+static void expected_form(const KeyInfo *k, char *out, size_t len) {
+    char lo[32], hi[32];
+    fmt_bound(lo, sizeof lo, k->min);
+    fmt_bound(hi, sizeof hi, k->max);
+    int unbounded = k->max == INT_MAX || k->max >= BIG;
+    const char *what = k->kind == KEY_FLOAT ? "a number" : "an integer";
+    switch (k->kind) {
+    case KEY_METHOD: snprintf(out, len, "one of sft, kd, seqkd, rkl, gkd, distillm, promptkd"); return;
+    case KEY_NAME: snprintf(out, len, "a non-empty name of letters, digits, '.', '_' or '-'"); return;
+    case KEY_STR: snprintf(out, len, "a non-empty string of at most %zu bytes", k->size - 1); return;
+    case KEY_PATH:
+        snprintf(out, len, "%s of at most %zu bytes", k->can_be_empty ? "a path" : "a non-empty path", k->size - 1);
+        return;
+    case KEY_U64: snprintf(out, len, "a non-negative integer"); return;
+    case KEY_INT:
+    case KEY_FLOAT:
+        if (unbounded)
+            snprintf(out, len, "%s %s %s", what, k->min_open ? ">" : ">=", lo);
+        else if (k->min_open)
+            snprintf(out, len, "%s with %s < x %s %s", what, lo, k->max_open ? "<" : "<=", hi);
+        else
+            snprintf(out, len, "%s in [%s, %s%c", what, lo, hi, k->max_open ? ')' : ']');
+        return;
+    }
+}
+
+static int in_range(const KeyInfo *k, double v) {
+    if (k->min_open ? !(v > k->min) : !(v >= k->min)) return 0;
+    if (k->max_open ? !(v < k->max) : !(v <= k->max)) return 0;
+    return 1;
+}
+
+static int valid_name(const char *s) {
+    if (!*s || !strcmp(s, ".") || !strcmp(s, "..")) return 0;
+    for (const char *p = s; *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Relative paths become absolute against the current folder, so a resolved config
+ * (and the run folder's config.json) means the same thing from anywhere. */
+static int resolve_path(const char *in, char *out, size_t outlen) {
+    if (!*in || in[0] == '/') {
+        if (strlen(in) >= outlen) return PK_FAIL;
+        snprintf(out, outlen, "%s", in);
+        return PK_OK;
+    }
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) return PK_FAIL;
+    const char *rel = in;
+    while (rel[0] == '.' && rel[1] == '/') rel += 2;
+    if (!strcmp(rel, ".")) rel = "";
+    int n = *rel ? snprintf(out, outlen, "%s/%s", cwd, rel) : snprintf(out, outlen, "%s", cwd);
+    if (n < 0 || (size_t)n >= outlen) return PK_FAIL;
+    return PK_OK;
+}
+
+/* Stores a text value into the field after validation. `shown` is how the value
+ * is quoted in messages ('abc' for typed text, "abc" for JSON). `where` prefixes
+ * the message ("FILE: " or ""). */
+static int set_from_text(RunConfig *c, const KeyInfo *k, const char *value, const char *shown, const char *where,
+                         char *err) {
+    char form[160];
+    expected_form(k, form, sizeof form);
+    char *field = (char *)c + k->offset;
+    switch (k->kind) {
+    case KEY_METHOD:
+        for (int i = 0; i < N_METHODS; i++)
+            if (!strcmp(value, METHODS[i])) {
+                snprintf(field, k->size, "%s", value);
+                return PK_OK;
+            }
+        break;
+    case KEY_NAME:
+        if (valid_name(value) && strlen(value) < k->size) {
+            snprintf(field, k->size, "%s", value);
+            return PK_OK;
+        }
+        break;
+    case KEY_STR:
+        if (*value && strlen(value) < k->size) {
+            snprintf(field, k->size, "%s", value);
+            return PK_OK;
+        }
+        break;
+    case KEY_PATH: {
+        if (!*value && !k->can_be_empty) break;
+        char resolved[CONFIG_PATH_LEN];
+        if (resolve_path(value, resolved, sizeof resolved) != PK_OK) break;
+        snprintf(field, k->size, "%s", resolved);
+        return PK_OK;
+    }
+    case KEY_U64: {
+        char *end = NULL;
+        errno = 0;
+        if (value[0] == '-' || value[0] == '+' || value[0] == ' ' || !*value) break;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno || *end) break;
+        *(unsigned long long *)field = v;
+        return PK_OK;
+    }
+    case KEY_INT: {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end || !in_range(k, (double)v)) break;
+        *(int *)field = (int)v;
+        return PK_OK;
+    }
+    case KEY_FLOAT: {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !isfinite(v) || !isfinite((float)v) || !in_range(k, (double)(float)v))
+            break;
+        *(float *)field = (float)v;
+        return PK_OK;
+    }
+    }
+    return pk_errf(err, "%skey '%s': expected %s, got %s", where, k->name, form, shown);
+}
+
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int d[64][64];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+static int unknown_key(const char *where, const char *key, char *err) {
+    char list[PK_ERR_LEN];
+    size_t used = 0;
+    list[0] = 0;
+    for (int i = 0; i < N_KEYS; i++) {
+        int n = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", KEYS[i].name);
+        if (n < 0 || (size_t)n >= sizeof list - used) break;
+        used += (size_t)n;
+    }
+    const char *best = NULL;
+    int best_d = 3;
+    for (int i = 0; i < N_KEYS; i++) {
+        int dd = edit_distance(key, KEYS[i].name);
+        if (dd < best_d) best_d = dd, best = KEYS[i].name;
+    }
+    char shown[80];
+    snprintf(shown, sizeof shown, "%s", key);
+    if (best)
+        return pk_errf(err, "%sunknown key '%s' (did you mean '%s'? known keys: %s)", where, shown, best, list);
+    return pk_errf(err, "%sunknown key '%s' (known keys: %s)", where, shown, list);
+}
+
+int config_set(RunConfig *c, const char *key, const char *value, char *err) {
+    const KeyInfo *k = find_key(key);
+    if (!k) return unknown_key("", key, err);
+    char shown[200];
+    snprintf(shown, sizeof shown, "'%s'", value);
+    RunConfig tmp = *c;
+    if (set_from_text(&tmp, k, value, shown, "", err) != PK_OK) return PK_FAIL;
+    *c = tmp;
+    return PK_OK;
+}
+
+/* Shortest decimal text that reads back as exactly the same float. */
+static void format_float(float v, char *out, size_t len) {
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(out, len, "%.*g", prec, (double)v);
+        if (strtof(out, NULL) == v) return;
+    }
+}
+
+int config_get(const RunConfig *c, const char *key, char *out, size_t len, char *err) {
+    const KeyInfo *k = find_key(key);
+    if (!k) return unknown_key("", key, err);
+    const char *field = (const char *)c + k->offset;
+    int n = 0;
+    switch (k->kind) {
+    case KEY_METHOD:
+    case KEY_NAME:
+    case KEY_STR:
+    case KEY_PATH: n = snprintf(out, len, "%s", field); break;
+    case KEY_U64: n = snprintf(out, len, "%llu", *(const unsigned long long *)field); break;
+    case KEY_INT: n = snprintf(out, len, "%d", *(const int *)field); break;
+    case KEY_FLOAT: {
+        char tmp[48];
+        format_float(*(const float *)field, tmp, sizeof tmp);
+        n = snprintf(out, len, "%s", tmp);
+        break;
+    }
+    }
+    if (n < 0 || (size_t)n >= len) return pk_errf(err, "key '%s': value does not fit in %zu bytes", key, len);
+    return PK_OK;
+}
+
+static const char *json_type_name(const cJSON *v) {
+    if (cJSON_IsString(v)) return "the string";
+    if (cJSON_IsNumber(v)) return "the number";
+    if (cJSON_IsBool(v)) return "the boolean";
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "a value";
+}
+
+/* The value as JSON text, shortened for messages. */
+static void json_shown(const cJSON *v, char *out, size_t len) {
+    if (cJSON_IsArray(v) || cJSON_IsObject(v) || cJSON_IsNull(v)) {
+        out[0] = 0;
+        return;
+    }
+    char *s = cJSON_PrintUnformatted(v);
+    if (!s) {
+        snprintf(out, len, "?");
+        return;
+    }
+    if (strlen(s) > 120) snprintf(s + 100, strlen(s) - 99, "...");
+    snprintf(out, len, " %s", s);
+    cJSON_free(s);
+}
+
+static int set_from_json(RunConfig *c, const KeyInfo *k, const cJSON *v, const char *where, char *err) {
+    char form[160], shown[160];
+    expected_form(k, form, sizeof form);
+    json_shown(v, shown, sizeof shown);
+    int text_kind = k->kind == KEY_METHOD || k->kind == KEY_NAME || k->kind == KEY_STR || k->kind == KEY_PATH;
+    if (text_kind) {
+        if (!cJSON_IsString(v))
+            return pk_errf(err, "%skey '%s': expected %s (a JSON string), got %s%s", where, k->name, form,
+                           json_type_name(v), shown);
+        return set_from_text(c, k, v->valuestring, shown + 1, where, err);
+    }
+    /* seed may also be written as a string of digits, for values beyond 2^53 */
+    if (k->kind == KEY_U64 && cJSON_IsString(v)) return set_from_text(c, k, v->valuestring, shown + 1, where, err);
+    if (!cJSON_IsNumber(v))
+        return pk_errf(err, "%skey '%s': expected %s (a JSON number), got %s%s", where, k->name, form,
+                       json_type_name(v), shown);
+    double d = v->valuedouble;
+    if (k->kind == KEY_INT || k->kind == KEY_U64) {
+        if (!isfinite(d) || d != floor(d) || (k->kind == KEY_U64 && (d < 0 || d > 9007199254740992.0)) ||
+            (k->kind == KEY_INT && (d < INT_MIN || d > INT_MAX || !in_range(k, d))))
+            return pk_errf(err, "%skey '%s': expected %s, got%s", where, k->name, form, shown);
+        char text[48];
+        snprintf(text, sizeof text, "%.0f", d);
+        return set_from_text(c, k, text, shown + 1, where, err);
+    }
+    /* floats: use the JSON text itself so 5e-5 reads as strtof("5e-5") */
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text) return pk_errf(err, "%skey '%s': out of memory", where, k->name);
+    int rc = set_from_text(c, k, text, shown + 1, where, err);
+    cJSON_free(text);
+    return rc;
+}
+
+int config_load_json(RunConfig *c, const char *path, char *err) {
+    char *text = NULL;
+    size_t len = 0;
+    if (pk_read_file(path, &text, &len, err) != PK_OK) return PK_FAIL;
+    char where[CONFIG_PATH_LEN + 8];
+    snprintf(where, sizeof where, "%s: ", path);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root) {
+        int line = 1;
+        const char *stop = end ? end : text;
+        for (const char *p = text; p < stop && p < text + len; p++)
+            if (*p == '\n') line++;
+        free(text);
+        return pk_errf(err, "%sline %d: malformed JSON (expected a JSON object of key: value)", path, line);
+    }
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return pk_errf(err, "%sexpected a JSON object of key: value at the top level", where);
+    }
+    RunConfig tmp = *c;
+    int rc = PK_OK;
+    for (const cJSON *item = root->child; item && rc == PK_OK; item = item->next) {
+        const KeyInfo *k = find_key(item->string ? item->string : "");
+        if (!k) {
+            rc = unknown_key(where, item->string ? item->string : "", err);
+            break;
+        }
+        for (const cJSON *prev = root->child; prev != item; prev = prev->next)
+            if (!strcmp(prev->string, item->string)) {
+                rc = pk_errf(err, "%skey '%s' appears twice", where, item->string);
+                break;
+            }
+        if (rc == PK_OK) rc = set_from_json(&tmp, k, item, where, err);
+    }
+    cJSON_Delete(root);
+    if (rc == PK_OK) *c = tmp;
+    return rc;
+}
+
+static int need_path(const char *key, const char *path, int want_dir, char *err) {
+    if (!*path) return pk_errf(err, "key '%s' is not set: expected %s", key, want_dir ? "a folder" : "a file");
+    if (want_dir ? !pk_is_dir(path) : !pk_file_exists(path) || pk_is_dir(path))
+        return pk_errf(err, "key '%s': %s '%s' does not exist", key, want_dir ? "folder" : "file", path);
+    return PK_OK;
+}
+
+int config_validate(const RunConfig *c, char *err) {
+    /* every key on its own: catches values written into the struct directly */
+    char value[CONFIG_PATH_LEN + 64];
+    for (int i = 0; i < N_KEYS; i++) {
+        RunConfig probe = *c;
+        if (config_get(c, KEYS[i].name, value, sizeof value, err) != PK_OK) return PK_FAIL;
+        if (KEYS[i].kind == KEY_PATH) continue; /* resolved already; existence checked below */
+        char shown[CONFIG_PATH_LEN + 80];
+        snprintf(shown, sizeof shown, "'%s'", value);
+        if (set_from_text(&probe, &KEYS[i], value, shown, "", err) != PK_OK) return PK_FAIL;
+    }
+    if (!*c->run_dir) return pk_errf(err, "key 'run_dir' is not set: expected a folder for run folders");
+    int uses_teacher = strcmp(c->method, "sft") != 0;
+    if (uses_teacher && need_path("teacher", c->teacher, 1, err) != PK_OK) return PK_FAIL;
+    if (need_path("student", c->student, 1, err) != PK_OK) return PK_FAIL;
+    if (need_path("tokenizer", c->tokenizer, 1, err) != PK_OK) return PK_FAIL;
+    if (need_path("train_data", c->train_data, 0, err) != PK_OK) return PK_FAIL;
+    if (need_path("valid_data", c->valid_data, 0, err) != PK_OK) return PK_FAIL;
+    if (*c->test_data && need_path("test_data", c->test_data, 0, err) != PK_OK) return PK_FAIL;
+    if (c->stop_after > c->steps)
+        return pk_errf(err, "key 'stop_after': expected at most steps (%d), got %d", c->steps, c->stop_after);
+    return PK_OK;
+}
+
+int config_save_json(const RunConfig *c, const char *path, char *err) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return pk_errf(err, "%s: out of memory", path);
+    char value[CONFIG_PATH_LEN + 64];
+    for (int i = 0; i < N_KEYS; i++) {
+        const KeyInfo *k = &KEYS[i];
+        if (config_get(c, k->name, value, sizeof value, err) != PK_OK) {
+            cJSON_Delete(root);
+            return PK_FAIL;
+        }
+        cJSON *item;
+        if (k->kind == KEY_INT || k->kind == KEY_FLOAT ||
+            (k->kind == KEY_U64 && c->seed <= 9007199254740992ULL))
+            item = cJSON_AddRawToObject(root, k->name, value);
+        else
+            item = cJSON_AddStringToObject(root, k->name, value);
+        if (!item) {
+            cJSON_Delete(root);
+            return pk_errf(err, "%s: out of memory", path);
+        }
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return pk_errf(err, "%s: out of memory", path);
+    PkBuf b = {0};
+    int rc = pk_buf_printf(&b, "%s\n", text);
+    cJSON_free(text);
+    if (rc != PK_OK) {
+        pk_buf_free(&b);
+        return pk_errf(err, "%s: out of memory", path);
+    }
+    rc = pk_write_file_atomic(path, b.data, b.len, err);
+    pk_buf_free(&b);
+    return rc;
+}
