@@ -1,0 +1,775 @@
+/* GPT-2 byte-level BPE, exact to tiktoken's "gpt2" encoding, and a BPE trainer that writes the same
+ * two files (vocab.json, merges.txt).
+ *
+ * Encoding, as tiktoken does it:
+ *   1. split the text at "<|endoftext|>" (when allowed; the special token is emitted as its id);
+ *   2. pre-tokenise each segment with GPT-2's regex
+ *        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *      implemented by hand over code point classes (letter, number, space, other);
+ *   3. a piece that is itself a token is that token; otherwise byte-level BPE: repeatedly merge the
+ *      adjacent pair whose concatenation has the lowest merge rank, leftmost first.
+ * The rank of a token string is the index of the first merges.txt line producing it; for GPT-2 that
+ * order equals the vocabulary id order tiktoken ranks by. */
+#include "tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "unicode_tables.h"
+
+#define TOK_SPECIAL "<|endoftext|>"
+#define TOK_NO_RANK INT_MAX
+#define TOK_CACHE_SLOTS (1u << 16)          /* power of two */
+#define TOK_CACHE_MAX_ENTRIES (1u << 15)    /* cleared when full, so the load stays <= 1/2 */
+#define TOK_CACHE_MAX_PIECE 128             /* longer pieces are rare; not worth caching */
+
+/* ---------------------------------------------------------------------------------------------
+ * GPT-2's byte <-> unicode alphabet: printable bytes map to themselves, the other 68 bytes to
+ * U+0100.. in increasing byte order. Byte token ids 0..255 follow the same order (printable first). */
+
+typedef struct {
+    uint32_t byte_to_cp[256];
+    int cp_to_byte[324];     /* -1 where the code point is not in the alphabet */
+    int byte_token_order[256]; /* id -> byte, as GPT-2's vocab.json orders the 256 byte tokens */
+} ByteAlphabet;
+
+static int byte_is_printable(int b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE); }
+
+static void byte_alphabet_init(ByteAlphabet *a) {
+    int n = 0, k = 0;
+    for (int i = 0; i < 324; i++) a->cp_to_byte[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        if (byte_is_printable(b)) {
+            a->byte_to_cp[b] = (uint32_t)b;
+            a->byte_token_order[k++] = b;
+        } else {
+            a->byte_to_cp[b] = 256u + (uint32_t)n++;
+        }
+        a->cp_to_byte[a->byte_to_cp[b]] = b;
+    }
+    for (int b = 0; b < 256; b++)
+        if (!byte_is_printable(b)) a->byte_token_order[k++] = b;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * UTF-8 and code point classes. */
+
+enum { CLS_OTHER = 0, CLS_LETTER = 1, CLS_NUMBER = 2, CLS_SPACE = 3 };
+
+/* Decodes one well-formed UTF-8 sequence at s[0..avail): returns its length, or 0 when the bytes
+ * there are not well-formed (overlong, surrogate, above U+10FFFF, truncated, stray continuation). */
+static int utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp) {
+    unsigned c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    int n;
+    uint32_t v, lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) n = 2, v = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3, v = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, v = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (avail < (size_t)n) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    v = (v << 6) | (s[1] & 0x3F);
+    for (int i = 2; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    *cp = v;
+    return n;
+}
+
+static int in_ranges(const PkUnicodeRange *r, int n, uint32_t cp) {
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < r[mid].first) hi = mid - 1;
+        else if (cp > r[mid].last) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+
+static int codepoint_class(uint32_t cp) {
+    if (cp < 0x80) {
+        if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return CLS_LETTER;
+        if (cp >= '0' && cp <= '9') return CLS_NUMBER;
+        if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D)) return CLS_SPACE;
+        return CLS_OTHER;
+    }
+    if (in_ranges(pk_unicode_letters, pk_unicode_letters_count, cp)) return CLS_LETTER;
+    if (in_ranges(pk_unicode_numbers, pk_unicode_numbers_count, cp)) return CLS_NUMBER;
+    if (in_ranges(pk_unicode_spaces, pk_unicode_spaces_count, cp)) return CLS_SPACE;
+    return CLS_OTHER;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Pre-tokenisation: GPT-2's regex over characters. Invalid UTF-8 bytes are one "other" character
+ * each. Calls emit(ctx, start, end) for each piece (byte offsets into text). */
+
+typedef struct {
+    unsigned char *cls;  /* [n_chars] */
+    unsigned char *ascii; /* [n_chars] the character when ASCII, else 0 */
+    size_t *offset;      /* [n_chars + 1] byte offset of each character */
+    size_t cap;
+} CharScratch;
+
+static int char_scratch_reserve(CharScratch *cs, size_t n, char *err) {
+    if (n <= cs->cap) return PK_OK;
+    size_t cap = n < 256 ? 256 : n;
+    unsigned char *cls = realloc(cs->cls, cap);
+    if (cls) cs->cls = cls;
+    unsigned char *ascii = realloc(cs->ascii, cap);
+    if (ascii) cs->ascii = ascii;
+    size_t *offset = realloc(cs->offset, (cap + 1) * sizeof(size_t));
+    if (offset) cs->offset = offset;
+    if (!cls || !ascii || !offset) return pk_errf(err, "out of memory while splitting %zu bytes of text", n);
+    cs->cap = cap;
+    return PK_OK;
+}
+
+static void char_scratch_free(CharScratch *cs) {
+    free(cs->cls);
+    free(cs->ascii);
+    free(cs->offset);
+    memset(cs, 0, sizeof *cs);
+}
+
+typedef int (*PieceFn)(void *ctx, const char *piece, size_t len, char *err);
+
+static int pretokenize(const char *text, size_t len, CharScratch *cs, PieceFn emit, void *ctx, char *err) {
+    if (len == 0) return PK_OK;
+    if (char_scratch_reserve(cs, len, err) != PK_OK) return PK_FAIL;
+    const unsigned char *s = (const unsigned char *)text;
+    size_t nc = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        int n = utf8_decode(s + i, len - i, &cp);
+        cs->offset[nc] = i;
+        if (n == 0) { /* an invalid byte: a character of its own, neither letter, number nor space */
+            cs->cls[nc] = CLS_OTHER;
+            cs->ascii[nc] = 0;
+            i += 1;
+        } else {
+            cs->cls[nc] = (unsigned char)codepoint_class(cp);
+            cs->ascii[nc] = cp < 0x80 ? (unsigned char)cp : 0;
+            i += (size_t)n;
+        }
+        nc++;
+    }
+    cs->offset[nc] = len;
+    const unsigned char *cls = cs->cls, *ascii = cs->ascii;
+    size_t i = 0;
+    while (i < nc) {
+        size_t end = 0;
+        unsigned char c = ascii[i];
+        if (c == '\'' && i + 1 < nc) { /* 's|'t|'re|'ve|'m|'ll|'d (case-sensitive, ASCII apostrophe) */
+            unsigned char a = ascii[i + 1], b = i + 2 < nc ? ascii[i + 2] : 0;
+            if (a == 's' || a == 't' || a == 'm' || a == 'd') end = i + 2;
+            else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) end = i + 3;
+        }
+        if (!end) {
+            int k = cls[i];
+            size_t j = i;
+            /* " ?X+": a single ASCII space joins a following run of letters, numbers or others */
+            if (c == ' ' && i + 1 < nc && cls[i + 1] != CLS_SPACE) {
+                j = i + 1;
+                k = cls[j];
+            }
+            if (k != CLS_SPACE) {
+                end = j + 1;
+                while (end < nc && cls[end] == k) end++;
+            } else {
+                /* \s+(?!\S) takes the run except its last character when a non-space follows;
+                 * a lone space before a non-space falls through to \s+ */
+                size_t r = i;
+                while (r < nc && cls[r] == CLS_SPACE) r++;
+                if (r == nc) end = nc;
+                else if (r - i >= 2) end = r - 1;
+                else end = i + 1;
+            }
+        }
+        if (emit(ctx, text + cs->offset[i], cs->offset[end] - cs->offset[i], err) != PK_OK) return PK_FAIL;
+        i = end;
+    }
+    return PK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * A hash table from byte strings to ids (open addressing, linear probing). */
+
+static uint64_t hash_bytes(const void *data, size_t len) {
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+typedef struct {
+    int32_t *slots; /* id, or -1 when empty */
+    size_t mask;
+} IdTable;
+
+/* ---------------------------------------------------------------------------------------------
+ * The tokenizer. */
+
+typedef struct {
+    char *key;
+    int *ids;
+    uint32_t key_len, n_ids;
+} CacheEntry;
+
+struct Tokenizer {
+    int vocab_size;
+    int eos_id;
+    char *token_bytes;     /* all token strings, back to back */
+    size_t *token_offset;  /* [vocab_size + 1] */
+    int *merge_rank;       /* [vocab_size] index of the first merge producing the token, TOK_NO_RANK if none */
+    IdTable table;         /* token bytes -> id */
+    /* cache of BPE results for pieces (words repeat a lot); guarded so encoding is thread-safe */
+    pthread_mutex_t cache_lock;
+    CacheEntry *cache;     /* [TOK_CACHE_SLOTS] */
+    unsigned cache_entries;
+};
+
+static const char *token_ptr(const Tokenizer *t, int id, size_t *len) {
+    *len = t->token_offset[id + 1] - t->token_offset[id];
+    return t->token_bytes + t->token_offset[id];
+}
+
+static int table_find(const Tokenizer *t, const char *s, size_t len) {
+    size_t i = (size_t)hash_bytes(s, len) & t->table.mask;
+    for (;; i = (i + 1) & t->table.mask) {
+        int id = t->table.slots[i];
+        if (id < 0) return -1;
+        size_t l;
+        const char *p = token_ptr(t, id, &l);
+        if (l == len && memcmp(p, s, len) == 0) return id;
+    }
+}
+
+/* Inserts id (whose bytes are already in token_bytes); returns the id already holding the same
+ * bytes, or -1 when inserted. */
+static int table_insert(Tokenizer *t, int id) {
+    size_t len;
+    const char *s = token_ptr(t, id, &len);
+    size_t i = (size_t)hash_bytes(s, len) & t->table.mask;
+    for (;; i = (i + 1) & t->table.mask) {
+        int other = t->table.slots[i];
+        if (other < 0) {
+            t->table.slots[i] = id;
+            return -1;
+        }
+        size_t l;
+        const char *p = token_ptr(t, other, &l);
+        if (l == len && memcmp(p, s, len) == 0) return other;
+    }
+}
+
+static void cache_clear(Tokenizer *t) {
+    if (!t->cache) return;
+    for (unsigned i = 0; i < TOK_CACHE_SLOTS; i++) {
+        free(t->cache[i].key);
+        free(t->cache[i].ids);
+    }
+    memset(t->cache, 0, TOK_CACHE_SLOTS * sizeof(CacheEntry));
+    t->cache_entries = 0;
+}
+
+void tok_free(Tokenizer *t) {
+    if (!t) return;
+    cache_clear(t);
+    free(t->cache);
+    pthread_mutex_destroy(&t->cache_lock);
+    free(t->token_bytes);
+    free(t->token_offset);
+    free(t->merge_rank);
+    free(t->table.slots);
+    free(t);
+}
+
+int tok_vocab_size(const Tokenizer *t) { return t->vocab_size; }
+int tok_eos_id(const Tokenizer *t) { return t->eos_id; }
+
+const char *tok_token_bytes(const Tokenizer *t, int id, size_t *len) {
+    if (id < 0 || id >= t->vocab_size) return NULL;
+    return token_ptr(t, id, len);
+}
+
+/* Line number (1-based) of position pos in text. */
+static int line_of(const char *text, size_t pos) {
+    int line = 1;
+    for (size_t i = 0; i < pos; i++)
+        if (text[i] == '\n') line++;
+    return line;
+}
+
+/* Maps a string in GPT-2's byte alphabet back to bytes (out has room for strlen(s) bytes).
+ * Returns the byte count, or -1 when a character is outside the alphabet. */
+static long alphabet_to_bytes(const ByteAlphabet *a, const char *s, size_t len, char *out) {
+    size_t i = 0;
+    long n = 0;
+    while (i < len) {
+        uint32_t cp;
+        int k = utf8_decode((const unsigned char *)s + i, len - i, &cp);
+        if (k == 0 || cp >= 324 || a->cp_to_byte[cp] < 0) return -1;
+        out[n++] = (char)a->cp_to_byte[cp];
+        i += (size_t)k;
+    }
+    return n;
+}
+
+static int load_vocab(Tokenizer *t, const ByteAlphabet *alpha, const char *path, char *err) {
+    char *data = NULL;
+    size_t len = 0;
+    if (pk_read_file(path, &data, &len, err) != PK_OK) return PK_FAIL;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+    if (!root) {
+        size_t pos = end && end >= data && end <= data + len ? (size_t)(end - data) : 0;
+        int rc = pk_errf(err, "%s: line %d: not valid JSON (expected an object of token -> id)", path,
+                         line_of(data, pos));
+        free(data);
+        return rc;
+    }
+    int rc = PK_FAIL;
+    if (!cJSON_IsObject(root)) {
+        pk_errf(err, "%s: expected a JSON object mapping token strings to ids", path);
+        goto done;
+    }
+    int n = cJSON_GetArraySize(root);
+    if (n <= 0) {
+        pk_errf(err, "%s: the vocabulary is empty", path);
+        goto done;
+    }
+    t->vocab_size = n;
+    size_t total = 0;
+    for (cJSON *e = root->child; e; e = e->next) total += strlen(e->string);
+    t->token_offset = calloc((size_t)n + 1, sizeof(size_t));
+    t->token_bytes = malloc(total + 1);
+    t->merge_rank = malloc((size_t)n * sizeof(int));
+    size_t *token_len = calloc((size_t)n, sizeof(size_t));
+    const cJSON **by_id = calloc((size_t)n, sizeof(cJSON *));
+    char *scratch = malloc(total + 1);
+    if (!t->token_offset || !t->token_bytes || !t->merge_rank || !token_len || !by_id || !scratch) {
+        pk_errf(err, "%s: out of memory for %d tokens", path, n);
+        goto free_scratch;
+    }
+    int entry = 0;
+    for (cJSON *e = root->child; e; e = e->next, entry++) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(long long)e->valuedouble) {
+            pk_errf(err, "%s: entry %d (\"%.60s\"): the id must be an integer", path, entry + 1, e->string);
+            goto free_scratch;
+        }
+        double v = e->valuedouble;
+        if (v < 0 || v >= n) {
+            pk_errf(err, "%s: entry %d (\"%.60s\"): id %.0f is out of range (ids must be 0..%d for %d entries)",
+                    path, entry + 1, e->string, v, n - 1, n);
+            goto free_scratch;
+        }
+        int id = (int)v;
+        if (by_id[id]) {
+            pk_errf(err, "%s: entry %d (\"%.60s\"): id %d is already used by \"%.60s\"", path, entry + 1, e->string,
+                    id, by_id[id]->string);
+            goto free_scratch;
+        }
+        by_id[id] = e;
+        long nb = alphabet_to_bytes(alpha, e->string, strlen(e->string), scratch);
+        if (nb < 0) {
+            pk_errf(err, "%s: entry %d (\"%.60s\"): the token has a character outside GPT-2's byte alphabet", path,
+                    entry + 1, e->string);
+            goto free_scratch;
+        }
+        if (nb == 0) {
+            pk_errf(err, "%s: entry %d: the token string is empty", path, entry + 1);
+            goto free_scratch;
+        }
+        token_len[id] = (size_t)nb;
+    }
+    /* lay the tokens out in id order */
+    size_t off = 0;
+    for (int id = 0; id < n; id++) {
+        t->token_offset[id] = off;
+        long nb = alphabet_to_bytes(alpha, by_id[id]->string, strlen(by_id[id]->string), t->token_bytes + off);
+        off += (size_t)nb;
+        t->merge_rank[id] = TOK_NO_RANK;
+    }
+    t->token_offset[n] = off;
+    size_t slots = 1;
+    while (slots < (size_t)n * 2) slots <<= 1;
+    t->table.slots = malloc(slots * sizeof(int32_t));
+    if (!t->table.slots) {
+        pk_errf(err, "%s: out of memory for %d tokens", path, n);
+        goto free_scratch;
+    }
+    memset(t->table.slots, 0xFF, slots * sizeof(int32_t));
+    t->table.mask = slots - 1;
+    t->eos_id = -1;
+    for (int id = 0; id < n; id++) {
+        int other = table_insert(t, id);
+        if (other >= 0) {
+            pk_errf(err, "%s: tokens %d (\"%.60s\") and %d (\"%.60s\") stand for the same bytes", path, other,
+                    by_id[other]->string, id, by_id[id]->string);
+            goto free_scratch;
+        }
+        size_t l;
+        const char *p = token_ptr(t, id, &l);
+        if (l == strlen(TOK_SPECIAL) && !memcmp(p, TOK_SPECIAL, l)) t->eos_id = id;
+    }
+    rc = PK_OK;
+free_scratch:
+    free(token_len);
+    free(by_id);
+    free(scratch);
+done:
+    cJSON_Delete(root);
+    free(data);
+    return rc;
+}
+
+static int load_merges(Tokenizer *t, const ByteAlphabet *alpha, const char *path, char *err) {
+    char *data = NULL;
+    size_t len = 0;
+    if (pk_read_file(path, &data, &len, err) != PK_OK) return PK_FAIL;
+    char *buf = malloc(len + 1);
+    if (!buf) {
+        free(data);
+        return pk_errf(err, "%s: out of memory", path);
+    }
+    int rc = PK_FAIL, line = 0, rank = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        size_t eol = pos;
+        while (eol < len && data[eol] != '\n') eol++;
+        size_t next = eol < len ? eol + 1 : eol;
+        line++;
+        size_t l = eol - pos;
+        if (l > 0 && data[pos + l - 1] == '\r') l--;
+        const char *s = data + pos;
+        if (line == 1 && l >= 8 && !memcmp(s, "#version", 8)) {
+            pos = next;
+            continue;
+        }
+        if (l == 0) {
+            /* blank lines may only end the file */
+            size_t k = next;
+            while (k < len && (data[k] == '\n' || data[k] == '\r' || data[k] == ' ' || data[k] == '\t')) k++;
+            if (k == len) break;
+            pk_errf(err, "%s: line %d: empty line (expected two tokens separated by one space)", path, line);
+            goto done;
+        }
+        const char *sp = memchr(s, ' ', l);
+        if (!sp || sp == s || sp == s + l - 1 || memchr(sp + 1, ' ', (size_t)(s + l - sp - 1))) {
+            pk_errf(err, "%s: line %d: expected two tokens separated by one space, got \"%.*s\"", path, line,
+                    (int)(l > 80 ? 80 : l), s);
+            goto done;
+        }
+        size_t la = (size_t)(sp - s), lb = l - la - 1;
+        long na = alphabet_to_bytes(alpha, s, la, buf);
+        long nb = na < 0 ? -1 : alphabet_to_bytes(alpha, sp + 1, lb, buf + na);
+        if (na < 0 || nb < 0) {
+            pk_errf(err, "%s: line %d: \"%.*s\" has a character outside GPT-2's byte alphabet", path, line,
+                    (int)(l > 80 ? 80 : l), s);
+            goto done;
+        }
+        int ida = table_find(t, buf, (size_t)na), idb = table_find(t, buf + na, (size_t)nb);
+        if (ida < 0 || idb < 0) {
+            pk_errf(err, "%s: line %d: the token \"%.*s\" is not in vocab.json", path, line,
+                    ida < 0 ? (int)la : (int)lb, ida < 0 ? s : sp + 1);
+            goto done;
+        }
+        int idm = table_find(t, buf, (size_t)(na + nb));
+        if (idm < 0) {
+            pk_errf(err, "%s: line %d: the merged token \"%.*s%.*s\" is not in vocab.json", path, line, (int)la, s,
+                    (int)lb, sp + 1);
+            goto done;
+        }
+        if (t->merge_rank[idm] == TOK_NO_RANK) t->merge_rank[idm] = rank;
+        rank++;
+        pos = next;
+    }
+    rc = PK_OK;
+done:
+    free(buf);
+    free(data);
+    return rc;
+}
+
+int tok_load(Tokenizer **out, const char *dir, char *err) {
+    *out = NULL;
+    ByteAlphabet alpha;
+    byte_alphabet_init(&alpha);
+    char vocab_path[4096], merges_path[4096];
+    if (pk_path_join(vocab_path, sizeof vocab_path, dir, "vocab.json", err) != PK_OK) return PK_FAIL;
+    if (pk_path_join(merges_path, sizeof merges_path, dir, "merges.txt", err) != PK_OK) return PK_FAIL;
+    Tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return pk_errf(err, "out of memory loading the tokenizer in %s", dir);
+    pthread_mutex_init(&t->cache_lock, NULL);
+    t->eos_id = -1;
+    if (load_vocab(t, &alpha, vocab_path, err) != PK_OK || load_merges(t, &alpha, merges_path, err) != PK_OK) {
+        tok_free(t);
+        return PK_FAIL;
+    }
+    t->cache = calloc(TOK_CACHE_SLOTS, sizeof(CacheEntry));
+    if (!t->cache) {
+        tok_free(t);
+        return pk_errf(err, "out of memory loading the tokenizer in %s", dir);
+    }
+    *out = t;
+    return PK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Encoding. */
+
+typedef struct {
+    int rank;
+    int left, mid, end; /* the pair is piece[left..mid) + piece[mid..end) */
+} MergeCandidate;
+
+typedef struct {
+    const Tokenizer *t;
+    int *ids;
+    int n, cap;
+    CharScratch chars;
+    MergeCandidate *heap;
+    int *next, *prev;
+    unsigned char *alive;
+    size_t piece_cap;
+} EncodeState;
+
+static int push_id(EncodeState *st, int id, char *err) {
+    if (st->n == st->cap) {
+        int cap = st->cap ? st->cap * 2 : 256;
+        int *ids = realloc(st->ids, (size_t)cap * sizeof(int));
+        if (!ids) return pk_errf(err, "out of memory while encoding (%d tokens)", st->n);
+        st->ids = ids;
+        st->cap = cap;
+    }
+    st->ids[st->n++] = id;
+    return PK_OK;
+}
+
+static int candidate_less(const MergeCandidate *a, const MergeCandidate *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static void heap_push(MergeCandidate *h, int *n, MergeCandidate c) {
+    int i = (*n)++;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!candidate_less(&c, &h[p])) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = c;
+}
+
+static MergeCandidate heap_pop(MergeCandidate *h, int *n) {
+    MergeCandidate top = h[0], last = h[--(*n)];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && candidate_less(&h[c + 1], &h[c])) c++;
+        if (!candidate_less(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0) h[i] = last;
+    return top;
+}
+
+static int rank_of(const Tokenizer *t, const char *s, size_t len) {
+    int id = table_find(t, s, len);
+    return id < 0 ? TOK_NO_RANK : t->merge_rank[id];
+}
+
+static int cache_lookup_and_push(EncodeState *st, const char *piece, size_t len, uint64_t h, char *err) {
+    Tokenizer *t = (Tokenizer *)st->t; /* the cache is the only mutable part, under its lock */
+    int found = 0, rc = PK_OK;
+    pthread_mutex_lock(&t->cache_lock);
+    for (size_t i = (size_t)h & (TOK_CACHE_SLOTS - 1);; i = (i + 1) & (TOK_CACHE_SLOTS - 1)) {
+        CacheEntry *e = &t->cache[i];
+        if (!e->key) break;
+        if (e->key_len == len && !memcmp(e->key, piece, len)) {
+            found = 1;
+            for (uint32_t k = 0; k < e->n_ids && rc == PK_OK; k++) rc = push_id(st, e->ids[k], err);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->cache_lock);
+    return rc != PK_OK ? -1 : found;
+}
+
+static void cache_store(EncodeState *st, const char *piece, size_t len, uint64_t h, const int *ids, int n) {
+    Tokenizer *t = (Tokenizer *)st->t;
+    char *key = malloc(len);
+    int *copy = malloc((size_t)n * sizeof(int));
+    if (!key || !copy) { /* the cache is an optimisation: skip it when memory is short */
+        free(key);
+        free(copy);
+        return;
+    }
+    memcpy(key, piece, len);
+    memcpy(copy, ids, (size_t)n * sizeof(int));
+    pthread_mutex_lock(&t->cache_lock);
+    if (t->cache_entries >= TOK_CACHE_MAX_ENTRIES) cache_clear(t);
+    size_t i = (size_t)h & (TOK_CACHE_SLOTS - 1);
+    for (; t->cache[i].key; i = (i + 1) & (TOK_CACHE_SLOTS - 1))
+        if (t->cache[i].key_len == len && !memcmp(t->cache[i].key, piece, len)) break;
+    if (t->cache[i].key) { /* another thread stored it meanwhile */
+        free(key);
+        free(copy);
+    } else {
+        t->cache[i] = (CacheEntry){key, copy, (uint32_t)len, (uint32_t)n};
+        t->cache_entries++;
+    }
+    pthread_mutex_unlock(&t->cache_lock);
+}
+
+static int reserve_piece(EncodeState *st, size_t len, char *err) {
+    if (len <= st->piece_cap) return PK_OK;
+    size_t cap = len < 64 ? 64 : len * 2;
+    MergeCandidate *heap = realloc(st->heap, cap * 3 * sizeof(MergeCandidate));
+    if (heap) st->heap = heap;
+    int *next = realloc(st->next, (cap + 1) * sizeof(int));
+    if (next) st->next = next;
+    int *prev = realloc(st->prev, (cap + 1) * sizeof(int));
+    if (prev) st->prev = prev;
+    unsigned char *alive = realloc(st->alive, cap + 1);
+    if (alive) st->alive = alive;
+    if (!heap || !next || !prev || !alive) return pk_errf(err, "out of memory encoding a %zu-byte piece", len);
+    st->piece_cap = cap;
+    return PK_OK;
+}
+
+/* Byte-level BPE of one piece, the same merge order as tiktoken: the lowest-rank adjacent pair,
+ * leftmost among equals, one merge at a time. A heap of candidates with lazy invalidation keeps
+ * it O(n log n) on long pieces. */
+static int encode_piece(void *ctx, const char *piece, size_t len, char *err) {
+    EncodeState *st = ctx;
+    const Tokenizer *t = st->t;
+    int whole = table_find(t, piece, len);
+    if (whole >= 0 && whole != t->eos_id) return push_id(st, whole, err);
+    uint64_t h = hash_bytes(piece, len);
+    int cacheable = len <= TOK_CACHE_MAX_PIECE;
+    if (cacheable) {
+        int found = cache_lookup_and_push(st, piece, len, h, err);
+        if (found < 0) return PK_FAIL;
+        if (found) return PK_OK;
+    }
+    if (reserve_piece(st, len, err) != PK_OK) return PK_FAIL;
+    int L = (int)len, nh = 0;
+    int *next = st->next, *prev = st->prev;
+    unsigned char *alive = st->alive;
+    for (int i = 0; i < L; i++) {
+        next[i] = i + 1;
+        prev[i] = i - 1;
+        alive[i] = 1;
+    }
+    for (int i = 0; i + 1 < L; i++) {
+        int r = rank_of(t, piece + i, 2);
+        if (r != TOK_NO_RANK) heap_push(st->heap, &nh, (MergeCandidate){r, i, i + 1, i + 2});
+    }
+    while (nh > 0) {
+        MergeCandidate c = heap_pop(st->heap, &nh);
+        if (!alive[c.left] || next[c.left] != c.mid || next[c.mid] != c.end) continue; /* stale */
+        alive[c.mid] = 0;
+        next[c.left] = c.end;
+        if (c.end < L) prev[c.end] = c.left;
+        if (prev[c.left] >= 0) {
+            int p = prev[c.left];
+            int r = rank_of(t, piece + p, (size_t)(c.end - p));
+            if (r != TOK_NO_RANK) heap_push(st->heap, &nh, (MergeCandidate){r, p, c.left, c.end});
+        }
+        if (c.end < L) {
+            int e2 = next[c.end];
+            int r = rank_of(t, piece + c.left, (size_t)(e2 - c.left));
+            if (r != TOK_NO_RANK) heap_push(st->heap, &nh, (MergeCandidate){r, c.left, c.end, e2});
+        }
+    }
+    int first = st->n;
+    for (int i = 0; i < L; i = next[i]) {
+        int id = table_find(t, piece + i, (size_t)(next[i] - i));
+        if (id < 0) return pk_errf(err, "the vocabulary has no token for byte 0x%02x", (unsigned char)piece[i]);
+        if (push_id(st, id, err) != PK_OK) return PK_FAIL;
+    }
+    if (cacheable) cache_store(st, piece, len, h, st->ids + first, st->n - first);
+    return PK_OK;
+}
+
+int tok_encode(const Tokenizer *t, const char *text, size_t len, int allow_special, int **ids, int *n, char *err) {
+    *ids = NULL;
+    *n = 0;
+    EncodeState st = {.t = t};
+    size_t special_len = 0;
+    const char *special = NULL;
+    if (allow_special && t->eos_id >= 0) special = tok_token_bytes(t, t->eos_id, &special_len);
+    int rc = PK_OK;
+    size_t pos = 0;
+    while (pos < len && rc == PK_OK) {
+        const char *hit = special ? memmem(text + pos, len - pos, special, special_len) : NULL;
+        size_t seg_end = hit ? (size_t)(hit - text) : len;
+        rc = pretokenize(text + pos, seg_end - pos, &st.chars, encode_piece, &st, err);
+        if (rc == PK_OK && hit) rc = push_id(&st, t->eos_id, err);
+        pos = hit ? seg_end + special_len : len;
+    }
+    char_scratch_free(&st.chars);
+    free(st.heap);
+    free(st.next);
+    free(st.prev);
+    free(st.alive);
+    if (rc != PK_OK) {
+        free(st.ids);
+        return PK_FAIL;
+    }
+    if (!st.ids) { /* empty text: still hand back a valid allocation */
+        st.ids = malloc(sizeof(int));
+        if (!st.ids) return pk_errf(err, "out of memory while encoding");
+    }
+    *ids = st.ids;
+    *n = st.n;
+    return PK_OK;
+}
+
+int tok_decode(const Tokenizer *t, const int *ids, int n, char **text, size_t *len, char *err) {
+    *text = NULL;
+    *len = 0;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= t->vocab_size)
+            return pk_errf(err, "token id %d (position %d) is out of range: the vocabulary has ids 0..%d", ids[i], i,
+                           t->vocab_size - 1);
+        total += t->token_offset[ids[i] + 1] - t->token_offset[ids[i]];
+    }
+    char *out = malloc(total + 1);
+    if (!out) return pk_errf(err, "out of memory decoding %d tokens", n);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l;
+        const char *p = token_ptr(t, ids[i], &l);
+        memcpy(out + off, p, l);
+        off += l;
+    }
+    out[off] = 0;
+    *text = out;
+    *len = off;
+    return PK_OK;
+}
