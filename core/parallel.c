@@ -2,7 +2,10 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "kernels.h"
 
 #define PK_MAX_THREADS 64
 
@@ -90,6 +93,9 @@ void pk_threads_init(int n) {
         }
         pool.started = i + 1;
     }
+    /* OpenBLAS stays single-threaded unless PROMPTKD_GEMM=blas hands it the cores. */
+    const char *gemm = getenv("PROMPTKD_GEMM");
+    pk_gemm_set_mode(gemm && !strcmp(gemm, "blas") ? PK_GEMM_BLAS : pk_gemm_mode());
 }
 
 int pk_num_threads(void) {

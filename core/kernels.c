@@ -1,0 +1,528 @@
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel.h"
+
+/* ------------------------------------------------------------------ GEMM */
+
+static int gemm_mode = PK_GEMM_POOL;
+
+void pk_gemm_set_mode(int mode) {
+    gemm_mode = mode == PK_GEMM_BLAS ? PK_GEMM_BLAS : PK_GEMM_POOL;
+    /* Only one of the two pools may have more than one thread at a time. */
+    openblas_set_num_threads(gemm_mode == PK_GEMM_BLAS ? pk_num_threads() : 1);
+}
+
+int pk_gemm_mode(void) { return gemm_mode; }
+
+/* One single-threaded product; a row vector (M == 1) goes to sgemv, which reads
+ * the matrix once instead of packing it (KV-cache decoding is all M == 1). */
+static void gemm_serial(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+        return;
+    }
+    if (M == 1) {
+        if (beta == 0.0f) memset(C, 0, (size_t)N * sizeof(float)); /* sgemv's beta=0 may keep NaNs */
+        int incx = ta ? lda : 1;
+        if (tb) /* B stored [N, K]: y = B . a */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, incx, beta == 0.0f ? 1.0f : beta, C, 1);
+        else /* B stored [K, N]: y = B^T . a */
+            cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, B, ldb, A, incx, beta == 0.0f ? 1.0f : beta, C, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                B, ldb, beta, C, ldc);
+}
+
+typedef struct {
+    int ta, tb, M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+    int split_n; /* 1: ranges are columns of N, 0: rows of M */
+} GemmJob;
+
+static void gemm_range(void *ctx, long b, long e) {
+    const GemmJob *g = ctx;
+    if (g->split_n) {
+        const float *Bp = g->tb ? g->B + b * (long)g->ldb : g->B + b;
+        gemm_serial(g->ta, g->tb, g->M, (int)(e - b), g->K, g->alpha, g->A, g->lda, Bp, g->ldb, g->beta, g->C + b,
+                    g->ldc);
+    } else {
+        const float *Ap = g->ta ? g->A + b : g->A + b * (long)g->lda;
+        gemm_serial(g->ta, g->tb, (int)(e - b), g->N, g->K, g->alpha, Ap, g->lda, g->B, g->ldb, g->beta,
+                    g->C + b * (long)g->ldc, g->ldc);
+    }
+}
+
+void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc) {
+    double flops = 2.0 * M * N * K;
+    int nt = pk_num_threads();
+    if (gemm_mode == PK_GEMM_BLAS || nt == 1 || flops < 4e6 || (M < 2 && N < 128)) {
+        gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0};
+    /* Split the longer side; column parts stay multiples of 64 and row parts of 16
+     * so every part keeps OpenBLAS's micro-kernel full. */
+    if (N >= M || M == 1) {
+        g.split_n = 1;
+        pk_parallel_for_grain(N, N >= 64 * nt ? 64 : 16, gemm_range, &g);
+    } else {
+        pk_parallel_for_grain(M, M >= 16 * nt ? 16 : 1, gemm_range, &g);
+    }
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+typedef struct {
+    float *out;
+    const float *bias;
+    int OC;
+} BiasFill;
+
+static void bias_fill_range(void *ctx, long b, long e) {
+    const BiasFill *f = ctx;
+    for (long n = b; n < e; n++) memcpy(f->out + n * f->OC, f->bias, (size_t)f->OC * sizeof(float));
+}
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
+    /* out[N, OC] = bias (broadcast) then += inp . weight */
+    float beta = 0.0f;
+    if (bias) {
+        BiasFill f = {out, bias, OC};
+        pk_parallel_for_grain(N, 64, bias_fill_range, &f);
+        beta = 1.0f;
+    }
+    pk_sgemm(0, 0, N, OC, C, 1.0f, inp, C, weight, OC, beta, out, OC);
+}
+
+typedef struct {
+    float *dbias;
+    const float *dout;
+    int N, OC;
+} BiasGrad;
+
+static void bias_grad_range(void *ctx, long b, long e) {
+    const BiasGrad *g = ctx;
+    for (int n = 0; n < g->N; n++) {
+        const float *row = g->dout + (long)n * g->OC;
+        for (long o = b; o < e; o++) g->dbias[o] += row[o];
+    }
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int C, int OC) {
+    /* dinp[N, C] += dout[N, OC] . weight[C, OC]^T */
+    if (dinp) pk_sgemm(0, 1, N, C, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, C);
+    /* dweight[C, OC] += inp[N, C]^T . dout[N, OC] */
+    if (dweight) pk_sgemm(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, OC);
+    if (dbias) {
+        BiasGrad g = {dbias, dout, N, OC};
+        pk_parallel_for_grain(OC, 256, bias_grad_range, &g);
+    }
+}
+
+/* ------------------------------------------------------------------ layernorm */
+
+typedef struct {
+    float *out, *mean, *rstd;
+    const float *inp, *weight, *bias;
+    int C;
+    float eps;
+} LnFwd;
+
+static void layernorm_fwd_range(void *ctx, long b, long e) {
+    const LnFwd *a = ctx;
+    int C = a->C;
+    for (long n = b; n < e; n++) {
+        const float *x = a->inp + n * C;
+        float *y = a->out + n * C;
+        float sum = 0.0f;
+        for (int i = 0; i < C; i++) sum += x[i];
+        float mu = sum / C;
+        float var = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float d = x[i] - mu;
+            var += d * d;
+        }
+        float rs = 1.0f / sqrtf(var / C + a->eps);
+        for (int i = 0; i < C; i++) y[i] = (x[i] - mu) * rs * a->weight[i] + a->bias[i];
+        if (a->mean) a->mean[n] = mu;
+        if (a->rstd) a->rstd[n] = rs;
+    }
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C, float eps) {
+    LnFwd a = {out, mean, rstd, inp, weight, bias, C, eps};
+    pk_parallel_for_grain(N, 16, layernorm_fwd_range, &a);
+}
+
+typedef struct {
+    float *dinp, *dweight, *dbias;
+    const float *dout, *inp, *weight, *mean, *rstd;
+    int N, C;
+} LnBwd;
+
+static void layernorm_bwd_rows(void *ctx, long b, long e) {
+    const LnBwd *a = ctx;
+    int C = a->C;
+    for (long n = b; n < e; n++) {
+        const float *dy = a->dout + n * C, *x = a->inp + n * C;
+        float mu = a->mean[n], rs = a->rstd[n];
+        /* dnorm = dy * w; dx = rs * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) */
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - mu) * rs;
+            float dnorm = a->weight[i] * dy[i];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        float *dx = a->dinp + n * C;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - mu) * rs;
+            float dnorm = a->weight[i] * dy[i];
+            dx[i] += rs * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
+        }
+    }
+}
+
+static void layernorm_bwd_params(void *ctx, long b, long e) {
+    const LnBwd *a = ctx;
+    int C = a->C;
+    for (int n = 0; n < a->N; n++) {
+        const float *dy = a->dout + (long)n * C, *x = a->inp + (long)n * C;
+        float mu = a->mean[n], rs = a->rstd[n];
+        for (long i = b; i < e; i++) {
+            if (a->dbias) a->dbias[i] += dy[i];
+            if (a->dweight) a->dweight[i] += (x[i] - mu) * rs * dy[i];
+        }
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int N, int C) {
+    LnBwd a = {dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C};
+    if (dinp) pk_parallel_for_grain(N, 16, layernorm_bwd_rows, &a);
+    if (dweight || dbias) pk_parallel_for_grain(C, 64, layernorm_bwd_params, &a);
+}
+
+/* ------------------------------------------------------------------ GELU */
+
+/* exp(x) for float, written so the compiler vectorises the loops that call it
+ * (Cephes' expf: range reduction by ln 2 and a degree-6 polynomial, ~1 ulp). */
+static inline float fast_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* tanh(u) = 1 - 2 / (exp(2u) + 1): vectorisable and exact to a few ulp of 1. */
+static inline float fast_tanhf(float u) { return 1.0f - 2.0f / (fast_expf(2.0f * u) + 1.0f); }
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+typedef struct {
+    float *out;
+    const float *inp, *dout;
+} Elementwise;
+
+static void gelu_fwd_range(void *ctx, long b, long e) {
+    const Elementwise *a = ctx;
+    float *out = a->out;
+    const float *inp = a->inp;
+    for (long i = b; i < e; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        out[i] = 0.5f * x * (1.0f + fast_tanhf(u));
+    }
+}
+
+void gelu_forward(float *out, const float *inp, long n) {
+    Elementwise a = {out, inp, NULL};
+    pk_parallel_for_grain(n, 8192, gelu_fwd_range, &a);
+}
+
+static void gelu_bwd_range(void *ctx, long b, long e) {
+    const Elementwise *a = ctx;
+    float *dinp = a->out;
+    const float *inp = a->inp, *dout = a->dout;
+    for (long i = b; i < e; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float th = fast_tanhf(u);
+        float sech2 = 1.0f - th * th;
+        float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += grad * dout[i];
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
+    Elementwise a = {dinp, inp, dout};
+    pk_parallel_for_grain(n, 8192, gelu_bwd_range, &a);
+}
+
+/* ------------------------------------------------------------------ residual */
+
+typedef struct {
+    float *out, *out2;
+    const float *a, *b;
+} Residual;
+
+static void residual_fwd_range(void *ctx, long b, long e) {
+    const Residual *r = ctx;
+    for (long i = b; i < e; i++) r->out[i] = r->a[i] + r->b[i];
+}
+
+void residual_forward(float *out, const float *a, const float *b, long n) {
+    Residual r = {out, NULL, a, b};
+    pk_parallel_for_grain(n, 16384, residual_fwd_range, &r);
+}
+
+static void residual_bwd_range(void *ctx, long b, long e) {
+    const Residual *r = ctx;
+    for (long i = b; i < e; i++) {
+        if (r->out) r->out[i] += r->a[i];
+        if (r->out2) r->out2[i] += r->a[i];
+    }
+}
+
+void residual_backward(float *da, float *db, const float *dout, long n) {
+    Residual r = {da, db, dout, NULL};
+    pk_parallel_for_grain(n, 16384, residual_bwd_range, &r);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+typedef struct {
+    float *out, *att;
+    const float *q, *k, *v;
+    long q_bstride, q_tstride, kv_bstride, kv_tstride;
+    const int *row_start;
+    int B, t0, Tq, C, NH;
+} AttnFwd;
+
+static inline int attn_lo(const int *row_start, int b, int t) {
+    int lo = row_start ? row_start[b] : 0;
+    return t < lo ? t : lo; /* a padding query sees itself only */
+}
+
+static void attention_fwd_range(void *ctx, long begin, long end) {
+    const AttnFwd *a = ctx;
+    int NH = a->NH, hs = a->C / NH, Tk = a->t0 + a->Tq;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *scratch = a->att ? NULL : malloc((size_t)Tk * sizeof(float));
+    for (long bh = begin; bh < end; bh++) {
+        int b = (int)(bh / NH), h = (int)(bh % NH);
+        for (int tq = 0; tq < a->Tq; tq++) {
+            int t = a->t0 + tq;
+            const float *q = a->q + b * a->q_bstride + tq * a->q_tstride + h * hs;
+            float *row = a->att ? a->att + ((bh * a->Tq) + tq) * (long)Tk : scratch;
+            int lo = attn_lo(a->row_start, b, t);
+            float maxv = -INFINITY;
+            for (int s = lo; s <= t; s++) {
+                const float *k = a->k + b * a->kv_bstride + s * a->kv_tstride + h * hs;
+                float dot = 0.0f;
+                for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+                dot *= scale;
+                row[s] = dot;
+                if (dot > maxv) maxv = dot;
+            }
+            float sum = 0.0f;
+            for (int s = lo; s <= t; s++) {
+                float ex = expf(row[s] - maxv);
+                row[s] = ex;
+                sum += ex;
+            }
+            float inv = 1.0f / sum;
+            if (a->att) {
+                for (int s = 0; s < lo; s++) row[s] = 0.0f;
+                for (int s = t + 1; s < Tk; s++) row[s] = 0.0f;
+            }
+            float *o = a->out + ((long)b * a->Tq + tq) * a->C + h * hs;
+            for (int i = 0; i < hs; i++) o[i] = 0.0f;
+            for (int s = lo; s <= t; s++) {
+                float p = row[s] * inv;
+                row[s] = p;
+                const float *v = a->v + b * a->kv_bstride + s * a->kv_tstride + h * hs;
+                for (int i = 0; i < hs; i++) o[i] += p * v[i];
+            }
+        }
+    }
+    free(scratch);
+}
+
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, long q_bstride,
+                       long q_tstride, long kv_bstride, long kv_tstride, const int *row_start, int B, int t0, int Tq,
+                       int C, int NH) {
+    AttnFwd a = {out, att, q, k, v, q_bstride, q_tstride, kv_bstride, kv_tstride, row_start, B, t0, Tq, C, NH};
+    pk_parallel_for(B * NH, attention_fwd_range, &a);
+}
+
+typedef struct {
+    float *dqkv;
+    const float *dout, *qkv, *att;
+    const int *row_start;
+    int B, T, C, NH;
+} AttnBwd;
+
+static void attention_bwd_range(void *ctx, long begin, long end) {
+    const AttnBwd *a = ctx;
+    int NH = a->NH, T = a->T, C = a->C, C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *datt = malloc((size_t)T * sizeof(float));
+    for (long bh = begin; bh < end; bh++) {
+        int b = (int)(bh / NH), h = (int)(bh % NH);
+        const float *qkv_b = a->qkv + (long)b * T * C3;
+        float *dqkv_b = a->dqkv + (long)b * T * C3;
+        for (int t = 0; t < T; t++) {
+            const float *row = a->att + (bh * T + t) * (long)T;
+            const float *dy = a->dout + ((long)b * T + t) * C + h * hs;
+            const float *q = qkv_b + (long)t * C3 + h * hs;
+            float *dq = dqkv_b + (long)t * C3 + h * hs;
+            int lo = attn_lo(a->row_start, b, t);
+            float sum = 0.0f;
+            for (int s = lo; s <= t; s++) {
+                const float *v = qkv_b + (long)s * C3 + 2 * C + h * hs;
+                float *dv = dqkv_b + (long)s * C3 + 2 * C + h * hs;
+                float d = 0.0f;
+                for (int i = 0; i < hs; i++) {
+                    d += dy[i] * v[i];
+                    dv[i] += row[s] * dy[i];
+                }
+                datt[s] = d;
+                sum += row[s] * d;
+            }
+            for (int s = lo; s <= t; s++) {
+                /* softmax backward, then the 1/sqrt(hs) scale of the scores */
+                float dpre = row[s] * (datt[s] - sum) * scale;
+                const float *k = qkv_b + (long)s * C3 + C + h * hs;
+                float *dk = dqkv_b + (long)s * C3 + C + h * hs;
+                for (int i = 0; i < hs; i++) {
+                    dq[i] += dpre * k[i];
+                    dk[i] += dpre * q[i];
+                }
+            }
+        }
+    }
+    free(datt);
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
+                        int B, int T, int C, int NH) {
+    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH};
+    pk_parallel_for(B * NH, attention_bwd_range, &a);
+}
+
+/* ------------------------------------------------------------------ softmax, cross-entropy */
+
+typedef struct {
+    float *probs;
+    const float *logits;
+    const int *targets;
+    float *losses;
+    float scale; /* 1 / number of targets */
+    int V;
+} SoftmaxJob;
+
+static void softmax_range(void *ctx, long b, long e) {
+    const SoftmaxJob *a = ctx;
+    int V = a->V;
+    for (long n = b; n < e; n++) {
+        const float *x = a->logits + n * V;
+        float *p = a->probs + n * V;
+        float maxv = -INFINITY;
+        for (int i = 0; i < V; i++) maxv = x[i] > maxv ? x[i] : maxv;
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) {
+            p[i] = fast_expf(x[i] - maxv);
+            sum += p[i];
+        }
+        float inv = 1.0f / sum;
+        for (int i = 0; i < V; i++) p[i] *= inv;
+    }
+}
+
+void softmax_forward(float *probs, const float *logits, int N, int V) {
+    SoftmaxJob a = {probs, logits, NULL, NULL, 0.0f, V};
+    pk_parallel_for_grain(N, 1, softmax_range, &a);
+}
+
+static void crossentropy_range(void *ctx, long b, long e) {
+    const SoftmaxJob *a = ctx;
+    int V = a->V;
+    for (long n = b; n < e; n++) {
+        const float *x = a->logits + n * V;
+        int target = a->targets[n];
+        float *d = a->probs ? a->probs + n * V : NULL;
+        if (target < 0) {
+            if (d) memset(d, 0, (size_t)V * sizeof(float));
+            a->losses[n] = 0.0f;
+            continue;
+        }
+        float maxv = -INFINITY;
+        for (int i = 0; i < V; i++) maxv = x[i] > maxv ? x[i] : maxv;
+        /* partial sums in blocks keep the fp32 sum of 50k terms accurate */
+        double sum = 0.0;
+        for (int i0 = 0; i0 < V; i0 += 1024) {
+            int i1 = i0 + 1024 < V ? i0 + 1024 : V;
+            float part = 0.0f;
+            if (d) {
+                for (int i = i0; i < i1; i++) {
+                    d[i] = fast_expf(x[i] - maxv);
+                    part += d[i];
+                }
+            } else {
+                for (int i = i0; i < i1; i++) part += fast_expf(x[i] - maxv);
+            }
+            sum += part;
+        }
+        float logsum = (float)log(sum);
+        a->losses[n] = logsum - (x[target] - maxv);
+        if (d) {
+            float k = (float)(a->scale / sum);
+            for (int i = 0; i < V; i++) d[i] *= k;
+            d[target] -= a->scale;
+        }
+    }
+}
+
+float crossentropy_softmax(const float *logits, const int *targets, float *losses, float *dlogits, int N, int V) {
+    int count = 0;
+    for (int n = 0; n < N; n++) count += targets[n] >= 0;
+    float *own = losses ? NULL : malloc((size_t)(N > 0 ? N : 1) * sizeof(float));
+    float *l = losses ? losses : own;
+    if (!l) return NAN;
+    SoftmaxJob a = {dlogits, logits, targets, l, count ? 1.0f / count : 0.0f, V};
+    pk_parallel_for_grain(N, 1, crossentropy_range, &a);
+    double total = 0.0;
+    for (int n = 0; n < N; n++) total += l[n];
+    free(own);
+    return count ? (float)(total / count) : 0.0f;
+}

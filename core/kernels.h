@@ -1,0 +1,70 @@
+/* The GPT-2 kernels: plain functions with explicit shapes, in the manner of llm.c.
+ * Forward functions overwrite their output; backward functions accumulate (+=)
+ * into every gradient they are given, and skip a gradient whose pointer is NULL
+ * (that is how a frozen model's input-only backward avoids weight-gradient work).
+ * Every kernel runs on the pk pool (core/parallel.h); GEMMs go through pk_sgemm. */
+#ifndef PK_KERNELS_H
+#define PK_KERNELS_H
+
+/* Row-major C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, op = transpose when
+ * trans_a / trans_b is set (lda/ldb are the row strides of A and B as stored).
+ * Large products are split over the pool by rows of M or columns of N, each part a
+ * single-threaded cblas_sgemm (or sgemv when M == 1). */
+void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
+
+/* How GEMMs use the cores: PK_GEMM_POOL splits them over the pk pool with OpenBLAS
+ * single-threaded (the default); PK_GEMM_BLAS hands each GEMM to OpenBLAS with
+ * pk_num_threads() threads while the pool's workers sleep. PROMPTKD_GEMM=pool|blas
+ * in the environment picks one at pk_threads_init. */
+enum { PK_GEMM_POOL = 0, PK_GEMM_BLAS = 1 };
+void pk_gemm_set_mode(int mode);
+int pk_gemm_mode(void);
+
+/* out[N, OC] = inp[N, C] . weight[C, OC] + bias[OC]   (Hugging Face Conv1D layout, bias may be NULL) */
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+/* dinp[N, C] += dout . weight^T; dweight[C, OC] += inp^T . dout; dbias[OC] += sum_n dout.
+ * Any of dinp, dweight, dbias may be NULL. */
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int C, int OC);
+
+/* out[N, C] = (inp - mean) * rstd * weight + bias; mean, rstd [N] kept for backward (may be NULL). */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C, float eps);
+/* dinp[N, C], dweight[C], dbias[C] += ...; dweight/dbias may be NULL (frozen). */
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int N, int C);
+
+/* gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), n elements. */
+void gelu_forward(float *out, const float *inp, long n);
+void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+
+/* out = a + b; backward: da += dout, db += dout (n elements). */
+void residual_forward(float *out, const float *a, const float *b, long n);
+void residual_backward(float *da, float *db, const float *dout, long n);
+
+/* Causal multi-head attention over a block of queries.
+ * Queries are slots t0 .. t0+Tq-1 of each row, keys/values slots 0 .. t0+Tq-1.
+ *   q: element (b, t, c) at q[b*q_bstride + t*q_tstride + c], t in [0, Tq)
+ *   k, v: element (b, s, c) at k[b*kv_bstride + s*kv_tstride + c], s in [0, t0+Tq)
+ *   out [B, Tq, C]; head h owns channels h*C/NH .. (h+1)*C/NH-1.
+ * Query slot t attends to keys s with lo <= s <= t, lo = row_start[b] (NULL: 0); a
+ * left-padding query (t < row_start[b]) attends to itself only.
+ * att [B, NH, Tq, t0+Tq] keeps the probabilities for backward (may be NULL). */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, long q_bstride,
+                       long q_tstride, long kv_bstride, long kv_tstride, const int *row_start, int B, int t0, int Tq,
+                       int C, int NH);
+/* Backward of attention_forward for t0 = 0 with q, k, v packed in qkv [B, T, 3C]
+ * (q at 0, k at C, v at 2C): dqkv [B, T, 3C] += ..., from dout [B, T, C] and att [B, NH, T, T]. */
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
+                        int B, int T, int C, int NH);
+
+/* Row-wise softmax of logits [N, V] into probs [N, V]. */
+void softmax_forward(float *probs, const float *logits, int N, int V);
+/* Mean cross-entropy over the rows whose target is not -1 (N rows of V logits).
+ * losses[N] (may be NULL) gets each row's loss (0 when no target). When dlogits
+ * is not NULL it is overwritten with d(mean loss)/d(logits) (rows without target: 0).
+ * Returns the mean (0 when no row has a target). */
+float crossentropy_softmax(const float *logits, const int *targets, float *losses, float *dlogits, int N, int V);
+
+#endif
