@@ -92,6 +92,29 @@ static int utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp) {
     return n;
 }
 
+static int utf8_encode(uint32_t cp, char *out) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
 static int in_ranges(const PkUnicodeRange *r, int n, uint32_t cp) {
     int lo = 0, hi = n - 1;
     while (lo <= hi) {
@@ -772,4 +795,481 @@ int tok_decode(const Tokenizer *t, const int *ids, int n, char **text, size_t *l
     *text = out;
     *len = off;
     return PK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * BPE training. */
+
+/* A set of byte strings with dense indices (unique words, trained tokens). */
+typedef struct {
+    PkBuf bytes;
+    size_t *off; /* [n + 1] */
+    int n, cap;
+    int32_t *slots;
+    size_t mask;
+} StrSet;
+
+static const char *strset_get(const StrSet *s, int i, size_t *len) {
+    *len = s->off[i + 1] - s->off[i];
+    return s->bytes.data + s->off[i];
+}
+
+static int strset_find(const StrSet *s, const char *str, size_t len) {
+    if (!s->slots) return -1;
+    for (size_t i = (size_t)hash_bytes(str, len) & s->mask;; i = (i + 1) & s->mask) {
+        int k = s->slots[i];
+        if (k < 0) return -1;
+        size_t l;
+        const char *p = strset_get(s, k, &l);
+        if (l == len && !memcmp(p, str, len)) return k;
+    }
+}
+
+static void strset_place(StrSet *s, int k) {
+    size_t len;
+    const char *p = strset_get(s, k, &len);
+    size_t i = (size_t)hash_bytes(p, len) & s->mask;
+    while (s->slots[i] >= 0) i = (i + 1) & s->mask;
+    s->slots[i] = k;
+}
+
+/* Appends a string that is not in the set yet; returns its index or -1 when out of memory. */
+static int strset_add(StrSet *s, const char *str, size_t len) {
+    if (s->n + 1 >= s->cap) {
+        int cap = s->cap ? s->cap * 2 : 1024;
+        size_t *off = realloc(s->off, ((size_t)cap + 1) * sizeof(size_t));
+        if (!off) return -1;
+        s->off = off;
+        s->cap = cap;
+    }
+    if ((size_t)(s->n + 1) * 2 > s->mask + 1 || !s->slots) { /* keep the load under 1/2 */
+        size_t slots = s->slots ? (s->mask + 1) * 2 : 2048;
+        int32_t *fresh = malloc(slots * sizeof(int32_t));
+        if (!fresh) return -1;
+        free(s->slots);
+        s->slots = fresh;
+        memset(s->slots, 0xFF, slots * sizeof(int32_t));
+        s->mask = slots - 1;
+        for (int k = 0; k < s->n; k++) strset_place(s, k);
+    }
+    if (s->n == 0) s->off[0] = 0;
+    if (pk_buf_append(&s->bytes, str, len) != PK_OK) return -1;
+    s->off[s->n + 1] = s->bytes.len;
+    int k = s->n++;
+    strset_place(s, k);
+    return k;
+}
+
+static void strset_free(StrSet *s) {
+    pk_buf_free(&s->bytes);
+    free(s->off);
+    free(s->slots);
+    memset(s, 0, sizeof *s);
+}
+
+/* Adjacent symbol pairs with their weighted counts and the words they occur in. */
+typedef struct {
+    int32_t *a, *b;
+    int64_t *count;
+    int **where;       /* word indices (may hold words that lost the pair; checked on use) */
+    int *where_len, *where_cap;
+    int *touched;      /* merge step that last raised the count */
+    int n, cap;
+    int32_t *slots;    /* pair index, -1 empty */
+    size_t mask;
+} PairTable;
+
+static uint64_t pair_hash(int32_t a, int32_t b) {
+    uint64_t x = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static int pair_find(const PairTable *p, int32_t a, int32_t b) {
+    if (!p->slots) return -1;
+    for (size_t i = (size_t)pair_hash(a, b) & p->mask;; i = (i + 1) & p->mask) {
+        int k = p->slots[i];
+        if (k < 0) return -1;
+        if (p->a[k] == a && p->b[k] == b) return k;
+    }
+}
+
+static int pair_grow(PairTable *p) {
+    int cap = p->cap ? p->cap * 2 : 4096;
+#define PK_GROW(field, type)                                                 \
+    do {                                                                     \
+        type *q = realloc(p->field, (size_t)cap * sizeof(type));             \
+        if (!q) return PK_FAIL;                                              \
+        p->field = q;                                                        \
+    } while (0)
+    PK_GROW(a, int32_t);
+    PK_GROW(b, int32_t);
+    PK_GROW(count, int64_t);
+    PK_GROW(where, int *);
+    PK_GROW(where_len, int);
+    PK_GROW(where_cap, int);
+    PK_GROW(touched, int);
+#undef PK_GROW
+    p->cap = cap;
+    size_t slots = (size_t)cap * 2;
+    int32_t *fresh = malloc(slots * sizeof(int32_t));
+    if (!fresh) return PK_FAIL;
+    free(p->slots);
+    p->slots = fresh;
+    memset(p->slots, 0xFF, slots * sizeof(int32_t));
+    p->mask = slots - 1;
+    for (int k = 0; k < p->n; k++) {
+        size_t i = (size_t)pair_hash(p->a[k], p->b[k]) & p->mask;
+        while (p->slots[i] >= 0) i = (i + 1) & p->mask;
+        p->slots[i] = k;
+    }
+    return PK_OK;
+}
+
+/* Returns the pair's index, creating it with count 0; -1 when out of memory. */
+static int pair_get(PairTable *p, int32_t a, int32_t b) {
+    int k = pair_find(p, a, b);
+    if (k >= 0) return k;
+    if (p->n == p->cap && pair_grow(p) != PK_OK) return -1;
+    k = p->n++;
+    p->a[k] = a;
+    p->b[k] = b;
+    p->count[k] = 0;
+    p->where[k] = NULL;
+    p->where_len[k] = p->where_cap[k] = 0;
+    p->touched[k] = -1;
+    size_t i = (size_t)pair_hash(a, b) & p->mask;
+    while (p->slots[i] >= 0) i = (i + 1) & p->mask;
+    p->slots[i] = k;
+    return k;
+}
+
+static int pair_add_where(PairTable *p, int k, int word) {
+    if (p->where_len[k] > 0 && p->where[k][p->where_len[k] - 1] == word) return PK_OK;
+    if (p->where_len[k] == p->where_cap[k]) {
+        int cap = p->where_cap[k] ? p->where_cap[k] * 2 : 4;
+        int *w = realloc(p->where[k], (size_t)cap * sizeof(int));
+        if (!w) return PK_FAIL;
+        p->where[k] = w;
+        p->where_cap[k] = cap;
+    }
+    p->where[k][p->where_len[k]++] = word;
+    return PK_OK;
+}
+
+static void pair_free(PairTable *p) {
+    for (int k = 0; k < p->n; k++) free(p->where[k]);
+    free(p->a);
+    free(p->b);
+    free(p->count);
+    free(p->where);
+    free(p->where_len);
+    free(p->where_cap);
+    free(p->touched);
+    free(p->slots);
+    memset(p, 0, sizeof *p);
+}
+
+typedef struct {
+    int64_t count;
+    int pair;
+} PairEntry;
+
+typedef struct {
+    StrSet words;       /* unique pre-tokenised pieces */
+    int64_t *word_count;
+    int word_count_cap;
+    StrSet tokens;      /* token id -> bytes */
+    PairTable pairs;
+    PairEntry *heap;
+    int heap_n, heap_cap;
+} Trainer;
+
+static int count_piece(void *ctx, const char *piece, size_t len, char *err) {
+    Trainer *tr = ctx;
+    int w = strset_find(&tr->words, piece, len);
+    if (w < 0) {
+        w = strset_add(&tr->words, piece, len);
+        if (w < 0) return pk_errf(err, "out of memory counting words (%d distinct)", tr->words.n);
+        if (w >= tr->word_count_cap) {
+            int cap = tr->word_count_cap ? tr->word_count_cap * 2 : 1024;
+            int64_t *c = realloc(tr->word_count, (size_t)cap * sizeof(int64_t));
+            if (!c) return pk_errf(err, "out of memory counting words (%d distinct)", tr->words.n);
+            tr->word_count = c;
+            tr->word_count_cap = cap;
+        }
+        tr->word_count[w] = 0;
+    }
+    tr->word_count[w]++;
+    return PK_OK;
+}
+
+/* Heap order: higher count first; ties by the pair's byte strings (left, then right), so the
+ * result never depends on hash or insertion order. */
+static int bytes_cmp(const StrSet *tok, int x, int y) {
+    size_t lx, ly;
+    const char *px = strset_get(tok, x, &lx), *py = strset_get(tok, y, &ly);
+    int c = memcmp(px, py, lx < ly ? lx : ly);
+    return c ? c : (lx < ly ? -1 : lx > ly);
+}
+
+static int entry_before(const Trainer *tr, const PairEntry *x, const PairEntry *y) {
+    if (x->count != y->count) return x->count > y->count;
+    const PairTable *p = &tr->pairs;
+    int c = bytes_cmp(&tr->tokens, p->a[x->pair], p->a[y->pair]);
+    if (!c) c = bytes_cmp(&tr->tokens, p->b[x->pair], p->b[y->pair]);
+    return c < 0;
+}
+
+static int trainer_push(Trainer *tr, int64_t count, int pair) {
+    if (tr->heap_n == tr->heap_cap) {
+        int cap = tr->heap_cap ? tr->heap_cap * 2 : 4096;
+        PairEntry *h = realloc(tr->heap, (size_t)cap * sizeof(PairEntry));
+        if (!h) return PK_FAIL;
+        tr->heap = h;
+        tr->heap_cap = cap;
+    }
+    PairEntry e = {count, pair};
+    int i = tr->heap_n++;
+    while (i > 0) {
+        int parent = (i - 1) / 2;
+        if (!entry_before(tr, &e, &tr->heap[parent])) break;
+        tr->heap[i] = tr->heap[parent];
+        i = parent;
+    }
+    tr->heap[i] = e;
+    return PK_OK;
+}
+
+static PairEntry trainer_pop(Trainer *tr) {
+    PairEntry top = tr->heap[0], last = tr->heap[--tr->heap_n];
+    int i = 0, n = tr->heap_n;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && entry_before(tr, &tr->heap[c + 1], &tr->heap[c])) c++;
+        if (!entry_before(tr, &tr->heap[c], &last)) break;
+        tr->heap[i] = tr->heap[c];
+        i = c;
+    }
+    if (n > 0) tr->heap[i] = last;
+    return top;
+}
+
+static void trainer_free(Trainer *tr) {
+    strset_free(&tr->words);
+    strset_free(&tr->tokens);
+    free(tr->word_count);
+    pair_free(&tr->pairs);
+    free(tr->heap);
+}
+
+/* GPT-2's printable form of a token: each byte as its alphabet character, JSON-escaped. */
+static int append_token_text(PkBuf *out, const ByteAlphabet *alpha, const char *bytes, size_t len, int json) {
+    for (size_t i = 0; i < len; i++) {
+        uint32_t cp = alpha->byte_to_cp[(unsigned char)bytes[i]];
+        char u[4];
+        int n = utf8_encode(cp, u);
+        if (json && (cp == '"' || cp == '\\') && pk_buf_append(out, "\\", 1) != PK_OK) return PK_FAIL;
+        if (pk_buf_append(out, u, (size_t)n) != PK_OK) return PK_FAIL;
+    }
+    return PK_OK;
+}
+
+static int write_trained_files(const Trainer *tr, const ByteAlphabet *alpha, const int32_t *merge_a,
+                               const int32_t *merge_b, int n_merges, const char *out_dir, char *err) {
+    PkBuf vocab = {0}, merges = {0};
+    int ok = pk_buf_append(&vocab, "{", 1) == PK_OK;
+    for (int id = 0; ok && id < tr->tokens.n; id++) {
+        size_t len;
+        const char *p = strset_get(&tr->tokens, id, &len);
+        ok = pk_buf_append(&vocab, id ? ", \"" : "\"", id ? 3 : 1) == PK_OK &&
+             append_token_text(&vocab, alpha, p, len, 1) == PK_OK && pk_buf_printf(&vocab, "\": %d", id) == PK_OK;
+    }
+    ok = ok && pk_buf_printf(&vocab, ", \"%s\": %d}", TOK_SPECIAL, tr->tokens.n) == PK_OK;
+    ok = ok && pk_buf_append(&merges, "#version: 0.2\n", 14) == PK_OK;
+    for (int m = 0; ok && m < n_merges; m++) {
+        size_t la, lb;
+        const char *pa = strset_get(&tr->tokens, merge_a[m], &la), *pb = strset_get(&tr->tokens, merge_b[m], &lb);
+        ok = append_token_text(&merges, alpha, pa, la, 0) == PK_OK && pk_buf_append(&merges, " ", 1) == PK_OK &&
+             append_token_text(&merges, alpha, pb, lb, 0) == PK_OK && pk_buf_append(&merges, "\n", 1) == PK_OK;
+    }
+    int rc = PK_FAIL;
+    char path[4096];
+    if (!ok) pk_errf(err, "out of memory writing the tokenizer files");
+    else if (pk_mkdirs(out_dir, err) == PK_OK && pk_path_join(path, sizeof path, out_dir, "vocab.json", err) == PK_OK &&
+             pk_write_file_atomic(path, vocab.data, vocab.len, err) == PK_OK &&
+             pk_path_join(path, sizeof path, out_dir, "merges.txt", err) == PK_OK &&
+             pk_write_file_atomic(path, merges.data, merges.len, err) == PK_OK)
+        rc = PK_OK;
+    pk_buf_free(&vocab);
+    pk_buf_free(&merges);
+    return rc;
+}
+
+/* Replaces every (a, b) in the word's symbols by merged, left to right. Returns the new length. */
+static int merge_word(int32_t *sym, int n, int32_t a, int32_t b, int32_t merged) {
+    int w = 0;
+    for (int i = 0; i < n;) {
+        if (i + 1 < n && sym[i] == a && sym[i + 1] == b) {
+            sym[w++] = merged;
+            i += 2;
+        } else {
+            sym[w++] = sym[i++];
+        }
+    }
+    return w;
+}
+
+int tok_train_bpe(const char *const *texts, const size_t *lens, int n_texts, int vocab_size, const char *out_dir,
+                  char *err) {
+    if (vocab_size < 257)
+        return pk_errf(err, "vocab_size %d is too small: it needs 256 byte tokens plus <|endoftext|>", vocab_size);
+    ByteAlphabet alpha;
+    byte_alphabet_init(&alpha);
+    Trainer tr = {0};
+    CharScratch chars = {0};
+    int32_t *syms = NULL, *merge_a = NULL, *merge_b = NULL;
+    int *word_len = NULL, *word_stamp = NULL, *touched_list = NULL;
+    int rc = PK_FAIL, touched_cap = 0, merges_cap = vocab_size;
+    const size_t special_len = strlen(TOK_SPECIAL);
+
+    /* 1. count pre-tokenised words; the special token's text is not training material */
+    for (int k = 0; k < n_texts; k++) {
+        size_t pos = 0;
+        while (pos < lens[k]) {
+            const char *hit = memmem(texts[k] + pos, lens[k] - pos, TOK_SPECIAL, special_len);
+            size_t seg_end = hit ? (size_t)(hit - texts[k]) : lens[k];
+            if (pretokenize(texts[k] + pos, seg_end - pos, &chars, count_piece, &tr, err) != PK_OK) goto done;
+            pos = hit ? seg_end + special_len : lens[k];
+        }
+    }
+    if (tr.words.n == 0) {
+        pk_errf(err, "no training text: the %d given texts are empty", n_texts);
+        goto done;
+    }
+
+    /* 2. byte tokens in GPT-2's order; words as byte-token symbols */
+    int byte_id[256];
+    for (int id = 0; id < 256; id++) {
+        char c = (char)alpha.byte_token_order[id];
+        if (strset_add(&tr.tokens, &c, 1) != id) goto oom;
+        byte_id[alpha.byte_token_order[id]] = id;
+    }
+    int n_words = tr.words.n;
+    size_t total = tr.words.bytes.len;
+    syms = malloc((total + 1) * sizeof(int32_t));
+    word_len = malloc((size_t)n_words * sizeof(int));
+    word_stamp = malloc((size_t)n_words * sizeof(int));
+    merge_a = malloc((size_t)vocab_size * sizeof(int32_t));
+    merge_b = malloc((size_t)vocab_size * sizeof(int32_t));
+    if (!syms || !word_len || !word_stamp || !merge_a || !merge_b) goto oom;
+    for (int w = 0; w < n_words; w++) {
+        size_t len;
+        const char *p = strset_get(&tr.words, w, &len);
+        int32_t *s = syms + tr.words.off[w];
+        for (size_t i = 0; i < len; i++) s[i] = byte_id[(unsigned char)p[i]];
+        word_len[w] = (int)len;
+        word_stamp[w] = -1;
+        for (size_t i = 0; i + 1 < len; i++) {
+            int k = pair_get(&tr.pairs, s[i], s[i + 1]);
+            if (k < 0 || pair_add_where(&tr.pairs, k, w) != PK_OK) goto oom;
+            tr.pairs.count[k] += tr.word_count[w];
+        }
+    }
+    for (int k = 0; k < tr.pairs.n; k++)
+        if (trainer_push(&tr, tr.pairs.count[k], k) != PK_OK) goto oom;
+
+    /* 3. merge the most frequent pair until the vocabulary is full or no pair is left */
+    int n_merges = 0;
+    while (tr.tokens.n < vocab_size - 1 && tr.heap_n > 0) {
+        PairEntry top = trainer_pop(&tr);
+        int64_t current = tr.pairs.count[top.pair];
+        if (current <= 0) continue;
+        if (top.count != current) { /* stale entry: requeue with the live count */
+            if (trainer_push(&tr, current, top.pair) != PK_OK) goto oom;
+            continue;
+        }
+        int32_t a = tr.pairs.a[top.pair], b = tr.pairs.b[top.pair];
+        size_t la, lb;
+        const char *pa = strset_get(&tr.tokens, a, &la);
+        const char *pb = strset_get(&tr.tokens, b, &lb);
+        char *joined = malloc(la + lb);
+        if (!joined) goto oom;
+        memcpy(joined, pa, la);
+        memcpy(joined + la, pb, lb);
+        /* a string reached by an earlier, different split keeps its id */
+        int merged = strset_find(&tr.tokens, joined, la + lb);
+        if (merged < 0) merged = strset_add(&tr.tokens, joined, la + lb);
+        free(joined);
+        if (merged < 0) goto oom;
+        if (n_merges == merges_cap) {
+            merges_cap *= 2;
+            int32_t *ma = realloc(merge_a, (size_t)merges_cap * sizeof(int32_t));
+            if (ma) merge_a = ma;
+            int32_t *mb = realloc(merge_b, (size_t)merges_cap * sizeof(int32_t));
+            if (mb) merge_b = mb;
+            if (!ma || !mb) goto oom;
+        }
+        merge_a[n_merges] = a;
+        merge_b[n_merges] = b;
+        int step = n_merges++;
+        int n_touched = 0;
+        int *where = tr.pairs.where[top.pair], n_where = tr.pairs.where_len[top.pair];
+        for (int wi = 0; wi < n_where; wi++) {
+            int w = where[wi];
+            if (word_stamp[w] == step) continue;
+            word_stamp[w] = step;
+            int32_t *s = syms + tr.words.off[w];
+            int n = word_len[w], has = 0;
+            for (int i = 0; i + 1 < n && !has; i++) has = s[i] == a && s[i + 1] == b;
+            if (!has) continue;
+            int64_t c = tr.word_count[w];
+            for (int i = 0; i + 1 < n; i++) tr.pairs.count[pair_find(&tr.pairs, s[i], s[i + 1])] -= c;
+            n = word_len[w] = merge_word(s, n, a, b, merged);
+            for (int i = 0; i + 1 < n; i++) {
+                int k = pair_get(&tr.pairs, s[i], s[i + 1]);
+                if (k < 0) goto oom;
+                tr.pairs.count[k] += c;
+                if (s[i] == merged || s[i + 1] == merged) {
+                    if (pair_add_where(&tr.pairs, k, w) != PK_OK) goto oom;
+                    if (tr.pairs.touched[k] != step) {
+                        tr.pairs.touched[k] = step;
+                        if (n_touched == touched_cap) {
+                            touched_cap = touched_cap ? touched_cap * 2 : 256;
+                            int *tl = realloc(touched_list, (size_t)touched_cap * sizeof(int));
+                            if (!tl) goto oom;
+                            touched_list = tl;
+                        }
+                        touched_list[n_touched++] = k;
+                    }
+                }
+            }
+        }
+        /* (a, b) cannot come back: new neighbours always involve the merged token */
+        free(tr.pairs.where[top.pair]);
+        tr.pairs.where[top.pair] = NULL;
+        tr.pairs.where_len[top.pair] = tr.pairs.where_cap[top.pair] = 0;
+        for (int i = 0; i < n_touched; i++)
+            if (tr.pairs.count[touched_list[i]] > 0 &&
+                trainer_push(&tr, tr.pairs.count[touched_list[i]], touched_list[i]) != PK_OK)
+                goto oom;
+    }
+
+    rc = write_trained_files(&tr, &alpha, merge_a, merge_b, n_merges, out_dir, err);
+    goto done;
+oom:
+    pk_errf(err, "out of memory training the BPE (%d words, %d tokens)", tr.words.n, tr.tokens.n);
+done:
+    trainer_free(&tr);
+    char_scratch_free(&chars);
+    free(syms);
+    free(word_len);
+    free(word_stamp);
+    free(merge_a);
+    free(merge_b);
+    free(touched_list);
+    return rc;
 }
