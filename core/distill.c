@@ -1,0 +1,1135 @@
+/* The distillation methods over one DistillState (see distill.h and DESIGN.md section 3).
+ *
+ * Layout of a training step (B rows, right padding):
+ *   ground-truth methods  data_batch_teacher_forcing: tokens/targets [B, T], targets -1 off the response
+ *   sampled methods       sample_generate (KV cache) then sample_scoring_batch: the same layout
+ *                         for S and T (P = 0) and, for T', [B, P + T] with P placeholder slots
+ * The masked rows are the slots with a target; row r = b*T + t of S/T is row b*(P+T) + P + t of T'.
+ * Every divergence is summed over those rows by div_rows and divided by their count.
+ *
+ * Randomness: the data order is a shuffle drawn from s->rng, reshuffled from it at each epoch;
+ * every sampled batch uses a seed drawn from s->rng (rows then own RNGs derived from it by
+ * sample_row_rng); the GKD coin is one draw of s->rng. A checkpoint saves s->rng, the order and
+ * the cursor, which is all the hidden state there is. */
+#include "distill.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "divergence.h"
+#include "exposure.h"
+#include "neighbours.h"
+#include "optim.h"
+#include "rouge.h"
+#include "safetensors.h"
+#include "sample.h"
+
+typedef enum { M_SFT, M_KD, M_SEQKD, M_RKL, M_GKD, M_DISTILLM, M_PROMPTKD } Method;
+static const char *const method_names[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "promptkd"};
+#define N_METHODS 7
+
+enum { SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST, N_SPLITS };
+static const char *const split_names[N_SPLITS] = {"train", "valid", "test"};
+
+struct DistillState {
+    RunConfig cfg;
+    Method method;
+    Tokenizer *tok;
+    int eos;
+    Dataset data[N_SPLITS];
+    int has_data[N_SPLITS];
+    TokExample *ex; /* tokenised training examples */
+    int n_ex, n_dropped;
+    int max_prompt_tokens; /* prompts longer than this were dropped: they leave no room in the models */
+    GPT2 student, teacher;
+    int has_teacher;
+    /* the soft prompt [P, C] of the teacher (promptkd) and its AdamW state */
+    int P, C;
+    float *prompt, *prompt_init, *prompt_grad, *prompt_m, *prompt_v;
+    PkRng rng;
+    int *order; /* [n_ex] permutation, consumed from cursor */
+    int cursor;
+    int step;   /* optimizer steps done */
+};
+
+/* ------------------------------------------------------------------ small helpers */
+
+static int parse_method(const char *name, Method *out) {
+    for (int i = 0; i < N_METHODS; i++)
+        if (strcmp(name, method_names[i]) == 0) {
+            *out = (Method)i;
+            return PK_OK;
+        }
+    return PK_FAIL;
+}
+
+static int split_index(const char *split) {
+    for (int i = 0; i < N_SPLITS; i++)
+        if (split && strcmp(split, split_names[i]) == 0) return i;
+    return -1;
+}
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+static void add_loss(DistillStepStats *st, const char *name, double v) {
+    if (st->n_losses >= DISTILL_MAX_LOSSES) return;
+    snprintf(st->loss_names[st->n_losses], sizeof st->loss_names[0], "%s", name);
+    st->losses[st->n_losses++] = v;
+}
+
+static AdamWParams adamw_params(float lr, float weight_decay) {
+    AdamWParams hp = {lr, 0.9f, 0.999f, 1e-8f, weight_decay};
+    return hp;
+}
+
+double distill_lr_scale(const RunConfig *cfg, int t) {
+    if (cfg->warmup_steps > 0 && t < cfg->warmup_steps) return (double)(t + 1) / cfg->warmup_steps;
+    return 1.0;
+}
+
+static float lr_at(const RunConfig *cfg, float base, int t) { return (float)(base * distill_lr_scale(cfg, t)); }
+
+/* Forward-only work counted as a third of a training pass (no backward). */
+static double forward_flops(const GPT2Config *c, int B, int T) { return gpt2_train_flops(c, B, T) / 3.0; }
+
+/* ------------------------------------------------------------------ creation */
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+/* The prompt: teacher wte rows of prompt_init_text's tokens, repeated cyclically or cut to P. */
+static int init_prompt(DistillState *s, char *err) {
+    const RunConfig *c = &s->cfg;
+    if (c->prompt_len < 1) return pk_errf(err, "key 'prompt_len': expected at least 1 for promptkd, got %d", c->prompt_len);
+    s->P = c->prompt_len;
+    s->C = s->teacher.config.channels;
+    size_t PC = (size_t)s->P * s->C;
+    s->prompt = pk_calloc(PC, sizeof(float), err);
+    s->prompt_init = s->prompt ? pk_calloc(PC, sizeof(float), err) : NULL;
+    s->prompt_grad = s->prompt_init ? pk_calloc(PC, sizeof(float), err) : NULL;
+    s->prompt_m = s->prompt_grad ? pk_calloc(PC, sizeof(float), err) : NULL;
+    s->prompt_v = s->prompt_m ? pk_calloc(PC, sizeof(float), err) : NULL;
+    if (!s->prompt_v) return PK_FAIL;
+    char e2[PK_ERR_LEN];
+    if (prompt_init_from_text(s->tok, s->teacher.params[0], s->teacher.config.vocab_size, s->C, c->prompt_init_text,
+                              s->P, s->prompt, NULL, e2) != PK_OK)
+        return pk_errf(err, "key 'prompt_init_text': %s", e2);
+    memcpy(s->prompt_init, s->prompt, PC * sizeof(float));
+    return PK_OK;
+}
+
+static int load_split(DistillState *s, int i, const char *path, char *err) {
+    if (!path || !*path) return PK_OK;
+    if (data_load(&s->data[i], path, 0, err) != PK_OK) return PK_FAIL;
+    s->has_data[i] = 1;
+    return PK_OK;
+}
+
+static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Config *init_cfg, char *err) {
+    *out = NULL;
+    DistillState *s = pk_calloc(1, sizeof *s, err);
+    if (!s) return PK_FAIL;
+    s->cfg = *cfg;
+    const RunConfig *c = &s->cfg;
+    if (parse_method(c->method, &s->method) != PK_OK) {
+        pk_errf(err, "key 'method': expected sft, kd, seqkd, rkl, gkd, distillm or promptkd, got '%s'", c->method);
+        goto fail;
+    }
+    if (c->batch_size < 1) {
+        pk_errf(err, "key 'batch_size': expected at least 1, got %d", c->batch_size);
+        goto fail;
+    }
+    if (tok_load(&s->tok, c->tokenizer, err) != PK_OK) goto fail;
+    s->eos = tok_eos_id(s->tok);
+    if (s->eos < 0) {
+        pk_errf(err, "tokenizer %s: expected an <|endoftext|> token to end responses", c->tokenizer);
+        goto fail;
+    }
+    /* models */
+    if (init_cfg) {
+        char where[64];
+        snprintf(where, sizeof where, "--init");
+        if (gpt2_config_validate(init_cfg, where, err) != PK_OK) goto fail;
+        if (gpt2_build(&s->student, init_cfg, err) != PK_OK) goto fail;
+        gpt2_init_random(&s->student, c->seed);
+    } else {
+        if (!*c->student) {
+            pk_errf(err, "key 'student': expected a Hugging Face GPT-2 folder");
+            goto fail;
+        }
+        if (gpt2_load(&s->student, c->student, err) != PK_OK) goto fail;
+    }
+    int V = s->student.config.vocab_size;
+    if (tok_vocab_size(s->tok) > V) {
+        pk_errf(err, "student %s: vocab_size %d is smaller than the tokenizer's %d tokens",
+                init_cfg ? "--init" : c->student, V, tok_vocab_size(s->tok));
+        goto fail;
+    }
+    int positions = s->student.config.max_seq_len;
+    if (s->method != M_SFT) {
+        if (!*c->teacher) {
+            pk_errf(err, "key 'teacher': expected a Hugging Face GPT-2 folder for method %s", c->method);
+            goto fail;
+        }
+        if (gpt2_load(&s->teacher, c->teacher, err) != PK_OK) goto fail;
+        s->has_teacher = 1;
+        if (s->teacher.config.vocab_size != V) {
+            pk_errf(err, "teacher %s: vocab_size %d differs from the student's %d; distillation needs one vocabulary",
+                    c->teacher, s->teacher.config.vocab_size, V);
+            goto fail;
+        }
+        if (s->method == M_PROMPTKD && init_prompt(s, err) != PK_OK) goto fail;
+        positions = min_int(positions, s->teacher.config.max_seq_len - s->P);
+    }
+    /* a prompt must leave room for at least one response token in every model that reads it */
+    s->max_prompt_tokens = positions;
+    if (c->max_prompt_len > 0 && c->max_prompt_len < s->max_prompt_tokens) s->max_prompt_tokens = c->max_prompt_len;
+    if (s->max_prompt_tokens < 1) {
+        pk_errf(err, "key 'prompt_len': %d prompt vectors leave no positions in the teacher's n_positions %d", s->P,
+                s->teacher.config.max_seq_len);
+        goto fail;
+    }
+    /* data */
+    if (load_split(s, SPLIT_TRAIN, c->train_data, err) != PK_OK) goto fail;
+    if (!s->has_data[SPLIT_TRAIN]) {
+        pk_errf(err, "key 'train_data': expected a dataset file");
+        goto fail;
+    }
+    if (load_split(s, SPLIT_VALID, c->valid_data, err) != PK_OK) goto fail;
+    if (load_split(s, SPLIT_TEST, c->test_data, err) != PK_OK) goto fail;
+    if (data_tokenize(&s->data[SPLIT_TRAIN], s->tok, s->max_prompt_tokens, 0, &s->ex, &s->n_ex, &s->n_dropped, err) !=
+        PK_OK)
+        goto fail;
+    s->order = pk_malloc((size_t)s->n_ex * sizeof(int), err);
+    if (!s->order) goto fail;
+    for (int i = 0; i < s->n_ex; i++) s->order[i] = i;
+    pk_rng_seed(&s->rng, c->seed);
+    pk_rng_shuffle_int(&s->rng, s->order, s->n_ex);
+    *out = s;
+    return PK_OK;
+fail:
+    distill_free(s);
+    return PK_FAIL;
+}
+
+int distill_create(DistillState **out, const RunConfig *cfg, char *err) { return create_common(out, cfg, NULL, err); }
+
+int distill_create_init(DistillState **out, const RunConfig *cfg, const GPT2Config *init_cfg, char *err) {
+    return create_common(out, cfg, init_cfg, err);
+}
+
+void distill_free(DistillState *s) {
+    if (!s) return;
+    tok_free(s->tok);
+    for (int i = 0; i < N_SPLITS; i++)
+        if (s->has_data[i]) data_free(&s->data[i]);
+    if (s->ex) data_free_tokenized(s->ex, s->n_ex);
+    gpt2_free(&s->student);
+    if (s->has_teacher) gpt2_free(&s->teacher);
+    free(s->prompt);
+    free(s->prompt_init);
+    free(s->prompt_grad);
+    free(s->prompt_m);
+    free(s->prompt_v);
+    free(s->order);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ accessors */
+
+const RunConfig *distill_config(const DistillState *s) { return &s->cfg; }
+int distill_step_index(const DistillState *s) { return s->step; }
+int distill_steps_per_epoch(const DistillState *s) { return (s->n_ex + s->cfg.batch_size - 1) / s->cfg.batch_size; }
+int distill_has_prompt(const DistillState *s) { return s->prompt != NULL; }
+int distill_has_teacher(const DistillState *s) { return s->has_teacher; }
+GPT2 *distill_teacher(DistillState *s) { return s->has_teacher ? &s->teacher : NULL; }
+GPT2 *distill_student(DistillState *s) { return &s->student; }
+const Tokenizer *distill_tokenizer(const DistillState *s) { return s->tok; }
+
+const Dataset *distill_dataset(const DistillState *s, const char *split) {
+    int i = split_index(split);
+    return (i >= 0 && s->has_data[i]) ? &s->data[i] : NULL;
+}
+
+const float *distill_prompt(const DistillState *s, int *P, int *C) {
+    if (P) *P = s->prompt ? s->P : 0;
+    if (C) *C = s->prompt ? s->C : 0;
+    return s->prompt;
+}
+
+const float *distill_prompt_init(const DistillState *s) { return s->prompt_init; }
+
+int distill_apply_config(DistillState *s, const RunConfig *cfg, char *err) {
+    const char *const *keys = config_keys();
+    for (int i = 0; keys[i]; i++) {
+        if (config_key_is_live(keys[i])) continue;
+        char a[CONFIG_PATH_LEN + 64], b[CONFIG_PATH_LEN + 64];
+        if (config_get(&s->cfg, keys[i], a, sizeof a, err) != PK_OK) return PK_FAIL;
+        if (config_get(cfg, keys[i], b, sizeof b, err) != PK_OK) return PK_FAIL;
+        if (strcmp(a, b) != 0)
+            return pk_errf(err, "key '%s' is fixed for the run (it is '%s'); start a new run to change it", keys[i], a);
+    }
+    if (cfg->steps < 1) return pk_errf(err, "key 'steps': expected at least 1, got %d", cfg->steps);
+    if (cfg->max_new_tokens < 1)
+        return pk_errf(err, "key 'max_new_tokens': expected at least 1, got %d", cfg->max_new_tokens);
+    s->cfg = *cfg;
+    return PK_OK;
+}
+
+/* ------------------------------------------------------------------ batches */
+
+/* Training examples for the next batch: order[cursor ...], reshuffled at each epoch's end. */
+static void next_examples(DistillState *s, int *which, int B) {
+    for (int b = 0; b < B; b++) {
+        if (s->cursor >= s->n_ex) {
+            pk_rng_shuffle_int(&s->rng, s->order, s->n_ex);
+            s->cursor = 0;
+        }
+        which[b] = s->order[s->cursor++];
+    }
+}
+
+/* A batch of sequences in the teacher-forcing layout, with the slots to score. */
+typedef struct {
+    int B, T;             /* S/T layout [B, T] */
+    int P;                /* placeholder slots of the T' layout [B, P + T] (0: none) */
+    int *tokens, *targets;  /* [B, T] */
+    int *tokens_p;        /* [B, P + T] when P > 0 */
+    size_t *rows, *rows_p; /* [n] masked rows in each layout */
+    int n;                /* masked positions */
+    double gen_tokens;    /* tokens sampled to make this batch */
+    double gen_flops;
+} Seqs;
+
+static void seqs_free(Seqs *q) {
+    free(q->tokens);
+    free(q->targets);
+    free(q->tokens_p);
+    free(q->rows);
+    free(q->rows_p);
+    memset(q, 0, sizeof *q);
+}
+
+/* Fills rows / rows_p / tokens_p from tokens and targets. */
+static int seqs_finish(Seqs *q, int P, char *err) {
+    q->P = P;
+    size_t BT = (size_t)q->B * q->T;
+    q->rows = pk_malloc(BT * sizeof(size_t), err);
+    q->rows_p = q->rows ? pk_malloc(BT * sizeof(size_t), err) : NULL;
+    if (!q->rows_p) return PK_FAIL;
+    q->n = 0;
+    for (int b = 0; b < q->B; b++)
+        for (int t = 0; t < q->T; t++)
+            if (q->targets[(size_t)b * q->T + t] >= 0) {
+                q->rows[q->n] = (size_t)b * q->T + t;
+                q->rows_p[q->n] = (size_t)b * (P + q->T) + P + t;
+                q->n++;
+            }
+    if (q->n == 0) return pk_errf(err, "distill: a batch has no response position to train on");
+    if (P > 0) {
+        q->tokens_p = pk_malloc((size_t)q->B * (P + q->T) * sizeof(int), err);
+        if (!q->tokens_p) return PK_FAIL;
+        for (int b = 0; b < q->B; b++) {
+            int *row = q->tokens_p + (size_t)b * (P + q->T);
+            for (int i = 0; i < P; i++) row[i] = q->tokens[(size_t)b * q->T]; /* placeholders: replaced by the prompt */
+            memcpy(row + P, q->tokens + (size_t)b * q->T, q->T * sizeof(int));
+        }
+    }
+    return PK_OK;
+}
+
+/* Longest sequence (prompt + response - 1 slots) the models of this run can score. */
+static int score_positions(const DistillState *s) {
+    int m = s->student.config.max_seq_len;
+    if (s->has_teacher) m = min_int(m, s->teacher.config.max_seq_len - s->P);
+    return m;
+}
+
+/* Ground-truth batch of the given training examples. */
+static int seqs_ground_truth(DistillState *s, const int *which, int B, int P, Seqs *q, char *err) {
+    memset(q, 0, sizeof q[0]);
+    int max_T = score_positions(s);
+    q->B = B;
+    q->tokens = pk_malloc((size_t)B * max_T * sizeof(int), err);
+    q->targets = q->tokens ? pk_malloc((size_t)B * max_T * sizeof(int), err) : NULL;
+    if (!q->targets) return PK_FAIL;
+    if (data_batch_teacher_forcing(s->ex, which, B, max_T, s->eos, q->tokens, q->targets, NULL, &q->T, err) != PK_OK)
+        return PK_FAIL;
+    return seqs_finish(q, P, err);
+}
+
+/* Sampled batch: model m (with prompt [P_gen, C] when P_gen > 0) samples a response to each
+ * example's prompt with the run's sampling settings; the sequences are laid out for scoring
+ * with P placeholder slots for T'. Responses are cut so every model of the run can score them. */
+static int seqs_sampled(DistillState *s, GPT2 *m, const float *gen_prompt, int P_gen, const int *which, int B, int P,
+                        Seqs *q, char *err) {
+    memset(q, 0, sizeof q[0]);
+    const RunConfig *c = &s->cfg;
+    SampleOptions o;
+    sample_options_plain(&o, s->eos, c->max_new_tokens);
+    o.temperature = c->temperature;
+    o.top_k = c->top_k;
+    o.top_p = c->top_p;
+    if (sample_options_check(&o, m->config.vocab_size, err) != PK_OK) return PK_FAIL;
+    const int **prompts = pk_malloc((size_t)B * sizeof(int *), err);
+    int *plens = prompts ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    int *out = plens ? pk_malloc((size_t)B * c->max_new_tokens * sizeof(int), err) : NULL;
+    int *olens = out ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    int rc = PK_FAIL;
+    if (!olens) goto done;
+    for (int b = 0; b < B; b++) {
+        prompts[b] = s->ex[which[b]].prompt;
+        plens[b] = s->ex[which[b]].prompt_len;
+    }
+    unsigned long long seed = pk_rng_u64(&s->rng); /* one draw per sampled batch */
+    if (sample_generate(m, prompts, plens, B, gen_prompt, P_gen, &o, seed, NULL, out, olens, err) != PK_OK) goto done;
+    int max_T = score_positions(s);
+    int longest = 0;
+    for (int b = 0; b < B; b++) {
+        q->gen_tokens += olens[b];
+        /* plens[b] + olens[b] - 1 slots must fit max_T (the prompt always does: see max_prompt_tokens) */
+        if (plens[b] + olens[b] - 1 > max_T) olens[b] = max_T - plens[b] + 1;
+        if (olens[b] < 1) {
+            rc = pk_errf(err, "distill: the prompt of line %d (%d tokens) leaves no room for a response",
+                         s->data[SPLIT_TRAIN].recs[s->ex[which[b]].rec].line, plens[b]);
+            goto done;
+        }
+        if (plens[b] + olens[b] > longest) longest = plens[b] + olens[b];
+    }
+    q->gen_flops = forward_flops(&m->config, B, longest + P_gen);
+    q->B = B;
+    q->tokens = pk_malloc((size_t)B * max_T * sizeof(int), err);
+    q->targets = q->tokens ? pk_malloc((size_t)B * max_T * sizeof(int), err) : NULL;
+    if (!q->targets) goto done;
+    if (sample_scoring_batch(prompts, plens, out, c->max_new_tokens, olens, B, 0, max_T, s->eos, q->tokens, q->targets,
+                             NULL, &q->T, err) != PK_OK)
+        goto done;
+    rc = seqs_finish(q, P, err);
+done:
+    free(prompts);
+    free(plens);
+    free(out);
+    free(olens);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ updates */
+
+/* Backward of dlogits through the student, clipping, AdamW. Returns PK_OK; *applied = 0 when
+ * the gradient was non-finite (nothing changed). */
+static int student_update(DistillState *s, const float *dlogits, DistillStepStats *st, int *applied, char *err) {
+    *applied = 0;
+    GPT2 *m = &s->student;
+    gpt2_zero_grad(m);
+    if (gpt2_backward(m, dlogits, NULL, err) != PK_OK) return PK_FAIL;
+    float norm = grad_clip_global_norm(m->grads_memory, m->num_parameters, s->cfg.clip_norm);
+    st->grad_norm = norm;
+    if (!isfinite(norm)) return PK_OK;
+    float lr = lr_at(&s->cfg, s->cfg.lr, s->step);
+    st->lr = lr;
+    AdamWParams hp = adamw_params(lr, s->cfg.weight_decay);
+    if (gpt2_adamw_step(m, &hp, s->step + 1, err) != PK_OK) return PK_FAIL;
+    *applied = 1;
+    return PK_OK;
+}
+
+/* Student-side divergence D(teacher logits || student logits) with gradient into the student:
+ * forward S on q, div_rows with p = teacher logits (rows p_rows), mean over q->n. */
+static int student_div_loss(DistillState *s, DivKind kind, float param, const float *t_logits, const size_t *t_rows,
+                            const Seqs *q, float **dlogits, double *loss, char *err) {
+    GPT2 *m = &s->student;
+    int V = m->config.vocab_size;
+    size_t nl = (size_t)q->B * q->T * V;
+    *dlogits = pk_calloc(nl, sizeof(float), err);
+    if (!*dlogits) return PK_FAIL;
+    double sum = div_rows(kind, param, t_logits, t_rows, m->logits, q->rows, q->n, V, 1.0f / q->n, NULL, *dlogits);
+    *loss = sum / q->n;
+    return PK_OK;
+}
+
+/* Copies the masked rows of logits [.., V] (rows idx) into a packed [n, V] buffer, so the
+ * model's logits buffer can be reused by its next forward. */
+static float *pack_rows(const float *logits, const size_t *rows, int n, int V, char *err) {
+    float *out = pk_malloc((size_t)n * V * sizeof(float), err);
+    if (!out) return NULL;
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * V, logits + rows[i] * V, V * sizeof(float));
+    return out;
+}
+
+static size_t *iota_rows(int n, char *err) {
+    size_t *r = pk_malloc((size_t)(n > 0 ? n : 1) * sizeof(size_t), err);
+    if (r)
+        for (int i = 0; i < n; i++) r[i] = (size_t)i;
+    return r;
+}
+
+/* sft / seqkd: cross-entropy on q's targets. */
+static int step_cross_entropy(DistillState *s, const Seqs *q, DistillStepStats *st, int *applied, char *err) {
+    GPT2 *m = &s->student;
+    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) return PK_FAIL;
+    float *dl = pk_malloc((size_t)q->B * q->T * m->config.vocab_size * sizeof(float), err);
+    if (!dl) return PK_FAIL;
+    float loss = gpt2_cross_entropy(m, q->targets, dl);
+    add_loss(st, "student_loss", loss);
+    int rc = PK_OK;
+    if (isfinite(loss)) rc = student_update(s, dl, st, applied, err);
+    free(dl);
+    st->tokens += (double)q->B * q->T;
+    st->flops += gpt2_train_flops(&m->config, q->B, q->T);
+    return rc;
+}
+
+/* kd / rkl / gkd / distillm: teacher forward (no grad), student forward, divergence, update. */
+static int step_divergence(DistillState *s, const Seqs *q, DivKind kind, float param, DistillStepStats *st,
+                           int *applied, char *err) {
+    GPT2 *t = &s->teacher, *m = &s->student;
+    if (gpt2_forward(t, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) return PK_FAIL;
+    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) return PK_FAIL;
+    float *dl = NULL;
+    double loss = 0;
+    if (student_div_loss(s, kind, param, t->logits, q->rows, q, &dl, &loss, err) != PK_OK) return PK_FAIL;
+    add_loss(st, "student_loss", loss);
+    int rc = PK_OK;
+    if (isfinite(loss)) rc = student_update(s, dl, st, applied, err);
+    free(dl);
+    st->tokens += 2.0 * q->B * q->T;
+    st->flops += forward_flops(&t->config, q->B, q->T) + gpt2_train_flops(&m->config, q->B, q->T);
+    return rc;
+}
+
+/* PromptKD's prompt loss on q at the current prompt:
+ *   L = coef * KL(T' || T) + KL(T' || S), mean over the masked positions.
+ * Needs t_rows_packed = T's masked logits [n, V] and s_logits = S's logits [B, T, V]. Runs the
+ * T' forward; with dprompt != NULL, also the input-only backward into dprompt (+=). */
+static int prompt_loss(DistillState *s, const Seqs *q, const float *t_packed, const float *s_logits, double coef,
+                       float *dprompt, double *reg, double *guide, char *err) {
+    GPT2 *t = &s->teacher;
+    int V = t->config.vocab_size, Tp = s->P + q->T;
+    if (gpt2_forward(t, q->tokens_p, s->prompt, s->P, NULL, q->B, Tp, err) != PK_OK) return PK_FAIL;
+    size_t *packed = iota_rows(q->n, err);
+    if (!packed) return PK_FAIL;
+    float *dl = NULL;
+    if (dprompt) {
+        dl = pk_calloc((size_t)q->B * Tp * V, sizeof(float), err);
+        if (!dl) {
+            free(packed);
+            return PK_FAIL;
+        }
+    }
+    float inv = 1.0f / q->n;
+    /* p side = T' (its rows shifted by P), q side = T or S */
+    double r = div_rows(DIV_FKL, 0, t->logits, q->rows_p, t_packed, packed, q->n, V, (float)(coef * inv), dl, NULL);
+    double g = div_rows(DIV_FKL, 0, t->logits, q->rows_p, s_logits, q->rows, q->n, V, inv, dl, NULL);
+    free(packed);
+    *reg = coef * r / q->n;
+    *guide = g / q->n;
+    int rc = PK_OK;
+    if (dprompt) rc = gpt2_backward_inputs_only(t, dl, dprompt, NULL, err);
+    free(dl);
+    return rc;
+}
+
+static int step_promptkd(DistillState *s, const Seqs *q, DistillStepStats *st, int *applied, char *err) {
+    GPT2 *t = &s->teacher, *m = &s->student;
+    int V = t->config.vocab_size;
+    size_t PC = (size_t)s->P * s->C;
+    int rc = PK_FAIL;
+    float *t_packed = NULL, *s_logits = NULL, *dl = NULL, *saved = NULL;
+    /* (2) prompt update. T logits (no prompt) and S logits at the step's start. */
+    if (gpt2_forward(t, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) goto done;
+    if (!(t_packed = pack_rows(t->logits, q->rows, q->n, V, err))) goto done;
+    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) goto done;
+    s_logits = m->logits; /* stays valid: the student runs no other forward before its backward */
+    double N = s->cfg.steps > 0 ? s->cfg.steps : 1;
+    double decay = 1.0 - s->step / N;
+    double coef = (decay > 0 ? decay : 0.0) * s->cfg.base_coef;
+    memset(s->prompt_grad, 0, PC * sizeof(float));
+    double reg = 0, guide = 0;
+    if (prompt_loss(s, q, t_packed, s_logits, coef, s->prompt_grad, &reg, &guide, err) != PK_OK) goto done;
+    add_loss(st, "student_loss", NAN); /* filled below */
+    add_loss(st, "prompt_loss", reg + guide);
+    add_loss(st, "prompt_reg_loss", reg);
+    add_loss(st, "prompt_guide_loss", guide);
+    st->tokens += 2.0 * q->B * q->T + (double)q->B * (s->P + q->T);
+    st->flops += forward_flops(&t->config, q->B, q->T) + forward_flops(&m->config, q->B, q->T) +
+                 gpt2_train_flops(&t->config, q->B, s->P + q->T) * (2.0 / 3.0); /* no weight-gradient GEMMs */
+    if (!isfinite(reg + guide)) {
+        rc = PK_OK;
+        goto done;
+    }
+    float pnorm = grad_clip_global_norm(s->prompt_grad, PC, s->cfg.clip_norm);
+    st->prompt_grad_norm = pnorm;
+    if (!isfinite(pnorm) || !all_finite(s->prompt_grad, PC)) {
+        rc = PK_OK;
+        goto done;
+    }
+    /* keep the prompt and its moments so a non-finite student step can undo the prompt step */
+    if (!(saved = pk_malloc(3 * PC * sizeof(float), err))) goto done;
+    memcpy(saved, s->prompt, PC * sizeof(float));
+    memcpy(saved + PC, s->prompt_m, PC * sizeof(float));
+    memcpy(saved + 2 * PC, s->prompt_v, PC * sizeof(float));
+    float plr = lr_at(&s->cfg, s->cfg.prompt_lr, s->step);
+    st->prompt_lr = plr;
+    AdamWParams hp = adamw_params(plr, s->cfg.weight_decay);
+    adamw_step(s->prompt, s->prompt_grad, s->prompt_m, s->prompt_v, PC, &hp, s->step + 1, 1);
+
+    /* (3) student update: KL(S || T') on the same samples, with T' from the UPDATED prompt (a
+     * fresh forward after the prompt step; T' takes no gradient). */
+    if (gpt2_forward(t, q->tokens_p, s->prompt, s->P, NULL, q->B, s->P + q->T, err) != PK_OK) goto done;
+    st->tokens += (double)q->B * (s->P + q->T);
+    st->flops += forward_flops(&t->config, q->B, s->P + q->T) + gpt2_train_flops(&m->config, q->B, q->T);
+    if (!(dl = pk_calloc((size_t)q->B * q->T * V, sizeof(float), err))) goto done;
+    double sum = div_rows(DIV_RKL, 0, t->logits, q->rows_p, m->logits, q->rows, q->n, V, 1.0f / q->n, NULL, dl);
+    st->losses[0] = sum / q->n;
+    if (isfinite(st->losses[0]) && student_update(s, dl, st, applied, err) != PK_OK) goto done;
+    if (!*applied) {
+        memcpy(s->prompt, saved, PC * sizeof(float));
+        memcpy(s->prompt_m, saved + PC, PC * sizeof(float));
+        memcpy(s->prompt_v, saved + 2 * PC, PC * sizeof(float));
+    }
+    rc = PK_OK;
+done:
+    free(t_packed);
+    free(dl);
+    free(saved);
+    return rc;
+}
+
+int distill_step(DistillState *s, DistillStepStats *st, char *err) {
+    memset(st, 0, sizeof *st);
+    double t0 = pk_now();
+    const RunConfig *c = &s->cfg;
+    int B = c->batch_size;
+    int *which = pk_malloc((size_t)B * sizeof(int), err);
+    if (!which) return PK_FAIL;
+    next_examples(s, which, B);
+    Seqs q;
+    memset(&q, 0, sizeof q);
+    int applied = 0, rc = PK_FAIL;
+    switch (s->method) {
+    case M_SFT:
+        if (seqs_ground_truth(s, which, B, 0, &q, err) != PK_OK) break;
+        rc = step_cross_entropy(s, &q, st, &applied, err);
+        break;
+    case M_KD:
+        if (seqs_ground_truth(s, which, B, 0, &q, err) != PK_OK) break;
+        rc = step_divergence(s, &q, DIV_FKL, 0, st, &applied, err);
+        break;
+    case M_SEQKD:
+        if (seqs_sampled(s, &s->teacher, NULL, 0, which, B, 0, &q, err) != PK_OK) break;
+        rc = step_cross_entropy(s, &q, st, &applied, err);
+        break;
+    case M_RKL:
+        if (seqs_sampled(s, &s->student, NULL, 0, which, B, 0, &q, err) != PK_OK) break;
+        rc = step_divergence(s, &q, DIV_RKL, 0, st, &applied, err);
+        break;
+    case M_GKD: {
+        /* one coin per step from the run's RNG: student samples or ground truth */
+        int on_policy = pk_rng_double(&s->rng) < (double)c->gkd_student_frac;
+        if (on_policy ? seqs_sampled(s, &s->student, NULL, 0, which, B, 0, &q, err)
+                      : seqs_ground_truth(s, which, B, 0, &q, err))
+            break;
+        rc = step_divergence(s, &q, DIV_JSD, c->gkd_beta, st, &applied, err);
+        add_loss(st, "on_policy", on_policy);
+        break;
+    }
+    case M_DISTILLM:
+        /* DistiLLM's skew KL, kept simple: skew FKL KL(T || a T + (1 - a) S) on student samples
+         * (no adaptive mixing with ground truth) */
+        if (seqs_sampled(s, &s->student, NULL, 0, which, B, 0, &q, err) != PK_OK) break;
+        rc = step_divergence(s, &q, DIV_SKEW_FKL, c->skew_alpha, st, &applied, err);
+        break;
+    case M_PROMPTKD:
+        /* (1) on-policy student samples, no grad */
+        if (seqs_sampled(s, &s->student, NULL, 0, which, B, s->P, &q, err) != PK_OK) break;
+        rc = step_promptkd(s, &q, st, &applied, err);
+        break;
+    }
+    if (rc == PK_OK) {
+        st->tokens += q.gen_tokens;
+        st->flops += q.gen_flops;
+        st->response_tokens = q.n;
+        if (applied) {
+            s->step++;
+        } else {
+            st->nonfinite = 1;
+        }
+        st->step = s->step;
+        if (st->lr == 0) st->lr = lr_at(c, c->lr, s->step);
+    }
+    seqs_free(&q);
+    free(which);
+    st->seconds = pk_now() - t0;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ generation and evaluation */
+
+static int pick_model(DistillState *s, int which, GPT2 **m, const float **prompt, int *P, char *err) {
+    *m = &s->student;
+    *prompt = NULL;
+    *P = 0;
+    switch (which) {
+    case DISTILL_STUDENT: *m = &s->student; return PK_OK;
+    case DISTILL_TEACHER:
+        if (!s->has_teacher) return pk_errf(err, "method %s has no teacher", s->cfg.method);
+        *m = &s->teacher;
+        return PK_OK;
+    case DISTILL_PROMPTED_TEACHER:
+        if (!s->prompt) return pk_errf(err, "method %s has no soft prompt, so no prompted teacher T'", s->cfg.method);
+        *m = &s->teacher;
+        *prompt = s->prompt;
+        *P = s->P;
+        return PK_OK;
+    }
+    return pk_errf(err, "distill: model %d is not one of T' (0), T (1), S (2)", which);
+}
+
+/* Generated ids [n] -> text: cut at EOS, decoded, cut before any incomplete UTF-8 character,
+ * stripped of surrounding whitespace. */
+static int ids_to_text(const DistillState *s, const int *ids, int n, char **out, char *err) {
+    int len = 0;
+    while (len < n && ids[len] != s->eos) len++;
+    char *text = NULL;
+    size_t tl = 0;
+    if (tok_decode(s->tok, ids, len, &text, &tl, err) != PK_OK) return PK_FAIL;
+    long bad = pk_utf8_invalid_at(text, tl);
+    if (bad >= 0) tl = (size_t)bad;
+    size_t a = 0;
+    while (a < tl && (text[a] == ' ' || text[a] == '\n' || text[a] == '\t' || text[a] == '\r')) a++;
+    while (tl > a && (text[tl - 1] == ' ' || text[tl - 1] == '\n' || text[tl - 1] == '\t' || text[tl - 1] == '\r')) tl--;
+    memmove(text, text + a, tl - a);
+    text[tl - a] = '\0';
+    *out = text;
+    return PK_OK;
+}
+
+/* Encodes a prompt text cut to what the model can read: max_prompt_len tokens and at least one
+ * free position after P prompt slots. */
+static int encode_prompt(const DistillState *s, const GPT2 *m, int P, const char *text, int **ids, int *n, char *err) {
+    if (tok_encode(s->tok, text, strlen(text), 0, ids, n, err) != PK_OK) return PK_FAIL;
+    int cap = m->config.max_seq_len - P - 1;
+    if (s->cfg.max_prompt_len > 0 && s->cfg.max_prompt_len < cap) cap = s->cfg.max_prompt_len;
+    if (cap < 1) {
+        free(*ids);
+        return pk_errf(err, "distill: the model's n_positions %d leaves no room for a prompt", m->config.max_seq_len);
+    }
+    if (*n > cap) *n = cap;
+    if (*n == 0 && P == 0) {
+        free(*ids);
+        return pk_errf(err, "distill: the prompt text has no tokens");
+    }
+    return PK_OK;
+}
+
+/* Evaluation decoding of n prompt texts with model `which`; texts[i] gets a malloc'ed answer.
+ * Row i's randomness depends on (seed, first_index + i) only. */
+static int generate_texts(DistillState *s, int which, const char *const *prompt_texts, int n, long first_index,
+                          int max_new_tokens, unsigned long long seed, char **texts, char *err) {
+    GPT2 *m;
+    const float *prompt;
+    int P;
+    if (pick_model(s, which, &m, &prompt, &P, err) != PK_OK) return PK_FAIL;
+    if (max_new_tokens < 1) return pk_errf(err, "distill: max_new_tokens must be at least 1, got %d", max_new_tokens);
+    SampleOptions o;
+    sample_options_eval(&o, s->eos);
+    o.max_new_tokens = max_new_tokens;
+    enum { GEN_BATCH = 16 };
+    int *ids[GEN_BATCH], lens[GEN_BATCH], olens[GEN_BATCH];
+    long rows[GEN_BATCH];
+    int *out = pk_malloc((size_t)GEN_BATCH * max_new_tokens * sizeof(int), err);
+    if (!out) return PK_FAIL;
+    int rc = PK_OK;
+    for (int i0 = 0; i0 < n && rc == PK_OK; i0 += GEN_BATCH) {
+        int B = n - i0 < GEN_BATCH ? n - i0 : GEN_BATCH, got = 0;
+        for (; got < B; got++) {
+            if (encode_prompt(s, m, P, prompt_texts[i0 + got], &ids[got], &lens[got], err) != PK_OK) break;
+            rows[got] = first_index + i0 + got;
+        }
+        if (got < B) rc = PK_FAIL;
+        if (rc == PK_OK)
+            rc = sample_generate(m, (const int *const *)ids, lens, B, prompt, P, &o, seed, rows, out, olens, err);
+        for (int b = 0; b < B && rc == PK_OK; b++) {
+            if (ids_to_text(s, out + (size_t)b * max_new_tokens, olens[b], &texts[i0 + b], err) != PK_OK) rc = PK_FAIL;
+        }
+        for (int b = 0; b < got; b++) free(ids[b]);
+        if (rc != PK_OK)
+            for (int b = 0; b < i0 + B; b++) {
+                free(texts[b]);
+                texts[b] = NULL;
+            }
+    }
+    free(out);
+    return rc;
+}
+
+int distill_generate(DistillState *s, int which, const char *prompt_text, int max_new_tokens, unsigned long long seed,
+                     char **out, char *err) {
+    *out = NULL;
+    return generate_texts(s, which, &prompt_text, 1, 0, max_new_tokens, seed, out, err);
+}
+
+static const Dataset *need_split(const DistillState *s, const char *split, char *err) {
+    int i = split_index(split);
+    if (i < 0) {
+        pk_errf(err, "distill: split '%s': expected train, valid or test", split ? split : "(null)");
+        return NULL;
+    }
+    if (!s->has_data[i]) {
+        pk_errf(err, "distill: no %s data in this run (key '%s_data' is empty)", split_names[i], split_names[i]);
+        return NULL;
+    }
+    return &s->data[i];
+}
+
+int distill_eval_rouge(DistillState *s, int which, const char *split, int n_records, int max_new_tokens,
+                       unsigned long long seed, double *rouge, char **preds, int *n_scored, char *err) {
+    const Dataset *d = need_split(s, split, err);
+    if (!d) return PK_FAIL;
+    int n = (n_records > 0 && n_records < d->n) ? n_records : d->n;
+    const char **prompts = pk_malloc((size_t)n * sizeof(char *), err);
+    char **texts = prompts ? pk_calloc((size_t)n, sizeof(char *), err) : NULL;
+    if (!texts) {
+        free(prompts);
+        return PK_FAIL;
+    }
+    for (int i = 0; i < n; i++) prompts[i] = d->recs[i].prompt;
+    int rc = generate_texts(s, which, prompts, n, 0, max_new_tokens, seed, texts, err);
+    if (rc == PK_OK) {
+        double sum = 0;
+        for (int i = 0; i < n; i++)
+            sum += rouge_l_max_x100(texts[i], (const char *const *)d->recs[i].refs, d->recs[i].n_refs);
+        *rouge = sum / n;
+        if (n_scored) *n_scored = n;
+    }
+    for (int i = 0; i < n; i++) {
+        if (rc == PK_OK && preds)
+            preds[i] = texts[i];
+        else
+            free(texts[i]);
+    }
+    free(texts);
+    free(prompts);
+    return rc;
+}
+
+int distill_eval_loss(DistillState *s, const char *split, int n_records, double *loss, char *err) {
+    const Dataset *d = need_split(s, split, err);
+    if (!d) return PK_FAIL;
+    GPT2 *m = &s->student;
+    TokExample *ex = NULL;
+    int n_ex = 0, dropped = 0;
+    int max_T = m->config.max_seq_len;
+    int max_prompt = s->cfg.max_prompt_len > 0 && s->cfg.max_prompt_len < max_T ? s->cfg.max_prompt_len : max_T;
+    if (data_tokenize(d, s->tok, max_prompt, 0, &ex, &n_ex, &dropped, err) != PK_OK) return PK_FAIL;
+    int n_all = n_ex;
+    if (n_records > 0 && n_records < n_ex) n_ex = n_records;
+    int B = s->cfg.batch_size;
+    int *tokens = pk_malloc((size_t)B * max_T * sizeof(int), err);
+    int *targets = tokens ? pk_malloc((size_t)B * max_T * sizeof(int), err) : NULL;
+    int *which = targets ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    int rc = which ? PK_OK : PK_FAIL;
+    double sum = 0, count = 0;
+    for (int i0 = 0; i0 < n_ex && rc == PK_OK; i0 += B) {
+        int nb = n_ex - i0 < B ? n_ex - i0 : B, T = 0;
+        for (int b = 0; b < nb; b++) which[b] = i0 + b;
+        if (data_batch_teacher_forcing(ex, which, nb, max_T, s->eos, tokens, targets, NULL, &T, err) != PK_OK ||
+            gpt2_forward(m, tokens, NULL, 0, NULL, nb, T, err) != PK_OK) {
+            rc = PK_FAIL;
+            break;
+        }
+        int cnt = 0;
+        for (int i = 0; i < nb * T; i++) cnt += targets[i] >= 0;
+        sum += (double)gpt2_cross_entropy(m, targets, NULL) * cnt;
+        count += cnt;
+    }
+    if (rc == PK_OK) *loss = count > 0 ? sum / count : 0.0;
+    free(tokens);
+    free(targets);
+    free(which);
+    data_free_tokenized(ex, n_all);
+    return rc;
+}
+
+int distill_prompt_neighbours(DistillState *s, int k, int *ids, float *sims, float *drift, char *err) {
+    if (!s->prompt) return pk_errf(err, "method %s has no soft prompt", s->cfg.method);
+    int V = s->teacher.config.vocab_size;
+    if (k < 1 || k > V) return pk_errf(err, "neighbours: k must be between 1 and %d, got %d", V, k);
+    if (ids || sims) {
+        int *tmp_ids = ids ? ids : pk_malloc((size_t)s->P * k * sizeof(int), err);
+        if (!tmp_ids) return PK_FAIL;
+        int rc = prompt_neighbours(s->prompt, s->P, s->teacher.params[0], V, s->C, k, tmp_ids, sims, err);
+        if (!ids) free(tmp_ids);
+        if (rc != PK_OK) return PK_FAIL;
+    }
+    if (drift)
+        for (int i = 0; i < s->P; i++) {
+            double d2 = 0;
+            for (int c = 0; c < s->C; c++) {
+                double d = (double)s->prompt[(size_t)i * s->C + c] - s->prompt_init[(size_t)i * s->C + c];
+                d2 += d * d;
+            }
+            drift[i] = (float)sqrt(d2);
+        }
+    return PK_OK;
+}
+
+int distill_exposure(DistillState *s, int which, const char *split, int n_prompts, int n_samples, int max_len,
+                     unsigned long long seed, double *exaccerr, char *err) {
+    if (!s->has_teacher) return pk_errf(err, "method %s has no teacher to serve as the oracle", s->cfg.method);
+    if (which != DISTILL_TEACHER && which != DISTILL_PROMPTED_TEACHER)
+        return pk_errf(err, "exposure: the oracle must be T or T', got model %d", which);
+    if (which == DISTILL_PROMPTED_TEACHER && !s->prompt)
+        return pk_errf(err, "method %s has no soft prompt, so no prompted teacher T'", s->cfg.method);
+    if (n_prompts < 1 || n_samples < 1 || max_len < 1)
+        return pk_errf(err, "exposure: prompts, samples and length must be at least 1, got %d, %d, %d", n_prompts,
+                       n_samples, max_len);
+    const Dataset *d = need_split(s, split, err);
+    if (!d) return PK_FAIL;
+    if (n_prompts > d->n) n_prompts = d->n;
+    int P = which == DISTILL_PROMPTED_TEACHER ? s->P : 0;
+    /* every prompt is cut so that P + prompt + L fits both models */
+    int room = min_int(s->student.config.max_seq_len, s->teacher.config.max_seq_len - P) - max_len;
+    if (s->cfg.max_prompt_len > 0 && s->cfg.max_prompt_len < room) room = s->cfg.max_prompt_len;
+    if (room < 1) return pk_errf(err, "exposure: length %d leaves no room for a prompt in the models' positions", max_len);
+    int **ids = pk_calloc((size_t)n_prompts, sizeof(int *), err);
+    int *lens = ids ? pk_calloc((size_t)n_prompts, sizeof(int), err) : NULL;
+    double *R = lens ? pk_malloc((size_t)max_len * sizeof(double), err) : NULL;
+    double *leps = R ? pk_malloc((size_t)max_len * sizeof(double), err) : NULL;
+    int rc = leps ? PK_OK : PK_FAIL;
+    for (int i = 0; i < n_prompts && rc == PK_OK; i++) {
+        rc = tok_encode(s->tok, d->recs[i].prompt, strlen(d->recs[i].prompt), 0, &ids[i], &lens[i], err);
+        if (rc == PK_OK && lens[i] > room) lens[i] = room;
+        if (rc == PK_OK && lens[i] < 1) rc = pk_errf(err, "exposure: the prompt of %s record %d has no tokens", split, i);
+    }
+    if (rc == PK_OK)
+        rc = exposure_measure(&s->teacher, P ? s->prompt : NULL, P, &s->student, (const int *const *)ids, lens,
+                              n_prompts, n_samples, max_len, seed, R, leps, exaccerr, err);
+    if (ids)
+        for (int i = 0; i < n_prompts; i++) free(ids[i]);
+    free(ids);
+    free(lens);
+    free(R);
+    free(leps);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+#define STATE_FORMAT 1
+
+/* Removes the regular files of a folder (one level: checkpoints hold nothing deeper) and the folder. */
+static int remove_folder(const char *dir, char *err) {
+    DIR *dh = opendir(dir);
+    if (!dh) {
+        if (errno == ENOENT) return PK_OK;
+        return pk_errf(err, "%s: cannot open the folder to replace it (%s)", dir, strerror(errno));
+    }
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(dh)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0) {
+            closedir(dh);
+            return pk_errf(err, "%s: cannot remove (%s)", path, strerror(errno));
+        }
+    }
+    closedir(dh);
+    if (rmdir(dir) != 0) return pk_errf(err, "%s: cannot remove the folder (%s)", dir, strerror(errno));
+    return PK_OK;
+}
+
+static int write_state(DistillState *s, const char *path, char *err) {
+    int64_t header[6] = {STATE_FORMAT, (int64_t)s->method, s->step, s->cursor, s->n_ex, s->P};
+    int64_t rng[4];
+    for (int i = 0; i < 4; i++) rng[i] = (int64_t)s->rng.s[i];
+    int64_t *order = pk_malloc((size_t)s->n_ex * sizeof(int64_t), err);
+    if (!order) return PK_FAIL;
+    for (int i = 0; i < s->n_ex; i++) order[i] = s->order[i];
+    StWriteEntry e[8];
+    int n = 0;
+    e[n++] = (StWriteEntry){"header", ST_I64, 1, {6}, header};
+    e[n++] = (StWriteEntry){"rng", ST_I64, 1, {4}, rng};
+    e[n++] = (StWriteEntry){"order", ST_I64, 1, {s->n_ex}, order};
+    if (s->student.m_memory) {
+        e[n++] = (StWriteEntry){"student_m", ST_F32, 1, {(int64_t)s->student.num_parameters}, s->student.m_memory};
+        e[n++] = (StWriteEntry){"student_v", ST_F32, 1, {(int64_t)s->student.num_parameters}, s->student.v_memory};
+    }
+    if (s->prompt) {
+        e[n++] = (StWriteEntry){"prompt_m", ST_F32, 2, {s->P, s->C}, s->prompt_m};
+        e[n++] = (StWriteEntry){"prompt_v", ST_F32, 2, {s->P, s->C}, s->prompt_v};
+        e[n++] = (StWriteEntry){"prompt_init", ST_F32, 2, {s->P, s->C}, s->prompt_init};
+    }
+    const char *meta[] = {"format", "promptkd-state", "method", method_names[s->method], NULL};
+    int rc = st_write(path, e, n, meta, err);
+    free(order);
+    return rc;
+}
+
+int distill_save_checkpoint(DistillState *s, const char *dir, char *err) {
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/') dl--;
+    char base[3000], tmp[3100], old[3100], path[3300];
+    if (dl == 0 || dl >= sizeof base) return pk_errf(err, "checkpoint folder name '%s' is empty or too long", dir);
+    memcpy(base, dir, dl);
+    base[dl] = '\0';
+    snprintf(tmp, sizeof tmp, "%s.tmp", base);
+    snprintf(old, sizeof old, "%s.old", base);
+    if (remove_folder(tmp, err) != PK_OK) return PK_FAIL;
+    if (pk_mkdirs(tmp, err) != PK_OK) return PK_FAIL;
+    if (gpt2_save(&s->student, tmp, err) != PK_OK) goto fail;
+    if (s->prompt) {
+        snprintf(path, sizeof path, "%s/prompt.safetensors", tmp);
+        if (prompt_save(path, s->prompt, s->P, s->C, err) != PK_OK) goto fail;
+    }
+    snprintf(path, sizeof path, "%s/state.safetensors", tmp);
+    if (write_state(s, path, err) != PK_OK) goto fail;
+    /* swap the complete folder in: the old one (if any) moves aside first and goes last */
+    if (remove_folder(old, err) != PK_OK) goto fail;
+    int had_old = pk_is_dir(base);
+    if (had_old && rename(base, old) != 0) {
+        pk_errf(err, "%s: cannot move the previous checkpoint aside (%s)", base, strerror(errno));
+        goto fail;
+    }
+    if (rename(tmp, base) != 0) {
+        pk_errf(err, "%s: cannot rename the new checkpoint into place (%s)", base, strerror(errno));
+        if (had_old) rename(old, base);
+        goto fail;
+    }
+    if (had_old) remove_folder(old, err);
+    return PK_OK;
+fail:;
+    char e2[PK_ERR_LEN];
+    remove_folder(tmp, e2);
+    return PK_FAIL;
+}
+
+static int read_f32(const StFile *f, const char *name, float *out, size_t numel, const char *path, char *err) {
+    const StTensor *t = st_find(f, name);
+    if (!t) return pk_errf(err, "%s: tensor '%s' is missing", path, name);
+    if (t->numel != numel)
+        return pk_errf(err, "%s: tensor '%s' has %zu values, expected %zu for this run", path, name, t->numel, numel);
+    st_read_f32(f, t, out);
+    return PK_OK;
+}
+
+int distill_load_checkpoint(DistillState *s, const char *dir, char *err) {
+    char path[4096];
+    StFile f;
+    memset(&f, 0, sizeof f);
+    GPT2 tmp;
+    memset(&tmp, 0, sizeof tmp);
+    float *prompt = NULL;
+    int64_t *order = NULL;
+    float *m = NULL, *v = NULL;
+    int rc = PK_FAIL;
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    if (st_open(&f, path, err) != PK_OK) return PK_FAIL;
+    const StTensor *th = st_find(&f, "header"), *tr = st_find(&f, "rng"), *to = st_find(&f, "order");
+    if (!th || th->numel != 6 || !tr || tr->numel != 4 || !to) {
+        pk_errf(err, "%s: expected tensors header [6], rng [4] and order of a promptkd state file", path);
+        goto done;
+    }
+    int64_t header[6], rng[4];
+    st_read_i64(&f, th, header);
+    st_read_i64(&f, tr, rng);
+    if (header[0] != STATE_FORMAT) {
+        pk_errf(err, "%s: state format %lld, expected %d", path, (long long)header[0], STATE_FORMAT);
+        goto done;
+    }
+    if (header[1] != (int64_t)s->method) {
+        pk_errf(err, "%s: saved by method %s, but this run's method is %s", path,
+                header[1] >= 0 && header[1] < N_METHODS ? method_names[header[1]] : "?", method_names[s->method]);
+        goto done;
+    }
+    if (header[4] != s->n_ex || (int64_t)to->numel != s->n_ex || header[5] != s->P) {
+        pk_errf(err, "%s: saved for %lld training examples and %lld prompt vectors, this run has %d and %d", path,
+                (long long)header[4], (long long)header[5], s->n_ex, s->P);
+        goto done;
+    }
+    if (header[2] < 0 || header[3] < 0 || header[3] > s->n_ex) {
+        pk_errf(err, "%s: step %lld or data cursor %lld out of range", path, (long long)header[2], (long long)header[3]);
+        goto done;
+    }
+    if (!(order = pk_malloc((size_t)s->n_ex * sizeof(int64_t), err))) goto done;
+    st_read_i64(&f, to, order);
+    for (int i = 0; i < s->n_ex; i++)
+        if (order[i] < 0 || order[i] >= s->n_ex) {
+            pk_errf(err, "%s: data order entry %d is %lld, outside 0..%d", path, i, (long long)order[i], s->n_ex - 1);
+            goto done;
+        }
+    /* the student's weights */
+    if (gpt2_load(&tmp, dir, err) != PK_OK) goto done;
+    const GPT2Config *a = &tmp.config, *b = &s->student.config;
+    if (a->num_layers != b->num_layers || a->channels != b->channels || a->num_heads != b->num_heads ||
+        a->vocab_size != b->vocab_size || a->max_seq_len != b->max_seq_len || a->n_inner != b->n_inner ||
+        a->tied_lm_head != b->tied_lm_head) {
+        pk_errf(err, "%s: the checkpoint's student (L=%d C=%d H=%d V=%d) differs from the run's (L=%d C=%d H=%d V=%d)",
+                dir, a->num_layers, a->channels, a->num_heads, a->vocab_size, b->num_layers, b->channels, b->num_heads,
+                b->vocab_size);
+        goto done;
+    }
+    size_t np = s->student.num_parameters;
+    if (st_find(&f, "student_m")) {
+        if (!(m = pk_malloc(np * sizeof(float), err)) || !(v = pk_malloc(np * sizeof(float), err))) goto done;
+        if (read_f32(&f, "student_m", m, np, path, err) != PK_OK) goto done;
+        if (read_f32(&f, "student_v", v, np, path, err) != PK_OK) goto done;
+    } else if (header[2] > 0) {
+        pk_errf(err, "%s: step %lld but no student optimizer state (student_m)", path, (long long)header[2]);
+        goto done;
+    }
+    size_t PC = (size_t)s->P * s->C;
+    if (s->prompt) {
+        int P = 0, C = 0;
+        snprintf(path, sizeof path, "%s/prompt.safetensors", dir);
+        if (prompt_load(path, s->C, &prompt, &P, &C, err) != PK_OK) goto done;
+        if (P != s->P) {
+            pk_errf(err, "%s: %d prompt vectors, this run has %d", path, P, s->P);
+            goto done;
+        }
+        snprintf(path, sizeof path, "%s/state.safetensors", dir);
+        /* read into the scratch gradient first so a failure changes nothing */
+        float *pm = pk_malloc(3 * PC * sizeof(float), err);
+        if (!pm) goto done;
+        if (read_f32(&f, "prompt_m", pm, PC, path, err) != PK_OK || read_f32(&f, "prompt_v", pm + PC, PC, path, err) ||
+            read_f32(&f, "prompt_init", pm + 2 * PC, PC, path, err)) {
+            free(pm);
+            goto done;
+        }
+        memcpy(s->prompt, prompt, PC * sizeof(float));
+        memcpy(s->prompt_m, pm, PC * sizeof(float));
+        memcpy(s->prompt_v, pm + PC, PC * sizeof(float));
+        memcpy(s->prompt_init, pm + 2 * PC, PC * sizeof(float));
+        free(pm);
+    }
+    /* everything validated: commit */
+    memcpy(s->student.params_memory, tmp.params_memory, np * sizeof(float));
+    free(s->student.m_memory);
+    free(s->student.v_memory);
+    s->student.m_memory = m;
+    s->student.v_memory = v;
+    m = v = NULL;
+    for (int i = 0; i < s->n_ex; i++) s->order[i] = (int)order[i];
+    for (int i = 0; i < 4; i++) s->rng.s[i] = (uint64_t)rng[i];
+    s->step = (int)header[2];
+    s->cursor = (int)header[3];
+    rc = PK_OK;
+done:
+    st_close(&f);
+    gpt2_free(&tmp);
+    free(prompt);
+    free(order);
+    free(m);
+    free(v);
+    return rc;
+}
