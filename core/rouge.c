@@ -343,10 +343,12 @@ static void free_interned(InternedPrediction *ip) {
     free(ip->slots);
 }
 
-/* LCS length of a[0..n-1] and b[0..m-1]; row is scratch of m + 1 ints. */
+/* LCS length of a[0..n-1] and b[0..m-1] (ids; a negative id in a matches nothing); row is scratch
+ * of m + 1 ints. */
 static int lcs_length(const int *a, int n, const int *b, int m, int *row) {
     for (int j = 0; j <= m; j++) row[j] = 0;
     for (int i = 0; i < n; i++) {
+        if (a[i] < 0) continue; /* a token absent from b matches nothing: the row stays as it is */
         int diag = 0; /* row[j] of the previous i, before it was overwritten */
         for (int j = 1; j <= m; j++) {
             int up = row[j];

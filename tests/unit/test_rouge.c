@@ -143,7 +143,8 @@ static void test_lcs_speed(void) {
     double dt = pk_now() - t0;
     printf("    1000 pairs of 256 tokens: %.3f s\n", dt);
     CHECK(sum > 0);
-    CHECK(dt < 2.0);
+    /* sanitizer builds are several times slower; they still check the sum */
+    if (!getenv("PROMPTKD_SANITIZED")) CHECK(dt < 2.0);
     pk_buf_free(&a);
     pk_buf_free(&b);
 }
