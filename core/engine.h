@@ -64,7 +64,8 @@ typedef struct {
     const float *neighbour_sims;         /* [prompt_len * k] cosine similarity */
     const float *prompt_drift;           /* [prompt_len] L2 distance of each vector from its init */
 
-    /* latest generations on a dev prompt: prompted teacher T', teacher T, student S */
+    /* latest generations on a dev prompt: prompted teacher T', teacher T, student S;
+     * never NULL: "" when the method has no such model or nothing was generated yet */
     int dev_index, dev_count;
     const char *dev_prompt;
     const char *gen_prompted_teacher, *gen_teacher, *gen_student;
@@ -83,10 +84,32 @@ typedef struct Engine Engine;
 
 /* Creates a session for a resolved config and starts its worker thread, which
  * loads models and data (state LOADING), then waits PAUSED, or starts RUNNING
- * when autostart is set. resume_dir: a run folder to continue from, or NULL. */
+ * when autostart is set. resume_dir: a run folder to continue from, or NULL.
+ *
+ * New run: the folder is run_dir/name, or name-2, name-3, ... when that folder
+ * already holds a run (snapshot run_dir and engine_run_path() tell which); it gets
+ * config.json (resolved), an empty metrics.jsonl, checkpoints/, plots/, eval/.
+ * Resume: resume_dir's checkpoints/latest is loaded; metrics.jsonl is cut back to
+ * that step and the curves are rebuilt from it; keys fixed for the run must match
+ * resume_dir/config.json (live keys may differ). The next step equals the
+ * uninterrupted run's bit for bit (same thread count).
+ *
+ * Fails at once (config_validate, run folder, resume folder); a load failure
+ * shows later as state FAILED with the message.
+ *
+ * stop_after counts the steps since the run was started or last resumed
+ * (engine_resume): the run then saves a checkpoint and pauses. At total steps it
+ * evaluates, saves a checkpoint and becomes FINISHED. Dev ROUGE-L runs every
+ * eval_interval steps (0: at each epoch end), keeps the best student in best/ and
+ * writes a checkpoint (the newest 3 step-N folders are kept). A non-finite loss
+ * pauses the run with "non-finite loss at step N; paused, last good checkpoint
+ * step-M kept"; until a good step follows, no checkpoint is written into the run. */
 int engine_create(Engine **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err);
-/* Stops the worker (after the current step) and frees everything. Does not save. */
+/* Stops the worker (after the current step) and frees everything. Does not save.
+ * Every acquired snapshot must have been released before. */
 void engine_destroy(Engine *e);
+/* The run folder (run_dir/name as created, or the resumed folder). */
+const char *engine_run_path(const Engine *e);
 
 /* Snapshots are reference counted and immutable; always release what you acquire. */
 const EngineSnapshot *engine_snapshot_acquire(Engine *e);
@@ -110,6 +133,10 @@ int engine_stop(Engine *e, char *err);                   /* finish the current s
 
 /* Wait until the state is not RUNNING/LOADING, or timeout_s passes; returns the state. */
 EngineState engine_wait_idle(Engine *e, double timeout_s);
+
+/* Test hook: the step that reaches `step` is treated as non-finite (after it was
+ * applied), exercising the pause-and-keep-the-checkpoint path. 0 turns it off. */
+void engine_debug_inject_nonfinite(Engine *e, int step);
 
 /* Read-only access for plugins and analyses, valid while the engine is paused or
  * finished (the host pauses before calling plugins). */
