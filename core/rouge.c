@@ -13,28 +13,41 @@
 static int is_vowel_letter(char c) { return c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u'; }
 
 /* A consonant is a letter other than a, e, i, o, u, and other than y preceded by a consonant.
- * Anything else (digits too) counts as a consonant, as in NLTK. */
-static int is_consonant(const char *w, int i) {
-    if (is_vowel_letter(w[i])) return 0;
-    if (w[i] == 'y') return i == 0 ? 1 : !is_consonant(w, i - 1);
+ * Anything else (digits too) counts as a consonant, as in NLTK. prev_cons is the answer for
+ * position i - 1 (ignored at i = 0). */
+static int consonant_after(char c, int i, int prev_cons) {
+    if (is_vowel_letter(c)) return 0;
+    if (c == 'y') return i == 0 ? 1 : !prev_cons;
     return 1;
+}
+
+/* The same for one position, without recursion: walk back over the run of y's ending at i. */
+static int is_consonant(const char *w, int i) {
+    if (w[i] != 'y') return !is_vowel_letter(w[i]);
+    int s = i;
+    while (s > 0 && w[s - 1] == 'y') s--;
+    int cons = s == 0 ? 1 : !consonant_after(w[s - 1], s - 1, 1); /* w[s - 1] is not a y */
+    return ((i - s) % 2 == 0) ? cons : !cons;
 }
 
 /* Porter's m: the number of "vc" transitions in the consonant/vowel pattern of w[0..n-1]. */
 static int measure(const char *w, int n) {
     int m = 0;
-    int prev_vowel = 0;
+    int prev_cons = 1;
     for (int i = 0; i < n; i++) {
-        int cons = is_consonant(w, i);
-        if (cons && prev_vowel) m++;
-        prev_vowel = !cons;
+        int cons = consonant_after(w[i], i, prev_cons);
+        if (cons && i > 0 && !prev_cons) m++;
+        prev_cons = cons;
     }
     return m;
 }
 
 static int contains_vowel(const char *w, int n) {
-    for (int i = 0; i < n; i++)
-        if (!is_consonant(w, i)) return 1;
+    int prev_cons = 1;
+    for (int i = 0; i < n; i++) {
+        prev_cons = consonant_after(w[i], i, prev_cons);
+        if (!prev_cons) return 1;
+    }
     return 0;
 }
 
@@ -69,14 +82,16 @@ typedef enum { COND_M_GT0, COND_M_GT1, COND_ION, COND_LOGI } RuleCond;
 typedef struct {
     const char *suffix, *replacement;
     RuleCond cond;
+    int suffix_len;
 } Rule;
+#define RULE(suffix, replacement, cond) {suffix, replacement, cond, (int)sizeof(suffix) - 1}
 
 /* NLTK's _apply_rule_list for measure conditions: the first rule whose suffix matches decides;
  * when its condition fails the word is returned unchanged (no further rule is tried). */
 static int apply_rules(char *w, int n, const Rule *rules, int n_rules) {
     for (int r = 0; r < n_rules; r++) {
-        if (!ends_with(w, n, rules[r].suffix)) continue;
-        int k = (int)strlen(rules[r].suffix);
+        int k = rules[r].suffix_len;
+        if (k > n || w[n - 1] != rules[r].suffix[k - 1] || memcmp(w + n - k, rules[r].suffix, (size_t)k)) continue;
         int stem_len = n - k;
         int ok = 0;
         switch (rules[r].cond) {
@@ -129,14 +144,14 @@ static int step1c(char *w, int n) {
 }
 
 static const Rule step2_rules[] = {
-    {"ational", "ate", COND_M_GT0}, {"tional", "tion", COND_M_GT0}, {"enci", "ence", COND_M_GT0},
-    {"anci", "ance", COND_M_GT0},   {"izer", "ize", COND_M_GT0},    {"bli", "ble", COND_M_GT0},
-    {"alli", "al", COND_M_GT0},     {"entli", "ent", COND_M_GT0},   {"eli", "e", COND_M_GT0},
-    {"ousli", "ous", COND_M_GT0},   {"ization", "ize", COND_M_GT0}, {"ation", "ate", COND_M_GT0},
-    {"ator", "ate", COND_M_GT0},    {"alism", "al", COND_M_GT0},    {"iveness", "ive", COND_M_GT0},
-    {"fulness", "ful", COND_M_GT0}, {"ousness", "ous", COND_M_GT0}, {"aliti", "al", COND_M_GT0},
-    {"iviti", "ive", COND_M_GT0},   {"biliti", "ble", COND_M_GT0},  {"fulli", "ful", COND_M_GT0},
-    {"logi", "log", COND_LOGI},
+    RULE("ational", "ate", COND_M_GT0), RULE("tional", "tion", COND_M_GT0), RULE("enci", "ence", COND_M_GT0),
+    RULE("anci", "ance", COND_M_GT0),   RULE("izer", "ize", COND_M_GT0),    RULE("bli", "ble", COND_M_GT0),
+    RULE("alli", "al", COND_M_GT0),     RULE("entli", "ent", COND_M_GT0),   RULE("eli", "e", COND_M_GT0),
+    RULE("ousli", "ous", COND_M_GT0),   RULE("ization", "ize", COND_M_GT0), RULE("ation", "ate", COND_M_GT0),
+    RULE("ator", "ate", COND_M_GT0),    RULE("alism", "al", COND_M_GT0),    RULE("iveness", "ive", COND_M_GT0),
+    RULE("fulness", "ful", COND_M_GT0), RULE("ousness", "ous", COND_M_GT0), RULE("aliti", "al", COND_M_GT0),
+    RULE("iviti", "ive", COND_M_GT0),   RULE("biliti", "ble", COND_M_GT0),  RULE("fulli", "ful", COND_M_GT0),
+    RULE("logi", "log", COND_LOGI),
 };
 
 static int step2(char *w, int n) {
@@ -146,16 +161,16 @@ static int step2(char *w, int n) {
 }
 
 static const Rule step3_rules[] = {
-    {"icate", "ic", COND_M_GT0}, {"ative", "", COND_M_GT0}, {"alize", "al", COND_M_GT0}, {"iciti", "ic", COND_M_GT0},
-    {"ical", "ic", COND_M_GT0},  {"ful", "", COND_M_GT0},   {"ness", "", COND_M_GT0},
+    RULE("icate", "ic", COND_M_GT0), RULE("ative", "", COND_M_GT0), RULE("alize", "al", COND_M_GT0), RULE("iciti", "ic", COND_M_GT0),
+    RULE("ical", "ic", COND_M_GT0),  RULE("ful", "", COND_M_GT0),   RULE("ness", "", COND_M_GT0),
 };
 
 static const Rule step4_rules[] = {
-    {"al", "", COND_M_GT1},  {"ance", "", COND_M_GT1}, {"ence", "", COND_M_GT1},  {"er", "", COND_M_GT1},
-    {"ic", "", COND_M_GT1},  {"able", "", COND_M_GT1}, {"ible", "", COND_M_GT1},  {"ant", "", COND_M_GT1},
-    {"ement", "", COND_M_GT1}, {"ment", "", COND_M_GT1}, {"ent", "", COND_M_GT1}, {"ion", "", COND_ION},
-    {"ou", "", COND_M_GT1},  {"ism", "", COND_M_GT1},  {"ate", "", COND_M_GT1},   {"iti", "", COND_M_GT1},
-    {"ous", "", COND_M_GT1}, {"ive", "", COND_M_GT1},  {"ize", "", COND_M_GT1},
+    RULE("al", "", COND_M_GT1),  RULE("ance", "", COND_M_GT1), RULE("ence", "", COND_M_GT1),  RULE("er", "", COND_M_GT1),
+    RULE("ic", "", COND_M_GT1),  RULE("able", "", COND_M_GT1), RULE("ible", "", COND_M_GT1),  RULE("ant", "", COND_M_GT1),
+    RULE("ement", "", COND_M_GT1), RULE("ment", "", COND_M_GT1), RULE("ent", "", COND_M_GT1), RULE("ion", "", COND_ION),
+    RULE("ou", "", COND_M_GT1),  RULE("ism", "", COND_M_GT1),  RULE("ate", "", COND_M_GT1),   RULE("iti", "", COND_M_GT1),
+    RULE("ous", "", COND_M_GT1), RULE("ive", "", COND_M_GT1),  RULE("ize", "", COND_M_GT1),
 };
 
 static int step5a(const char *w, int n) {
