@@ -368,10 +368,12 @@ static int seqs_ground_truth(DistillState *s, const int *which, int B, int P, Se
 }
 
 /* Sampled batch: model m (with prompt [P_gen, C] when P_gen > 0) samples a response to each
- * example's prompt with the run's sampling settings; the sequences are laid out for scoring
- * with P placeholder slots for T'. Responses are cut so every model of the run can score them. */
-static int seqs_sampled(DistillState *s, GPT2 *m, const float *gen_prompt, int P_gen, const int *which, int B, int P,
-                        Seqs *q, char *err) {
+ * prompt with the run's sampling settings (row b's RNG from (seed, row_index[b])); the
+ * sequences are laid out for scoring with P placeholder slots for T'. Responses are cut so
+ * every model of the run can score them. */
+static int seqs_sampled_prompts(DistillState *s, GPT2 *m, const float *gen_prompt, int P_gen, const int *const *prompts,
+                                const int *plens, const long *row_index, int B, int P, unsigned long long seed, Seqs *q,
+                                char *err) {
     memset(q, 0, sizeof q[0]);
     const RunConfig *c = &s->cfg;
     SampleOptions o;
@@ -380,18 +382,12 @@ static int seqs_sampled(DistillState *s, GPT2 *m, const float *gen_prompt, int P
     o.top_k = c->top_k;
     o.top_p = c->top_p;
     if (sample_options_check(&o, m->config.vocab_size, err) != PK_OK) return PK_FAIL;
-    const int **prompts = pk_malloc((size_t)B * sizeof(int *), err);
-    int *plens = prompts ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
-    int *out = plens ? pk_malloc((size_t)B * c->max_new_tokens * sizeof(int), err) : NULL;
+    int *out = pk_malloc((size_t)B * c->max_new_tokens * sizeof(int), err);
     int *olens = out ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
     int rc = PK_FAIL;
     if (!olens) goto done;
-    for (int b = 0; b < B; b++) {
-        prompts[b] = s->ex[which[b]].prompt;
-        plens[b] = s->ex[which[b]].prompt_len;
-    }
-    unsigned long long seed = pk_rng_u64(&s->rng); /* one draw per sampled batch */
-    if (sample_generate(m, prompts, plens, B, gen_prompt, P_gen, &o, seed, NULL, out, olens, err) != PK_OK) goto done;
+    if (sample_generate(m, prompts, plens, B, gen_prompt, P_gen, &o, seed, row_index, out, olens, err) != PK_OK)
+        goto done;
     int max_T = score_positions(s);
     int longest = 0;
     for (int b = 0; b < B; b++) {
@@ -399,8 +395,8 @@ static int seqs_sampled(DistillState *s, GPT2 *m, const float *gen_prompt, int P
         /* plens[b] + olens[b] - 1 slots must fit max_T (the prompt always does: see max_prompt_tokens) */
         if (plens[b] + olens[b] - 1 > max_T) olens[b] = max_T - plens[b] + 1;
         if (olens[b] < 1) {
-            rc = pk_errf(err, "distill: the prompt of line %d (%d tokens) leaves no room for a response",
-                         s->data[SPLIT_TRAIN].recs[s->ex[which[b]].rec].line, plens[b]);
+            rc = pk_errf(err, "distill: a prompt of %d tokens leaves no room for a response in the models' positions",
+                         plens[b]);
             goto done;
         }
         if (plens[b] + olens[b] > longest) longest = plens[b] + olens[b];
@@ -415,10 +411,27 @@ static int seqs_sampled(DistillState *s, GPT2 *m, const float *gen_prompt, int P
         goto done;
     rc = seqs_finish(q, P, err);
 done:
-    free(prompts);
-    free(plens);
     free(out);
     free(olens);
+    return rc;
+}
+
+/* Sampled batch of training examples, seeded by one draw of the run's RNG. */
+static int seqs_sampled(DistillState *s, GPT2 *m, const float *gen_prompt, int P_gen, const int *which, int B, int P,
+                        Seqs *q, char *err) {
+    const int **prompts = pk_malloc((size_t)B * sizeof(int *), err);
+    int *plens = prompts ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    int rc = PK_FAIL;
+    if (plens) {
+        for (int b = 0; b < B; b++) {
+            prompts[b] = s->ex[which[b]].prompt;
+            plens[b] = s->ex[which[b]].prompt_len;
+        }
+        unsigned long long seed = pk_rng_u64(&s->rng); /* one draw per sampled batch */
+        rc = seqs_sampled_prompts(s, m, gen_prompt, P_gen, prompts, plens, NULL, B, P, seed, q, err);
+    }
+    free(prompts);
+    free(plens);
     return rc;
 }
 
@@ -1131,5 +1144,75 @@ done:
     free(order);
     free(m);
     free(v);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ probe */
+
+int distill_probe(DistillState *s, const char *split, int n_records, unsigned long long seed, DistillProbe *out,
+                  float *dprompt, char *err) {
+    memset(out, 0, sizeof *out);
+    if (!s->has_teacher) return pk_errf(err, "method %s has no teacher to probe against", s->cfg.method);
+    if (dprompt && !s->prompt) return pk_errf(err, "method %s has no soft prompt to differentiate", s->cfg.method);
+    const Dataset *d = need_split(s, split, err);
+    if (!d) return PK_FAIL;
+    int n = (n_records > 0 && n_records < d->n) ? n_records : d->n;
+    int **ids = pk_calloc((size_t)n, sizeof(int *), err);
+    int *lens = ids ? pk_calloc((size_t)n, sizeof(int), err) : NULL;
+    long *rows = lens ? pk_malloc((size_t)n * sizeof(long), err) : NULL;
+    float *t_packed = NULL, *s_packed = NULL;
+    size_t *packed = NULL;
+    Seqs q;
+    memset(&q, 0, sizeof q);
+    int rc = rows ? PK_OK : PK_FAIL;
+    for (int i = 0; i < n && rc == PK_OK; i++) {
+        rows[i] = i;
+        rc = tok_encode(s->tok, d->recs[i].prompt, strlen(d->recs[i].prompt), 0, &ids[i], &lens[i], err);
+        if (rc == PK_OK && lens[i] > s->max_prompt_tokens) lens[i] = s->max_prompt_tokens;
+        if (rc == PK_OK && lens[i] < 1) rc = pk_errf(err, "probe: the prompt of %s record %d has no tokens", split, i);
+    }
+    if (rc != PK_OK) goto done;
+    rc = PK_FAIL;
+    if (seqs_sampled_prompts(s, &s->student, NULL, 0, (const int *const *)ids, lens, rows, n, s->P, seed, &q, err) !=
+        PK_OK)
+        goto done;
+    GPT2 *t = &s->teacher, *m = &s->student;
+    int V = t->config.vocab_size;
+    if (!(packed = iota_rows(q.n, err))) goto done;
+    if (gpt2_forward(t, q.tokens, NULL, 0, NULL, q.B, q.T, err) != PK_OK) goto done;
+    if (!(t_packed = pack_rows(t->logits, q.rows, q.n, V, err))) goto done;
+    if (gpt2_forward(m, q.tokens, NULL, 0, NULL, q.B, q.T, err) != PK_OK) goto done;
+    if (!(s_packed = pack_rows(m->logits, q.rows, q.n, V, err))) goto done;
+    out->positions = q.n;
+    out->kl_t_s = div_rows(DIV_FKL, 0, t_packed, packed, s_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
+    out->kl_s_t = div_rows(DIV_RKL, 0, t_packed, packed, s_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
+    double N = s->cfg.steps > 0 ? s->cfg.steps : 1, decay = 1.0 - s->step / N;
+    double coef = (decay > 0 ? decay : 0.0) * s->cfg.base_coef;
+    if (s->prompt) {
+        if (gpt2_forward(t, q.tokens_p, s->prompt, s->P, NULL, q.B, s->P + q.T, err) != PK_OK) goto done;
+        out->kl_tp_t = div_rows(DIV_FKL, 0, t->logits, q.rows_p, t_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
+        out->kl_tp_s = div_rows(DIV_FKL, 0, t->logits, q.rows_p, s_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
+        out->kl_s_tp = div_rows(DIV_RKL, 0, t->logits, q.rows_p, s_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
+        out->prompt_loss = coef * out->kl_tp_t + out->kl_tp_s;
+        if (dprompt) {
+            double reg, guide;
+            /* the student's logits are packed in S order: prompt_loss reads them through q.rows,
+             * so run it on the student's own buffer, which still holds this batch */
+            if (prompt_loss(s, &q, t_packed, m->logits, coef, dprompt, &reg, &guide, err) != PK_OK) goto done;
+        }
+    } else {
+        out->kl_tp_t = out->kl_tp_s = out->kl_s_tp = out->prompt_loss = NAN;
+    }
+    rc = PK_OK;
+done:
+    if (ids)
+        for (int i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    free(lens);
+    free(rows);
+    free(t_packed);
+    free(s_packed);
+    free(packed);
+    seqs_free(&q);
     return rc;
 }

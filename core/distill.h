@@ -110,6 +110,24 @@ int distill_eval_rouge(DistillState *s, int which, const char *split, int n_reco
  * of the first n_records of split (0: all). */
 int distill_eval_loss(DistillState *s, const char *split, int n_records, double *loss, char *err);
 
+/* The divergences PromptKD works with, measured without changing anything (monitoring, tests):
+ * the student samples one response to each of the first n_records prompts of split (the run's
+ * sampling settings; row i's RNG from (seed, i)), and on those samples, averaged over the
+ * response positions (T' fields are NaN without a prompt): */
+typedef struct {
+    double kl_tp_t;     /* KL(T' || T) */
+    double kl_tp_s;     /* KL(T' || S): the prompt's guide term */
+    double kl_t_s;      /* KL(T || S): the same without the prompt */
+    double kl_s_tp;     /* KL(S || T'): the student's PromptKD loss */
+    double kl_s_t;      /* KL(S || T): the on-policy RKL loss */
+    double prompt_loss; /* (1 - t/N) base_coef kl_tp_t + kl_tp_s at the current step t */
+    int positions;      /* response positions averaged over */
+} DistillProbe;
+/* With dprompt [P, C] != NULL, also accumulates d(prompt_loss)/d(prompt) into it (through the
+ * frozen teacher's input-only backward, as the prompt update computes it). */
+int distill_probe(DistillState *s, const char *split, int n_records, unsigned long long seed, DistillProbe *out,
+                  float *dprompt, char *err);
+
 /* For each prompt vector: the k vocabulary tokens whose teacher word embeddings are
  * closest in cosine similarity, best first: ids [P*k], sims [P*k]; drift [P] = L2
  * distance of each vector from its initial value (any output may be NULL). */
