@@ -10,13 +10,15 @@
 int cmd_synth(int argc, char **argv) {
     const char *out_dir = NULL;
     unsigned long long seed = SYNTH_DEFAULT_SEED;
-    int size = SYNTH_DEFAULT_TRAIN;
+    int size = SYNTH_DEFAULT_TRAIN, template_copies = 0;
     const Opt opts[] = {
         {"out", OPT_STR, &out_dir, "folder for train.jsonl, valid.jsonl, test.jsonl (created)", 1},
         {"seed", OPT_U64, &seed, "seed of the fact tables and of every draw (default 1234)", 0},
         {"size", OPT_INT, &size, "training records, 1..1000000 (default 6000); valid and test get ceil(N/12) each", 0},
+        {"template-copies", OPT_INT, &template_copies,
+         "also write template.jsonl: K copies of each piece of the prompt template, tokenizer training text", 0},
     };
-    int rc = cli_parse("promptkd synth --out DIR [--seed S] [--size N]", argc, argv, opts,
+    int rc = cli_parse("promptkd synth --out DIR [--seed S] [--size N] [--template-copies K]", argc, argv, opts,
                        (int)(sizeof opts / sizeof *opts), NULL, 0, NULL);
     if (rc == 1) return 0;
     if (rc) return rc;
@@ -25,17 +27,22 @@ int cmd_synth(int argc, char **argv) {
         snprintf(msg, sizeof msg, "--size must be between 1 and %d training records, got %d", SYNTH_MAX_RECORDS, size);
         return cli_fail("synth", msg);
     }
+    if (template_copies < 0 || template_copies > 100000) {
+        snprintf(msg, sizeof msg, "--template-copies must be between 0 and 100000, got %d", template_copies);
+        return cli_fail("synth", msg);
+    }
     if (!out_dir[0]) return cli_fail("synth", "--out must name a folder, got an empty string");
     SynthOptions opt;
     synth_options_default(&opt, (uint64_t)seed, size);
     SynthSplits splits;
     if (synth_generate(&opt, &splits, err)) return cli_fail("synth", err);
-    if (synth_write_dir(&splits, out_dir, err)) {
+    if (synth_write_dir(&splits, template_copies, out_dir, err)) {
         synth_free(&splits);
         return cli_fail("synth", err);
     }
     printf("wrote %s/{train,valid,test}.jsonl: %d / %d / %d records, %d categories, seed %llu\n", out_dir,
            splits.n_train, splits.n_valid, splits.n_test, synth_n_categories(), seed);
+    if (template_copies > 0) printf("wrote %s/template.jsonl: %d copies of the prompt template\n", out_dir, template_copies);
     synth_free(&splits);
     return 0;
 }

@@ -1,6 +1,8 @@
 /* The built-in synthetic instruction benchmark: see synth.h for what it is and why. */
 #include "synth.h"
 
+#include "data.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -1391,19 +1393,62 @@ int synth_to_jsonl(const SynthRecord *records, int n, PkBuf *out, char *err) {
     return PK_OK;
 }
 
-int synth_write_dir(const SynthSplits *s, const char *dir, char *err) {
-    static const char *const names[3] = {"train.jsonl", "valid.jsonl", "test.jsonl"};
+int synth_template_jsonl(int copies, PkBuf *out, char *err) {
+    /* Sentinel bytes mark where the instruction and the input go; the pieces are what is between. */
+    char *plain = data_format_prompt("\x01", NULL), *with_input = data_format_prompt("\x01", "\x02");
+    int rc = PK_FAIL;
+    if (!plain || !with_input) {
+        pk_errf(err, "synth: out of memory formatting the prompt template");
+        goto done;
+    }
+    const char *texts[2] = {plain, with_input};
+    for (int c = 0; c < copies; c++)
+        for (int t = 0; t < 2; t++)
+            for (const char *p = texts[t]; *p;) {
+                size_t n = strcspn(p, "\x01\x02");
+                if (n > 0) {
+                    char piece[512];
+                    if (n >= sizeof piece) {
+                        pk_errf(err, "synth: a piece of the prompt template is longer than %zu bytes", sizeof piece);
+                        goto done;
+                    }
+                    memcpy(piece, p, n);
+                    piece[n] = 0;
+                    cJSON *o = cJSON_CreateObject();
+                    char *line = o && cJSON_AddStringToObject(o, "text", piece) ? cJSON_PrintUnformatted(o) : NULL;
+                    cJSON_Delete(o);
+                    int bad = !line || pk_buf_append(out, line, strlen(line)) || pk_buf_append(out, "\n", 1);
+                    cJSON_free(line);
+                    if (bad) {
+                        pk_errf(err, "synth: out of memory building the template text");
+                        goto done;
+                    }
+                }
+                p += n;
+                if (*p) p++;
+            }
+    rc = PK_OK;
+done:
+    free(plain);
+    free(with_input);
+    return rc;
+}
+
+int synth_write_dir(const SynthSplits *s, int template_copies, const char *dir, char *err) {
+    static const char *const names[4] = {"train.jsonl", "valid.jsonl", "test.jsonl", "template.jsonl"};
     const SynthRecord *recs[3] = {s->train, s->valid, s->test};
     const int counts[3] = {s->n_train, s->n_valid, s->n_test};
-    PkBuf text[3] = {{0}};
-    char paths[3][4096];
-    int created[3] = {0}, rc = PK_FAIL;
-    for (int k = 0; k < 3; k++) {
+    int n_files = template_copies > 0 ? 4 : 3;
+    PkBuf text[4] = {{0}};
+    char paths[4][4096];
+    int created[4] = {0}, rc = PK_FAIL;
+    for (int k = 0; k < n_files; k++) {
         if (pk_path_join(paths[k], sizeof paths[k], dir, names[k], err)) goto done;
-        if (synth_to_jsonl(recs[k], counts[k], &text[k], err)) goto done;
+        if (k < 3 ? synth_to_jsonl(recs[k], counts[k], &text[k], err) : synth_template_jsonl(template_copies, &text[k], err))
+            goto done;
     }
     if (pk_mkdirs(dir, err)) goto done;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < n_files; k++) {
         int existed = pk_file_exists(paths[k]);
         if (pk_write_file_atomic(paths[k], text[k].data ? text[k].data : "", text[k].len, err)) {
             for (int j = 0; j < k; j++)
@@ -1414,6 +1459,6 @@ int synth_write_dir(const SynthSplits *s, const char *dir, char *err) {
     }
     rc = PK_OK;
 done:
-    for (int k = 0; k < 3; k++) pk_buf_free(&text[k]);
+    for (int k = 0; k < 4; k++) pk_buf_free(&text[k]);
     return rc;
 }

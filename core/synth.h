@@ -57,10 +57,17 @@ void synth_free(SynthSplits *s);
  * "response", "category" in that order, printed by cJSON without spaces. */
 int synth_to_jsonl(const SynthRecord *records, int n, PkBuf *out, char *err);
 
-/* Creates dir (mkdir -p) and writes dir/train.jsonl, valid.jsonl, test.jsonl atomically. All three
- * texts are built before the first write; if a later write fails, the files this call created
- * are removed again, so a failure leaves no partial output. */
-int synth_write_dir(const SynthSplits *s, const char *dir, char *err);
+/* Text for training a tokenizer that tokenises the prompt template into few tokens: `copies`
+ * times each fixed piece of both Alpaca templates (data_format_prompt, the text between and around
+ * the instruction and the input), one JSONL object {"text": piece} per line. A BPE trainer then
+ * sees the template as often as it will occur in training. */
+int synth_template_jsonl(int copies, PkBuf *out, char *err);
+
+/* Creates dir (mkdir -p) and writes dir/train.jsonl, valid.jsonl, test.jsonl, and when
+ * template_copies > 0 also dir/template.jsonl (synth_template_jsonl), each atomically. All texts
+ * are built before the first write; if a later write fails, the files this call created are
+ * removed again, so a failure leaves no partial output. */
+int synth_write_dir(const SynthSplits *s, int template_copies, const char *dir, char *err);
 
 /* The categories, in a fixed order. */
 int synth_n_categories(void);

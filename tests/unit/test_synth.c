@@ -358,7 +358,7 @@ static void test_write_dir_writes_three_files_or_nothing(void) {
     CHECK(make(&s, 2, 120) == PK_OK);
     char err[PK_ERR_LEN], out[512], path[600];
     snprintf(out, sizeof out, "%s/a/b", dir);
-    CHECK(synth_write_dir(&s, out, err) == PK_OK);
+    CHECK(synth_write_dir(&s, 0, out, err) == PK_OK);
     const char *names[3] = {"train.jsonl", "valid.jsonl", "test.jsonl"};
     const SynthRecord *recs[3] = {s.train, s.valid, s.test};
     int counts[3] = {s.n_train, s.n_valid, s.n_test};
@@ -377,7 +377,7 @@ static void test_write_dir_writes_three_files_or_nothing(void) {
     CHECK(pk_write_file_atomic(path, "x", 1, err) == PK_OK);
     snprintf(out, sizeof out, "%s/file/sub", dir);
     err[0] = 0;
-    CHECK(synth_write_dir(&s, out, err) == PK_FAIL);
+    CHECK(synth_write_dir(&s, 0, out, err) == PK_FAIL);
     CHECK_MSG(strstr(err, "file/sub") != NULL || strstr(err, "/file") != NULL, "%s", err);
     snprintf(path, sizeof path, "%s/file/sub/train.jsonl", dir);
     CHECK(!pk_file_exists(path));
