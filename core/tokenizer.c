@@ -5,7 +5,8 @@
  *   1. split the text at "<|endoftext|>" (when allowed; the special token is emitted as its id);
  *   2. pre-tokenise each segment with GPT-2's regex
  *        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- *      implemented by hand over code point classes (letter, number, space, other);
+ *      implemented by hand over code point classes (letter, number, space, other); \s is
+ *      JavaScript's, as in the JS port that produced the reference encodings;
  *   3. a piece that is itself a token is that token; otherwise byte-level BPE: repeatedly merge the
  *      adjacent pair whose concatenation has the lowest merge rank, leftmost first.
  * The rank of a token string is the index of the first merges.txt line producing it; for GPT-2 that

@@ -124,6 +124,38 @@ static void test_fixture_exact(void) {
     CHECK(secs < (getenv("PROMPTKD_SANITIZED") ? 20.0 : 1.0));
 }
 
+/* Cases beyond the fixture (ideographic and line-separator spaces before words, NBSP, non-ASCII
+ * numbers, combining marks, titlecase and modifier letters, contractions, trailing whitespace),
+ * with ids from a straightforward implementation of tiktoken's algorithm over this vocab.json. */
+static void test_more_cases(void) {
+    if (!gpt2) return;
+    static const struct {
+        const char *text;
+        int ids[16];
+        int n;
+    } cases[] = {
+        {"a\u3000\u3000b", {64, 5099, 222, 5099, 222, 65}, 6},
+        {"x \u2028\u2028 y", {87, 564, 101, 447, 101, 331}, 6},
+        {"\u00a0\u00a0word", {1849, 1849, 4775}, 3},
+        {"\u0660\u0661\u0662 \u2167\u00bd", {149, 254, 149, 94, 149, 95, 2343, 227, 100, 23141}, 10},
+        {"e\u0301t\u00e9 \ufb01ne", {68, 136, 223, 83, 2634, 27332, 105, 223, 710}, 9},
+        {"\u01c5emal \u02b0", {131, 227, 368, 282, 220, 134, 108}, 7},
+        {"it's 'S 'll'd'", {270, 338, 705, 50, 705, 297, 1549, 6}, 8},
+        {"\t\t\tx\n \n  y  ", {197, 197, 197, 87, 198, 220, 198, 220, 331, 220, 220}, 11},
+        {"1.5e10 $100", {16, 13, 20, 68, 940, 720, 3064}, 7},
+        {"?? !!  ..", {3548, 37867, 220, 11485}, 4},
+        {"\u200bzero \u200d", {9525, 22570, 564, 235}, 4},
+        {"\u0915\u0903\u0915 test", {11976, 243, 11976, 225, 11976, 243, 1332}, 7},
+    };
+    char err[PK_ERR_LEN];
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        int *ids = NULL, n = 0;
+        CHECK(tok_encode(gpt2, cases[k].text, strlen(cases[k].text), 1, &ids, &n, err) == PK_OK);
+        CHECK_MSG(same_ids(ids, n, cases[k].ids, cases[k].n), "case %zu", k);
+        free(ids);
+    }
+}
+
 static void test_special_token(void) {
     if (!gpt2) return;
     char err[PK_ERR_LEN];
@@ -453,6 +485,7 @@ int main(void) {
     load_fixture();
     RUN(test_load_gpt2);
     RUN(test_fixture_exact);
+    RUN(test_more_cases);
     RUN(test_special_token);
     RUN(test_invalid_utf8);
     RUN(test_decode_out_of_range);
