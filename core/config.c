@@ -31,7 +31,7 @@ typedef struct {
 
 #define OFF(f) offsetof(RunConfig, f)
 #define SZ(f) sizeof(((RunConfig *)0)->f)
-#define BIG 1e30
+#define BIG 1e300 /* unbounded: above every float */
 
 /* clang-format off */
 static const KeyInfo KEYS[] = {

@@ -293,11 +293,11 @@ static void set_state_locked(Engine *e, EngineState st, const char *msg) {
     pthread_cond_broadcast(&e->cv);
 }
 
-static void set_state(Engine *e, EngineState st, const char *msg) {
-    pthread_mutex_lock(&e->mu);
-    set_state_locked(e, st, msg);
-    pthread_mutex_unlock(&e->mu);
-}
+
+static SnapBox *build_snapshot(Engine *e);
+static void publish_state(Engine *e, int st, const char *msg);
+static void publish(Engine *e) { publish_state(e, -1, NULL); }
+static void set_state(Engine *e, EngineState st, const char *msg) { publish_state(e, (int)st, msg); }
 
 static SnapBox *build_snapshot(Engine *e) {
     SnapBox *b = calloc(1, sizeof *b);
@@ -414,10 +414,16 @@ static void box_release_locked(SnapBox *b) {
     if (b && --b->refs == 0) box_free(b);
 }
 
-static void publish(Engine *e) {
+/* Publishes a snapshot and, in the same critical section, changes the state (st >= 0):
+ * whoever sees the new state also sees the snapshot that goes with it. */
+static void publish_state(Engine *e, int st, const char *msg) {
     SnapBox *b = build_snapshot(e);
-    if (!b) return; /* out of memory: clients keep the previous snapshot */
     pthread_mutex_lock(&e->mu);
+    if (st >= 0) set_state_locked(e, (EngineState)st, msg);
+    if (!b) { /* out of memory: clients keep the previous snapshot */
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
     /* the state may have changed while building; the version orders snapshots */
     b->s.state = e->state;
     snprintf(b->s.message, sizeof b->s.message, "%s", e->message);
@@ -747,7 +753,11 @@ static void complete(Engine *e, Cmd *c, int rc) {
 }
 
 /* The worker leaves RUNNING: whoever waits for steps hears about it. */
+static int refresh_neighbours(Engine *e, char *err);
 static void go_idle(Engine *e, EngineState st, const char *msg, int waiter_rc) {
+    /* fresh neighbours come with the idle state ("on pause"): they are cheap */
+    char nerr[PK_ERR_LEN];
+    if (e->ds && refresh_neighbours(e, nerr) != PK_OK) engine_log(e, "prompt neighbours: %s", nerr);
     set_state(e, st, msg);
     if (e->step_waiter) {
         if (waiter_rc != PK_OK) snprintf(e->step_waiter->err, PK_ERR_LEN, "%s", msg ? msg : "interrupted");
@@ -780,12 +790,6 @@ static void write_event(Engine *e, const char *name) {
 
 static int run_finished(Engine *e) { return distill_step_index(e->ds) >= e->cfg.steps; }
 
-static void refresh_on_pause(Engine *e) {
-    char err[PK_ERR_LEN];
-    if (refresh_neighbours(e, err) != PK_OK) engine_log(e, "prompt neighbours: %s", err);
-    publish(e);
-}
-
 /* Returns 1 when the worker should leave its loop. */
 static int apply_command(Engine *e, Cmd *c) {
     char local_err[PK_ERR_LEN];
@@ -817,7 +821,6 @@ static int apply_command(Engine *e, Cmd *c) {
             engine_log(e, "%s", msg);
             go_idle(e, ENGINE_PAUSED, msg, PK_OK);
             complete(e, c, PK_OK);
-            refresh_on_pause(e);
             return 0;
         }
         break;
@@ -847,7 +850,6 @@ static int apply_command(Engine *e, Cmd *c) {
         engine_log(e, c->kind == CMD_RESUME ? "running from step %d" : "running %d step(s)",
                    c->kind == CMD_RESUME ? distill_step_index(e->ds) : c->n);
         set_state(e, ENGINE_RUNNING, "running");
-        publish(e);
         if (c->kind == CMD_RUN_STEPS && c->wait) {
             e->step_waiter = c; /* completed when the steps are done or the run stops */
             return 0;
@@ -980,7 +982,6 @@ static void nonfinite_pause(Engine *e, int step) {
     pk_buf_free(&line);
     engine_log(e, "%s", msg);
     go_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
-    publish(e);
 }
 
 static void do_step(Engine *e) {
@@ -993,7 +994,6 @@ static void do_step(Engine *e) {
         snprintf(msg, sizeof msg, "step %d failed: %.270s", distill_step_index(e->ds) + 1, err);
         engine_log(e, "%s", msg);
         go_idle(e, ENGINE_FAILED, msg, PK_FAIL);
-        publish(e);
         return;
     }
     pthread_mutex_lock(&e->mu);
@@ -1087,7 +1087,6 @@ static void do_step(Engine *e) {
         write_event(e, "finished");
         engine_log(e, "%s", msg);
         go_idle(e, ENGINE_FINISHED, msg, PK_OK);
-        refresh_on_pause(e);
         return;
     }
     if (stop_due) {
@@ -1101,14 +1100,12 @@ static void do_step(Engine *e) {
         write_event(e, "stop_after");
         engine_log(e, "%s", msg);
         go_idle(e, ENGINE_PAUSED, msg, PK_OK);
-        refresh_on_pause(e);
         return;
     }
     if (e->budget == 0) {
         char msg[96];
         snprintf(msg, sizeof msg, "paused at step %d", step);
         go_idle(e, ENGINE_PAUSED, msg, PK_OK);
-        refresh_on_pause(e);
         return;
     }
     publish(e);
@@ -1232,6 +1229,8 @@ static void *worker_main(void *arg) {
     e->budget = -1;
     if (load(e, err) != PK_OK) {
         engine_log(e, "loading failed: %s", err);
+        distill_free(e->ds); /* half-loaded (a resume that failed): nothing may use it */
+        e->ds = NULL;
         set_state(e, ENGINE_FAILED, err);
     } else {
         engine_log(e, "loaded %s run at step %d of %d", e->cfg.method, distill_step_index(e->ds), e->cfg.steps);
@@ -1243,13 +1242,12 @@ static void *worker_main(void *arg) {
         } else {
             char msg[96];
             snprintf(msg, sizeof msg, "paused at step %d", distill_step_index(e->ds));
-            set_state(e, ENGINE_PAUSED, msg);
             if (refresh_neighbours(e, err) != PK_OK) engine_log(e, "prompt neighbours: %s", err);
             if (e->cfg.gen_interval > 0 && refresh_generations(e, err) != PK_OK)
                 engine_log(e, "generations: %s", err);
+            set_state(e, ENGINE_PAUSED, msg);
         }
     }
-    publish(e);
 
     for (;;) {
         pthread_mutex_lock(&e->mu);

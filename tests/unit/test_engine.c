@@ -1,0 +1,462 @@
+/* The live engine on a tiny world (a BPE trained on a few records, a random 2-layer
+ * teacher and 1-layer student): pause/step/resume/set through the API, snapshot
+ * contents and versions, events in metrics.jsonl, checkpoint + resume giving the
+ * uninterrupted run's losses bit for bit, stop_after, and the non-finite pause that
+ * keeps the last good checkpoint. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "config.h"
+#include "data.h"
+#include "engine.h"
+#include "gpt2.h"
+#include "test.h"
+#include "tokenizer.h"
+
+static char root[256], tok_dir[300], train_path[300], valid_path[300], teacher_dir[300], student_dir[300],
+    runs_dir[300];
+static int setup_ok;
+
+static const char *animals[] = {"cat", "dog", "owl", "fox", "bee", "cow", "eel", "yak"};
+static const char *colours[] = {"red", "blue", "green", "gold", "grey", "pink"};
+
+static void write_data(const char *path, int first, int n) {
+    PkBuf b = {0};
+    for (int i = first; i < first + n; i++) {
+        const char *a = animals[i % 8], *c = colours[(i * 5 + i / 8) % 6];
+        if (i % 2)
+            pk_buf_printf(&b, "{\"instruction\":\"What colour is the %s?\",\"context\":\"\",\"response\":\"The %s is %s.\"}\n",
+                          a, a, c);
+        else
+            pk_buf_printf(&b, "{\"instruction\":\"Name the colour.\",\"context\":\"A %s that is %s.\",\"response\":\"It is %s.\"}\n",
+                          a, c, c);
+    }
+    char err[PK_ERR_LEN];
+    pk_write_file_atomic(path, b.data, b.len, err);
+    pk_buf_free(&b);
+}
+
+static GPT2Config tiny_arch(int L, int C, int H, int V) {
+    GPT2Config g;
+    memset(&g, 0, sizeof g);
+    g.max_seq_len = 96;
+    g.vocab_size = V;
+    g.num_layers = L;
+    g.num_heads = H;
+    g.channels = C;
+    g.n_inner = 4 * C;
+    g.layer_norm_eps = 1e-5f;
+    g.tied_lm_head = 1;
+    g.eos_token_id = V - 1;
+    return g;
+}
+
+static void base_config(RunConfig *c, const char *name) {
+    char err[PK_ERR_LEN];
+    config_defaults(c);
+    config_set(c, "teacher", teacher_dir, err);
+    config_set(c, "student", student_dir, err);
+    config_set(c, "tokenizer", tok_dir, err);
+    config_set(c, "train_data", train_path, err);
+    config_set(c, "valid_data", valid_path, err);
+    config_set(c, "test_data", valid_path, err);
+    config_set(c, "run_dir", runs_dir, err);
+    config_set(c, "name", name, err);
+    c->seed = 5;
+    c->steps = 8;
+    c->batch_size = 4;
+    c->lr = 5e-3f;
+    c->prompt_lr = 5e-3f;
+    c->warmup_steps = 2;
+    c->prompt_len = 3;
+    c->max_new_tokens = 6;
+    c->eval_interval = 4;
+    c->eval_samples = 2;
+    c->eval_max_new_tokens = 6;
+    c->gen_interval = 0;
+    c->exposure_len = 4;
+    c->exposure_prompts = 2;
+    c->exposure_samples = 2;
+    c->threads = 1;
+}
+
+static void test_setup(void) {
+    char err[PK_ERR_LEN];
+    snprintf(root, sizeof root, "/tmp/pk_test_engine_XXXXXX");
+    CHECK(mkdtemp(root) != NULL);
+    snprintf(tok_dir, sizeof tok_dir, "%s/tok", root);
+    snprintf(train_path, sizeof train_path, "%s/train.jsonl", root);
+    snprintf(valid_path, sizeof valid_path, "%s/valid.jsonl", root);
+    snprintf(teacher_dir, sizeof teacher_dir, "%s/teacher", root);
+    snprintf(student_dir, sizeof student_dir, "%s/student", root);
+    snprintf(runs_dir, sizeof runs_dir, "%s/runs", root);
+    write_data(train_path, 0, 16);
+    write_data(valid_path, 100, 4);
+    Dataset d;
+    CHECK(data_load(&d, train_path, 0, err) == PK_OK);
+    const char *texts[64];
+    size_t lens[64];
+    int n = 0;
+    for (int i = 0; i < d.n; i++) {
+        texts[n] = d.recs[i].prompt;
+        lens[n] = strlen(texts[n]);
+        n++;
+        texts[n] = d.recs[i].refs[0];
+        lens[n] = strlen(texts[n]);
+        n++;
+    }
+    CHECK_MSG(tok_train_bpe(texts, lens, n, 320, tok_dir, err) == PK_OK, "%s", err);
+    data_free(&d);
+    Tokenizer *tok;
+    CHECK(tok_load(&tok, tok_dir, err) == PK_OK);
+    int V = tok_vocab_size(tok);
+    tok_free(tok);
+    GPT2 m;
+    GPT2Config sa = tiny_arch(1, 16, 2, V), ta = tiny_arch(2, 32, 2, V);
+    CHECK(gpt2_build(&m, &sa, err) == PK_OK);
+    gpt2_init_random(&m, 11);
+    CHECK(gpt2_save(&m, student_dir, err) == PK_OK);
+    gpt2_free(&m);
+    CHECK(gpt2_build(&m, &ta, err) == PK_OK);
+    gpt2_init_random(&m, 12);
+    CHECK(gpt2_save(&m, teacher_dir, err) == PK_OK);
+    gpt2_free(&m);
+    setup_ok = pk_test_failures_in_current == 0;
+}
+
+/* ---- helpers over the run folder ---- */
+
+static char *read_text(const char *path) {
+    char *t = NULL, err[PK_ERR_LEN];
+    size_t n;
+    if (pk_read_file(path, &t, &n, err) != PK_OK) return NULL;
+    return t;
+}
+
+/* The JSON objects of metrics.jsonl, one per line (a cJSON array). */
+static cJSON *read_metrics(const char *run_path) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_path);
+    char *t = read_text(path);
+    if (!t) return NULL;
+    cJSON *all = cJSON_CreateArray();
+    for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(line);
+        if (!o) {
+            printf("    bad metrics line: %s\n", line);
+            cJSON_AddItemToArray(all, cJSON_CreateNull());
+        } else {
+            cJSON_AddItemToArray(all, o);
+        }
+    }
+    free(t);
+    return all;
+}
+
+/* "student_loss=...;prompt_loss=...;" for the step line of `step`, exact text of the numbers. */
+static int loss_text(const cJSON *metrics, int step, char *out, size_t len) {
+    const cJSON *o;
+    out[0] = 0;
+    cJSON_ArrayForEach(o, metrics) {
+        if (cJSON_GetObjectItem(o, "event")) continue;
+        const cJSON *s = cJSON_GetObjectItem(o, "step");
+        if (!cJSON_IsNumber(s) || (int)s->valuedouble != step) continue;
+        size_t used = 0;
+        for (const cJSON *it = o->child; it; it = it->next)
+            if (strstr(it->string, "loss")) {
+                char *v = cJSON_PrintUnformatted(it);
+                used += (size_t)snprintf(out + used, len - used, "%s=%.17g;", it->string, it->valuedouble);
+                cJSON_free(v);
+            }
+        return 1;
+    }
+    return 0;
+}
+
+static int count_events(const cJSON *metrics, const char *event) {
+    int n = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, metrics) {
+        const cJSON *ev = cJSON_GetObjectItem(o, "event");
+        if (cJSON_IsString(ev) && !strcmp(ev->valuestring, event)) n++;
+    }
+    return n;
+}
+
+static const EngineSeries *find_series(const EngineSnapshot *s, const char *name) {
+    for (int i = 0; i < s->n_series; i++)
+        if (!strcmp(s->series[i].name, name)) return &s->series[i];
+    return NULL;
+}
+
+static int latest_step(const char *run_path) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/checkpoints/latest", run_path);
+    char *t = read_text(path);
+    int step = -1;
+    if (t && sscanf(t, "step-%d", &step) != 1) step = -1;
+    free(t);
+    return step;
+}
+
+static int same_file(const char *a, const char *b) {
+    char *x = NULL, *y = NULL, err[PK_ERR_LEN];
+    size_t nx = 0, ny = 0;
+    int ok = pk_read_file(a, &x, &nx, err) == PK_OK && pk_read_file(b, &y, &ny, err) == PK_OK && nx == ny &&
+             !memcmp(x, y, nx);
+    free(x), free(y);
+    return ok;
+}
+
+/* ---- tests ---- */
+
+static void test_commands_and_snapshots(void) {
+    if (!setup_ok) return;
+    RunConfig c;
+    base_config(&c, "api");
+    char err[PK_ERR_LEN] = "", reply[2048];
+    Engine *e = NULL;
+    CHECK_MSG(engine_create(&e, &c, NULL, 0, err) == PK_OK, "%s", err);
+    if (!e) return;
+    CHECK(engine_wait_idle(e, 60) == ENGINE_PAUSED);
+    const EngineSnapshot *s0 = engine_snapshot_acquire(e);
+    CHECK(s0 && s0->step == 0 && s0->total_steps == 8 && s0->state == ENGINE_PAUSED);
+    CHECK(s0 && !strcmp(s0->method, "promptkd"));
+    /* neighbours are there on pause: prompt_len x k printable tokens */
+    CHECK(s0 && s0->prompt_len == 3 && s0->neighbours_k == 5 && s0->neighbour_tokens && s0->neighbour_sims);
+    CHECK(s0 && s0->dev_count == 4 && s0->dev_prompt && *s0->dev_prompt);
+    unsigned long v0 = s0 ? s0->version : 0;
+
+    CHECK_MSG(engine_step(e, 3, err) == PK_OK, "%s", err);
+    const EngineSnapshot *s1 = engine_snapshot_acquire(e);
+    CHECK(s1 && s1->step == 3 && s1->version > v0 && s1->state == ENGINE_PAUSED);
+    const EngineSeries *sl = s1 ? find_series(s1, "student_loss") : NULL;
+    CHECK(sl && sl->n == 3 && sl->x[0] == 1 && sl->x[2] == 3);
+    CHECK(s1 && find_series(s1, "prompt_loss") && find_series(s1, "prompt_reg_loss") &&
+          find_series(s1, "prompt_guide_loss"));
+    CHECK(s1 && s1->tokens_per_s > 0 && s1->gflops > 0 && s1->elapsed_s > 0 && s1->eta_s > 0);
+    /* the older snapshot is immutable: still step 0 */
+    CHECK(s0 && s0->step == 0 && !find_series(s0, "student_loss"));
+    engine_snapshot_release(e, s0);
+
+    /* set: live keys only, validated, logged as an event */
+    CHECK_MSG(engine_set(e, "lr", "0.002", err) == PK_OK, "%s", err);
+    char v[64];
+    CHECK(engine_get(e, "lr", v, sizeof v, err) == PK_OK && !strcmp(v, "0.002"));
+    CHECK(engine_set(e, "batch_size", "2", err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "batch_size") && strstr(err, "fixed"), "%s", err);
+    CHECK(engine_set(e, "lr", "abc", err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "key 'lr'") && strstr(err, "> 0"), "%s", err);
+    CHECK(engine_set(e, "lrr", "1", err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "unknown key 'lrr'"), "%s", err);
+    const EngineSnapshot *s2 = engine_snapshot_acquire(e);
+    int found = 0;
+    for (int i = 0; s2 && i < s2->n_hparams; i++)
+        if (!strcmp(s2->hparam_keys[i], "lr")) found = !strcmp(s2->hparam_values[i], "0.002");
+    CHECK(found);
+    CHECK(s2 && s2->n_log > 0);
+    engine_snapshot_release(e, s2);
+
+    /* on-demand analyses */
+    CHECK_MSG(engine_eval(e, "valid", reply, sizeof reply, err) == PK_OK, "%s", err);
+    CHECK_MSG(strstr(reply, "ROUGE-L"), "%s", reply);
+    CHECK(engine_eval(e, "nope", reply, sizeof reply, err) == PK_FAIL && strstr(err, "nope"));
+    CHECK_MSG(engine_generate(e, "What colour is the cat?", reply, sizeof reply, err) == PK_OK, "%s", err);
+    CHECK_MSG(strstr(reply, "T':") && strstr(reply, "S:"), "%s", reply);
+    CHECK_MSG(engine_exposure(e, reply, sizeof reply, err) == PK_OK, "%s", err);
+    CHECK_MSG(strstr(reply, "ExAccErr"), "%s", reply);
+    CHECK_MSG(engine_select_dev(e, 1, err) == PK_OK, "%s", err);
+    CHECK_MSG(engine_select_dev(e, -2, err) == PK_OK, "%s", err);
+    const EngineSnapshot *s3 = engine_snapshot_acquire(e);
+    CHECK(s3 && s3->n_exposure == 1 && s3->exposure[0].n == 4 && s3->exposure[0].step == 3);
+    CHECK(s3 && s3->dev_index == 3 && s3->gen_step == 3 && s3->gen_student && s3->gen_prompted_teacher);
+    CHECK(s3 && find_series(s3, "dev_rougeL") && find_series(s3, "dev_rougeL")->n == 1);
+    engine_snapshot_release(e, s3);
+
+    /* run_steps returns at once; the run pauses by itself after them */
+    CHECK(engine_run_steps(e, 2, err) == PK_OK);
+    CHECK(engine_wait_idle(e, 60) == ENGINE_PAUSED);
+    const EngineSnapshot *s4 = engine_snapshot_acquire(e);
+    CHECK(s4 && s4->step == 5);
+    engine_snapshot_release(e, s4);
+    CHECK(engine_step(e, 0, err) == PK_FAIL);
+
+    /* resume runs to the end: eval, checkpoint, FINISHED */
+    CHECK(engine_resume(e, err) == PK_OK);
+    CHECK(engine_wait_idle(e, 60) == ENGINE_FINISHED);
+    CHECK(engine_resume(e, err) == PK_FAIL && strstr(err, "finished"));
+    CHECK_MSG(engine_save(e, NULL, reply, sizeof reply, err) == PK_OK, "%s", err);
+    const char *run = engine_run_path(e);
+    CHECK(latest_step(run) == 8);
+    char path[800];
+    snprintf(path, sizeof path, "%s/checkpoints/step-8/model.safetensors", run);
+    CHECK(pk_file_exists(path));
+    snprintf(path, sizeof path, "%s/checkpoints/step-8/prompt.safetensors", run);
+    CHECK(pk_file_exists(path));
+    snprintf(path, sizeof path, "%s/best/model.safetensors", run);
+    CHECK(pk_file_exists(path));
+    snprintf(path, sizeof path, "%s/config.json", run);
+    CHECK(pk_file_exists(path));
+    cJSON *m = read_metrics(run);
+    CHECK(m != NULL);
+    int steps_seen = 0, complete = 1;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, m) {
+        if (cJSON_GetObjectItem(o, "event")) continue;
+        steps_seen++;
+        const char *need[] = {"step", "student_loss", "prompt_loss", "lr", "prompt_lr", "tokens_per_s", "elapsed_s"};
+        for (int i = 0; i < 7; i++)
+            if (!cJSON_IsNumber(cJSON_GetObjectItem(o, need[i]))) complete = 0;
+    }
+    CHECK(steps_seen == 8 && complete);
+    CHECK(count_events(m, "set") == 1);
+    cJSON_ArrayForEach(o, m) {
+        const cJSON *ev = cJSON_GetObjectItem(o, "event");
+        if (!cJSON_IsString(ev) || strcmp(ev->valuestring, "set")) continue;
+        CHECK(cJSON_GetObjectItem(o, "step")->valuedouble == 3);
+        CHECK(!strcmp(cJSON_GetObjectItem(o, "key")->valuestring, "lr"));
+        CHECK(cJSON_GetObjectItem(o, "old")->valuedouble == 0.005);
+        CHECK(cJSON_GetObjectItem(o, "new")->valuedouble == 0.002);
+    }
+    CHECK(count_events(m, "eval") >= 3); /* steps 4 and 8 and the on-demand one */
+    CHECK(count_events(m, "exposure") == 1);
+    cJSON_Delete(m);
+    engine_snapshot_release(e, s1);
+    CHECK(engine_stop(e, err) == PK_OK);
+    CHECK(engine_pause(e, err) == PK_FAIL && strstr(err, "stopped"));
+    engine_destroy(e);
+
+    /* the same name again gets its own folder */
+    CHECK_MSG(engine_create(&e, &c, NULL, 0, err) == PK_OK, "%s", err);
+    if (e) {
+        const char *p = engine_run_path(e);
+        CHECK_MSG(strlen(p) > 6 && !strcmp(p + strlen(p) - 6, "/api-2"), "%s", p);
+        engine_destroy(e);
+    }
+}
+
+/* 8 steps straight vs 4 steps (stop_after) + resume + 4 steps: identical losses. */
+static void test_resume_is_bit_identical(void) {
+    if (!setup_ok) return;
+    RunConfig c;
+    char err[PK_ERR_LEN] = "";
+    base_config(&c, "straight");
+    Engine *e = NULL;
+    CHECK_MSG(engine_create(&e, &c, NULL, 1, err) == PK_OK, "%s", err);
+    if (!e) return;
+    CHECK(engine_wait_idle(e, 120) == ENGINE_FINISHED);
+    char straight[600];
+    snprintf(straight, sizeof straight, "%s", engine_run_path(e));
+    engine_destroy(e);
+
+    base_config(&c, "split");
+    c.stop_after = 4;
+    CHECK_MSG(engine_create(&e, &c, NULL, 1, err) == PK_OK, "%s", err);
+    if (!e) return;
+    CHECK(engine_wait_idle(e, 120) == ENGINE_PAUSED);
+    const EngineSnapshot *s = engine_snapshot_acquire(e);
+    CHECK(s && s->step == 4);
+    CHECK_MSG(s && strstr(s->message, "stop_after") && strstr(s->message, "step-4"), "%s", s ? s->message : "");
+    engine_snapshot_release(e, s);
+    char split[600];
+    snprintf(split, sizeof split, "%s", engine_run_path(e));
+    CHECK(latest_step(split) == 4);
+    engine_destroy(e);
+
+    /* a fixed key differing from the run's is refused */
+    RunConfig bad = c;
+    bad.batch_size = 2;
+    CHECK(engine_create(&e, &bad, split, 1, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "batch_size") && strstr(err, "live keys"), "%s", err);
+
+    CHECK_MSG(engine_create(&e, &c, split, 1, err) == PK_OK, "%s", err);
+    if (!e) return;
+    CHECK(engine_wait_idle(e, 120) == ENGINE_FINISHED);
+    s = engine_snapshot_acquire(e);
+    CHECK(s && s->step == 8);
+    /* the curves cover the whole run, rebuilt from metrics.jsonl */
+    CHECK(s && find_series(s, "student_loss") && find_series(s, "student_loss")->n == 8);
+    engine_snapshot_release(e, s);
+    engine_destroy(e);
+
+    cJSON *a = read_metrics(straight), *b = read_metrics(split);
+    CHECK(a && b);
+    for (int step = 1; step <= 8 && a && b; step++) {
+        char la[1024], lb[1024];
+        CHECK(loss_text(a, step, la, sizeof la));
+        CHECK(loss_text(b, step, lb, sizeof lb));
+        CHECK_MSG(!strcmp(la, lb) && strstr(la, "prompt_loss"), "step %d: %s vs %s", step, la, lb);
+    }
+    CHECK(b && count_events(b, "resume_from") == 1);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    char pa[800], pb[800];
+    snprintf(pa, sizeof pa, "%s/checkpoints/step-8/model.safetensors", straight);
+    snprintf(pb, sizeof pb, "%s/checkpoints/step-8/model.safetensors", split);
+    CHECK(same_file(pa, pb));
+}
+
+static void test_nonfinite_pauses_and_keeps_checkpoint(void) {
+    if (!setup_ok) return;
+    RunConfig c;
+    char err[PK_ERR_LEN] = "", reply[512];
+    base_config(&c, "nan");
+    c.eval_interval = 100; /* no automatic checkpoints in the way */
+    Engine *e = NULL;
+    CHECK_MSG(engine_create(&e, &c, NULL, 0, err) == PK_OK, "%s", err);
+    if (!e) return;
+    CHECK(engine_wait_idle(e, 60) == ENGINE_PAUSED);
+    CHECK(engine_step(e, 2, err) == PK_OK);
+    CHECK_MSG(engine_save(e, NULL, reply, sizeof reply, err) == PK_OK, "%s", err);
+    const char *run = engine_run_path(e);
+    char ckpt[800], copy[800];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints/step-2/state.safetensors", run);
+    snprintf(copy, sizeof copy, "%s/state-copy.safetensors", root);
+    char *t = NULL;
+    size_t n = 0;
+    CHECK(pk_read_file(ckpt, &t, &n, err) == PK_OK);
+    CHECK(t && pk_write_file_atomic(copy, t, n, err) == PK_OK);
+    free(t);
+
+    engine_debug_inject_nonfinite(e, 3);
+    CHECK(engine_step(e, 3, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "non-finite loss at step 3; paused, last good checkpoint step-2 kept"), "%s", err);
+    const EngineSnapshot *s = engine_snapshot_acquire(e);
+    CHECK(s && s->state == ENGINE_PAUSED && strstr(s->message, "non-finite loss at step 3"));
+    engine_snapshot_release(e, s);
+    /* no checkpoint goes into the run until a good step follows */
+    CHECK(engine_save(e, NULL, reply, sizeof reply, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "step-2 kept"), "%s", err);
+    CHECK(latest_step(run) == 2);
+    CHECK(same_file(ckpt, copy));
+    cJSON *m = read_metrics(run);
+    CHECK(m && count_events(m, "nonfinite") == 1);
+    cJSON_Delete(m);
+
+    /* a learning rate far too large blows the student up: the run pauses by itself */
+    engine_debug_inject_nonfinite(e, 0);
+    CHECK(engine_set(e, "lr", "1e30", err) == PK_OK);
+    CHECK(engine_set(e, "prompt_lr", "1e30", err) == PK_OK);
+    int rc = engine_step(e, 4, err);
+    CHECK_MSG(rc == PK_FAIL && strstr(err, "non-finite loss"), "rc %d: %s", rc, err);
+    CHECK(latest_step(run) == 2);
+    CHECK(same_file(ckpt, copy));
+    engine_destroy(e);
+}
+
+int main(void) {
+    RUN(test_setup);
+    RUN(test_commands_and_snapshots);
+    RUN(test_resume_is_bit_identical);
+    RUN(test_nonfinite_pauses_and_keeps_checkpoint);
+    if (root[0]) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+        if (system(cmd) != 0) printf("could not remove %s\n", root);
+    }
+    TEST_EXIT();
+}
