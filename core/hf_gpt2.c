@@ -72,11 +72,13 @@ int gpt2_config_validate(const GPT2Config *c, const char *where, char *err) {
 static int cfg_int(const cJSON *root, const char *key, long long *out, int null_ok, const char *path, char *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!v || (null_ok && cJSON_IsNull(v))) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 1e15) {
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble)) {
         pk_errf(err, "%s: field %s must be an integer%s", path, key, null_ok ? " or null" : "");
         return -1;
     }
-    *out = (long long)v->valuedouble;
+    /* huge values are clamped (still out of every range) so the caller's message shows them */
+    double d = v->valuedouble;
+    *out = d > 1e15 ? (long long)1e15 : d < -1e15 ? (long long)-1e15 : (long long)d;
     return 1;
 }
 
