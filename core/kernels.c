@@ -237,7 +237,7 @@ static inline float fast_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* unsigned: a NaN input stays NaN without a signed-shift UB */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
