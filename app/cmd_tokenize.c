@@ -189,7 +189,8 @@ int cmd_tokenize(int argc, char **argv) {
     if (rc == 1) {
         printf("\nJSONL on stdin, one object per line, JSONL on stdout.\n"
                "  encode:   {\"text\": ...} -> {\"text\": ..., \"ids\": [...]}; <|endoftext|> in the text becomes\n"
-               "            the special token.\n"
+               "            the special token; raw bytes that are not valid UTF-8 are encoded byte by byte\n"
+               "            (the echoed \"text\" shows them as U+FFFD).\n"
                "  --decode: {\"ids\": [...]} -> {\"ids\": [...], \"text\": ...}; decoded bytes that are not valid\n"
                "            UTF-8 are written as U+FFFD, as tiktoken's decode with errors=\"replace\".\n"
                "Blank lines are skipped. On a bad line (not JSON, missing field, wrong type, id out of range)\n"

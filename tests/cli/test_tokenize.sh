@@ -33,6 +33,11 @@ check decode_replacement_char test "$(jq -r 'select(.ids == [447,13]) | .text' "
 check decode_control_bytes_escaped test "$(jq -c '.text' "$TMP/partial.out" | tail -n 1)" = '"!\u0000\u0001"'
 check help_mentions_replacement bash -c "'$PROMPTKD' tokenize --help | grep -q 'U+FFFD'"
 
+# --- raw invalid UTF-8 in the input text: encoded byte-wise, output still valid JSON
+printf '{"text":"ab\xff\xfe cd"}\n' >"$TMP/raw.jsonl"
+tok_in "$TMP/raw.jsonl" --tokenizer "$TOK" >"$TMP/raw.out" 2>/dev/null
+check raw_invalid_utf8_encoded bash -c "jq -e '(.ids | length) >= 3 and .text == \"ab\\ufffd\\ufffd cd\"' '$TMP/raw.out' >/dev/null"
+
 # --- bad lines: message names the line, non-zero exit, nothing on stdout
 printf '{"text":"fine"}\n{"text":"also fine"}\nnot json\n' >"$TMP/bad1.jsonl"
 expect_error bad_json_line 'line 3.*not valid JSON' tok_in "$TMP/bad1.jsonl" --tokenizer "$TOK"

@@ -3,7 +3,8 @@
 (\\p{L} letters, \\p{N} numbers, \\s whitespace as JavaScript's regex defines it) as sorted,
 merged ranges from Python's unicodedata. JavaScript's \\s is used because the reference encodings
 (tests/fixtures/gpt2-tokenizer) come from tiktoken's JavaScript port; the Rust regex behind Python's
-tiktoken differs on two code points only (it counts U+0085 as space and U+FEFF as not). Run from the repository root:
+tiktoken differs on two code points only (it counts U+0085 as space and U+FEFF as not).
+Run from the repository root:
     python3 tests/tools/gen_unicode_tables.py > core/unicode_tables.c
 """
 import sys
