@@ -146,7 +146,12 @@ static int process_line(const Tokenizer *tok, int decode, const char *line, size
         }
         for (cJSON *e = arr->child; e; e = e->next, k++) {
             double v = e->valuedouble;
-            if (!cJSON_IsNumber(e) || v != (double)(long long)v || v < -2147483648.0 || v > 2147483647.0) {
+            if (cJSON_IsNumber(e) && !(v >= -2147483648.0 && v <= 2147483647.0)) {
+                free(ids);
+                pk_errf(msg, "ids[%d] = %g is out of range: the vocabulary has ids 0..%d", k, v, tok_vocab_size(tok) - 1);
+                goto done;
+            }
+            if (!cJSON_IsNumber(e) || v != (double)(int)v) {
                 free(ids);
                 pk_errf(msg, "ids[%d] is not an integer token id", k);
                 goto done;

@@ -397,14 +397,14 @@ static int load_vocab(Tokenizer *t, const ByteAlphabet *alpha, const char *path,
     }
     int entry = 0;
     for (cJSON *e = root->child; e; e = e->next, entry++) {
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(long long)e->valuedouble) {
+        double v = e->valuedouble;
+        if (!cJSON_IsNumber(e) || (v > -1.0 && v < n && v != (double)(int)v)) {
             pk_errf(err, "%s: entry %d (\"%.60s\"): the id must be an integer", path, entry + 1, e->string);
             goto free_scratch;
         }
-        double v = e->valuedouble;
-        if (v < 0 || v >= n) {
-            pk_errf(err, "%s: entry %d (\"%.60s\"): id %.0f is out of range (ids must be 0..%d for %d entries)",
-                    path, entry + 1, e->string, v, n - 1, n);
+        if (!(v >= 0 && v < n)) {
+            pk_errf(err, "%s: entry %d (\"%.60s\"): id %g is out of range (ids must be 0..%d for %d entries)", path,
+                    entry + 1, e->string, v, n - 1, n);
             goto free_scratch;
         }
         int id = (int)v;
