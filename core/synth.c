@@ -4,13 +4,11 @@
 #include "data.h"
 
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof *(a)))
@@ -118,6 +116,15 @@ typedef struct {
     int offset[HO_COUNT];   /* for index-based hold-out */
 } World;
 
+/* ASCII-only case mapping, so that the bytes written never depend on the process's locale. */
+static char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c; }
+
+static int ascii_casecmp(const char *a, const char *b) {
+    for (; *a && ascii_upper(*a) == ascii_upper(*b); a++, b++) {
+    }
+    return (unsigned char)ascii_upper(*a) - (unsigned char)ascii_upper(*b);
+}
+
 static uint64_t mix64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ULL;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -160,10 +167,10 @@ typedef enum { NAME_TOWN, NAME_RIVER, NAME_CREATURE, NAME_COUNTRY, NAME_FIRST, N
 
 static int name_taken(const char *name, char (*used)[NAME_CAP], int n_used) {
     for (int i = 0; i < n_used; i++)
-        if (!strcasecmp(used[i], name)) return 1;
+        if (!ascii_casecmp(used[i], name)) return 1;
     for (int p = 0; p < COUNT(all_pools); p++)
         for (int i = 0; i < all_pool_sizes[p]; i++)
-            if (!strcasecmp(all_pools[p][i], name)) return 1;
+            if (!ascii_casecmp(all_pools[p][i], name)) return 1;
     return 0;
 }
 
@@ -194,7 +201,7 @@ static void make_name(PkRng *r, NameStyle style, char *out, char (*used)[NAME_CA
         }
         size_t len = strlen(buf);
         if (len < 4 || len >= NAME_CAP - 1 || len > 11) continue;
-        if (style != NAME_CREATURE) buf[0] = (char)toupper((unsigned char)buf[0]);
+        if (style != NAME_CREATURE) buf[0] = ascii_upper(buf[0]);
         if (name_taken(buf, used, *n_used)) continue;
         memcpy(out, buf, len + 1);
         memcpy(used[(*n_used)++], buf, len + 1);
@@ -297,7 +304,7 @@ static void fill(Draft *d, char *dst, const char *tmpl, const Slot *slots, int n
                 d->broken = 1;
                 break;
             }
-            dst[len++] = cap && j == 0 ? (char)toupper((unsigned char)val[j]) : val[j];
+            dst[len++] = cap && j == 0 ? ascii_upper(val[j]) : val[j];
         }
         p = end + 1;
     }
@@ -878,7 +885,7 @@ static int gen_brainstorming(const World *w, PkRng *r, int heldout, Draft *d) {
             strcat(and_list, item);
             strcat(comma_list, i ? ", " : "");
             strcat(comma_list, item);
-            snprintf(line, sizeof line, "%s%d. %c%s", i ? "\n" : "", i + 1, toupper((unsigned char)item[0]), item + 1);
+            snprintf(line, sizeof line, "%s%d. %c%s", i ? "\n" : "", i + 1, ascii_upper(item[0]), item + 1);
             strcat(numbered, line);
             snprintf(line, sizeof line, "%s- %s", i ? "\n" : "", item);
             strcat(dashed, line);
@@ -1110,7 +1117,7 @@ static int gen_string(const World *w, PkRng *r, int heldout, Draft *d) {
         size_t n = strlen(word);
         char upper[16], reversed[16], dashed[32], spaced[48], count[16], firstl[2], lastl[2];
         for (size_t i = 0; i < n; i++) {
-            upper[i] = (char)toupper((unsigned char)word[i]);
+            upper[i] = ascii_upper(word[i]);
             reversed[i] = word[n - 1 - i];
         }
         upper[n] = reversed[n] = 0;
