@@ -323,13 +323,19 @@ static int edit_distance(const char *a, const char *b) {
 }
 
 static int unknown_key(const char *where, const char *key, char *err) {
+    /* the whole list when it fits in the message, else as much as fits and "..." */
     char list[PK_ERR_LEN];
+    size_t room = strlen(where) + strlen(key) + 80 < PK_ERR_LEN ? PK_ERR_LEN - strlen(where) - strlen(key) - 80 : 0;
+    if (room > sizeof list) room = sizeof list;
     size_t used = 0;
     list[0] = 0;
     for (int i = 0; i < N_KEYS; i++) {
-        int n = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", KEYS[i].name);
-        if (n < 0 || (size_t)n >= sizeof list - used) break;
-        used += (size_t)n;
+        size_t need = strlen(KEYS[i].name) + 2;
+        if (used + need + 5 > room) {
+            if (used + 5 < sizeof list) snprintf(list + used, sizeof list - used, ", ...");
+            break;
+        }
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", KEYS[i].name);
     }
     const char *best = NULL;
     int best_d = 3;
