@@ -224,10 +224,13 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 /* ------------------------------------------------------------------ GELU */
 
 /* exp(x) for float, written so the compiler vectorises the loops that call it
- * (Cephes' expf: range reduction by ln 2 and a degree-6 polynomial, ~1 ulp). */
+ * (Cephes' expf polynomial, ~1 ulp). Rounding x/ln2 to an integer by adding
+ * 1.5 * 2^23 leaves that integer in the low mantissa bits, which then become the
+ * exponent of the 2^n scale: no floorf, no float-to-int conversion. */
 static inline float fast_expf(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -237,10 +240,51 @@ static inline float fast_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* unsigned: a NaN input stays NaN without a signed-shift UB */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    union {
+        float f;
+        uint32_t u;
+    } tu = {t}, scale;
+    scale.u = (tu.u + 127u) << 23;
+    return p * scale.f;
+}
+
+/* max of x[n], in 16 independent lanes so it vectorises */
+static float row_max(const float *restrict x, int n) {
+    float acc[16];
+    for (int j = 0; j < 16; j++) acc[j] = -INFINITY;
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    float m = -INFINITY;
+    for (int j = 0; j < 16; j++) m = acc[j] > m ? acc[j] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* out[i] = exp(x[i] - shift) (out may be NULL); returns the sum, in 16 lanes of
+ * fp32 partial sums gathered in double */
+static double exp_sum(float *restrict out, const float *restrict x, int n, float shift) {
+    float acc[16] = {0};
+    int i = 0;
+    if (out) {
+        for (; i + 16 <= n; i += 16)
+            for (int j = 0; j < 16; j++) {
+                float e = fast_expf(x[i + j] - shift);
+                out[i + j] = e;
+                acc[j] += e;
+            }
+    } else {
+        for (; i + 16 <= n; i += 16)
+            for (int j = 0; j < 16; j++) acc[j] += fast_expf(x[i + j] - shift);
+    }
+    double s = 0.0;
+    for (; i < n; i++) {
+        float e = fast_expf(x[i] - shift);
+        if (out) out[i] = e;
+        s += e;
+    }
+    for (int j = 0; j < 16; j++) s += acc[j];
+    return s;
 }
 
 /* tanh(u) = 1 - 2 / (exp(2u) + 1): vectorisable and exact to a few ulp of 1. */
@@ -255,8 +299,8 @@ typedef struct {
 
 static void gelu_fwd_range(void *ctx, long b, long e) {
     const Elementwise *a = ctx;
-    float *out = a->out;
-    const float *inp = a->inp;
+    float *restrict out = a->out;
+    const float *restrict inp = a->inp;
     for (long i = b; i < e; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
@@ -271,8 +315,8 @@ void gelu_forward(float *out, const float *inp, long n) {
 
 static void gelu_bwd_range(void *ctx, long b, long e) {
     const Elementwise *a = ctx;
-    float *dinp = a->out;
-    const float *inp = a->inp, *dout = a->dout;
+    float *restrict dinp = a->out;
+    const float *restrict inp = a->inp, *restrict dout = a->dout;
     for (long i = b; i < e; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
@@ -457,14 +501,8 @@ static void softmax_range(void *ctx, long b, long e) {
     for (long n = b; n < e; n++) {
         const float *x = a->logits + n * V;
         float *p = a->probs + n * V;
-        float maxv = -INFINITY;
-        for (int i = 0; i < V; i++) maxv = x[i] > maxv ? x[i] : maxv;
-        float sum = 0.0f;
-        for (int i = 0; i < V; i++) {
-            p[i] = fast_expf(x[i] - maxv);
-            sum += p[i];
-        }
-        float inv = 1.0f / sum;
+        float maxv = row_max(x, V);
+        float inv = (float)(1.0 / exp_sum(p, x, V, maxv));
         for (int i = 0; i < V; i++) p[i] *= inv;
     }
 }
@@ -486,23 +524,8 @@ static void crossentropy_range(void *ctx, long b, long e) {
             a->losses[n] = 0.0f;
             continue;
         }
-        float maxv = -INFINITY;
-        for (int i = 0; i < V; i++) maxv = x[i] > maxv ? x[i] : maxv;
-        /* partial sums in blocks keep the fp32 sum of 50k terms accurate */
-        double sum = 0.0;
-        for (int i0 = 0; i0 < V; i0 += 1024) {
-            int i1 = i0 + 1024 < V ? i0 + 1024 : V;
-            float part = 0.0f;
-            if (d) {
-                for (int i = i0; i < i1; i++) {
-                    d[i] = fast_expf(x[i] - maxv);
-                    part += d[i];
-                }
-            } else {
-                for (int i = i0; i < i1; i++) part += fast_expf(x[i] - maxv);
-            }
-            sum += part;
-        }
+        float maxv = row_max(x, V);
+        double sum = exp_sum(d, x, V, maxv);
         float logsum = (float)log(sum);
         a->losses[n] = logsum - (x[target] - maxv);
         if (d) {

@@ -2,6 +2,9 @@
 
 #include <math.h>
 #include <stdlib.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "common.h"
 #include "parallel.h"
@@ -17,7 +20,27 @@ static void adamw_range(void *ctx, long b, long e) {
     const AdamJob *a = ctx;
     float *p = a->params, *m = a->m, *v = a->v;
     const float *g = a->grads;
-    for (long i = b; i < e; i++) {
+    long i = b;
+#if defined(__AVX__)
+    /* the same operations in the same order, 8 lanes at a time: sqrtf in a plain
+     * loop does not vectorise while errno semantics are on */
+    const __m256 b1 = _mm256_set1_ps(a->beta1), b2 = _mm256_set1_ps(a->beta2);
+    const __m256 ob1 = _mm256_set1_ps(1.0f - a->beta1), ob2 = _mm256_set1_ps(1.0f - a->beta2);
+    const __m256 df = _mm256_set1_ps(a->decay_factor), eps = _mm256_set1_ps(a->eps);
+    const __m256 bc2 = _mm256_set1_ps(a->bias2_sqrt), ss = _mm256_set1_ps(a->step_size);
+    for (; i + 8 <= e; i += 8) {
+        __m256 gi = _mm256_loadu_ps(g + i);
+        __m256 pi = _mm256_mul_ps(_mm256_loadu_ps(p + i), df);
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(ob1, gi));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(ob2, gi), gi));
+        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
+        pi = _mm256_sub_ps(pi, _mm256_div_ps(_mm256_mul_ps(ss, mi), denom));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        _mm256_storeu_ps(p + i, pi);
+    }
+#endif
+    for (; i < e; i++) {
         float gi = g[i];
         p[i] *= a->decay_factor; /* decoupled decay on the pre-update value, as torch does */
         m[i] = a->beta1 * m[i] + (1.0f - a->beta1) * gi;
