@@ -799,7 +799,7 @@ static int gen_rewriting(const World *w, PkRng *r, int heldout, Draft *d) {
                                             "every day", "at noon", "before breakfast", "twice a week"};
         const Verb *v = &verbs[pk_rng_below(r, COUNT(verbs))];
         int to_past = (int)pk_rng_below(r, 2);
-        char subject[64];
+        char subject[TEXT_CAP]; /* fill() writes up to TEXT_CAP bytes */
         Slot s0[] = {{"first", first}};
         Draft tmp = {0};
         fill(&tmp, subject, PICK(r, subjects), s0, 1);
@@ -931,7 +931,7 @@ static int gen_creative(const World *w, PkRng *r, int heldout, Draft *d) {
             if (held_index(w, HO_GREETING, oc * N_FIRST + fi, form) != heldout) continue;
             Slot s[] = {{"occasion", occasions[oc]}, {"first", w->first[fi]}, {"open", opener[oc][pk_rng_below(r, 3)]},
                         {"wish", PICK(r, wishes)}, {"close", PICK(r, closers)}};
-            char head[128];
+            char head[TEXT_CAP]; /* fill() writes up to TEXT_CAP bytes */
             Draft tmp = {0};
             fill(&tmp, head, s[2].val, s, COUNT(s));
             Slot s2[] = {{"head", head}, {"wish", s[3].val}, {"close", s[4].val}};
