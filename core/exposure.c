@@ -39,28 +39,16 @@ int exposure_curve(const double *err_student, int n_student, const double *err_o
 }
 
 typedef struct {
-    const float *oracle_logits, *student_logits; /* [rows, To, V], [rows, Ts, V] */
-    int To, Ts, V, L;
-    int oracle_first, student_first; /* slot predicting the first generated token */
-    double *errors;                  /* [rows, L] */
+    const float *oracle_logits, *student_logits; /* [K, V] each: the logits predicting step t */
+    int V, L, t;
+    double *errors; /* [K, L] */
 } KlCtx;
 
-static void kl_range(void *vctx, long begin, long end) {
+static void kl_rows(void *vctx, long begin, long end) {
     KlCtx *c = vctx;
-    for (long i = begin; i < end; i++) {
-        long r = i / c->L, t = i % c->L;
-        const float *p = c->oracle_logits + ((size_t)r * c->To + c->oracle_first + t) * c->V;
-        const float *q = c->student_logits + ((size_t)r * c->Ts + c->student_first + t) * c->V;
-        c->errors[i] = div_row(DIV_FKL, 0.0f, p, q, c->V);
-    }
-}
-
-/* Rows per teacher-forced forward, so that one model's logits stay near 128 MB. */
-static int rows_per_forward(int K, int T, int V) {
-    long budget = 32L << 20; /* floats */
-    long rows = budget / ((long)T * V);
-    if (rows < 1) rows = 1;
-    return rows < K ? (int)rows : K;
+    for (long r = begin; r < end; r++)
+        c->errors[(size_t)r * c->L + c->t] =
+            div_row(DIV_FKL, 0.0f, c->oracle_logits + (size_t)r * c->V, c->student_logits + (size_t)r * c->V, c->V);
 }
 
 int exposure_errors(GPT2 *generator, const float *gen_prompt, int gen_P, GPT2 *oracle, const float *oracle_prompt,
@@ -72,39 +60,35 @@ int exposure_errors(GPT2 *generator, const float *gen_prompt, int gen_P, GPT2 *o
                        student->config.vocab_size, generator->config.vocab_size);
     if (n_prompts < 1 || K < 1 || L < 1)
         return pk_errf(err, "ExAccErr: needs >= 1 prompt, >= 1 sample and length >= 1 (got %d, %d, %d)", n_prompts, K, L);
-    if (gen_P && oracle_P && oracle->config.channels != generator->config.channels)
-        return pk_errf(err, "ExAccErr: soft prompt width mismatch between sampler and oracle");
     for (int p = 0; p < n_prompts; p++) {
         int n = prompt_lens[p];
         if (n < 1) return pk_errf(err, "ExAccErr: prompt %d is empty", p);
         int need_g = gen_P + n + L, need_o = oracle_P + n + L - 1, need_s = n + L - 1;
         if (need_g > generator->config.max_seq_len || need_o > oracle->config.max_seq_len ||
-            need_s > student->config.max_seq_len)
+            need_s > student->config.max_seq_len) {
+            int Pm = gen_P > oracle_P ? gen_P : oracle_P;
             return pk_errf(err,
                            "ExAccErr: prompt %d (%d tokens) + soft prompt (%d) + length %d needs %d positions, but the "
                            "models have %d (oracle) and %d (student)",
-                           p, n, gen_P > oracle_P ? gen_P : oracle_P, L, (gen_P > oracle_P ? gen_P : oracle_P) + n + L,
-                           oracle->config.max_seq_len, student->config.max_seq_len);
+                           p, n, Pm, L, Pm + n + L, oracle->config.max_seq_len, student->config.max_seq_len);
+        }
     }
     SampleOptions o;
     sample_options_plain(&o, -1, L); /* fixed-length samples: EOS is an ordinary token */
 
     int rc = PK_FAIL;
-    float *kept = NULL; /* [chunk, L, V] when oracle == student */
+    int max_n = 0;
+    for (int p = 0; p < n_prompts; p++)
+        if (prompt_lens[p] > max_n) max_n = prompt_lens[p];
     int *gen = pk_malloc((size_t)K * L * sizeof(int), err);
     int *gen_lens = pk_malloc((size_t)K * sizeof(int), err);
     long *row_index = pk_malloc((size_t)K * sizeof(long), err);
     const int **rows_prompts = pk_malloc((size_t)K * sizeof(int *), err);
     int *rows_lens = pk_malloc((size_t)K * sizeof(int), err);
-    int max_n = 0;
-    for (int p = 0; p < n_prompts; p++)
-        if (prompt_lens[p] > max_n) max_n = prompt_lens[p];
-    int To_max = oracle_P + max_n + L - 1, Ts_max = max_n + L - 1;
-    int *otok = pk_malloc((size_t)K * To_max * sizeof(int), err);
-    int *otgt = pk_malloc((size_t)K * To_max * sizeof(int), err);
-    int *stok = pk_malloc((size_t)K * Ts_max * sizeof(int), err);
-    int *stgt = pk_malloc((size_t)K * Ts_max * sizeof(int), err);
-    if (!gen || !gen_lens || !row_index || !rows_prompts || !rows_lens || !otok || !otgt || !stok || !stgt) goto done;
+    int *slots = pk_calloc((size_t)K * (oracle_P + max_n), sizeof(int), err);
+    int *step = pk_malloc((size_t)K * sizeof(int), err);
+    GPT2KVCache *oc = NULL, *sc = NULL;
+    if (!gen || !gen_lens || !row_index || !rows_prompts || !rows_lens || !slots || !step) goto done;
 
     for (int p = 0; p < n_prompts; p++) {
         int n = prompt_lens[p];
@@ -121,46 +105,41 @@ int exposure_errors(GPT2 *generator, const float *gen_prompt, int gen_P, GPT2 *o
                 pk_errf(err, "ExAccErr: sample %d of prompt %d has %d tokens, expected %d", k, p, gen_lens[k], L);
                 goto done;
             }
-        int To, Ts;
-        if (sample_scoring_batch(rows_prompts, rows_lens, gen, L, gen_lens, K, oracle_P, To_max, 0, otok, otgt, NULL,
-                                 &To, err) ||
-            sample_scoring_batch(rows_prompts, rows_lens, gen, L, gen_lens, K, 0, Ts_max, 0, stok, stgt, NULL, &Ts,
-                                 err))
+        /* Teacher forcing with the KV cache: both models read the prompt, then the samples one token
+         * at a time, so only the L logit rows that predict generated tokens are ever computed. Each
+         * cache owns its logits, so one network can take both roles (T' against T). */
+        if (gpt2_kv_create(oracle, K, oracle_P + n + L - 1, &oc, err) ||
+            gpt2_kv_create(student, K, n + L - 1, &sc, err))
             goto done;
-        int chunk = rows_per_forward(K, To > Ts ? To : Ts, V);
-        for (int r0 = 0; r0 < K; r0 += chunk) {
-            int nb = K - r0 < chunk ? K - r0 : chunk;
-            if (gpt2_forward(oracle, otok + (size_t)r0 * To, oracle_prompt, oracle_P, NULL, nb, To, err)) goto done;
-            KlCtx c = {oracle->logits, NULL, To, Ts, V, L, oracle_P + n - 1, n - 1, errors + ((size_t)p * K + r0) * L};
-            if (oracle == student) {
-                /* one network in both roles (e.g. T' against T): keep the oracle's rows before the
-                 * second forward overwrites its logits */
-                if (!kept) kept = pk_malloc((size_t)chunk * L * V * sizeof(float), err);
-                if (!kept) goto done;
-                for (int r = 0; r < nb; r++)
-                    memcpy(kept + (size_t)r * L * V, oracle->logits + ((size_t)r * To + c.oracle_first) * V,
-                           (size_t)L * V * sizeof(float));
-                c.oracle_logits = kept;
-                c.To = L;
-                c.oracle_first = 0;
+        const float *ol = NULL, *sl = NULL;
+        for (int k = 0; k < K; k++) memcpy(slots + (size_t)k * (oracle_P + n) + oracle_P, prompts[p], (size_t)n * sizeof(int));
+        if (gpt2_kv_prefill(oc, slots, oracle_prompt, oracle_P, NULL, oracle_P + n, &ol, err)) goto done;
+        for (int k = 0; k < K; k++) memcpy(slots + (size_t)k * n, prompts[p], (size_t)n * sizeof(int));
+        if (gpt2_kv_prefill(sc, slots, NULL, 0, NULL, n, &sl, err)) goto done;
+        double *e = errors + (size_t)p * K * L;
+        for (int t = 0; t < L; t++) {
+            if (t > 0) {
+                for (int k = 0; k < K; k++) step[k] = gen[(size_t)k * L + t - 1];
+                if (gpt2_kv_step(oc, step, &ol, err) || gpt2_kv_step(sc, step, &sl, err)) goto done;
             }
-            if (gpt2_forward(student, stok + (size_t)r0 * Ts, NULL, 0, NULL, nb, Ts, err)) goto done;
-            c.student_logits = student->logits;
-            pk_parallel_for((long)nb * L, kl_range, &c);
+            KlCtx c = {ol, sl, V, L, t, e};
+            pk_parallel_for(K, kl_rows, &c);
         }
+        gpt2_kv_free(oc);
+        gpt2_kv_free(sc);
+        oc = sc = NULL;
     }
     rc = PK_OK;
 done:
-    free(kept);
+    gpt2_kv_free(oc);
+    gpt2_kv_free(sc);
     free(gen);
     free(gen_lens);
     free(row_index);
     free(rows_prompts);
     free(rows_lens);
-    free(otok);
-    free(otgt);
-    free(stok);
-    free(stgt);
+    free(slots);
+    free(step);
     return rc;
 }
 

@@ -176,14 +176,18 @@ int sample_next_token(const SampleOptions *o, const float *logits, int V, const 
     }
     if (o->greedy) return best;
 
-    double mx = s[best], z = 0.0;
-    for (int v = 0; v < V; v++)
-        if (s[v] > -INFINITY) z += exp((double)s[v] - mx);
+    /* unnormalised probabilities in place (one exp per token), then one draw against their sum */
+    float mx = s[best];
+    double z = 0.0;
+    for (int v = 0; v < V; v++) {
+        s[v] = s[v] > -INFINITY ? expf(s[v] - mx) : 0.0f;
+        z += s[v];
+    }
     double u = pk_rng_double(rng) * z, acc = 0.0;
     int last = best;
     for (int v = 0; v < V; v++) {
-        if (!(s[v] > -INFINITY)) continue;
-        acc += exp((double)s[v] - mx);
+        if (s[v] == 0.0f) continue;
+        acc += s[v];
         last = v;
         if (u < acc) return v;
     }
@@ -402,5 +406,47 @@ int sample_scoring_batch(const int *const *prompts, const int *prompt_lens, cons
         if (lengths) lengths[b] = P + L - 1;
     }
     *T_out = T;
+    return PK_OK;
+}
+
+static int is_strip_space(unsigned char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+int sample_decode_text(const Tokenizer *tok, const int *ids, int n, int eos_id, int strip, char **out, char *err) {
+    *out = NULL;
+    int m = 0;
+    while (m < n && ids[m] != eos_id) m++;
+    char *raw = NULL;
+    size_t len = 0;
+    if (tok_decode(tok, ids, m, &raw, &len, err)) return PK_FAIL;
+    PkBuf b = {0};
+    size_t i = 0;
+    int ok = 1;
+    while (i < len && ok) {
+        long bad = pk_utf8_invalid_at(raw + i, len - i);
+        size_t good = bad < 0 ? len - i : (size_t)bad;
+        ok = pk_buf_append(&b, raw + i, good) == PK_OK;
+        i += good;
+        if (bad >= 0 && ok) {
+            ok = pk_buf_append(&b, "\xEF\xBF\xBD", 3) == PK_OK; /* U+FFFD for the offending byte */
+            i++;
+        }
+    }
+    free(raw);
+    if (!ok || pk_buf_append(&b, "", 1) != PK_OK) {
+        pk_buf_free(&b);
+        return pk_errf(err, "decode: out of memory");
+    }
+    char *s = b.data;
+    size_t sl = b.len - 1;
+    if (strip) {
+        size_t a = 0;
+        while (a < sl && is_strip_space((unsigned char)s[a])) a++;
+        while (sl > a && is_strip_space((unsigned char)s[sl - 1])) sl--;
+        memmove(s, s + a, sl - a);
+        s[sl - a] = 0;
+    }
+    *out = s;
     return PK_OK;
 }

@@ -20,6 +20,7 @@
 
 #include "common.h"
 #include "gpt2.h"
+#include "tokenizer.h"
 
 typedef struct {
     float temperature;        /* > 0; scores are divided by it (not used when greedy) */
@@ -88,5 +89,12 @@ int sample_generate(GPT2 *m, const int *const *prompts, const int *prompt_lens, 
 int sample_scoring_batch(const int *const *prompts, const int *prompt_lens, const int *responses, int resp_stride,
                          const int *resp_lens, int B, int P, int max_T, int pad_id, int *tokens, int *targets,
                          int *lengths, int *T_out, char *err);
+
+/* The text of a generated row: ids up to the first eos_id (excluded; -1: none), decoded; bytes
+ * that are not valid UTF-8 (a character cut by the end of generation) each become U+FFFD, as
+ * Python's decode(errors="replace") does for lone bytes; with strip, leading and trailing
+ * whitespace (Python's str.strip() ASCII set: space, \t \n \v \f \r, \x1c-\x1f) is removed.
+ * *out is malloc'ed and NUL-terminated. */
+int sample_decode_text(const Tokenizer *tok, const int *ids, int n, int eos_id, int strip, char **out, char *err);
 
 #endif
