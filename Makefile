@@ -18,18 +18,20 @@ VIEWS_SRC  = $(wildcard views/*.c)
 APP_SRC    = $(wildcard app/*.c)
 PLUGIN_SRC = $(wildcard plugins/*.c)
 TEST_SRC   = $(wildcard tests/unit/test_*.c)
+TOOL_SRC   = $(wildcard tests/tools/*.c)
 
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 VIEWS_OBJ = $(VIEWS_SRC:%.c=$(BUILD)/obj/%.o)
 APP_OBJ   = $(APP_SRC:%.c=$(BUILD)/obj/%.o)
 PLUGINS   = $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
 TESTS     = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOLS     = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
 .PHONY: all deps build test check run bench asan fuzz clean install
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BUILD)/promptkd $(BUILD)/libpromptkd.a $(PLUGINS) $(TESTS)
+build: $(BUILD)/promptkd $(BUILD)/libpromptkd.a $(PLUGINS) $(TESTS) $(TOOLS)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -66,6 +68,11 @@ $(BUILD)/plugins/%.so: plugins/%.c plugins/promptkd_plugin.h
 $(BUILD)/tests/%: tests/unit/%.c tests/test.h $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(APP_CFLAGS) -Itests -o $@ $< $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a $(APP_LIBS)
+
+# Small programs the shell tests use (e.g. reading PNGs back with libpng).
+$(BUILD)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(APP_CFLAGS) -o $@ $< $(APP_LIBS)
 
 # The whole suite; the last line is "N passed, N failed".
 test: deps

@@ -137,6 +137,8 @@ struct Engine {
     SnapBox *current;
     unsigned long version;
     int inject_nonfinite_step;
+    EngineStepHook step_hook;
+    void *step_hook_ctx;
 
     /* worker only */
     DistillState *ds;
@@ -577,6 +579,12 @@ static int refresh_neighbours(Engine *e, char *err) {
     free(e->nb_ids), free(e->nb_sims), free(e->nb_drift);
     e->nb_ids = ids, e->nb_sims = sims, e->nb_drift = drift;
     e->nb_P = P, e->nb_k = k;
+    /* the top-1 similarity of each prompt vector over training: the "neighbours" chart */
+    for (int p = 0; p < P && p < 8; p++) {
+        char name[32];
+        snprintf(name, sizeof name, "neighbour_sim_p%d", p);
+        hist_push(e, name, distill_step_index(e->ds), sims[(size_t)p * k]);
+    }
     return PK_OK;
 }
 
@@ -1076,6 +1084,16 @@ static void do_step(Engine *e) {
     metrics_write(e, &line);
     pk_buf_free(&line);
 
+    pthread_mutex_lock(&e->mu);
+    EngineStepHook hook = e->step_hook;
+    void *hook_ctx = e->step_hook_ctx;
+    pthread_mutex_unlock(&e->mu);
+    if (hook) {
+        const char *names[DISTILL_MAX_LOSSES];
+        for (int i = 0; i < st.n_losses; i++) names[i] = st.loss_names[i];
+        hook(hook_ctx, step, cfg->steps, st.n_losses, names, st.losses);
+    }
+
     if (finished) {
         char msg[200];
         if (save_run_checkpoint(e, NULL, 0, err) != PK_OK) {
@@ -1414,6 +1432,22 @@ EngineState engine_wait_idle(Engine *e, double timeout_s) {
 }
 
 struct DistillState *engine_distill_state(Engine *e) { return e->ds; }
+
+void engine_set_step_hook(Engine *e, EngineStepHook fn, void *ctx) {
+    pthread_mutex_lock(&e->mu);
+    e->step_hook = fn;
+    e->step_hook_ctx = ctx;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_log_line(Engine *e, const char *line) {
+    engine_log(e, "%s", line);
+    /* while paused nothing else publishes: make the line visible now */
+    pthread_mutex_lock(&e->mu);
+    int idle = e->state != ENGINE_RUNNING && e->state != ENGINE_LOADING;
+    pthread_mutex_unlock(&e->mu);
+    if (idle) publish(e);
+}
 
 const char *engine_run_path(const Engine *e) { return e->run_path; }
 

@@ -19,7 +19,7 @@ typedef enum {
 
 const char *engine_state_name(EngineState s);
 
-#define ENGINE_MAX_SERIES 16
+#define ENGINE_MAX_SERIES 32
 #define ENGINE_MAX_CURVES 6
 #define ENGINE_LOG_LINES 64
 
@@ -137,6 +137,15 @@ EngineState engine_wait_idle(Engine *e, double timeout_s);
 /* Test hook: the step that reaches `step` is treated as non-finite (after it was
  * applied), exercising the pause-and-keep-the-checkpoint path. 0 turns it off. */
 void engine_debug_inject_nonfinite(Engine *e, int step);
+
+/* Called on the worker thread after every applied step (between steps, so the
+ * callee may read the state through engine_distill_state). NULL removes it. */
+typedef void (*EngineStepHook)(void *ctx, int step, int total_steps, int n_losses, const char *const *loss_names,
+                               const double *losses);
+void engine_set_step_hook(Engine *e, EngineStepHook fn, void *ctx);
+/* Appends a line to the run's log (shown by the views). Call it from the worker
+ * thread (a step hook) or while the engine is paused. */
+void engine_log_line(Engine *e, const char *line);
 
 /* Read-only access for plugins and analyses, valid while the engine is paused or
  * finished (the host pauses before calling plugins). */

@@ -640,3 +640,9 @@ int gpt2_kv_step(GPT2KVCache *c, const int *next_tokens, const float **logits_ou
     *logits_out = c->logits;
     return PK_OK;
 }
+
+const float *gpt2_attention_probs(const GPT2 *m, int layer) {
+    if (!m->acts || layer < 0 || layer >= m->config.num_layers) return NULL;
+    size_t per_layer = (size_t)m->B * m->config.num_heads * m->T * m->T;
+    return m->acts->a[A_ATT] + (size_t)layer * per_layer;
+}

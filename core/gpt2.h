@@ -125,6 +125,10 @@ int gpt2_kv_prefill(GPT2KVCache *c, const int *tokens, const float *soft_prompt,
 int gpt2_kv_step(GPT2KVCache *c, const int *next_tokens, const float **logits_out, char *err);
 int gpt2_kv_len(const GPT2KVCache *c); /* slots filled so far */
 
+/* Attention probabilities of layer l from the last full forward: [B, NH, T, T]
+ * (row q over keys k <= q; masked entries 0). Valid until the next forward. */
+const float *gpt2_attention_probs(const GPT2 *m, int layer);
+
 /* FLOPs of one training step (forward + backward) as DESIGN.md section 8 counts them. */
 double gpt2_train_flops(const GPT2Config *cfg, int B, int T);
 

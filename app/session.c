@@ -1,0 +1,608 @@
+#include "session.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin_host.h"
+#include "png_export.h"
+
+#define SESSION_MAX_VIEWS 32
+#define SESSION_MAX_ARGS 32
+
+typedef struct {
+    char chart[64];
+    double ema;
+    int log_y;
+} ChartView;
+
+struct Session {
+    Engine *engine;
+    PluginHost *plugins;
+    int n_views;
+    ChartView views[SESSION_MAX_VIEWS];
+};
+
+int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err) {
+    *out = NULL;
+    Session *s = pk_calloc(1, sizeof *s, err);
+    if (!s) return PK_FAIL;
+    if (engine_create(&s->engine, cfg, resume_dir, autostart, err)) {
+        free(s);
+        return PK_FAIL;
+    }
+    if (plugin_host_create(&s->plugins, s->engine, err)) {
+        engine_destroy(s->engine);
+        free(s);
+        return PK_FAIL;
+    }
+    *out = s;
+    return PK_OK;
+}
+
+void session_destroy(Session *s) {
+    if (!s) return;
+    plugin_host_destroy(s->plugins); /* before the engine: plugins hold host calls into it */
+    engine_destroy(s->engine);
+    free(s);
+}
+
+Engine *session_engine(Session *s) { return s->engine; }
+
+/* ---- chart views ---- */
+
+static ChartView *find_view(Session *s, const char *name, int create) {
+    for (int i = 0; i < s->n_views; i++)
+        if (!strcmp(s->views[i].chart, name)) return &s->views[i];
+    if (!create || s->n_views >= SESSION_MAX_VIEWS) return NULL;
+    ChartView *v = &s->views[s->n_views++];
+    snprintf(v->chart, sizeof v->chart, "%s", name);
+    v->ema = 0;
+    /* loss curves start in log scale: losses span orders of magnitude */
+    v->log_y = !strcmp(name, "loss");
+    return v;
+}
+
+void session_chart_view(Session *s, const char *name, double *ema, int *log_y) {
+    ChartView *v = find_view(s, name, 1);
+    *ema = v ? v->ema : 0;
+    *log_y = v ? v->log_y : 0;
+}
+
+void session_set_chart_view(Session *s, const char *name, double ema, int log_y) {
+    ChartView *v = find_view(s, name, 1);
+    if (!v) return;
+    v->ema = ema;
+    v->log_y = log_y;
+}
+
+static const char *builtin_charts[] = {"loss", "rouge", "exposure", "neighbours", NULL};
+
+int session_chart_names(Session *s, char names[][64], int max) {
+    int n = 0;
+    for (int i = 0; builtin_charts[i] && n < max; i++) snprintf(names[n++], 64, "%s", builtin_charts[i]);
+    if (n < max) n += plugin_host_chart_names(s->plugins, names + n, max - n);
+    return n;
+}
+
+static int is_builtin_chart(const char *name) {
+    for (int i = 0; builtin_charts[i]; i++)
+        if (!strcmp(builtin_charts[i], name)) return 1;
+    return 0;
+}
+
+int session_build_chart(Session *s, const char *name, Chart *c, char *err) {
+    if (!is_builtin_chart(name)) {
+        if (strchr(name, '/')) {
+            if (plugin_host_build_chart(s->plugins, name, c, err)) return PK_FAIL;
+        } else {
+            char names[64][64];
+            int n = session_chart_names(s, names, 64);
+            PkBuf known = {0};
+            for (int i = 0; i < n; i++) pk_buf_printf(&known, "%s%s", i ? ", " : "", names[i]);
+            pk_errf(err, "unknown chart '%s' (charts: %s)", name, known.data ? known.data : "");
+            pk_buf_free(&known);
+            return PK_FAIL;
+        }
+    } else {
+        const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
+        if (!strcmp(name, "loss")) {
+            chart_init(c, "loss curves", "step", "loss");
+            for (int i = 0; i < snap->n_series; i++)
+                if (strstr(snap->series[i].name, "loss"))
+                    chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
+        } else if (!strcmp(name, "rouge")) {
+            chart_init(c, "dev ROUGE-L", "step", "ROUGE-L");
+            for (int i = 0; i < snap->n_series; i++)
+                if (strstr(snap->series[i].name, "rouge"))
+                    chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
+        } else if (!strcmp(name, "exposure")) {
+            chart_init(c, "exposure bias: ExAccErr over generation length", "generation length l", "ExAccErr (%)");
+            for (int i = 0; i < snap->n_exposure; i++) {
+                const EngineExposureCurve *e = &snap->exposure[i];
+                double *x = malloc(sizeof(double) * (e->n ? e->n : 1));
+                if (!x) continue;
+                for (int l = 0; l < e->n; l++) x[l] = l + 1;
+                char label[48];
+                snprintf(label, sizeof label, "step %d", e->step);
+                chart_add_series(c, label, x, e->exaccerr, e->n);
+                free(x);
+            }
+        } else { /* neighbours: top-1 cosine similarity of each prompt vector over training */
+            chart_init(c, "prompt tokens: similarity to nearest vocabulary token", "step", "cosine similarity");
+            for (int i = 0; i < snap->n_series; i++)
+                if (!strncmp(snap->series[i].name, "neighbour_sim", 13))
+                    chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
+        }
+        engine_snapshot_release(s->engine, snap);
+    }
+    double ema;
+    int log_y;
+    session_chart_view(s, name, &ema, &log_y);
+    c->ema = ema;
+    c->log_y = log_y;
+    return PK_OK;
+}
+
+int session_export_chart(Session *s, const char *name, const char *path, int w, int h, char *err) {
+    Chart c;
+    if (session_build_chart(s, name, &c, err)) return PK_FAIL;
+    int rc = chart_export_png(&c, w, h, path, err);
+    chart_free(&c);
+    return rc;
+}
+
+int session_export_all(Session *s, const char *dir, int w, int h, char *err) {
+    if (pk_mkdirs(dir, err)) return PK_FAIL;
+    char names[64][64];
+    int n = session_chart_names(s, names, 64);
+    for (int i = 0; i < n; i++) {
+        char file[72], path[4096];
+        snprintf(file, sizeof file, "%.63s.png", names[i]);
+        for (char *p = file; *p; p++)
+            if (*p == '/') *p = '-';
+        if (pk_path_join(path, sizeof path, dir, file, err)) return PK_FAIL;
+        if (session_export_chart(s, names[i], path, w, h, err)) return PK_FAIL;
+    }
+    return PK_OK;
+}
+
+char *session_plugin_table_text(Session *s, int i, char *title, size_t title_len) {
+    return plugin_host_table_text(s->plugins, i, title, title_len);
+}
+
+/* ---- the command table ---- */
+
+typedef int (*CommandFn)(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err);
+
+typedef struct {
+    const char *name;
+    const char *usage;
+    const char *help;
+    CommandFn fn;
+} SessionCommand;
+
+static int parse_count(const char *cmd, const char *arg, int *n, char *err) {
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < 1 || v > 100000000)
+        return pk_errf(err, "%s: expected a positive whole number of steps, got '%s'", cmd, arg);
+    *n = (int)v;
+    return PK_OK;
+}
+
+static void append_latest_losses(const EngineSnapshot *snap, PkBuf *out) {
+    for (int i = 0; i < snap->n_series; i++) {
+        const EngineSeries *se = &snap->series[i];
+        if (se->n > 0) pk_buf_printf(out, "  %-20s %.6g (step %.0f)\n", se->name, se->y[se->n - 1], se->x[se->n - 1]);
+    }
+}
+
+static int cmd_status(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)argv, (void)rest;
+    if (argc > 1) return pk_errf(err, "status: takes no arguments");
+    const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
+    pk_buf_printf(out, "%s  %s  step %d/%d", engine_state_name(snap->state), snap->method, snap->step, snap->total_steps);
+    if (snap->tokens_per_s > 0)
+        pk_buf_printf(out, "  %.0f tok/s  %.2f GFLOP/s  ETA %.0fs", snap->tokens_per_s, snap->gflops, snap->eta_s);
+    pk_buf_printf(out, "\n");
+    if (snap->message[0]) pk_buf_printf(out, "  %s\n", snap->message);
+    if (snap->run_dir[0]) pk_buf_printf(out, "  run folder: %s\n", snap->run_dir);
+    append_latest_losses(snap, out);
+    engine_snapshot_release(s->engine, snap);
+    return PK_OK;
+}
+
+static int cmd_run(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc > 2) return pk_errf(err, "usage: run [N]");
+    if (argc == 2) {
+        int n = 0;
+        if (parse_count("run", argv[1], &n, err) || engine_run_steps(s->engine, n, err)) return PK_FAIL;
+        pk_buf_printf(out, "running %d steps\n", n);
+        return PK_OK;
+    }
+    if (engine_resume(s->engine, err)) return PK_FAIL;
+    pk_buf_printf(out, "running\n");
+    return PK_OK;
+}
+
+static int cmd_pause(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)argv, (void)rest;
+    if (argc > 1) return pk_errf(err, "pause: takes no arguments");
+    if (engine_pause(s->engine, err)) return PK_FAIL;
+    const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
+    pk_buf_printf(out, "paused at step %d\n", snap->step);
+    engine_snapshot_release(s->engine, snap);
+    return PK_OK;
+}
+
+static int cmd_resume(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)argv, (void)rest;
+    if (argc > 1) return pk_errf(err, "resume: takes no arguments");
+    if (engine_resume(s->engine, err)) return PK_FAIL;
+    pk_buf_printf(out, "running\n");
+    return PK_OK;
+}
+
+static int cmd_step(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    int n = 1;
+    if (argc > 2) return pk_errf(err, "usage: step [N]");
+    if (argc == 2 && parse_count("step", argv[1], &n, err)) return PK_FAIL;
+    if (engine_step(s->engine, n, err)) return PK_FAIL;
+    const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
+    pk_buf_printf(out, "step %d/%d\n", snap->step, snap->total_steps);
+    append_latest_losses(snap, out);
+    engine_snapshot_release(s->engine, snap);
+    return PK_OK;
+}
+
+static int cmd_set(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc != 3) return pk_errf(err, "usage: set KEY VALUE (keys: see `get`)");
+    char old[512] = "";
+    engine_get(s->engine, argv[1], old, sizeof old, err);
+    if (engine_set(s->engine, argv[1], argv[2], err)) return PK_FAIL;
+    char now[512] = "";
+    engine_get(s->engine, argv[1], now, sizeof now, err);
+    pk_buf_printf(out, "%s: %s -> %s\n", argv[1], old, now);
+    return PK_OK;
+}
+
+static int cmd_get(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc > 2) return pk_errf(err, "usage: get [KEY]");
+    if (argc == 2) {
+        char v[1024];
+        if (engine_get(s->engine, argv[1], v, sizeof v, err)) return PK_FAIL;
+        pk_buf_printf(out, "%s = %s\n", argv[1], v);
+        return PK_OK;
+    }
+    const char *const *keys = config_keys();
+    for (int i = 0; keys[i]; i++) {
+        char v[1024];
+        if (engine_get(s->engine, keys[i], v, sizeof v, err)) return PK_FAIL;
+        pk_buf_printf(out, "%c %-20s %s\n", config_key_is_live(keys[i]) ? '*' : ' ', keys[i], v);
+    }
+    pk_buf_printf(out, "(* = may change while paused)\n");
+    return PK_OK;
+}
+
+static int cmd_eval(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc > 2) return pk_errf(err, "usage: eval [valid|test|train]");
+    const char *split = argc == 2 ? argv[1] : "valid";
+    if (strcmp(split, "valid") && strcmp(split, "test") && strcmp(split, "train"))
+        return pk_errf(err, "eval: split must be valid, test or train, got '%s'", split);
+    char reply[4096];
+    if (engine_eval(s->engine, split, reply, sizeof reply, err)) return PK_FAIL;
+    pk_buf_printf(out, "%s\n", reply);
+    return PK_OK;
+}
+
+static int cmd_generate(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)argv;
+    if (argc < 2 || !rest || !*rest) return pk_errf(err, "usage: generate TEXT");
+    char *reply = malloc(65536);
+    if (!reply) return pk_errf(err, "generate: out of memory");
+    int rc = engine_generate(s->engine, rest, reply, 65536, err);
+    if (rc == PK_OK) pk_buf_printf(out, "%s\n", reply);
+    free(reply);
+    return rc;
+}
+
+static int cmd_neighbours(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    int k = 5;
+    if (argc > 2) return pk_errf(err, "usage: neighbours [K]");
+    if (argc == 2 && parse_count("neighbours", argv[1], &k, err)) return PK_FAIL;
+    const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
+    int rc = PK_OK;
+    if (snap->prompt_len == 0 || snap->neighbours_k == 0) {
+        rc = pk_errf(err, "neighbours: this run has no soft prompt (method %s) or none measured yet", snap->method);
+    } else {
+        if (k > snap->neighbours_k) {
+            pk_buf_printf(out, "(showing %d: the run keeps neighbours_k = %d; `set neighbours_k %d` for more)\n",
+                          snap->neighbours_k, snap->neighbours_k, k);
+            k = snap->neighbours_k;
+        }
+        for (int p = 0; p < snap->prompt_len; p++) {
+            pk_buf_printf(out, "p%-2d drift %.4f |", p, snap->prompt_drift ? snap->prompt_drift[p] : 0.0);
+            for (int j = 0; j < k; j++)
+                pk_buf_printf(out, " %s (%.3f)", snap->neighbour_tokens[p * snap->neighbours_k + j],
+                              snap->neighbour_sims[p * snap->neighbours_k + j]);
+            pk_buf_printf(out, "\n");
+        }
+    }
+    engine_snapshot_release(s->engine, snap);
+    return rc;
+}
+
+static int cmd_exposure(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)argv, (void)rest;
+    if (argc > 1) return pk_errf(err, "exposure: takes no arguments");
+    char reply[4096];
+    if (engine_exposure(s->engine, reply, sizeof reply, err)) return PK_FAIL;
+    pk_buf_printf(out, "%s\n", reply);
+    return PK_OK;
+}
+
+static int cmd_save(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc > 2) return pk_errf(err, "usage: save [DIR]");
+    char reply[1024];
+    if (engine_save(s->engine, argc == 2 ? argv[1] : NULL, reply, sizeof reply, err)) return PK_FAIL;
+    pk_buf_printf(out, "%s\n", reply);
+    return PK_OK;
+}
+
+static int cmd_export(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    int w = 960, h = 540, npos = 0;
+    const char *pos[2] = {0};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--size")) {
+            if (i + 1 >= argc) return pk_errf(err, "export: --size needs WxH");
+            if (png_parse_size(argv[++i], &w, &h, err)) return PK_FAIL;
+        } else if (!strncmp(argv[i], "--size=", 7)) {
+            if (png_parse_size(argv[i] + 7, &w, &h, err)) return PK_FAIL;
+        } else if (npos < 2) {
+            pos[npos++] = argv[i];
+        } else {
+            return pk_errf(err, "usage: export CHART FILE.png [--size WxH] | export all DIR [--size WxH]");
+        }
+    }
+    if (npos != 2) return pk_errf(err, "usage: export CHART FILE.png [--size WxH] | export all DIR [--size WxH]");
+    if (!strcmp(pos[0], "all")) {
+        if (session_export_all(s, pos[1], w, h, err)) return PK_FAIL;
+        pk_buf_printf(out, "wrote every chart to %s/ (%dx%d)\n", pos[1], w, h);
+        return PK_OK;
+    }
+    size_t l = strlen(pos[1]);
+    if (l < 5 || strcmp(pos[1] + l - 4, ".png"))
+        return pk_errf(err, "export: the file name must end in .png, got '%s'", pos[1]);
+    if (session_export_chart(s, pos[0], pos[1], w, h, err)) return PK_FAIL;
+    pk_buf_printf(out, "wrote %s (%dx%d)\n", pos[1], w, h);
+    return PK_OK;
+}
+
+static int cmd_plugin(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc < 2) return pk_errf(err, "usage: plugin load FILE | unload NAME | list | run NAME [ARGS...] | export FILE.json");
+    const char *sub = argv[1];
+    if (!strcmp(sub, "list") && argc == 2) {
+        plugin_host_list(s->plugins, out);
+        return PK_OK;
+    }
+    if (!strcmp(sub, "load") && argc == 3) return plugin_host_load(s->plugins, argv[2], out, err);
+    if (!strcmp(sub, "unload") && argc == 3) {
+        if (plugin_host_unload(s->plugins, argv[2], err)) return PK_FAIL;
+        pk_buf_printf(out, "unloaded %s\n", argv[2]);
+        return PK_OK;
+    }
+    if (!strcmp(sub, "run") && argc >= 3)
+        return plugin_host_run(s->plugins, argv[2], argc - 3, (const char *const *)argv + 3, out, err);
+    if (!strcmp(sub, "export") && argc == 3) {
+        if (plugin_host_export_json(s->plugins, argv[2], err)) return PK_FAIL;
+        pk_buf_printf(out, "wrote %s\n", argv[2]);
+        return PK_OK;
+    }
+    return pk_errf(err, "usage: plugin load FILE | unload NAME | list | run NAME [ARGS...] | export FILE.json");
+}
+
+static int cmd_view(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc < 2) return pk_errf(err, "usage: view CHART [ema X] [log on|off]");
+    Chart probe;
+    if (session_build_chart(s, argv[1], &probe, err)) return PK_FAIL;
+    chart_free(&probe);
+    double ema;
+    int log_y;
+    session_chart_view(s, argv[1], &ema, &log_y);
+    for (int i = 2; i < argc; i += 2) {
+        if (i + 1 >= argc) return pk_errf(err, "view: '%s' needs a value", argv[i]);
+        if (!strcmp(argv[i], "ema")) {
+            char *end;
+            double v = strtod(argv[i + 1], &end);
+            if (end == argv[i + 1] || *end || !(v >= 0 && v < 1))
+                return pk_errf(err, "view: ema expects a number in [0, 1), got '%s'", argv[i + 1]);
+            ema = v;
+        } else if (!strcmp(argv[i], "log")) {
+            if (!strcmp(argv[i + 1], "on")) log_y = 1;
+            else if (!strcmp(argv[i + 1], "off")) log_y = 0;
+            else return pk_errf(err, "view: log expects on or off, got '%s'", argv[i + 1]);
+        } else {
+            return pk_errf(err, "view: unknown setting '%s' (ema, log)", argv[i]);
+        }
+    }
+    session_set_chart_view(s, argv[1], ema, log_y);
+    pk_buf_printf(out, "%s: ema %.2f, log %s\n", argv[1], ema, log_y ? "on" : "off");
+    return PK_OK;
+}
+
+static int cmd_charts(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)argv, (void)rest;
+    if (argc > 1) return pk_errf(err, "charts: takes no arguments");
+    char names[64][64];
+    int n = session_chart_names(s, names, 64);
+    for (int i = 0; i < n; i++) pk_buf_printf(out, "%s\n", names[i]);
+    return PK_OK;
+}
+
+static int cmd_help(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err);
+
+static int cmd_quit(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)s, (void)argv, (void)rest, (void)out;
+    if (argc > 1) return pk_errf(err, "quit: takes no arguments");
+    return SESSION_QUIT;
+}
+
+static const SessionCommand session_commands[] = {
+    {"status", "status", "state, step, throughput, ETA and the latest losses", cmd_status},
+    {"run", "run [N]", "run to the end (or N more steps, then pause); returns at once", cmd_run},
+    {"pause", "pause", "pause after the current step", cmd_pause},
+    {"resume", "resume", "continue running", cmd_resume},
+    {"step", "step [N]", "run N steps (default 1) and wait for them", cmd_step},
+    {"set", "set KEY VALUE", "change a hyper-parameter (live keys while paused; see get)", cmd_set},
+    {"get", "get [KEY]", "show one or every hyper-parameter", cmd_get},
+    {"eval", "eval [SPLIT]", "ROUGE-L of the student on valid (default), test or train", cmd_eval},
+    {"generate", "generate TEXT", "generations of T', T and S for an instruction", cmd_generate},
+    {"neighbours", "neighbours [K]", "nearest vocabulary tokens of each soft-prompt vector", cmd_neighbours},
+    {"exposure", "exposure", "measure exposure bias (ExAccErr) now", cmd_exposure},
+    {"save", "save [DIR]", "write a checkpoint (to the run's checkpoints/ or DIR)", cmd_save},
+    {"export", "export CHART FILE.png [--size WxH] | export all DIR", "write a chart as PNG", cmd_export},
+    {"charts", "charts", "list the charts that export", cmd_charts},
+    {"view", "view CHART [ema X] [log on|off]", "smoothing and log scale of a chart (terminal and PNG)", cmd_view},
+    {"plugin", "plugin load FILE | unload NAME | list | run NAME [ARGS] | export FILE.json", "analysis plugins",
+     cmd_plugin},
+    {"help", "help [COMMAND]", "list commands, or describe one", cmd_help},
+    {"quit", "quit", "leave (the TUI asks whether to save first)", cmd_quit},
+};
+#define N_SESSION_COMMANDS ((int)(sizeof session_commands / sizeof *session_commands))
+
+static const SessionCommand *find_command(const char *name) {
+    for (int i = 0; i < N_SESSION_COMMANDS; i++)
+        if (!strcmp(session_commands[i].name, name)) return &session_commands[i];
+    if (!strcmp(name, "exit")) return find_command("quit");
+    if (!strcmp(name, "neighbors")) return find_command("neighbours");
+    return NULL;
+}
+
+static int cmd_help(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)s, (void)rest;
+    if (argc > 2) return pk_errf(err, "usage: help [COMMAND]");
+    if (argc == 2) {
+        const SessionCommand *c = find_command(argv[1]);
+        if (!c) return pk_errf(err, "help: unknown command '%s'", argv[1]);
+        pk_buf_printf(out, "%s\n  %s\n", c->usage, c->help);
+        return PK_OK;
+    }
+    for (int i = 0; i < N_SESSION_COMMANDS; i++)
+        pk_buf_printf(out, "  %-44s %s\n", session_commands[i].usage, session_commands[i].help);
+    return PK_OK;
+}
+
+const char *const *session_command_names(void) {
+    static const char *names[N_SESSION_COMMANDS + 1];
+    for (int i = 0; i < N_SESSION_COMMANDS; i++) names[i] = session_commands[i].name;
+    names[N_SESSION_COMMANDS] = NULL;
+    return names;
+}
+
+const char *session_command_usage(const char *name) {
+    const SessionCommand *c = find_command(name);
+    return c ? c->usage : NULL;
+}
+
+const char *session_command_help(const char *name) {
+    const SessionCommand *c = find_command(name);
+    return c ? c->help : NULL;
+}
+
+/* Splits a line into words: whitespace separates, "double quotes" group (with \" and \\
+ * escapes), '#' at a word start begins a comment. Returns the count, or -1 with err. */
+static int split_words(char *line, char **argv, int max, const char **rest_after_first, char *err) {
+    int argc = 0;
+    char *p = line, *w = line;
+    *rest_after_first = NULL;
+    for (;;) {
+        while (*p && isspace((unsigned char)*p)) p++;
+        if (!*p || *p == '#') break;
+        if (argc == 1) *rest_after_first = p;
+        if (argc >= max) return pk_errf(err, "too many words on one line (at most %d)", max);
+        argv[argc++] = w;
+        int quoted = 0;
+        while (*p && (quoted || !isspace((unsigned char)*p))) {
+            if (*p == '"') {
+                quoted = !quoted;
+                p++;
+            } else if (*p == '\\' && quoted && (p[1] == '"' || p[1] == '\\')) {
+                *w++ = p[1];
+                p += 2;
+            } else {
+                *w++ = *p++;
+            }
+        }
+        if (quoted) return pk_errf(err, "unterminated quote");
+        int at_end = !*p;
+        *w++ = 0;
+        if (at_end) break;
+        p++;
+        if (w > p) return pk_errf(err, "internal: word split overran"); /* cannot happen: w never passes p */
+    }
+    return argc;
+}
+
+int session_exec(Session *s, const char *line, PkBuf *out, char *err) {
+    size_t len = strlen(line);
+    char *copy = malloc(len + 1), *raw = malloc(len + 1);
+    if (!copy || !raw) {
+        free(copy);
+        free(raw);
+        pk_errf(err, "out of memory");
+        return SESSION_ERROR;
+    }
+    memcpy(copy, line, len + 1);
+    memcpy(raw, line, len + 1);
+    char *argv[SESSION_MAX_ARGS + 1];
+    const char *rest_in_copy = NULL;
+    int argc = split_words(copy, argv, SESSION_MAX_ARGS, &rest_in_copy, err);
+    int rc = SESSION_OK;
+    if (argc < 0) {
+        rc = SESSION_ERROR;
+    } else if (argc > 0) {
+        argv[argc] = NULL;
+        const SessionCommand *c = find_command(argv[0]);
+        if (!c) {
+            pk_errf(err, "unknown command '%s' (type help)", argv[0]);
+            rc = SESSION_ERROR;
+        } else {
+            /* the raw rest of the line after the command word, unquoted when it is one quoted string */
+            const char *rest = NULL;
+            char *rest_buf = NULL;
+            if (argc > 1) {
+                const char *r = raw + (rest_in_copy - copy);
+                size_t rl = strlen(r);
+                while (rl > 0 && isspace((unsigned char)r[rl - 1])) rl--;
+                rest_buf = malloc(rl + 1);
+                if (rest_buf) {
+                    memcpy(rest_buf, r, rl);
+                    rest_buf[rl] = 0;
+                    if (argc == 2) snprintf(rest_buf, rl + 1, "%s", argv[1]);
+                }
+                rest = rest_buf;
+            }
+            int r = c->fn(s, argc, argv, rest, out, err);
+            free(rest_buf);
+            rc = r == SESSION_QUIT ? SESSION_QUIT : r == PK_OK ? SESSION_OK : SESSION_ERROR;
+        }
+    }
+    free(copy);
+    free(raw);
+    return rc;
+}

@@ -1,0 +1,106 @@
+# The REPL drives a live session: a script trains a few steps, changes a
+# hyper-parameter, exports every chart (read back with libpng: size and each
+# series' colour), loads both plugins and runs them; errors stop a script unless
+# --keep-going; an interactive session keeps going after an error and saves history.
+source tests/cli/lib.sh
+source tests/cli/tiny_world.sh
+PNGCHECK=${BUILD:-build}/tools/pngcheck
+check tiny_world_built tiny_world_ok
+
+# palette of views/chart.c, series 0..3
+C0=0072b2 C1=d55e00 C2=009e73 C3=cc79a7
+
+cat >"$TMP/script.pk" <<EOF
+# comments and blank lines are skipped
+
+status
+step 4
+set lr 0.001
+get lr
+set max_new_tokens 5
+step 4
+neighbours 2
+exposure
+generate "Q: what colour is the owl?\nA:"
+eval valid
+view loss ema 0.5 log off
+export loss $TMP/loss.png --size 640x360
+export rouge $TMP/rouge.png
+export exposure $TMP/exposure.png --size 500x300
+export neighbours $TMP/neighbours.png
+plugin load token_divergence
+plugin load prompt_attention
+plugin list
+plugin run token_divergence 2 4
+plugin run prompt_attention 1
+step 2
+plugin export $TMP/plugins.json
+export token_divergence/kl_per_position $TMP/kl.png
+export prompt_attention/attention_by_layer $TMP/att.png
+export all $TMP/plots
+save $TMP/saved
+quit
+EOF
+"$PROMPTKD" repl --config "$W/cfg.json" -f "$TMP/script.pk" >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check script_exit_0 test $rc -eq 0
+[ $rc -eq 0 ] || { echo "--- stderr"; head -20 "$TMP/err"; }
+check step_reports_progress grep -q '^step 8/40' "$TMP/out"
+check set_reports_old_and_new grep -q '^lr: 0.005 -> 0.001' "$TMP/out"
+check get_shows_value grep -q '^lr = 0.001' "$TMP/out"
+check neighbours_listed grep -q '^p0 ' "$TMP/out"
+check plugins_loaded grep -q 'loaded plugin prompt_attention' "$TMP/out"
+check plugin_table_shown grep -q "KL(T'||S)" "$TMP/out"
+check set_event_logged grep -q '"event":"set".*"key":"lr"' "$TMP/runs/t/metrics.jsonl"
+check loss_png "$PNGCHECK" "$TMP/loss.png" 640 360 $C0 $C1 $C2 $C3
+check rouge_png "$PNGCHECK" "$TMP/rouge.png" 960 540 $C0
+check exposure_png "$PNGCHECK" "$TMP/exposure.png" 500 300 $C0 $C1
+check neighbours_png "$PNGCHECK" "$TMP/neighbours.png" 960 540 $C0 $C1 $C2
+check plugin_chart_png "$PNGCHECK" "$TMP/kl.png" 960 540 $C0 $C1
+check plugin_bars_png "$PNGCHECK" "$TMP/att.png" 960 540 $C0
+for f in loss rouge exposure neighbours token_divergence-kl_per_position prompt_attention-attention_by_layer \
+    prompt_attention-attention_over_training prompt_attention-drift_over_training; do
+    check "export_all_$f" "$PNGCHECK" "$TMP/plots/$f.png" 960 540
+done
+check plugin_json_written grep -q '"chart":.*"token_divergence/kl_per_position"' "$TMP/plugins.json"
+check save_wrote_checkpoint test -f "$TMP/saved/model.safetensors" -a -f "$TMP/saved/prompt.safetensors"
+
+# a failing command stops the script with its line number, or not with --keep-going
+printf 'step 1\nfrobnicate\nstep 1\n' >"$TMP/bad.pk"
+"$PROMPTKD" repl --config "$W/cfg.json" --set name=stop -f "$TMP/bad.pk" >"$TMP/out" 2>"$TMP/err"
+check bad_command_exit_1 test $? -eq 1
+check bad_command_named grep -q "bad.pk:2: unknown command 'frobnicate'" "$TMP/err"
+check bad_command_stops_before_next test "$(grep -c '^step ' "$TMP/out")" -eq 1
+"$PROMPTKD" repl --config "$W/cfg.json" --set name=kg --keep-going -f "$TMP/bad.pk" >"$TMP/out" 2>"$TMP/err"
+check keep_going_exit_1 test $? -eq 1
+check keep_going_runs_on grep -q '^step 2/40' "$TMP/out"
+printf 'set lr banana\n' >"$TMP/bad2.pk"
+expect_error bad_value_named "key 'lr': expected a number" "$PROMPTKD" repl --config "$W/cfg.json" --set name=bv -f "$TMP/bad2.pk"
+printf 'plugin load %s\n' "$W/tok/vocab.json" >"$TMP/bad3.pk"
+expect_error bad_plugin_file "not a loadable shared object" "$PROMPTKD" repl --config "$W/cfg.json" --set name=bp -f "$TMP/bad3.pk"
+printf 'plugin load /usr/lib/x86_64-linux-gnu/libpng16.so.16\n' >"$TMP/bad4.pk"
+expect_error plugin_without_entry "no promptkd_plugin_entry entry point" "$PROMPTKD" repl --config "$W/cfg.json" --set name=bp2 -f "$TMP/bad4.pk"
+printf 'export loss %s/x.jpg\n' "$TMP" >"$TMP/bad5.pk"
+expect_error export_needs_png "must end in .png" "$PROMPTKD" repl --config "$W/cfg.json" --set name=bp3 -f "$TMP/bad5.pk"
+
+# a script on stdin
+printf 'step 1\nstatus\n' | "$PROMPTKD" repl --config "$W/cfg.json" --set name=stdin >"$TMP/out" 2>&1
+check stdin_script_runs grep -q 'step 1/40' "$TMP/out"
+
+# interactive under tmux: an error does not end it, history is saved, tab completes
+if command -v tmux >/dev/null; then
+    S=pkrepl$$
+    tmux new-session -d -s $S -x 120 -y 30 "XDG_STATE_HOME='$TMP/state' '$PROMPTKD' repl --config '$W/cfg.json' --set name=tty; echo REPL-EXITED; sleep 30"
+    wait_for() { for _ in $(seq 1 100); do tmux capture-pane -p -t $S | grep -q "$1" && return 0; sleep 0.1; done; return 1; }
+    check repl_prompt_shown wait_for 'promptkd>'
+    tmux send-keys -t $S 'frobnicate' Enter
+    check interactive_error_shown wait_for "unknown command 'frobnicate'"
+    tmux send-keys -t $S 'stat' Tab Enter
+    check tab_completes_command wait_for '^paused  promptkd'
+    tmux send-keys -t $S 'get temper' Tab Enter
+    check tab_completes_key wait_for 'temperature = '
+    tmux send-keys -t $S 'quit' Enter
+    check quit_leaves wait_for 'REPL-EXITED'
+    tmux kill-session -t $S 2>/dev/null
+    check history_saved grep -q '^frobnicate$' "$TMP/state/promptkd/history"
+fi
