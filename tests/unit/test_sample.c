@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "gpt2.h"
+#include "safetensors.h"
 #include "sample.h"
 #include "test.h"
 
@@ -288,6 +289,49 @@ static void test_kv_generation_equals_full_forward(void) {
     gpt2_free(&m);
 }
 
+/* Hugging Face's generate(input_ids[:1, :5], max_new_tokens=16, do_sample=False) on the tiny
+ * checkpoint (reference.safetensors greedy_ids), decoded alone and left-padded next to a longer row. */
+static void test_greedy_matches_hf_reference(void) {
+    char err[PK_ERR_LEN];
+    GPT2 m;
+    StFile f;
+    if (gpt2_load(&m, "tests/fixtures/hf-gpt2-tiny", err)) {
+        printf("    %s\n", err);
+        CHECK(0);
+        return;
+    }
+    if (st_open(&f, "tests/fixtures/hf-gpt2-tiny/reference.safetensors", err)) {
+        printf("    %s\n", err);
+        CHECK(0);
+        gpt2_free(&m);
+        return;
+    }
+    const StTensor *ti = st_find(&f, "input_ids"), *tg = st_find(&f, "greedy_ids");
+    CHECK(ti && tg && ti->numel == 24 && tg->numel == 21);
+    if (ti && tg && ti->numel == 24 && tg->numel == 21) {
+        int64_t in64[24], g64[21];
+        st_read_i64(&f, ti, in64);
+        st_read_i64(&f, tg, g64);
+        int row0[5], row1[12], want[16];
+        for (int i = 0; i < 5; i++) row0[i] = (int)in64[i];
+        for (int i = 0; i < 12; i++) row1[i] = (int)in64[12 + i];
+        for (int i = 0; i < 16; i++) want[i] = (int)g64[5 + i];
+        SampleOptions o;
+        sample_options_plain(&o, m.config.eos_token_id, 16);
+        o.greedy = 1;
+        const int *alone[1] = {row0};
+        int n0 = 5, out[2 * 16], olen[2];
+        CHECK(sample_generate(&m, alone, &n0, 1, NULL, 0, &o, 0, NULL, out, olen, err) == PK_OK);
+        CHECK(olen[0] == 16 && memcmp(out, want, sizeof want) == 0);
+        const int *pair[2] = {row1, row0};
+        int lens[2] = {12, 5};
+        CHECK(sample_generate(&m, pair, lens, 2, NULL, 0, &o, 0, NULL, out, olen, err) == PK_OK);
+        CHECK(olen[1] == 16 && memcmp(out + 16, want, sizeof want) == 0);
+    }
+    st_close(&f);
+    gpt2_free(&m);
+}
+
 static void test_batch_size_independence_and_eos(void) {
     GPT2 m;
     if (tiny_model(&m, 32, 2)) {
@@ -388,6 +432,7 @@ int main(void) {
     RUN(test_sampling_frequencies_match_softmax);
     RUN(test_row_rng_streams);
     RUN(test_kv_generation_equals_full_forward);
+    RUN(test_greedy_matches_hf_reference);
     RUN(test_batch_size_independence_and_eos);
     RUN(test_scoring_batch_layout);
     TEST_EXIT();
