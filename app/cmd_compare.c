@@ -36,13 +36,11 @@
 #include "distill.h"
 #include "engine.h"
 #include "parallel.h"
+#include "run_setup.h"
 
 /* from cmd_train.c */
 void train_install_signals(void);
 int train_interrupted(void);
-int train_split_set_args(int argc, char **argv, char **rest, int *nrest, const char **sets, int max_sets,
-                         int *nsets, const char *cmd);
-int train_apply_sets(RunConfig *cfg, const char **sets, int nsets, const char *cmd);
 void train_progress_line(const EngineSnapshot *s, char *out, size_t len);
 
 #define MAX_METHODS 7
@@ -190,13 +188,9 @@ int cmd_compare(int argc, char **argv) {
         {"quiet", OPT_FLAG, &quiet, "no progress on stderr", 0},
     };
     const char *usage = "promptkd compare --config FILE --methods LIST --seeds N [--set key=value ...] [--out DIR]";
-    char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
-    const char *sets[64];
-    int nrest = 0, nsets = 0;
-    if (!rest) return cli_fail("compare", "out of memory");
-    int prc = train_split_set_args(argc, argv, rest, &nrest, sets, 64, &nsets, "compare");
-    if (prc == 0) prc = cli_parse(usage, nrest, rest, opts, (int)(sizeof opts / sizeof *opts), NULL, 0, NULL);
-    free(rest);
+    RunSetSpecs sets = {0};
+    if (run_collect_sets("compare", &argc, argv, &sets)) return 2;
+    int prc = cli_parse(usage, argc, argv, opts, (int)(sizeof opts / sizeof *opts), NULL, 0, NULL);
     if (prc == 1) {
         printf("\nEach method trains from the config's student for the config's steps, for each training seed\n"
                "(the config's seed + 0, 1, ...). `sft` continues supervised fine-tuning of that student for\n"
@@ -217,12 +211,10 @@ int cmd_compare(int argc, char **argv) {
 
     char err[PK_ERR_LEN];
     RunConfig cfg;
-    config_defaults(&cfg);
-    if (config_load_json(&cfg, config_path, err) != PK_OK) {
+    if (run_config_resolve(&cfg, config_path, &sets, err) != PK_OK) {
         fprintf(stderr, "promptkd compare: %s\n", err);
         return 2;
     }
-    if (train_apply_sets(&cfg, sets, nsets, "compare")) return 2;
 
     /* methods: known, no repeats; each one's config must validate (the teacher is needed
      * by every row for scoring, so it is checked with a teacher-using method) */

@@ -22,6 +22,7 @@
 #include "common.h"
 #include "config.h"
 #include "engine.h"
+#include "run_setup.h"
 #include "session.h"
 #include "tui_main.h"
 
@@ -32,12 +33,9 @@ extern int session_create(Session **out, const RunConfig *cfg, const char *resum
 extern void session_destroy(Session *s) __attribute__((weak));
 extern int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err) __attribute__((weak));
 
-/* Shared with cmd_compare.c (declared there): signals, --set handling, progress text. */
+/* Shared with cmd_compare.c (declared there): signals and the progress text. */
 void train_install_signals(void);
 int train_interrupted(void);
-int train_split_set_args(int argc, char **argv, char **rest, int *nrest, const char **sets, int max_sets,
-                         int *nsets, const char *cmd);
-int train_apply_sets(RunConfig *cfg, const char **sets, int nsets, const char *cmd);
 void train_progress_line(const EngineSnapshot *s, char *out, size_t len);
 
 static volatile sig_atomic_t interrupted;
@@ -57,53 +55,6 @@ void train_install_signals(void) {
 }
 
 int train_interrupted(void) { return interrupted != 0; }
-
-int train_split_set_args(int argc, char **argv, char **rest, int *nrest, const char **sets, int max_sets,
-                         int *nsets, const char *cmd) {
-    *nrest = 0;
-    *nsets = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        if (i > 0 && !strcmp(a, "--set")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "promptkd %s: --set needs key=value\n", cmd);
-                return 2;
-            }
-            val = argv[++i];
-        } else if (i > 0 && !strncmp(a, "--set=", 6)) {
-            val = a + 6;
-        } else {
-            rest[(*nrest)++] = argv[i];
-            continue;
-        }
-        if (!strchr(val, '=') || val[0] == '=') {
-            fprintf(stderr, "promptkd %s: --set expects key=value, got '%s'\n", cmd, val);
-            return 2;
-        }
-        if (*nsets >= max_sets) {
-            fprintf(stderr, "promptkd %s: at most %d --set options\n", cmd, max_sets);
-            return 2;
-        }
-        sets[(*nsets)++] = val;
-    }
-    rest[*nrest] = NULL;
-    return 0;
-}
-
-int train_apply_sets(RunConfig *cfg, const char **sets, int nsets, const char *cmd) {
-    char err[PK_ERR_LEN];
-    for (int i = 0; i < nsets; i++) {
-        const char *eq = strchr(sets[i], '=');
-        char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - sets[i]), sets[i]);
-        if (config_set(cfg, key, eq + 1, err) != PK_OK) {
-            fprintf(stderr, "promptkd %s: --set %s: %s\n", cmd, sets[i], err);
-            return 2;
-        }
-    }
-    return 0;
-}
 
 static void fmt_duration(double s, char *out, size_t len) {
     if (!(s >= 0) || s > 1e8) {
@@ -163,13 +114,9 @@ int cmd_train(int argc, char **argv) {
         {"quiet", OPT_FLAG, &quiet, "no progress line", 0},
     };
     const char *usage = "promptkd train --config FILE [--set key=value ...] [--resume RUN_DIR] [--no-tui] [--quiet]";
-    char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
-    const char *sets[64];
-    int nrest = 0, nsets = 0;
-    if (!rest) return cli_fail("train", "out of memory");
-    int rc = train_split_set_args(argc, argv, rest, &nrest, sets, 64, &nsets, "train");
-    if (rc == 0) rc = cli_parse(usage, nrest, rest, opts, (int)(sizeof opts / sizeof *opts), NULL, 0, NULL);
-    free(rest);
+    RunSetSpecs sets = {0};
+    if (run_collect_sets("train", &argc, argv, &sets)) return 2;
+    int rc = cli_parse(usage, argc, argv, opts, (int)(sizeof opts / sizeof *opts), NULL, 0, NULL);
     if (rc == 1) {
         printf("exit status: 0 finished or stopped at stop_after (checkpoint saved); 1 load failure or\n"
                "non-finite loss (the last good checkpoint is kept); 2 bad arguments or config; 130 interrupted\n"
@@ -181,23 +128,26 @@ int cmd_train(int argc, char **argv) {
 
     char err[PK_ERR_LEN];
     RunConfig cfg;
-    config_defaults(&cfg);
     if (!config_path && !resume) {
         fprintf(stderr, "promptkd train: --config FILE is required (or --resume RUN_DIR)\n");
         return 2;
     }
     char resumed_config[CONFIG_PATH_LEN + 32];
     if (!config_path) {
-        snprintf(resumed_config, sizeof resumed_config, "%s/config.json", resume);
+        if (pk_path_join(resumed_config, sizeof resumed_config, resume, "config.json", err) != PK_OK) {
+            fprintf(stderr, "promptkd train: --resume: %s\n", err);
+            return 2;
+        }
+        if (!pk_file_exists(resumed_config)) {
+            fprintf(stderr, "promptkd train: --resume %s: no config.json in that folder (is it a run folder?)\n",
+                    resume);
+            return 2;
+        }
         config_path = resumed_config;
     }
-    if (config_load_json(&cfg, config_path, err) != PK_OK) {
+    /* defaults, the file, each --set, then the whole config checked */
+    if (run_config_resolve(&cfg, config_path, &sets, err) != PK_OK) {
         fprintf(stderr, "promptkd train: %s\n", err);
-        return 2;
-    }
-    if (train_apply_sets(&cfg, sets, nsets, "train")) return 2;
-    if (config_validate(&cfg, err) != PK_OK) {
-        fprintf(stderr, "promptkd train: %s: %s\n", config_path, err);
         return 2;
     }
 
