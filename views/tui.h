@@ -1,0 +1,73 @@
+/* The ncurses workbench: status bar, loss/ROUGE/plugin charts, exposure bias,
+ * prompt neighbours, T' | T | S generations, editable hyper-parameters, log and
+ * plugin tables, over one live Engine.
+ *
+ * views/ never includes app/: the TUI reads engine snapshots (core/engine.h) and
+ * reaches everything the program adds around the engine (the shared command table,
+ * charts with their view settings, PNG export, plugin tables) through the TuiHost
+ * callback table below. app/tui_main.c fills it from a Session. */
+#ifndef PK_TUI_H
+#define PK_TUI_H
+
+#include <stddef.h>
+
+#include "chart.h"
+#include "common.h"
+#include "engine.h"
+
+/* Return values of TuiHost.exec (the same numbers as the session's command table). */
+enum { TUI_EXEC_OK = 0, TUI_EXEC_ERROR = -1, TUI_EXEC_QUIT = 1 };
+
+typedef struct {
+    void *ctx;      /* passed back to every callback */
+    Engine *engine; /* snapshots, pause/resume/set, dev prompt selection */
+    /* Runs one command line (REPL syntax); output for the person appended to out.
+     * Returns TUI_EXEC_OK, TUI_EXEC_ERROR (sentence in err) or TUI_EXEC_QUIT. */
+    int (*exec)(void *ctx, const char *line, PkBuf *out, char *err);
+    /* Chart names ("loss", "rouge", "exposure", "neighbours", "PLUGIN/CHART"...). */
+    int (*chart_names)(void *ctx, char names[][64], int max);
+    /* Builds a chart with its view settings applied; the caller frees it (chart_free). */
+    int (*build_chart)(void *ctx, const char *name, Chart *out, char *err);
+    void (*chart_view)(void *ctx, const char *name, double *ema, int *log_y);
+    void (*set_chart_view)(void *ctx, const char *name, double ema, int log_y);
+    /* Writes chart `name` as a w x h PNG at path, atomically. */
+    int (*export_chart)(void *ctx, const char *name, const char *path, int w, int h, char *err);
+    /* The i-th plugin table as text lines, NULL past the end; the caller frees. May be NULL. */
+    char *(*plugin_table)(void *ctx, int i, char *title, size_t title_len);
+} TuiHost;
+
+/* How the workbench ended. */
+typedef enum {
+    TUI_QUIT,       /* q / quit command / Ctrl-C, answered "n" or nothing to save */
+    TUI_QUIT_SAVED, /* q answered "y": a checkpoint was saved through the `save` command */
+    TUI_FRAMES_DONE /* max_frames redraws were drawn */
+} TuiExit;
+
+/* Runs the workbench on the controlling terminal until the person quits, or
+ * max_frames redraws were drawn (max_frames > 0: tests and headless use). Calls
+ * setlocale(LC_ALL, "") (braille charts when the codeset is UTF-8, ASCII
+ * otherwise), honours NO_COLOR, and restores the terminal on every exit path and
+ * on SIGTERM/SIGSEGV/SIGABRT/SIGHUP (then re-raised); SIGINT asks like q.
+ * Returns PK_OK with *how filled (may be NULL), or PK_FAIL with a sentence in err
+ * when no terminal could be opened. */
+int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err);
+
+/* Text helpers shared by the panels (pure functions, unit-testable). */
+
+/* Display columns of a UTF-8 string (invalid bytes count 1 each, control
+ * characters 1); utf8 = 0 counts every code point as one column. */
+int tui_text_width(const char *s, int utf8);
+/* Greedy word wrap of UTF-8 text to `width` columns: fills starts[i]/lens[i]
+ * (byte offsets) for at most max lines and returns the number of lines the
+ * whole text needs. Newlines force a break; words wider than the line are cut. */
+int tui_wrap(const char *s, int width, int utf8, int *starts, int *lens, int max);
+/* Formats seconds as H:MM:SS (or M:SS under an hour); "-" when unknown (<= 0). */
+void tui_format_duration(double s, char *out, size_t len);
+/* Compact rate: 950, 12.3k, 4.56M. */
+void tui_format_rate(double v, char *out, size_t len);
+/* The xterm 256-colour index nearest to an RGB colour, and one of the 8 basic
+ * curses colours (COLOR_RED...) for it. */
+int tui_rgb_to_xterm256(uint32_t rgb);
+int tui_rgb_to_basic(uint32_t rgb);
+
+#endif
