@@ -1242,7 +1242,6 @@ static int load(Engine *e, char *err) {
 static void *worker_main(void *arg) {
     Engine *e = arg;
     char err[PK_ERR_LEN] = "";
-    publish(e);
     int autostart = e->budget == -2;
     e->budget = -1;
     if (load(e, err) != PK_OK) {
@@ -1562,10 +1561,12 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
     pk_threads_init(cfg.threads);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    publish(e); /* a LOADING snapshot exists before engine_create returns: acquire never sees NULL */
     if (pthread_create(&e->thread, NULL, worker_main, e) != 0) {
         pthread_mutex_destroy(&e->mu);
         pthread_cond_destroy(&e->cv);
         pk_errf(err, "engine: cannot start the worker thread");
+        box_free(e->current);
         goto fail;
     }
     e->thread_started = 1;

@@ -222,6 +222,9 @@ static void test_commands_and_snapshots(void) {
     Engine *e = NULL;
     CHECK_MSG(engine_create(&e, &c, NULL, 0, err) == PK_OK, "%s", err);
     if (!e) return;
+    const EngineSnapshot *first = engine_snapshot_acquire(e); /* there from the start */
+    CHECK(first != NULL && first->version >= 1);
+    engine_snapshot_release(e, first);
     CHECK(engine_wait_idle(e, 60) == ENGINE_PAUSED);
     const EngineSnapshot *s0 = engine_snapshot_acquire(e);
     CHECK(s0 && s0->step == 0 && s0->total_steps == 8 && s0->state == ENGINE_PAUSED);
