@@ -1251,6 +1251,8 @@ static void *worker_main(void *arg) {
         set_state(e, ENGINE_FAILED, err);
     } else {
         engine_log(e, "loaded %s run at step %d of %d", e->cfg.method, distill_step_index(e->ds), e->cfg.steps);
+        /* the prompt's neighbours from the start (cheap); generations only when paused (they take a while) */
+        if (refresh_neighbours(e, err) != PK_OK) engine_log(e, "prompt neighbours: %s", err);
         if (run_finished(e)) {
             set_state(e, ENGINE_FINISHED, "finished (raise 'steps' to continue)");
         } else if (autostart) {
@@ -1259,7 +1261,6 @@ static void *worker_main(void *arg) {
         } else {
             char msg[96];
             snprintf(msg, sizeof msg, "paused at step %d", distill_step_index(e->ds));
-            if (refresh_neighbours(e, err) != PK_OK) engine_log(e, "prompt neighbours: %s", err);
             if (e->cfg.gen_interval > 0 && refresh_generations(e, err) != PK_OK)
                 engine_log(e, "generations: %s", err);
             set_state(e, ENGINE_PAUSED, msg);
