@@ -42,6 +42,7 @@ static volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig) {
     (void)sig;
+    if (interrupted) _exit(130); /* a second Ctrl-C: leave now, without the checkpoint */
     interrupted = 1;
 }
 
@@ -202,7 +203,8 @@ int cmd_train(int argc, char **argv) {
     if (interrupted) {
         /* the current step ends, then a checkpoint, then out */
         if (tty && !quiet) fprintf(stderr, "\n");
-        fprintf(stderr, "promptkd train: interrupted; finishing the current step and saving\n");
+        fprintf(stderr, "promptkd train: interrupted; finishing the current step and saving (Ctrl-C again quits "
+                        "without saving)\n");
         char reply[1024];
         engine_snapshot_release(e, s);
         if (engine_pause(e, err) != PK_OK) fprintf(stderr, "promptkd train: %s\n", err);

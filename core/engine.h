@@ -103,7 +103,18 @@ typedef struct Engine Engine;
  * eval_interval steps (0: at each epoch end), keeps the best student in best/ and
  * writes a checkpoint (the newest 3 step-N folders are kept). A non-finite loss
  * pauses the run with "non-finite loss at step N; paused, last good checkpoint
- * step-M kept"; until a good step follows, no checkpoint is written into the run. */
+ * step-M kept"; until a good step follows, no checkpoint is written into the run.
+ *
+ * metrics.jsonl, one JSON object per line:
+ *   a step:  {"step":N, "student_loss":.., ["prompt_loss", "prompt_reg_loss", "prompt_guide_loss",
+ *            "on_policy"], "lr", "prompt_lr", "grad_norm", "prompt_grad_norm", "response_tokens",
+ *            "tokens", "tokens_per_s", "gflops", "step_s", "elapsed_s"}
+ *   events:  {"event":"set","step":N,"key":K,"old":V,"new":V}  (numbers as numbers)
+ *            {"event":"eval","step":N,"split":S,"dev_rougeL"|"rougeL":X,"records":n,"best":b,"seconds":s}
+ *            {"event":"exposure","step":N,"oracle":"prompted_teacher"|"teacher","len":L,"exaccerr":[..]}
+ *            {"event":"checkpoint","step":N,"path":P}, {"event":"nonfinite","step":N,"last_checkpoint":M},
+ *            {"event":"resume_from","step":N,"checkpoint":"step-N"}, and "pause", "resume", "stop",
+ *            "stop_after", "finished" with their step. */
 int engine_create(Engine **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err);
 /* Stops the worker (after the current step) and frees everything. Does not save.
  * Every acquired snapshot must have been released before. */
