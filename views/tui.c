@@ -90,6 +90,7 @@ typedef struct {
     int n_pairs;
 
     int frames, max_frames;
+    int last_key;            /* the key being handled, for actions bound to several keys */
     TuiExit exit_how;
 } Tui;
 
@@ -658,11 +659,27 @@ static void draw_status(Tui *t) {
     tui_format_rate(s->gflops, gfl, sizeof gfl);
     tui_format_duration(s->eta_s, eta, sizeof eta);
     const char *sep = t->utf8 ? " \u2502 " : " | ";
-    snprintf(line, sizeof line, " step %d/%d%s%s tok/s%s%s GFLOP/s%sETA %s%s%s%s%s", s->step, s->total_steps, sep, tps,
-             sep, gfl, sep, eta, sep, s->method, sep, s->run_dir);
     const char *right = " ? help ";
     int rw = (int)strlen(right);
     int room = t->cols - x - rw;
+    snprintf(line, sizeof line, " step %d/%d%s%s tok/s%s%s GFLOP/s%sETA %s%s%s%s", s->step, s->total_steps, sep, tps,
+             sep, gfl, sep, eta, sep, s->method, sep);
+    /* the run folder last; when it does not fit, its last two components */
+    const char *dir = s->run_dir;
+    int left = room - tui_text_width(line, t->utf8);
+    if ((int)strlen(dir) > left) {
+        const char *cut = dir + strlen(dir);
+        for (int slashes = 0; cut > dir;) {
+            cut--;
+            if (*cut == '/' && ++slashes == 2) break;
+        }
+        if (cut > dir) {
+            size_t used = strlen(line);
+            snprintf(line + used, sizeof line - used, "%s%s", t->utf8 ? "\u2026" : "...", cut);
+            dir = NULL;
+        }
+    }
+    if (dir) snprintf(line + strlen(line), sizeof line - strlen(line), "%s", dir);
     if (room > 0) put_text(t, 0, x, room, line, A_REVERSE, 0);
     if (t->cols - rw > x) put_text(t, 0, t->cols - rw, rw, right, A_REVERSE | A_BOLD, 0);
 }
@@ -714,7 +731,7 @@ static void draw_bottom(Tui *t) {
 typedef int (*KeyAction)(Tui *t);
 
 typedef struct {
-    int codes[3];       /* >= 0: a character; < 0: -KEY_xxx */
+    int codes[8];       /* >= 0: a character; < 0: -KEY_xxx; unused: 0 */
     const char *keys;   /* as shown in the help */
     const char *help;
     KeyAction fn;
@@ -1049,6 +1066,13 @@ static int act_focus_prev(Tui *t) {
     return R_DRAW;
 }
 
+static int act_focus_digit(Tui *t) {
+    int p = t->last_key - '1';
+    if (p < 0 || p >= P_COUNT || !panel_available(t, p)) return R_NONE;
+    t->focus = p;
+    return R_DRAW;
+}
+
 static int panel_page(const Tui *t) {
     int h = t->rect[t->focus].h - 3;
     return h > 1 ? h : 1;
@@ -1246,38 +1270,39 @@ static int act_enter(Tui *t) { return t->focus == P_HPARAM ? act_edit(t) : R_NON
 
 #define K(k) (-(k))
 const KeyBinding tui_key_table[] = {
-    {{' ', -1, -1}, "space", "pause / resume training", act_pause},
-    {{'e', -1, -1}, "e", "edit the selected hyper-parameter (while paused)", act_edit},
+    {{' '}, "space", "pause / resume training", act_pause},
+    {{'e'}, "e", "edit the selected hyper-parameter (while paused)", act_edit},
     {{'\n', '\r', K(KEY_ENTER)}, "Enter", "in Hyper-parameters: edit the selected one", act_enter},
-    {{'\t', -1, -1}, "Tab", "focus the next panel", act_focus_next},
-    {{K(KEY_BTAB), -1, -1}, "Shift-Tab", "focus the previous panel", act_focus_prev},
-    {{K(KEY_UP), 'k', -1}, "Up, k", "select / scroll up in the focused list", act_up},
-    {{K(KEY_DOWN), 'j', -1}, "Down, j", "select / scroll down in the focused list", act_down},
-    {{K(KEY_PPAGE), -1, -1}, "PgUp", "a page up", act_pgup},
-    {{K(KEY_NPAGE), -1, -1}, "PgDn", "a page down", act_pgdn},
-    {{K(KEY_HOME), 'g', -1}, "Home, g", "top of the list (Log: oldest)", act_home},
-    {{K(KEY_END), 'G', -1}, "End, G", "bottom of the list (Log: follow the newest)", act_end},
-    {{K(KEY_LEFT), -1, -1}, "Left", "previous chart in Charts, else previous panel", act_left},
-    {{K(KEY_RIGHT), -1, -1}, "Right", "next chart in Charts, else next panel", act_right},
-    {{'c', -1, -1}, "c", "next chart: loss, rouge, neighbours, exposure, plugins", act_chart_next},
-    {{'C', -1, -1}, "C", "previous chart", act_chart_prev},
-    {{'s', -1, -1}, "s", "EMA smoothing of the focused chart: 0, 0.6, 0.9", act_smooth},
-    {{'l', -1, -1}, "l", "log-scale y axis of the focused chart on/off", act_logscale},
-    {{'x', -1, -1}, "x", "export the focused chart to RUN/plots/NAME.png", act_export},
-    {{'z', -1, -1}, "z", "zoom the focused panel to the full screen / restore", act_zoom},
-    {{'n', -1, -1}, "n", "next dev prompt in Generations", act_dev_next},
-    {{'p', -1, -1}, "p", "previous dev prompt in Generations", act_dev_prev},
-    {{':', -1, -1}, ":", "command line: every REPL command (output in Log)", act_command},
-    {{'?', K(KEY_F(1)), -1}, "?, F1", "this help", act_help},
-    {{12, -1, -1}, "Ctrl-L", "redraw the screen", act_redraw},
-    {{'q', 'Q', -1}, "q", "quit (asks to save a checkpoint while running)", act_quit},
-    {{0, 0, 0}, NULL, NULL, NULL},
+    {{'1', '2', '3', '4', '5', '6', '7'}, "1-7", "focus: Charts Exposure Generations Neighbours Hyper-params Log Plugins", act_focus_digit},
+    {{'\t'}, "Tab", "focus the next panel", act_focus_next},
+    {{K(KEY_BTAB)}, "Shift-Tab", "focus the previous panel", act_focus_prev},
+    {{K(KEY_UP), 'k'}, "Up, k", "select / scroll up in the focused list", act_up},
+    {{K(KEY_DOWN), 'j'}, "Down, j", "select / scroll down in the focused list", act_down},
+    {{K(KEY_PPAGE)}, "PgUp", "a page up", act_pgup},
+    {{K(KEY_NPAGE)}, "PgDn", "a page down", act_pgdn},
+    {{K(KEY_HOME), 'g'}, "Home, g", "top of the list (Log: oldest)", act_home},
+    {{K(KEY_END), 'G'}, "End, G", "bottom of the list (Log: follow the newest)", act_end},
+    {{K(KEY_LEFT)}, "Left", "previous chart in Charts, else previous panel", act_left},
+    {{K(KEY_RIGHT)}, "Right", "next chart in Charts, else next panel", act_right},
+    {{'c'}, "c", "next chart: loss, rouge, neighbours, exposure, plugins", act_chart_next},
+    {{'C'}, "C", "previous chart", act_chart_prev},
+    {{'s'}, "s", "EMA smoothing of the focused chart: 0, 0.6, 0.9", act_smooth},
+    {{'l'}, "l", "log-scale y axis of the focused chart on/off", act_logscale},
+    {{'x'}, "x", "export the focused chart to RUN/plots/NAME.png", act_export},
+    {{'z'}, "z", "zoom the focused panel to the full screen / restore", act_zoom},
+    {{'n'}, "n", "next dev prompt in Generations", act_dev_next},
+    {{'p'}, "p", "previous dev prompt in Generations", act_dev_prev},
+    {{':'}, ":", "command line: every REPL command (output in Log)", act_command},
+    {{'?', K(KEY_F(1))}, "?, F1", "this help", act_help},
+    {{12}, "Ctrl-L", "redraw the screen", act_redraw},
+    {{'q', 'Q'}, "q", "quit (asks to save a checkpoint while running)", act_quit},
+    {{0}, NULL, NULL, NULL},
 };
 
 static const KeyBinding *binding_for(int code) {
     for (const KeyBinding *b = tui_key_table; b->fn; b++)
-        for (int i = 0; i < 3; i++)
-            if (b->codes[i] != -1 && b->codes[i] == code) return b;
+        for (int i = 0; i < 8; i++)
+            if (b->codes[i] != 0 && b->codes[i] == code) return b;
     return NULL;
 }
 
@@ -1380,6 +1405,7 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
             continue;
         }
         int k;
+        double t0 = pk_now();
         if (read_key(&k)) {
             if (k == -KEY_RESIZE) {
                 redraw = 1;
@@ -1396,12 +1422,17 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
             }
             const KeyBinding *b = binding_for(k);
             if (b) {
+                t->last_key = k;
                 int r = b->fn(t);
                 if (r & R_QUIT) quit = 1;
                 if (r & R_DRAW) redraw = 1;
             }
         } else {
+            /* stdin at end of file returns at once: keep the tick anyway */
+            if (pk_now() - t0 < TICK_MS / 2000.0) napms(TICK_MS);
             if (poll_snapshot(t)) redraw = 1;
+            /* --frames: every tick is a frame, so a paused run ends too */
+            if (t->max_frames > 0) redraw = 1;
             /* messages expire without a new snapshot too */
             if (t->msg[0] && pk_now() - t->msg_time >= MSG_SECONDS && pk_now() - t->msg_time < MSG_SECONDS + 0.5)
                 redraw = 1;

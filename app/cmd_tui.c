@@ -1,0 +1,75 @@
+/* promptkd tui: the live workbench on a run config.
+ *
+ *   promptkd tui [--config FILE] [--set KEY=VALUE]... [--resume RUN_DIR] [--paused] [--frames N]
+ *
+ * The config resolves as in train and repl (defaults, the JSON file, each --set);
+ * with --resume and no --config, the run folder's own config.json. Training starts
+ * at once unless --paused. --frames N leaves after N redraws (tests, headless use).
+ * Exit status: 0 after the person quit; 1 when the session or the terminal could not
+ * be opened; 2 for a bad command line or config. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "common.h"
+#include "run_setup.h"
+#include "session.h"
+#include "tui_main.h"
+
+int cmd_tui(int argc, char **argv) {
+    const char *config = NULL, *resume = NULL;
+    int paused = 0, frames = 0;
+    RunSetSpecs sets = {0};
+    Opt opts[] = {
+        {"config", OPT_STR, &config, "run config JSON (default " RUN_DEFAULT_CONFIG ")", 0},
+        {"resume", OPT_STR, &resume, "continue a run folder from its latest checkpoint", 0},
+        {"paused", OPT_FLAG, &paused, "open paused (space starts training)", 0},
+        {"frames", OPT_INT, &frames, "leave after N redraws (tests, headless use)", 0},
+    };
+    const char *usage = "promptkd tui [--config FILE] [--set KEY=VALUE]... [--resume RUN_DIR] [--paused] [--frames N]";
+    if (run_collect_sets("tui", &argc, argv, &sets)) return 2;
+    int rc = cli_parse(usage, argc, argv, opts, sizeof opts / sizeof *opts, NULL, 0, NULL);
+    if (rc) {
+        if (rc == 1)
+            printf("\nKeys inside: space pause/resume, e edit a hyper-parameter, Tab focus, c chart, s smoothing,\n"
+                   "l log scale, x export PNG, z zoom, n/p dev prompt, : any REPL command, ? help, q quit.\n"
+                   "--set KEY=VALUE takes any config key (repeatable), as in train and repl.\n");
+        return rc == 1 ? 0 : 2;
+    }
+    if (frames < 0) {
+        fprintf(stderr, "promptkd tui: --frames expects a number of redraws >= 0, got %d\n", frames);
+        return 2;
+    }
+
+    char err[PK_ERR_LEN], resume_config[CONFIG_PATH_LEN + 32];
+    if (resume && !config) {
+        if (pk_path_join(resume_config, sizeof resume_config, resume, "config.json", err) != PK_OK) {
+            fprintf(stderr, "promptkd tui: --resume: %s\n", err);
+            return 2;
+        }
+        if (!pk_file_exists(resume_config)) {
+            fprintf(stderr, "promptkd tui: --resume %s: no config.json in that folder (is it a run folder?)\n", resume);
+            return 2;
+        }
+        config = resume_config;
+    }
+    RunConfig cfg;
+    if (run_config_resolve(&cfg, config, &sets, err) != PK_OK) {
+        fprintf(stderr, "promptkd tui: %s\n", err);
+        return 2;
+    }
+    Session *s;
+    if (session_create(&s, &cfg, resume, !paused, err) != PK_OK) {
+        fprintf(stderr, "promptkd tui: %s\n", err);
+        return 1;
+    }
+    TuiExit how;
+    rc = tui_run_session(s, frames, &how, err);
+    session_destroy(s);
+    if (rc != PK_OK) {
+        fprintf(stderr, "promptkd tui: %s\n", err);
+        return 1;
+    }
+    return 0;
+}

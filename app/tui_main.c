@@ -1,0 +1,45 @@
+/* Glue between a Session (app/) and the workbench (views/): views/ never sees
+ * Session, so each host callback forwards to the session function of the same name. */
+#include "tui_main.h"
+
+static int host_exec(void *ctx, const char *line, PkBuf *out, char *err) {
+    int rc = session_exec(ctx, line, out, err);
+    return rc == SESSION_QUIT ? TUI_EXEC_QUIT : rc == SESSION_OK ? TUI_EXEC_OK : TUI_EXEC_ERROR;
+}
+
+static int host_chart_names(void *ctx, char names[][64], int max) { return session_chart_names(ctx, names, max); }
+
+static int host_build_chart(void *ctx, const char *name, Chart *out, char *err) {
+    return session_build_chart(ctx, name, out, err);
+}
+
+static void host_chart_view(void *ctx, const char *name, double *ema, int *log_y) {
+    session_chart_view(ctx, name, ema, log_y);
+}
+
+static void host_set_chart_view(void *ctx, const char *name, double ema, int log_y) {
+    session_set_chart_view(ctx, name, ema, log_y);
+}
+
+static int host_export_chart(void *ctx, const char *name, const char *path, int w, int h, char *err) {
+    return session_export_chart(ctx, name, path, w, h, err);
+}
+
+static char *host_plugin_table(void *ctx, int i, char *title, size_t title_len) {
+    return session_plugin_table_text(ctx, i, title, title_len);
+}
+
+int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err) {
+    TuiHost host = {
+        .ctx = s,
+        .engine = session_engine(s),
+        .exec = host_exec,
+        .chart_names = host_chart_names,
+        .build_chart = host_build_chart,
+        .chart_view = host_chart_view,
+        .set_chart_view = host_set_chart_view,
+        .export_chart = host_export_chart,
+        .plugin_table = host_plugin_table,
+    };
+    return tui_run(&host, max_frames, how, err);
+}
