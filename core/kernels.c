@@ -134,6 +134,44 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     }
 }
 
+/* ------------------------------------------------------------------ reductions */
+
+/* Sums in 16 independent lanes: without -ffast-math the compiler keeps a plain
+ * float reduction sequential, this form it vectorises. */
+static inline float dot_f(const float *restrict a, const float *restrict b, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    float s = 0.0f;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int j = 0; j < 16; j++) s += acc[j];
+    return s;
+}
+
+static inline float sum_f(const float *restrict a, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j];
+    float s = 0.0f;
+    for (; i < n; i++) s += a[i];
+    for (int j = 0; j < 16; j++) s += acc[j];
+    return s;
+}
+
+/* sum of (a - mu)^2 */
+static inline float sqdev_f(const float *restrict a, float mu, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += (a[i + j] - mu) * (a[i + j] - mu);
+    float s = 0.0f;
+    for (; i < n; i++) s += (a[i] - mu) * (a[i] - mu);
+    for (int j = 0; j < 16; j++) s += acc[j];
+    return s;
+}
+
 /* ------------------------------------------------------------------ layernorm */
 
 typedef struct {
@@ -149,14 +187,8 @@ static void layernorm_fwd_range(void *ctx, long b, long e) {
     for (long n = b; n < e; n++) {
         const float *x = a->inp + n * C;
         float *y = a->out + n * C;
-        float sum = 0.0f;
-        for (int i = 0; i < C; i++) sum += x[i];
-        float mu = sum / C;
-        float var = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float d = x[i] - mu;
-            var += d * d;
-        }
+        float mu = sum_f(x, C) / C;
+        float var = sqdev_f(x, mu, C);
         float rs = 1.0f / sqrtf(var / C + a->eps);
         for (int i = 0; i < C; i++) y[i] = (x[i] - mu) * rs * a->weight[i] + a->bias[i];
         if (a->mean) a->mean[n] = mu;
@@ -262,8 +294,8 @@ static float row_max(const float *restrict x, int n) {
 }
 
 /* out[i] = exp(x[i] - shift) (out may be NULL); returns the sum, in 16 lanes of
- * fp32 partial sums gathered in double */
-static double exp_sum(float *restrict out, const float *restrict x, int n, float shift) {
+ * fp32 partial sums gathered in double; out == x is allowed (in place) */
+static double exp_sum(float *out, const float *x, int n, float shift) {
     float acc[16] = {0};
     int i = 0;
     if (out) {
@@ -392,19 +424,11 @@ static void attention_fwd_range(void *ctx, long begin, long end) {
             float maxv = -INFINITY;
             for (int s = lo; s <= t; s++) {
                 const float *k = a->k + b * a->kv_bstride + s * a->kv_tstride + h * hs;
-                float dot = 0.0f;
-                for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-                dot *= scale;
+                float dot = dot_f(q, k, hs) * scale;
                 row[s] = dot;
                 if (dot > maxv) maxv = dot;
             }
-            float sum = 0.0f;
-            for (int s = lo; s <= t; s++) {
-                float ex = expf(row[s] - maxv);
-                row[s] = ex;
-                sum += ex;
-            }
-            float inv = 1.0f / sum;
+            float inv = (float)(1.0 / exp_sum(row + lo, row + lo, t - lo + 1, maxv));
             if (a->att) {
                 for (int s = 0; s < lo; s++) row[s] = 0.0f;
                 for (int s = t + 1; s < Tk; s++) row[s] = 0.0f;
@@ -455,11 +479,8 @@ static void attention_bwd_range(void *ctx, long begin, long end) {
             for (int s = lo; s <= t; s++) {
                 const float *v = qkv_b + (long)s * C3 + 2 * C + h * hs;
                 float *dv = dqkv_b + (long)s * C3 + 2 * C + h * hs;
-                float d = 0.0f;
-                for (int i = 0; i < hs; i++) {
-                    d += dy[i] * v[i];
-                    dv[i] += row[s] * dy[i];
-                }
+                float d = dot_f(dy, v, hs);
+                for (int i = 0; i < hs; i++) dv[i] += row[s] * dy[i];
                 datt[s] = d;
                 sum += row[s] * d;
             }
