@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# promptkd tui under tmux: every panel at 100x30 and 80x24, pause/resume, the
+# hyper-parameter editor (valid value shown, invalid refused, "pause first" while
+# running), the ':' command line (export a PNG), x export, help, zoom, resize,
+# the quit question (n quits, y saves a checkpoint), terminal restored after q and
+# after SIGTERM, NO_COLOR, ASCII charts under LANG=C, --frames, bad arguments.
+source tests/cli/lib.sh
+
+if ! command -v tmux >/dev/null; then
+    fail tui_needs_tmux "tmux is not installed (make deps installs it)"
+    exit 1
+fi
+
+# A tiny world: the built-in benchmark's first records, random 2-layer teacher and 1-layer student.
+W="$TMP/world"
+mkdir -p "$W"
+head -n 64 assets/data/train.jsonl >"$W/train.jsonl"
+head -n 8 assets/data/valid.jsonl >"$W/valid.jsonl"
+sft=(--tokenizer assets/tokenizer --data "$W/train.jsonl" --steps 1 --batch 2)
+"$PROMPTKD" sft --init layers=2,embd=32,heads=2,positions=256 "${sft[@]}" --seed 1 --out "$W/teacher" >/dev/null 2>&1 &&
+    "$PROMPTKD" sft --init layers=1,embd=16,heads=2,positions=256 "${sft[@]}" --seed 2 --out "$W/student" >/dev/null 2>&1
+if [ $? -ne 0 ]; then
+    fail tui_world "could not make the tiny teacher/student with promptkd sft"
+    exit 1
+fi
+CFG="$W/config.json"
+cat >"$CFG" <<EOF
+{"method": "promptkd", "name": "tui", "run_dir": "$W/runs", "teacher": "$W/teacher", "student": "$W/student",
+ "tokenizer": "assets/tokenizer", "train_data": "$W/train.jsonl", "valid_data": "$W/valid.jsonl",
+ "test_data": "$W/valid.jsonl", "steps": 100000, "batch_size": 2, "max_new_tokens": 8, "eval_interval": 100000,
+ "eval_samples": 2, "eval_max_new_tokens": 8, "gen_interval": 10, "exposure_interval": 12, "exposure_samples": 2,
+ "exposure_prompts": 2, "exposure_len": 6, "threads": 1, "prompt_len": 3}
+EOF
+
+# Our own tmux server, so nothing of the person's tmux is touched.
+unset TMUX
+T=(tmux -u -L "pktui$$" -f /dev/null)
+trap '"${T[@]}" kill-server >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+"${T[@]}" start-server \; set -g default-terminal screen-256color >/dev/null 2>&1
+
+# start NAME WIDTH HEIGHT ENV... -- ARGS...: an interactive shell in a new session, then the command typed into it
+start() {
+    local name=$1 w=$2 h=$3
+    shift 3
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    "${T[@]}" new-session -d -s "$name" -x "$w" -y "$h" -c "$PWD" \
+        "env PS1='PKSHELL\$ ' LC_ALL=C.UTF-8 LANG=C.UTF-8 bash --norc --noprofile"
+    type_command "$name" "${envs[*]} $PROMPTKD tui --config $CFG $*"
+}
+# type_command NAME LINE: once the shell shows its prompt, types LINE and reports its exit status
+type_command() {
+    wait_for "$1" '^PKSHELL\$' 20
+    "${T[@]}" send-keys -t "$1" -l "$2; echo EXIT=\$?"
+    "${T[@]}" send-keys -t "$1" Enter
+}
+screen() { "${T[@]}" capture-pane -p -t "$1"; }
+keys() { local n=$1; shift; "${T[@]}" send-keys -t "$n" "$@"; }
+# wait_for NAME REGEX [SECONDS]: polls the screen until the extended regex matches
+wait_for() {
+    local n=$1 re=$2 limit=${3:-10} i
+    for ((i = 0; i < limit * 10; i++)); do
+        screen "$n" | grep -qE -- "$re" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+step_of() { screen "$1" | sed -nE 's/.*step ([0-9]+)\/100000.*/\1/p' | head -n 1; }
+has_braille() { python3 -c 'import sys; t=sys.stdin.buffer.read().decode("utf-8", "replace"); sys.exit(0 if any(0x2801 <= ord(c) <= 0x28ff for c in t) else 1)'; }
+all_ascii() { python3 -c 'import sys; t=sys.stdin.buffer.read(); sys.exit(0 if all(b < 128 for b in t) else 1)'; }
+png_size() { python3 -c 'import sys,struct; d=open(sys.argv[1],"rb").read(24); assert d[:8]==b"\x89PNG\r\n\x1a\n"; print("%dx%d" % struct.unpack(">II", d[16:24]))' "$1" 2>/dev/null; }
+# the width in columns of the line holding the Charts title
+charts_line_width() { screen "$1" | grep -m1 'Charts:' | python3 -c 'import sys; print(len(sys.stdin.readline().rstrip("\n")))'; }
+
+# --- the main run at 100x30 -------------------------------------------------------------
+start main 100 30 --
+if wait_for main 'RUNNING.*step [1-9][0-9]*/100000' 20; then pass tui_starts_running; else fail tui_starts_running "$(screen main | head -5)"; fi
+wait_for main 'Exposure bias: step' 15
+S=$(screen main)
+missing=""
+for title in "Charts: loss" "Exposure bias" "Generations" "Prompt neighbours" "Hyper-parameters" "Log"; do
+    grep -qF -- "$title" <<<"$S" || missing="$missing '$title'"
+done
+if [ -z "$missing" ]; then pass tui_every_panel_title_at_100x30; else fail tui_every_panel_title_at_100x30 "missing:$missing"; fi
+check tui_status_bar_has_throughput_eta_method grep -qE 'tok/s.*GFLOP/s.*ETA.*promptkd.*runs/tui' <<<"$S"
+check tui_charts_in_braille_under_utf8 has_braille <<<"$S"
+check tui_generations_show_three_models grep -qE "T' prompted.*T teacher.*S student" <<<"$S"
+check tui_neighbours_show_positions grep -qE '0 Δ[0-9.]+ ' <<<"$S"
+check tui_log_shows_engine_lines grep -qE 'loaded promptkd run' <<<"$S"
+check tui_live_keys_marked grep -qE '\* lr += ' <<<"$S"
+check tui_colours_by_default grep -qE $'\e\\[[0-9;]*(3[0-7]|38;5;[0-9]+)m' <<<"$("${T[@]}" capture-pane -e -p -t main)"
+
+# pause
+keys main Space
+if wait_for main '^ PAUSED' 10; then pass tui_space_pauses; else fail tui_space_pauses "$(screen main | head -1)"; fi
+
+# edit the learning rate: focus Hyper-parameters (5), select lr (live keys first: steps, stop_after, lr)
+keys main 5 Down Down e
+if wait_for main 'set lr = ' 5; then pass tui_editor_opens_on_lr; else fail tui_editor_opens_on_lr "$(screen main | tail -1)"; fi
+keys main C-u
+keys main -l 0.00031
+keys main Enter
+if wait_for main '\* lr +.*= 0\.00031' 5; then pass tui_edit_valid_value_shows; else fail tui_edit_valid_value_shows "$(screen main | grep -m1 ' lr ')"; fi
+keys main e C-u
+keys main -l abc
+keys main Enter
+if wait_for main "refused: key 'lr'" 5; then pass tui_edit_invalid_value_refused; else fail tui_edit_invalid_value_refused "$(screen main | tail -1)"; fi
+check tui_refused_value_not_applied grep -qE '\* lr +.*= 0\.00031' <<<"$(screen main)"
+check tui_set_event_in_metrics grep -q '0.00031' "$W/runs/tui/metrics.jsonl"
+
+# resume: the step count moves; editing while running is refused
+before=$(step_of main)
+keys main Space
+wait_for main '^ RUNNING' 5
+sleep 1.5
+after=$(step_of main)
+if [ -n "$before" ] && [ -n "$after" ] && [ "$after" -gt "$before" ]; then pass tui_resume_steps_move; else fail tui_resume_steps_move "before=$before after=$after"; fi
+keys main e
+if wait_for main 'pause first \(space\)' 5; then pass tui_edit_while_running_says_pause_first; else fail tui_edit_while_running_says_pause_first "$(screen main | tail -1)"; fi
+
+# the command line takes REPL commands; output and errors go to the log
+keys main :
+keys main -l "export loss $TMP/x.png --size 640x360"
+keys main Enter
+for i in $(seq 50); do [ -f "$TMP/x.png" ] && break; sleep 0.1; done
+if [ "$(png_size "$TMP/x.png")" = 640x360 ]; then pass tui_command_line_export_png; else fail tui_command_line_export_png "size=$(png_size "$TMP/x.png")"; fi
+keys main :
+keys main -l "frobnicate now"
+keys main Enter
+if wait_for main "> frobnicate now" 5 && wait_for main "frobnicate" 5 && screen main | grep -q '^ RUNNING'; then
+    pass tui_command_errors_are_not_fatal
+else
+    fail tui_command_errors_are_not_fatal "$(screen main | tail -3)"
+fi
+
+# x exports the focused chart into the run's plots/
+keys main 1 x
+for i in $(seq 50); do [ -f "$W/runs/tui/plots/loss.png" ] && break; sleep 0.1; done
+check tui_x_exports_focused_chart test -n "$(png_size "$W/runs/tui/plots/loss.png")"
+check tui_x_says_where_in_log wait_for main 'exported loss to .*plots/loss.png' 5
+
+# chart cycling, smoothing and log toggles go through the session's chart views
+keys main c
+check tui_c_cycles_charts wait_for main 'Charts: rouge' 5
+keys main C s
+check tui_s_sets_ema wait_for main 'Charts: loss.*ema 0.6' 5
+
+# help, zoom
+keys main '?'
+check tui_help_overlay wait_for main 'Help: keys' 5
+check tui_help_lists_keys grep -q 'pause / resume training' <<<"$(screen main)"
+keys main Escape
+keys main 6 z
+sleep 0.5
+S=$(screen main)
+if grep -q '━ Log' <<<"$S" && ! grep -q 'Charts:' <<<"$S"; then pass tui_z_zooms_focused_panel; else fail tui_z_zooms_focused_panel; fi
+keys main z
+check tui_z_again_restores wait_for main 'Charts:' 5
+
+# resize: the layout follows the window
+w0=$(charts_line_width main)
+"${T[@]}" resize-window -t main -x 140 -y 40
+sleep 0.8
+w1=$(charts_line_width main)
+lines=$(screen main | wc -l)
+if [ "$w0" = 100 ] && [ "$w1" = 140 ] && [ "$lines" -ge 40 ]; then pass tui_relayout_on_resize; else fail tui_relayout_on_resize "widths $w0 -> $w1, $lines lines"; fi
+
+# q while running asks; c cancels; n quits, and the terminal is restored
+keys main q
+check tui_q_asks_to_save wait_for main 'save a checkpoint before quitting\? \[y/n/c\]' 5
+keys main c
+check tui_quit_cancel_keeps_running wait_for main 'quit cancelled' 5
+keys main q
+wait_for main 'save a checkpoint' 5
+keys main n
+if wait_for main '^EXIT=0' 10; then pass tui_q_n_exits_0; else fail tui_q_n_exits_0 "$(screen main | tail -3)"; fi
+check tui_terminal_restored_after_q test "$("${T[@]}" display -p -t main '#{alternate_on}')" = 0
+check tui_shell_prompt_back wait_for main '^PKSHELL\$ ?$' 5
+
+# --- 80x24, paused, NO_COLOR; y at the quit question saves a checkpoint --------------
+start small 80 24 NO_COLOR=1 -- --paused
+if wait_for small '^ PAUSED.*step 0/100000' 20; then pass tui_paused_flag; else fail tui_paused_flag "$(screen small | grep -v '^$' | tail -4)"; fi
+S=$(screen small)
+missing=""
+for title in "Charts" "Exposure bias" "Generations" "Prompt neighbours" "Hyper-parameters" "Log"; do
+    grep -qF -- "$title" <<<"$S" || missing="$missing '$title'"
+done
+if [ -z "$missing" ]; then pass tui_every_panel_title_at_80x24; else fail tui_every_panel_title_at_80x24 "missing:$missing"; fi
+# no colour escape at all (attributes such as bold/reverse are fine)
+if "${T[@]}" capture-pane -e -p -t small | grep -qE $'\e\\[[0-9;]*(3[0-7]|4[0-7]|38;5;[0-9]+)m'; then
+    fail tui_no_color_means_no_colours
+else
+    pass tui_no_color_means_no_colours
+fi
+keys small Space
+wait_for small '^ RUNNING.*step [1-9]' 10
+keys small q
+wait_for small 'save a checkpoint' 5
+keys small y
+if wait_for small '^EXIT=0' 15 && ls -d "$W"/runs/tui-2/checkpoints/step-* >/dev/null 2>&1; then
+    pass tui_q_y_saves_checkpoint_then_exits
+else
+    fail tui_q_y_saves_checkpoint_then_exits "$(ls "$W/runs" "$W/runs/tui-2/checkpoints" 2>&1 | tr '\n' ' ')"
+fi
+check tui_small_terminal_restored test "$("${T[@]}" display -p -t small '#{alternate_on}')" = 0
+
+# --- LANG=C: ASCII charts and frames; q when paused quits without asking -----------------
+"${T[@]}" new-session -d -s ascii -x 100 -y 30 -c "$PWD" "env PS1='PKSHELL\$ ' LC_ALL=C LANG=C bash --norc --noprofile"
+type_command ascii "$PROMPTKD tui --config $CFG --set steps=40 --set eval_interval=20"
+wait_for ascii 'Exposure bias: step' 20
+S=$(screen ascii)
+if grep -q 'Charts' <<<"$S" && all_ascii <<<"$S" && grep -qE '\+[-=]+ Charts' <<<"$S"; then pass tui_ascii_under_lang_c; else fail tui_ascii_under_lang_c "$(head -4 <<<"$S")"; fi
+wait_for ascii '^ (FINISHED|PAUSED)' 30
+keys ascii q
+if wait_for ascii '^EXIT=0' 10 && ! screen ascii | grep -q 'save a checkpoint'; then pass tui_q_when_idle_quits_at_once; else fail tui_q_when_idle_quits_at_once "$(screen ascii | tail -3)"; fi
+
+# --- SIGTERM restores the terminal, then the signal's default action ------------------
+start term 90 26 -- --paused
+wait_for term '^ PAUSED' 20
+pid=$(pgrep -n -f "promptkd tui --config $CFG")
+[ -n "$pid" ] && kill -TERM "$pid"
+if wait_for term '^EXIT=143' 10; then pass tui_sigterm_exits_by_signal; else fail tui_sigterm_exits_by_signal "$(screen term | tail -3)"; fi
+check tui_sigterm_restores_terminal test "$("${T[@]}" display -p -t term '#{alternate_on}')" = 0
+
+# --- --frames N exits by itself, on a terminal and headless ------------------------------
+start frames 80 24 -- --paused --frames 4
+if wait_for frames '^EXIT=0' 20; then pass tui_frames_exits_by_itself; else fail tui_frames_exits_by_itself "$(screen frames | tail -3)"; fi
+TERM=xterm timeout 30 "$PROMPTKD" tui --config "$CFG" --paused --frames 2 </dev/null >"$TMP/headless.out" 2>"$TMP/headless.err"
+check tui_frames_headless_exit_0 test $? -eq 0
+
+# --- refusals ---------------------------------------------------------------------------------
+expect_error tui_missing_config "nope.json" "$PROMPTKD" tui --config "$TMP/nope.json"
+expect_error tui_unknown_set_key "frobnicate" "$PROMPTKD" tui --config "$CFG" --set frobnicate=1
+expect_error tui_bad_frames "frames" "$PROMPTKD" tui --config "$CFG" --frames -1
+expect_error tui_not_a_terminal "terminal" "$PROMPTKD" tui --config "$CFG" --paused
+expect_error tui_resume_not_a_run "config.json" "$PROMPTKD" tui --resume "$TMP"
