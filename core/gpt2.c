@@ -304,7 +304,10 @@ static const float *lm_head_weight(const GPT2 *m) { return m->config.tied_lm_hea
 int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, const int *row_start, int B, int T,
                  char *err) {
     if (check_inputs(m, tokens, soft_prompt, P, row_start, B, 0, T, "gpt2_forward", err)) return PK_FAIL;
-    if (ensure_acts(m, B, T, err)) return PK_FAIL;
+    if (ensure_acts(m, B, T, err)) {
+        m->logits = NULL; /* the old activations may be gone */
+        return PK_FAIL;
+    }
     const GPT2Config *c = &m->config;
     int L = c->num_layers, C = c->channels, NH = c->num_heads, F = c->n_inner, V = c->vocab_size;
     int BT = B * T;

@@ -559,7 +559,14 @@ static void crossentropy_range(void *ctx, long b, long e) {
 
 float crossentropy_softmax(const float *logits, const int *targets, float *losses, float *dlogits, int N, int V) {
     int count = 0;
-    for (int n = 0; n < N; n++) count += targets[n] >= 0;
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < -1 || targets[n] >= V) { /* not a token: no loss to report */
+            if (dlogits) memset(dlogits, 0, (size_t)N * V * sizeof(float));
+            if (losses) memset(losses, 0, (size_t)N * sizeof(float));
+            return NAN;
+        }
+        count += targets[n] >= 0;
+    }
     float *own = losses ? NULL : malloc((size_t)(N > 0 ? N : 1) * sizeof(float));
     float *l = losses ? losses : own;
     if (!l) return NAN;

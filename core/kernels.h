@@ -64,7 +64,8 @@ void softmax_forward(float *probs, const float *logits, int N, int V);
 /* Mean cross-entropy over the rows whose target is not -1 (N rows of V logits).
  * losses[N] (may be NULL) gets each row's loss (0 when no target). When dlogits
  * is not NULL it is overwritten with d(mean loss)/d(logits) (rows without target: 0).
- * Returns the mean (0 when no row has a target). */
+ * Returns the mean (0 when no row has a target), or NAN (dlogits zeroed) when a
+ * target is neither -1 nor in [0, V). */
 float crossentropy_softmax(const float *logits, const int *targets, float *losses, float *dlogits, int N, int V);
 
 #endif

@@ -296,6 +296,9 @@ static void test_crossentropy_gradients(void) {
     CHECK(losses[1] == 0.0f);
     for (int v = 0; v < V; v++) CHECK(d[V + v] == 0.0f); /* no target: no gradient, overwritten */
     CHECK(fd_rel_error(c.logits, N * V, d, ce_loss, &c, 1e-2f) < FD_TOL);
+    int bad[4] = {3, 11, 0, 1}; /* 11 == V */
+    CHECK(isnan(crossentropy_softmax(c.logits, bad, NULL, d, N, V)));
+    CHECK(d[0] == 0.0f && d[N * V - 1] == 0.0f);
     int none[4] = {-1, -1, -1, -1};
     CHECK(crossentropy_softmax(c.logits, none, NULL, d, N, V) == 0.0f);
     free(c.logits), free(d);
