@@ -158,6 +158,12 @@ if grep -q '━ Log' <<<"$S" && ! grep -q 'Charts:' <<<"$S"; then pass tui_z_zoo
 keys main z
 check tui_z_again_restores wait_for main 'Charts:' 5
 
+# n / p pick the dev prompt of the generations panel
+keys main n
+check tui_n_selects_next_dev_prompt wait_for main 'dev 2/8' 10
+keys main p
+check tui_p_selects_previous_dev_prompt wait_for main 'dev 1/8' 10
+
 # resize: the layout follows the window
 w0=$(charts_line_width main)
 "${T[@]}" resize-window -t main -x 140 -y 40
@@ -171,6 +177,10 @@ keys main q
 check tui_q_asks_to_save wait_for main 'save a checkpoint before quitting\? \[y/n/c\]' 5
 keys main c
 check tui_quit_cancel_keeps_running wait_for main 'quit cancelled' 5
+keys main C-c
+check tui_ctrl_c_asks_like_q wait_for main 'save a checkpoint before quitting' 5
+keys main c
+wait_for main 'quit cancelled' 5
 keys main q
 wait_for main 'save a checkpoint' 5
 keys main n
@@ -193,6 +203,22 @@ if "${T[@]}" capture-pane -e -p -t small | grep -qE $'\e\\[[0-9;]*(3[0-7]|4[0-7]
 else
     pass tui_no_color_means_no_colours
 fi
+# a plugin's table gets its own panel, at 80x24 too
+PLUGIN=$(dirname "$PROMPTKD")/plugins/prompt_attention.so
+if [ -f "$PLUGIN" ]; then
+    keys small :
+    keys small -l "plugin load $PLUGIN"
+    keys small Enter
+    wait_for small 'done: plugin load' 10
+    keys small :
+    keys small -l "plugin run prompt_attention"
+    keys small Enter
+    if wait_for small '─ Plugins ─' 10 && wait_for small '\[prompt_attention/' 5; then pass tui_plugin_panel_shows_tables; else fail tui_plugin_panel_shows_tables "$(screen small | tail -8)"; fi
+    S=$(screen small)
+        check tui_plugin_layout_keeps_every_panel_at_80x24 test "$(grep -oE 'Charts|Exposure bias|Generations|Prompt neighbours|Hyper-parameters|─ Log|Plugins' <<<"$S" | sort -u | wc -l)" -eq 7
+else
+    fail tui_plugin_panel_shows_tables "no $PLUGIN"
+fi
 keys small Space
 wait_for small '^ RUNNING.*step [1-9]' 10
 keys small q
@@ -214,6 +240,14 @@ if grep -q 'Charts' <<<"$S" && all_ascii <<<"$S" && grep -qE '\+[-=]+ Charts' <<
 wait_for ascii '^ (FINISHED|PAUSED)' 30
 keys ascii q
 if wait_for ascii '^EXIT=0' 10 && ! screen ascii | grep -q 'save a checkpoint'; then pass tui_q_when_idle_quits_at_once; else fail tui_q_when_idle_quits_at_once "$(screen ascii | tail -3)"; fi
+
+# --- below 60x16: one panel at a time, digits and Tab still move between them --------------
+start tiny 50 14 -- --paused
+if wait_for tiny '^ PAUSED' 20 && wait_for tiny 'Charts: loss' 5; then pass tui_tiny_terminal_single_panel; else fail tui_tiny_terminal_single_panel "$(screen tiny | head -3)"; fi
+keys tiny 6
+check tui_tiny_terminal_focus_moves wait_for tiny '━ Log' 5
+keys tiny q
+check tui_tiny_terminal_quits wait_for tiny '^EXIT=0' 10
 
 # --- SIGTERM restores the terminal, then the signal's default action ------------------
 start term 90 26 -- --paused
