@@ -49,11 +49,13 @@ typedef struct {
     const float *A, *B;
     float *C;
     int lda, ldb, ldc;
-    int split_n; /* 1: ranges are columns of N, 0: rows of M */
+    int split_n;  /* 1: chunks are columns of N, 0: rows of M */
+    long len;     /* N or M */
+    long chunk;   /* columns or rows per chunk */
+    long next;    /* next chunk to take (atomic) */
 } GemmJob;
 
-static void gemm_range(void *ctx, long b, long e) {
-    const GemmJob *g = ctx;
+static void gemm_chunk(const GemmJob *g, long b, long e) {
     if (g->split_n) {
         const float *Bp = g->tb ? g->B + b * (long)g->ldb : g->B + b;
         gemm_serial(g->ta, g->tb, g->M, (int)(e - b), g->K, g->alpha, g->A, g->lda, Bp, g->ldb, g->beta, g->C + b,
@@ -65,6 +67,20 @@ static void gemm_range(void *ctx, long b, long e) {
     }
 }
 
+/* Each pool thread takes chunks until none is left, so a thread that the OS
+ * preempts (a shared machine, the UI thread) does not hold the others back. */
+static void gemm_worker(void *ctx, long b, long e) {
+    (void)b, (void)e;
+    GemmJob *g = ctx;
+    for (;;) {
+        long c = __atomic_fetch_add(&g->next, 1, __ATOMIC_RELAXED);
+        long c0 = c * g->chunk;
+        if (c0 >= g->len) break;
+        long c1 = c0 + g->chunk < g->len ? c0 + g->chunk : g->len;
+        gemm_chunk(g, c0, c1);
+    }
+}
+
 void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc) {
     double flops = 2.0 * M * N * K;
@@ -73,15 +89,21 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0};
-    /* Split the longer side; column parts stay multiples of 64 and row parts of 16
-     * so every part keeps OpenBLAS's micro-kernel full. */
+    GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0, 0, 0, 0};
+    /* Split the longer side into about 3 chunks per thread; column chunks stay
+     * multiples of 64 and row chunks of 16 so OpenBLAS's micro-kernel stays full. */
+    long align;
     if (N >= M || M == 1) {
-        g.split_n = 1;
-        pk_parallel_for_grain(N, N >= 64 * nt ? 64 : 16, gemm_range, &g);
+        g.split_n = 1, g.len = N, align = 64;
     } else {
-        pk_parallel_for_grain(M, M >= 16 * nt ? 16 : 1, gemm_range, &g);
+        g.split_n = 0, g.len = M, align = 16;
     }
+    long want = 3L * nt;
+    long chunk = (g.len + want - 1) / want;
+    chunk = (chunk + align - 1) / align * align;
+    if (chunk * 2 > g.len) chunk = (g.len + nt - 1) / nt; /* too small to align: one part per thread */
+    g.chunk = chunk < 1 ? 1 : chunk;
+    pk_parallel_for(nt, gemm_worker, &g);
 }
 
 /* ------------------------------------------------------------------ matmul */
