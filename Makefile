@@ -27,7 +27,7 @@ PLUGINS   = $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
 TESTS     = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS     = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps build test check run bench asan fuzz clean install
+.PHONY: all deps build test check run bench bench-build asan fuzz clean install
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -96,9 +96,16 @@ install: all
 	install -D -m 755 $(BUILD)/promptkd $(DESTDIR)/usr/local/bin/promptkd
 
 # Benchmarks (not tests): promptkd against the same work in PyTorch, ratios printed.
-bench: all
+bench: all bench-build
 	@dpkg -s python3-torch >/dev/null 2>&1 || { sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq python3-torch >/dev/null; }
 	@BUILD=$(BUILD) bash tests/bench/run.sh
+
+# The PromptKD step benchmark: a standalone program on libpromptkd.a (tests/bench/promptkd_step.sh).
+bench-build: $(BUILD)/bench/bench_promptkd
+
+$(BUILD)/bench/bench_promptkd: tests/bench/bench_promptkd.c $(BUILD)/libpromptkd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_CFLAGS) -o $@ $< $(BUILD)/libpromptkd.a $(shell pkg-config --libs $(CORE_PKGS)) -lm -pthread
 
 # libFuzzer targets for every parser, 60 s each.
 fuzz: deps

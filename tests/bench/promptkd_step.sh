@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# One PromptKD training step (student sampling, prompt update, student update): promptkd's
+# distill_step (build/bench/bench_promptkd, tests/bench/bench_promptkd.c) against the same step
+# in PyTorch (tests/bench/torch_promptkd.py, Debian's python3-torch), same threads, same shapes,
+# same batch, prompt length and number of generated tokens (both sides pin the student's EOS
+# logit so every row samples exactly max_new_tokens; see the two programs). Random weights.
+#   1. the default experiment: assets/configs/default.json and assets/models/{teacher,student}/config.json
+#      (prompt length = median prompt of assets/data/train.jsonl under assets/tokenizer);
+#   2. GPT-2 shapes: student 124M, teacher 355M, B=2, 24-token prompts, 16 new tokens.
+# Prints ms per step (median after one warm-up step) and the ratio PyTorch / promptkd.
+#   PROMPTKD_THREADS threads (default: all cores); BENCH_PKD_STEPS measured steps (default 3).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+BENCH=$BUILD/bench/bench_promptkd
+PY=/usr/bin/python3
+THREADS=${PROMPTKD_THREADS:-$(nproc)}
+STEPS=${BENCH_PKD_STEPS:-3}
+[ -x "$BENCH" ] || { echo "promptkd_step.sh: $BENCH is missing (make bench-build)" >&2; exit 1; }
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+export PROMPTKD_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+
+# Shape arguments of the default experiment (fallback when its files are not there yet).
+default_shape() {
+    "$PY" - <<'PY'
+import json, os
+def load(p):
+    try:
+        return json.load(open(p))
+    except (OSError, ValueError):
+        return None
+run = load("assets/configs/default.json") or {}
+t = load("assets/models/teacher/config.json") or {"n_layer": 4, "n_embd": 192, "n_head": 6, "vocab_size": 2048, "n_positions": 256}
+s = load("assets/models/student/config.json") or {"n_layer": 2, "n_embd": 64, "n_head": 2, "vocab_size": 2048, "n_positions": 256}
+args = ["--vocab", t["vocab_size"], "--positions", min(t["n_positions"], s["n_positions"]),
+        "--t-layers", t["n_layer"], "--t-embd", t["n_embd"], "--t-heads", t["n_head"],
+        "--s-layers", s["n_layer"], "--s-embd", s["n_embd"], "--s-heads", s["n_head"],
+        "--batch", run.get("batch_size", 8), "--new-tokens", run.get("max_new_tokens", 48),
+        "--prompt-len", run.get("prompt_len", 7)]
+print(" ".join(str(x) for x in args))
+PY
+}
+
+field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+# run NAME "SHAPE ARGS" TOKENIZER PROMPT-ARGS
+run() {
+    local name=$1 shape=$2 tok=$3 prompt=$4
+    echo "[$name] promptkd: $BENCH $shape $prompt --tokenizer $tok --steps $STEPS --warmup 1 --threads $THREADS" >&2
+    # shellcheck disable=SC2086
+    "$BENCH" $shape $prompt --tokenizer "$tok" --steps "$STEPS" --warmup 1 --threads "$THREADS" >"$OUT/$name.pk.json"
+    local t0 eos
+    t0=$(field "$OUT/$name.pk.json" prompt_tokens)
+    eos=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]+"/vocab.json"))["<|endoftext|>"])' "$tok")
+    echo "[$name] pytorch:  torch_promptkd.py $shape --prompt-tokens $t0 --eos $eos --steps $STEPS --warmup 1 --threads $THREADS" >&2
+    # shellcheck disable=SC2086
+    "$PY" tests/bench/torch_promptkd.py $shape --prompt-tokens "$t0" --eos "$eos" --steps "$STEPS" --warmup 1 \
+        --threads "$THREADS" >"$OUT/$name.pt.json"
+}
+
+DEFAULT_TOK=assets/tokenizer
+DEFAULT_PROMPT="--prompt-tokens 42"
+[ -f assets/data/train.jsonl ] && DEFAULT_PROMPT="--prompt-tokens-from assets/data/train.jsonl"
+DEFAULT_SHAPE=$(default_shape)
+GPT2_SHAPE="--vocab 50257 --positions 1024 --t-layers 24 --t-embd 1024 --t-heads 16 --s-layers 12 --s-embd 768 --s-heads 12 --batch 2 --new-tokens 16 --prompt-len 7"
+
+echo "PromptKD step, promptkd vs PyTorch, $THREADS threads, $STEPS measured steps after 1 warm-up (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+run default "$DEFAULT_SHAPE" "$DEFAULT_TOK" "$DEFAULT_PROMPT"
+run gpt2 "$GPT2_SHAPE" tests/fixtures/gpt2-tokenizer "--prompt-tokens 24"
+
+"$PY" - "$OUT" "$DEFAULT_SHAPE" <<'PY'
+import json, os, sys
+d, default_shape = sys.argv[1], sys.argv[2].split()
+arg = lambda k: default_shape[default_shape.index(k) + 1]
+load = lambda n: json.load(open(os.path.join(d, n)))
+rows = []
+for name in ("default", "gpt2"):
+    pk, pt = load(name + ".pk.json"), load(name + ".pt.json")
+    if name == "default":
+        label = "default: T L%s C%s / S L%s C%s, V=%s, B=%s, %d+%s tok" % (
+            arg("--t-layers"), arg("--t-embd"), arg("--s-layers"), arg("--s-embd"), arg("--vocab"), arg("--batch"),
+            pk["prompt_tokens"], arg("--new-tokens"))
+    else:
+        label = "GPT-2: T 355M / S 124M, V=50257, B=2, %d+16 tok" % pk["prompt_tokens"]
+    rows.append((label, pk, pt))
+print()
+print("%-56s %10s %10s %8s" % ("ms per step (median)", "promptkd", "pytorch", "pt/pk"))
+for label, pk, pt in rows:
+    print("%-56s %10.1f %10.1f %7.2fx" % (label, pk["ms_per_step"], pt["ms_per_step"], pt["ms_per_step"] / pk["ms_per_step"]))
+    print("%-56s %10.1f %10.1f %7.2fx" % ("  of which student sampling", pk["ms_sampling"], pt["ms_sampling"],
+                                          pt["ms_sampling"] / pk["ms_sampling"]))
+print()
+for label, pk, pt in rows:
+    r = pt["ms_per_step"] / pk["ms_per_step"]
+    print("%-56s %6.2fx  %s" % ("promptkd >= 2x PyTorch, " + label.split(":")[0], r, "met" if r >= 2.0 else "NOT met"))
+print("promptkd steps (ms): " + "; ".join("%s %s" % (l.split(":")[0], pk["steps_ms"]) for l, pk, _ in rows))
+print("pytorch steps (ms):  " + "; ".join("%s %s" % (l.split(":")[0], pt["steps_ms"]) for l, _, pt in rows))
+PY
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
