@@ -34,9 +34,9 @@ EOF
 
 # Our own tmux server, so nothing of the person's tmux is touched.
 unset TMUX
-T=(tmux -u -L "pktui$$" -f /dev/null)
+echo 'set -g default-terminal screen-256color' >"$TMP/tmux.conf"
+T=(tmux -u -L "pktui$$" -f "$TMP/tmux.conf")
 trap '"${T[@]}" kill-server >/dev/null 2>&1; rm -rf "$TMP"' EXIT
-"${T[@]}" start-server \; set -g default-terminal screen-256color >/dev/null 2>&1
 
 # start NAME WIDTH HEIGHT ENV... -- ARGS...: an interactive shell in a new session, then the command typed into it
 start() {
@@ -75,7 +75,12 @@ charts_line_width() { screen "$1" | grep -m1 'Charts:' | python3 -c 'import sys;
 
 # --- the main run at 100x30 -------------------------------------------------------------
 start main 100 30 --
-if wait_for main 'RUNNING.*step [1-9][0-9]*/100000' 20; then pass tui_starts_running; else fail tui_starts_running "$(screen main | head -5)"; fi
+if wait_for main 'RUNNING.*step [1-9][0-9]*/100000' 30; then
+    pass tui_starts_running
+else
+    fail tui_starts_running "$(screen main 2>&1 | grep -v '^$' | tail -5)"
+    exit 1 # nothing else can be checked
+fi
 wait_for main 'Exposure bias: step' 15
 S=$(screen main)
 missing=""
