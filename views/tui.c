@@ -62,7 +62,8 @@ typedef struct {
     Rect rect[P_COUNT];
     int focus, zoom;         /* zoom: 1 when the focused panel fills the body */
     int scroll[P_COUNT];     /* first line shown (log: lines up from the bottom) */
-    int hp_sel;              /* selected hyper-parameter */
+    int hp_sel;              /* selected hyper-parameter, in display order */
+    int hp_sel_set;          /* the initial selection was made */
     char chart_names[MAX_CHARTS][64];
     int n_charts;
     char chart[64];          /* the chart panel's current chart */
@@ -551,6 +552,11 @@ static void draw_hparam_panel(Tui *t, Rect r) {
     if (in.w < 6 || in.h < 1 || !s) return;
     int order[HPARAM_MAX];
     int n = hparam_order(s, order, HPARAM_MAX);
+    if (!t->hp_sel_set) { /* start on the student learning rate, the key most often changed */
+        for (int i = 0; i < n; i++)
+            if (!strcmp(s->hparam_keys[order[i]], "lr")) t->hp_sel = i;
+        t->hp_sel_set = 1;
+    }
     if (t->hp_sel >= n) t->hp_sel = n - 1;
     if (t->hp_sel < 0) t->hp_sel = 0;
     /* keep the selection visible */
@@ -1029,6 +1035,11 @@ static int act_edit(Tui *t) {
     }
     int order[HPARAM_MAX];
     int n = hparam_order(s, order, HPARAM_MAX);
+    if (!t->hp_sel_set) {
+        for (int i = 0; i < n; i++)
+            if (!strcmp(s->hparam_keys[order[i]], "lr")) t->hp_sel = i;
+        t->hp_sel_set = 1;
+    }
     if (t->hp_sel < 0 || t->hp_sel >= n) t->hp_sel = 0;
     int k = order[t->hp_sel];
     char key[64], value[EDIT_MAX * 4], label[160], err[PK_ERR_LEN];

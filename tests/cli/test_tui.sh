@@ -100,8 +100,8 @@ check tui_colours_by_default grep -qE $'\e\\[[0-9;]*(3[0-7]|38;5;[0-9]+)m' <<<"$
 keys main Space
 if wait_for main '^ PAUSED' 10; then pass tui_space_pauses; else fail tui_space_pauses "$(screen main | head -1)"; fi
 
-# edit the learning rate: focus Hyper-parameters (5), select lr (live keys first: steps, stop_after, lr)
-keys main 5 Down Down e
+# edit the learning rate: focus Hyper-parameters (5); the selection starts on lr
+keys main 5 e
 if wait_for main 'set lr = ' 5; then pass tui_editor_opens_on_lr; else fail tui_editor_opens_on_lr "$(screen main | tail -1)"; fi
 keys main C-u
 keys main -l 0.00031
