@@ -16,6 +16,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t work_cv, done_cv;
     unsigned long generation; /* bumped once per job */
+    unsigned long start_generation; /* generation when the workers were (re)started */
     int pending;              /* workers still running the current job */
     int quit;
     /* the current job */
@@ -41,7 +42,8 @@ static void job_range(int part, long *b, long *e) {
 
 static void *worker_main(void *arg) {
     int id = (int)(long)arg; /* 1..nthreads-1 */
-    unsigned long seen = 0;
+    /* a restarted pool must not take the last job of the previous one for a new one */
+    unsigned long seen = pool.start_generation;
     in_parallel_region = 1;
     for (;;) {
         pthread_mutex_lock(&pool.mu);
@@ -86,6 +88,7 @@ void pk_threads_init(int n) {
     if (pool.started) stop_workers();
     pool.nthreads = n;
     pool.started = 1;
+    pool.start_generation = pool.generation;
     for (int i = 1; i < n; i++) {
         if (pthread_create(&pool.workers[i], NULL, worker_main, (void *)(long)i) != 0) {
             pool.nthreads = i; /* run with what we have */
