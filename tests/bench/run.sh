@@ -8,14 +8,14 @@ BUILD=${BUILD:-build}
 PROMPTKD=${PROMPTKD:-$PWD/$BUILD/promptkd}
 PY=/usr/bin/python3
 THREADS=${PROMPTKD_THREADS:-$(nproc)}
-STEPS=${BENCH_STEPS:-5}
+STEPS=${BENCH_STEPS:-4}
 SHAPE="--layers 12 --embd 768 --heads 12 --vocab 50257"
 TRAIN="$SHAPE --batch 4 --seq 64 --steps $STEPS --threads $THREADS"
-DECODE="$SHAPE --batch 1 --prompt-len 64 --new-tokens 48 --threads $THREADS"
+DECODE="$SHAPE --batch 1 --prompt-len 64 --new-tokens 32 --threads $THREADS"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
-echo "GPT-2 124M shapes (L=12 C=768 H=12 V=50257), train B=4 T=64, decode B=1 T0=64 +48 tokens, $THREADS threads"
+echo "GPT-2 124M shapes (L=12 C=768 H=12 V=50257), train B=4 T=64, decode B=1 T0=64 +32 tokens, $THREADS threads"
 echo "running promptkd bench train ..."
 "$PROMPTKD" bench train $TRAIN >"$OUT/pk_train.json"
 echo "running PyTorch train ..."
