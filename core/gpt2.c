@@ -446,8 +446,11 @@ int gpt2_backward_inputs_only(GPT2 *m, const float *dlogits, float *dprompt, flo
     return backward_impl(m, dlogits, dprompt, dembed, 0, err);
 }
 
+static void zero_range(void *ctx, long b, long e) { memset((float *)ctx + b, 0, (size_t)(e - b) * sizeof(float)); }
+
 void gpt2_zero_grad(GPT2 *m) {
-    if (m->grads_memory) memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
+    /* half a gigabyte at GPT-2 small: both cores' memory bandwidth helps */
+    if (m->grads_memory) pk_parallel_for_grain((long)m->num_parameters, 1L << 16, zero_range, m->grads_memory);
 }
 
 #define NORM_BLOCK 65536L
