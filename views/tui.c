@@ -467,8 +467,10 @@ static void draw_gen_panel(Tui *t, Rect r) {
     if (!s) return;
     const char *prompt = s->dev_prompt && *s->dev_prompt ? s->dev_prompt : "(no dev prompt yet)";
     /* the prompt: one line in the compact layout, more when there is room */
-    int prompt_rows = in.h >= 12 ? 3 : 1;
     int label = put_text(t, in.y, in.x, in.w, "prompt: ", A_BOLD, color_pair(t, PAIR_TITLE));
+    int prompt_rows = in.h >= 12 ? 3 : 1, st0, ln0;
+    int prompt_lines = tui_wrap(prompt, in.w - label, t->utf8, &st0, &ln0, 1);
+    if (prompt_rows > prompt_lines) prompt_rows = prompt_lines > 0 ? prompt_lines : 1;
     draw_wrapped(t, in.y, in.x + label, in.w - label, prompt_rows, prompt, 0, A_NORMAL, 0);
     int top = in.y + prompt_rows, h = in.h - prompt_rows;
     if (h < 2) return;
@@ -483,7 +485,13 @@ static void draw_gen_panel(Tui *t, Rect r) {
         put_text(t, top, x, w, heads[k], A_BOLD | A_UNDERLINE, color_pair(t, PAIR_TITLE));
         if (k < 2)
             for (int y = top; y < top + h; y++) put_line_char(t, y, x + colw, L'\u2502', '|', A_NORMAL, color_pair(t, PAIR_FRAME));
-        const char *txt = *texts[k] ? texts[k] : (k == 0 ? "(no prompted teacher for this method)" : k == 1 ? "(no teacher)" : "(not generated yet)");
+        /* empty: nothing generated yet, or this method has no such model */
+        int any = *texts[0] || *texts[1] || *texts[2];
+        const char *txt = *texts[k]       ? texts[k]
+                          : !any          ? "(not generated yet: every gen_interval steps, or n/p)"
+                          : k == 0        ? "(no soft prompt in this method)"
+                          : k == 1        ? "(no teacher in this method)"
+                                          : "(empty)";
         int skip = t->scroll[P_GEN];
         int n = draw_wrapped(t, top + 1, x, w, h - 1, txt, skip, *texts[k] ? A_NORMAL : A_DIM, 0);
         if (n > need) need = n;
