@@ -81,6 +81,55 @@ static void gemm_worker(void *ctx, long b, long e) {
     }
 }
 
+/* A product whose inner dimension dwarfs both outer ones (the LM head's
+ * d(lnf) = dlogits[BT, V] . wte[V, C]) is split over K instead: splitting M or N
+ * would make every part pack the whole of the other, huge, operand again. Part 0
+ * accumulates into C with beta, the others into scratch, summed at the end. */
+typedef struct {
+    int ta, tb, M, N, K, parts;
+    float alpha, beta;
+    const float *A, *B;
+    float *C, *scratch;
+    int lda, ldb, ldc;
+} GemmKJob;
+
+static void gemm_k_part(void *ctx, long b, long e) {
+    const GemmKJob *g = ctx;
+    for (long p = b; p < e; p++) {
+        long k0 = (long)g->K * p / g->parts, k1 = (long)g->K * (p + 1) / g->parts;
+        const float *Ap = g->ta ? g->A + k0 * (long)g->lda : g->A + k0;
+        const float *Bp = g->tb ? g->B + k0 : g->B + k0 * (long)g->ldb;
+        if (p == 0)
+            gemm_serial(g->ta, g->tb, g->M, g->N, (int)(k1 - k0), g->alpha, Ap, g->lda, Bp, g->ldb, g->beta, g->C,
+                        g->ldc);
+        else
+            gemm_serial(g->ta, g->tb, g->M, g->N, (int)(k1 - k0), g->alpha, Ap, g->lda, Bp, g->ldb, 0.0f,
+                        g->scratch + (size_t)(p - 1) * g->M * g->N, g->N);
+    }
+}
+
+static void gemm_k_reduce(void *ctx, long b, long e) {
+    const GemmKJob *g = ctx;
+    for (long i = b; i < e; i++) {
+        float *c = g->C + i * (long)g->ldc;
+        for (int p = 1; p < g->parts; p++) {
+            const float *s = g->scratch + ((size_t)(p - 1) * g->M + i) * g->N;
+            for (int j = 0; j < g->N; j++) c[j] += s[j];
+        }
+    }
+}
+
+static int gemm_split_k(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int ldc, int nt) {
+    GemmKJob g = {ta, tb, M, N, K, nt, alpha, beta, A, B, C, NULL, lda, ldb, ldc};
+    g.scratch = malloc((size_t)(nt - 1) * M * N * sizeof(float));
+    if (!g.scratch) return 0;
+    pk_parallel_for(nt, gemm_k_part, &g);
+    pk_parallel_for_grain(M, 16, gemm_k_reduce, &g);
+    free(g.scratch);
+    return 1;
+}
+
 void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc) {
     double flops = 2.0 * M * N * K;
@@ -89,6 +138,9 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    if (M > 1 && K >= 16L * (M > N ? M : N) && K >= 4096 &&
+        gemm_split_k(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt))
+        return;
     GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0, 0, 0, 0};
     /* Split the longer side into about 3 chunks per thread; column chunks stay
      * multiples of 64 and row chunks of 16 so OpenBLAS's micro-kernel stays full. */

@@ -112,7 +112,8 @@ static void test_matmul_gradients(void) {
 
 /* Every transpose combination, split over the pool or not, and the sgemv path. */
 static void test_sgemm_against_naive(void) {
-    int shapes[][3] = {{1, 300, 40}, {1, 5000, 40}, {300, 1, 40}, {130, 260, 70}, {257, 1000, 33}, {3, 2000, 129}};
+    int shapes[][3] = {{1, 300, 40}, {1, 5000, 40}, {300, 1, 40}, {130, 260, 70}, {257, 1000, 33}, {3, 2000, 129},
+                      {40, 24, 9000} /* split over K */};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         for (int ta = 0; ta < 2; ta++)
