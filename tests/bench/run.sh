@@ -61,3 +61,4 @@ for name, value, op, target in checks:
     ok = value <= target if op == "<=" else value >= target
     print("%-44s %6.2f  %s" % (name, value, "met" if ok else "NOT met"))
 PY
+BUILD=$BUILD bash tests/bench/promptkd_step.sh  # one PromptKD step vs PyTorch, default and GPT-2 shapes
