@@ -1356,8 +1356,6 @@ static void tui_free(Tui *t) {
 
 int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
     if (!host || !host->engine) return pk_errf(err, "tui: no engine to show");
-    setlocale(LC_ALL, "");
-    const char *codeset = nl_langinfo(CODESET);
     Tui *t = calloc(1, sizeof *t);
     if (!t) return pk_errf(err, "tui: out of memory");
     t->log = calloc(LOG_MAX, sizeof *t->log);
@@ -1365,6 +1363,13 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
         free(t);
         return pk_errf(err, "tui: out of memory");
     }
+    /* Only the character type follows the environment: LC_NUMERIC stays "C" so the
+     * engine thread keeps writing JSON numbers with a decimal point. */
+    char old_ctype[128];
+    const char *prev = setlocale(LC_CTYPE, NULL);
+    snprintf(old_ctype, sizeof old_ctype, "%s", prev ? prev : "C");
+    setlocale(LC_CTYPE, "");
+    const char *codeset = nl_langinfo(CODESET);
     t->host = host;
     t->engine = host->engine;
     t->utf8 = codeset && (!strcasecmp(codeset, "UTF-8") || !strcasecmp(codeset, "utf8"));
@@ -1375,6 +1380,7 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
 
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
         if (max_frames <= 0) {
+            setlocale(LC_CTYPE, old_ctype);
             tui_free(t);
             free(t);
             return pk_errf(err, "tui: stdin and stdout must be a terminal (or pass --frames N for a headless run)");
@@ -1383,6 +1389,7 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
     const char *term = getenv("TERM");
     SCREEN *scr = newterm(term && *term ? NULL : "vt100", stdout, stdin);
     if (!scr) {
+        setlocale(LC_CTYPE, old_ctype);
         tui_free(t);
         free(t);
         return pk_errf(err, "tui: cannot open the terminal (TERM=%s)", term ? term : "(unset)");
@@ -1461,6 +1468,7 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
     restore_terminal();
     delscreen(scr);
     uninstall_signals();
+    setlocale(LC_CTYPE, old_ctype);
     if (how) *how = t->exit_how;
     tui_free(t);
     free(t);

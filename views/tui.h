@@ -44,10 +44,12 @@ typedef enum {
 } TuiExit;
 
 /* Runs the workbench on the controlling terminal until the person quits, or
- * max_frames redraws were drawn (max_frames > 0: tests and headless use). Calls
- * setlocale(LC_ALL, "") (braille charts when the codeset is UTF-8, ASCII
- * otherwise), honours NO_COLOR, and restores the terminal on every exit path and
- * on SIGTERM/SIGSEGV/SIGABRT/SIGHUP (then re-raised); SIGINT asks like q.
+ * max_frames redraws were drawn (max_frames > 0: tests and headless use; every
+ * tick then redraws). Sets LC_CTYPE from the environment while it runs (braille
+ * charts when the codeset is UTF-8, ASCII otherwise; LC_NUMERIC is left alone),
+ * honours NO_COLOR, and restores the terminal on every exit path and on
+ * SIGTERM/SIGSEGV/SIGABRT/SIGHUP/SIGBUS/SIGFPE/SIGQUIT (then re-raised); SIGINT
+ * asks like q.
  * Returns PK_OK with *how filled (may be NULL), or PK_FAIL with a sentence in err
  * when no terminal could be opened. */
 int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err);
