@@ -35,7 +35,7 @@ EOF
 # Our own tmux server, so nothing of the person's tmux is touched.
 unset TMUX
 echo 'set -g default-terminal screen-256color' >"$TMP/tmux.conf"
-T=(tmux -u -L "pktui$$" -f "$TMP/tmux.conf")
+T=(tmux -u -S "$TMP/tmux.sock" -f "$TMP/tmux.conf")
 trap '"${T[@]}" kill-server >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
 # start NAME WIDTH HEIGHT ENV... -- ARGS...: an interactive shell in a new session, then the command typed into it
