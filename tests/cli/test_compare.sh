@@ -2,27 +2,10 @@
 # `promptkd sft --init`): two methods, one seed; both tables written and the Markdown printed.
 source tests/cli/lib.sh
 
-W=$TMP/world
-mkdir -p "$W"
-animals=(cat dog owl fox bee cow eel yak)
-colours=(red blue green gold grey pink)
-make_data() { # file first count
-    : >"$1"
-    for ((i = $2; i < $2 + $3; i++)); do
-        a=${animals[$((i % 8))]} c=${colours[$(((i * 5 + i / 8) % 6))]}
-        echo "{\"prompt\": \"Q: what colour is the $a?\\nA:\", \"response\": \" the $a is $c.\"}" >>"$1"
-    done
-}
-make_data "$W/train.jsonl" 0 16
-make_data "$W/test.jsonl" 100 4
-"$PROMPTKD" bpe-train --data "$W/train.jsonl" --vocab-size 300 --out "$W/tok" >/dev/null 2>&1
-"$PROMPTKD" sft --init layers=2,embd=32,heads=2,positions=64 --tokenizer "$W/tok" --data "$W/train.jsonl" \
-    --out "$W/teacher" --steps 1 --seed 1 --threads 1 >/dev/null 2>&1
-"$PROMPTKD" sft --init layers=1,embd=16,heads=2,positions=64 --tokenizer "$W/tok" --data "$W/train.jsonl" \
-    --out "$W/student" --steps 1 --seed 2 --threads 1 >/dev/null 2>&1
+source tests/cli/tiny_world.sh
 cat >"$W/cfg.json" <<EOC
 {"name": "cmp", "run_dir": "$TMP/runs", "teacher": "$W/teacher", "student": "$W/student", "tokenizer": "$W/tok",
- "train_data": "$W/train.jsonl", "valid_data": "$W/test.jsonl", "test_data": "$W/test.jsonl",
+ "train_data": "$W/train.jsonl", "valid_data": "$W/valid.jsonl", "test_data": "$W/valid.jsonl",
  "seed": 3, "steps": 3, "batch_size": 2, "prompt_len": 3, "max_new_tokens": 6, "warmup_steps": 1,
  "lr": 0.005, "prompt_lr": 0.005, "eval_interval": 3, "eval_samples": 2, "eval_max_new_tokens": 6,
  "exposure_len": 4, "exposure_prompts": 2, "exposure_samples": 2, "gen_interval": 0, "threads": 1}

@@ -3,24 +3,7 @@
 # from the command line, Ctrl-C saving a checkpoint, and a non-finite run stopping.
 source tests/cli/lib.sh
 
-W=$TMP/world
-mkdir -p "$W"
-animals=(cat dog owl fox bee cow eel yak)
-colours=(red blue green gold grey pink)
-make_data() { # file first count
-    : >"$1"
-    for ((i = $2; i < $2 + $3; i++)); do
-        a=${animals[$((i % 8))]} c=${colours[$(((i * 5 + i / 8) % 6))]}
-        echo "{\"prompt\": \"Q: what colour is the $a?\\nA:\", \"response\": \" the $a is $c.\"}" >>"$1"
-    done
-}
-make_data "$W/train.jsonl" 0 16
-make_data "$W/valid.jsonl" 100 4
-"$PROMPTKD" bpe-train --data "$W/train.jsonl" --vocab-size 300 --out "$W/tok" >/dev/null 2>&1
-"$PROMPTKD" sft --init layers=2,embd=32,heads=2,positions=64 --tokenizer "$W/tok" --data "$W/train.jsonl" \
-    --out "$W/teacher" --steps 1 --seed 1 --threads 1 >/dev/null 2>&1
-"$PROMPTKD" sft --init layers=1,embd=16,heads=2,positions=64 --tokenizer "$W/tok" --data "$W/train.jsonl" \
-    --out "$W/student" --steps 1 --seed 2 --threads 1 >/dev/null 2>&1
+source tests/cli/tiny_world.sh
 check world_built test -f "$W/teacher/model.safetensors" -a -f "$W/student/model.safetensors" -a -f "$W/tok/vocab.json"
 
 cat >"$W/cfg.json" <<EOF
