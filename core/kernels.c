@@ -11,6 +11,10 @@
 /* ------------------------------------------------------------------ GEMM */
 
 static int gemm_mode = PK_GEMM_POOL;
+/* Parts per thread for a split GEMM. More parts balance a thread that the OS
+ * preempts, but each part packs the shared operand again: on GPT-2 small's layer
+ * GEMMs (M = 256) three parts per thread measured slower than one. */
+static const int gemm_parts_per_thread = 1;
 
 void pk_gemm_set_mode(int mode) {
     gemm_mode = mode == PK_GEMM_BLAS ? PK_GEMM_BLAS : PK_GEMM_POOL;
@@ -67,8 +71,7 @@ static void gemm_chunk(const GemmJob *g, long b, long e) {
     }
 }
 
-/* Each pool thread takes chunks until none is left, so a thread that the OS
- * preempts (a shared machine, the UI thread) does not hold the others back. */
+/* Each pool thread takes chunks until none is left. */
 static void gemm_worker(void *ctx, long b, long e) {
     (void)b, (void)e;
     GemmJob *g = ctx;
@@ -142,15 +145,16 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         gemm_split_k(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt))
         return;
     GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0, 0, 0, 0};
-    /* Split the longer side into about 3 chunks per thread; column chunks stay
-     * multiples of 64 and row chunks of 16 so OpenBLAS's micro-kernel stays full. */
+    /* Split the longer side into gemm_parts_per_thread chunks per thread; column
+     * chunks stay multiples of 64 and row chunks of 16 so OpenBLAS's micro-kernel
+     * stays full. */
     long align;
     if (N >= M || M == 1) {
         g.split_n = 1, g.len = N, align = 64;
     } else {
         g.split_n = 0, g.len = M, align = 16;
     }
-    long want = 3L * nt;
+    long want = (long)gemm_parts_per_thread * nt;
     long chunk = (g.len + want - 1) / want;
     chunk = (chunk + align - 1) / align * align;
     if (chunk * 2 > g.len) chunk = (g.len + nt - 1) / nt; /* too small to align: one part per thread */
