@@ -157,7 +157,7 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     long want = (long)gemm_parts_per_thread * nt;
     long chunk = (g.len + want - 1) / want;
     chunk = (chunk + align - 1) / align * align;
-    if (chunk * 2 > g.len) chunk = (g.len + nt - 1) / nt; /* too small to align: one part per thread */
+    if (chunk >= g.len) chunk = (g.len + nt - 1) / nt; /* too small to align: one part per thread */
     g.chunk = chunk < 1 ? 1 : chunk;
     pk_parallel_for(nt, gemm_worker, &g);
 }
