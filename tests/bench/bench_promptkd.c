@@ -19,13 +19,15 @@
  * wte row of EOS is -50 on channel 0 and 0 elsewhere. Nothing else changes; the PyTorch side
  * does the same. Each step checks response_tokens == B * K.
  *
- * Prints one JSON line: median ms per step (after the warm-up steps), each step's ms, and the
+ * Prints one JSON line: median ms per step (after the warm-up steps), each step's ms, the median
+ * CPU ms per step (user + system, all threads: less sensitive to a shared machine), and the
  * median ms of the sampling phase alone (sample_generate on the same prompts, same options). */
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -200,6 +202,13 @@ static int make_model(const char *dir, int L, int C, int H, const Args *a, int e
     return rc;
 }
 
+/* CPU seconds (user + system, every thread) of this process so far. */
+static double cpu_seconds(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 static int cmp_double(const void *x, const void *y) {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
@@ -263,12 +272,12 @@ static int run(const Args *a, const char *tmp, char *err) {
     cfg.threads = a->threads;
     if (distill_create(&s, &cfg, err) != PK_OK) goto done;
 
-    double ms[MAX_STEPS], ms_sample[MAX_STEPS], gflop = 0;
+    double ms[MAX_STEPS], cpu_ms[MAX_STEPS], ms_sample[MAX_STEPS], gflop = 0;
     for (int i = 0; i < a->warmup + a->steps; i++) {
         DistillStepStats st;
-        double t0 = pk_now();
+        double t0 = pk_now(), c0 = cpu_seconds();
         if (distill_step(s, &st, err) != PK_OK) goto done;
-        double dt = pk_now() - t0;
+        double dt = pk_now() - t0, dc = cpu_seconds() - c0;
         if (st.response_tokens != a->batch * a->new_tokens) {
             pk_errf(err, "step %d trained on %d response positions, expected B x K = %d (fixed-length sampling)", i + 1,
                     st.response_tokens, a->batch * a->new_tokens);
@@ -278,7 +287,10 @@ static int run(const Args *a, const char *tmp, char *err) {
             pk_errf(err, "step %d had a non-finite loss or gradient", i + 1);
             goto done;
         }
-        if (i >= a->warmup) ms[i - a->warmup] = dt * 1e3;
+        if (i >= a->warmup) {
+            ms[i - a->warmup] = dt * 1e3;
+            cpu_ms[i - a->warmup] = dc * 1e3;
+        }
         gflop = st.flops / 1e9;
     }
     /* the sampling phase alone: the same call the step makes, on the same prompts */
@@ -296,8 +308,9 @@ static int run(const Args *a, const char *tmp, char *err) {
         ms_sample[i] = (pk_now() - t0) * 1e3;
     }
     double med = median(ms, a->steps);
-    printf("{\"impl\": \"promptkd\", \"ms_per_step\": %.3f, \"ms_sampling\": %.3f, \"steps_ms\": [", med,
-           median(ms_sample, a->steps));
+    printf("{\"impl\": \"promptkd\", \"ms_per_step\": %.3f, \"cpu_ms_per_step\": %.3f, \"ms_sampling\": %.3f, "
+           "\"steps_ms\": [",
+           med, median(cpu_ms, a->steps), median(ms_sample, a->steps));
     for (int i = 0; i < a->steps; i++) printf("%s%.1f", i ? ", " : "", ms[i]);
     printf("], \"prompt_tokens\": %d, \"response_tokens\": %d, \"threads\": %d, \"gflop_per_step\": %.2f, "
            "\"gflops\": %.1f}\n",

@@ -23,7 +23,8 @@ Fixed response length: as in bench_promptkd.c the student's EOS logit is pinned 
 (ln_f channel 0 = constant 1, wte[eos] = -50 on channel 0), so no row stops early; every step
 asserts that no EOS was sampled. Models are random (seeded) with the given shapes.
 
-Prints one JSON line: median ms per step after the warm-up, and the median of each phase."""
+Prints one JSON line: median ms per step after the warm-up, median CPU ms per step (all threads),
+and the median of each phase."""
 import argparse
 import json
 import os
@@ -112,13 +113,13 @@ def main():
     pos = slice(T0 - 1, T0 + K - 1)        # S/T slots predicting response tokens (EOS slot included)
     pos_p = slice(P + T0 - 1, P + T0 + K - 1)  # the same slots in T'
 
-    times = {"step": [], "sampling": [], "prompt_update": [], "student_update": []}
+    times = {"step": [], "cpu": [], "sampling": [], "prompt_update": [], "student_update": []}
     for step in range(a.warmup + a.steps):
         scale = min(1.0, (step + 1) / a.warmup_steps)
         for o in (opt_p, opt_s):
             for g in o.param_groups:
                 g["lr"] = a.lr * scale
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         # (1) on-policy student samples
         resp = sample(student, prompt_ids, K, eos, gen)
         tokens = torch.cat([prompt_ids, resp], dim=1)[:, :-1]  # [B, T0 + K - 1]
@@ -147,16 +148,18 @@ def main():
         loss_student.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt_s.step()
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.process_time()
         if not (torch.isfinite(loss_prompt) and torch.isfinite(loss_student)):
             raise SystemExit("torch_promptkd: non-finite loss at step %d" % (step + 1))
         if step >= a.warmup:
             times["step"].append(t3 - t0)
+            times["cpu"].append(c3 - c0)
             times["sampling"].append(t1 - t0)
             times["prompt_update"].append(t2 - t1)
             times["student_update"].append(t3 - t2)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    print(json.dumps({"impl": "pytorch", "ms_per_step": med["step"], "ms_sampling": med["sampling"],
+    print(json.dumps({"impl": "pytorch", "ms_per_step": med["step"], "cpu_ms_per_step": med["cpu"],
+                      "ms_sampling": med["sampling"],
                       "ms_prompt_update": med["prompt_update"], "ms_student_update": med["student_update"],
                       "steps_ms": [round(t * 1e3, 1) for t in times["step"]], "threads": torch.get_num_threads(),
                       "response_tokens": B * K, "loss_student": float(loss_student),
