@@ -80,6 +80,7 @@ typedef struct {
     Mode mode;
     int help;
     char edit_label[160];
+    char edit_help[256];     /* shown dim after the text when there is room */
     wchar_t edit[EDIT_MAX];
     int edit_len, edit_cur;
     char ask[160];
@@ -722,6 +723,9 @@ static void draw_bottom(Tui *t) {
             put_cp(t, y, x + col, (uint32_t)t->edit[i], A_NORMAL, 0);
             col += w;
         }
+        int help_w = t->edit_help[0] ? tui_text_width(t->edit_help, t->utf8) : 0;
+        if (help_w && room - col - 3 >= help_w)
+            put_text(t, y, t->cols - help_w - 1, help_w, t->edit_help, A_DIM, color_pair(t, PAIR_DIM));
         move(y, cur_x);
         return;
     }
@@ -925,8 +929,10 @@ static void edit_get(const Tui *t, char *out, size_t len) {
 /* The one-line editor at the bottom. Returns 1 with the text in out when Enter was
  * pressed, 0 when cancelled (Esc, Ctrl-C, Ctrl-G). use_hist: Up/Down walk the
  * command history. */
-static int line_edit(Tui *t, const char *label, const char *init, char *out, size_t len, int use_hist) {
+static int line_edit(Tui *t, const char *label, const char *help, const char *init, char *out, size_t len,
+                     int use_hist) {
     snprintf(t->edit_label, sizeof t->edit_label, "%s", label);
+    snprintf(t->edit_help, sizeof t->edit_help, "%s", help ? help : "");
     edit_set(t, init);
     t->mode = MODE_EDIT;
     int hist_pos = t->n_hist, accepted = 0;
@@ -1054,8 +1060,7 @@ static int act_edit(Tui *t) {
     snprintf(key, sizeof key, "%s", s->hparam_keys[k]);
     const char *help = config_key_help(key);
     snprintf(label, sizeof label, "set %s%s = ", key, config_key_is_live(key) ? "" : " (fixed for the run)");
-    if (help) set_msg(t, 0, "%s", help);
-    if (!line_edit(t, label, s->hparam_values[k], value, sizeof value, 0)) {
+    if (!line_edit(t, label, help, s->hparam_values[k], value, sizeof value, 0)) {
         set_msg(t, 0, "edit cancelled");
         return R_DRAW;
     }
@@ -1213,7 +1218,8 @@ static int quit_flow(Tui *t);
 
 static int act_command(Tui *t) {
     char line[EDIT_MAX * 4], err[PK_ERR_LEN];
-    if (!line_edit(t, ":", "", line, sizeof line, 1)) return R_DRAW;
+    if (!line_edit(t, ":", "Enter runs, Esc cancels, Up/Down history, :help lists commands", "", line, sizeof line, 1))
+        return R_DRAW;
     char *p = line;
     while (*p == ' ' || *p == '\t') p++;
     if (!*p) return R_DRAW;
