@@ -22,4 +22,13 @@ int cli_parse(const char *usage, int argc, char **argv, const Opt *opts, int nop
 /* Prints "promptkd NAME: message" to stderr and returns 1 (the exit status for a failed command). */
 int cli_fail(const char *cmd, const char *msg);
 
+/* Refuses an output file before any work is done: path names a folder, or its folder is
+ * missing or not writable. Prints "promptkd CMD: --OPT PATH: ..." and returns 1; 0 when fine. */
+int cli_check_output(const char *cmd, const char *opt, const char *path);
+
+/* Refuses a model whose vocabulary is not the tokenizer's (generated ids could not be
+ * decoded, and the text would be encoded into other tokens than it was trained on).
+ * Prints one message and returns 1; 0 when the sizes match. */
+int cli_check_vocab(const char *cmd, const char *model_dir, int model_vocab, const char *tok_dir, int tok_vocab);
+
 #endif

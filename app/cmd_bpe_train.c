@@ -66,6 +66,17 @@ static int line_at(const char *data, size_t pos) {
     return line;
 }
 
+/* cJSON ends a string at a decoded \u0000, which would silently cut the text; find one so
+ * it is refused. Returns the offset of the backslash or -1. */
+static long escaped_nul_at(const char *s, size_t len) {
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4)) return (long)i;
+        i++; /* the escaped character */
+    }
+    return -1;
+}
+
 static int read_training_file(const char *path, TextList *l, char *err) {
     char *data = NULL;
     size_t len = 0;
@@ -86,8 +97,12 @@ static int read_training_file(const char *path, TextList *l, char *err) {
         first++;
     if (first < len && data[first] == '[') { /* one JSON array of objects */
         const char *end = NULL;
-        cJSON *root = cJSON_ParseWithLengthOpts(data, len, &end, 0);
-        if (!root) {
+        long nul = escaped_nul_at(data, len);
+        cJSON *root = nul >= 0 ? NULL : cJSON_ParseWithLengthOpts(data, len, &end, 0);
+        if (nul >= 0) {
+            rc = pk_errf(err, "%s:%d: a string holds \\u0000 (NUL), which training text cannot hold", path,
+                         line_at(data, (size_t)nul));
+        } else if (!root) {
             size_t pos = end && end >= data && end <= data + len ? (size_t)(end - data) : 0;
             rc = pk_errf(err, "%s:%d: not valid JSON (a file starting with '[' must be one JSON array of objects)",
                          path, line_at(data, pos));
@@ -112,8 +127,14 @@ static int read_training_file(const char *path, TextList *l, char *err) {
         size_t k = pos;
         while (k < end && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r')) k++;
         if (k < end) {
-            cJSON *obj = memchr(data + pos, 0, end - pos) ? NULL : cJSON_ParseWithOpts(data + pos, NULL, 1);
-            if (!cJSON_IsObject(obj))
+            int has_nul = memchr(data + pos, 0, end - pos) != NULL;
+            long escaped_nul = escaped_nul_at(data + pos, end - pos);
+            cJSON *obj = has_nul || escaped_nul >= 0 ? NULL : cJSON_ParseWithOpts(data + pos, NULL, 1);
+            if (has_nul)
+                rc = pk_errf(err, "%s:%d: a NUL byte in the line (expected JSON text)", path, lineno);
+            else if (escaped_nul >= 0)
+                rc = pk_errf(err, "%s:%d: a string holds \\u0000 (NUL), which training text cannot hold", path, lineno);
+            else if (!cJSON_IsObject(obj))
                 rc = pk_errf(err, "%s:%d: %s (expected one JSON object per line; name plain text files *.txt)", path,
                              lineno, obj ? "not a JSON object" : "not valid JSON");
             else rc = collect_strings(obj, l, err);

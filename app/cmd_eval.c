@@ -117,6 +117,7 @@ int cmd_eval(int argc, char **argv) {
         cli_fail("eval", "--max-new-tokens, --max-prompt-tokens and --batch must be >= 1, --limit >= 0");
         return 2;
     }
+    if (out_path && cli_check_output("eval", "out", out_path)) return 2;
 
     GPT2 m;
     memset(&m, 0, sizeof m);
@@ -138,12 +139,7 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     const GPT2Config *cfg = &m.config;
-    if (tok_vocab_size(tok) > cfg->vocab_size) {
-        snprintf(err, sizeof err, "the tokenizer in %s has %d tokens but the model in %s only %d", tok_dir,
-                 tok_vocab_size(tok), model_dir, cfg->vocab_size);
-        cli_fail("eval", err);
-        goto done;
-    }
+    if (cli_check_vocab("eval", model_dir, cfg->vocab_size, tok_dir, tok_vocab_size(tok))) goto done;
     if (prompt_path && prompt_load(prompt_path, cfg->channels, &soft, &P, NULL, err)) {
         cli_fail("eval", err);
         goto done;
@@ -155,7 +151,7 @@ int cmd_eval(int argc, char **argv) {
         cli_fail("eval", err);
         goto done;
     }
-    if (max_prompt + max_new > avail) {
+    if ((long)max_prompt + max_new > avail) {
         int nn = max_new < avail / 2 ? max_new : avail / 2;
         int np = max_prompt < avail - nn ? max_prompt : avail - nn;
         fprintf(stderr,
@@ -168,6 +164,7 @@ int cmd_eval(int argc, char **argv) {
     int eos = tok_eos_id(tok) >= 0 ? tok_eos_id(tok) : cfg->eos_token_id;
 
     n_ex = limit > 0 && limit < d.n ? limit : d.n;
+    if (batch > n_ex) batch = n_ex; /* the buffers below are sized by it */
     ep = calloc((size_t)n_ex, sizeof *ep);
     out_tokens = malloc((size_t)batch * max_new * sizeof(int));
     out_lens = malloc((size_t)batch * sizeof(int));

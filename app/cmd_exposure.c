@@ -53,6 +53,7 @@ int cmd_exposure(int argc, char **argv) {
         cli_fail("exposure", "--samples, --prompts and --max-len must be >= 1");
         return 2;
     }
+    if (out_path && cli_check_output("exposure", "out", out_path)) return 2;
     if (at == 0) at = L;
     if (at < 1 || at > L) {
         char msg[128];
@@ -83,12 +84,7 @@ int cmd_exposure(int argc, char **argv) {
         cli_fail("exposure", err);
         goto done;
     }
-    if (tok_vocab_size(tok) > V) {
-        snprintf(err, sizeof err, "the tokenizer in %s has %d tokens but the models only %d", tok_dir,
-                 tok_vocab_size(tok), V);
-        cli_fail("exposure", err);
-        goto done;
-    }
+    if (cli_check_vocab("exposure", teacher_dir, V, tok_dir, tok_vocab_size(tok))) goto done;
     if (prompt_path && prompt_load(prompt_path, teacher.config.channels, &soft, &P, NULL, err)) {
         cli_fail("exposure", err);
         goto done;

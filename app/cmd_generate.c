@@ -54,12 +54,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     const GPT2Config *cfg = &m.config;
-    if (tok_vocab_size(tok) > cfg->vocab_size) {
-        snprintf(err, sizeof err, "the tokenizer in %s has %d tokens but the model in %s only %d", tok_dir,
-                 tok_vocab_size(tok), model_dir, cfg->vocab_size);
-        cli_fail("generate", err);
-        goto done;
-    }
+    if (cli_check_vocab("generate", model_dir, cfg->vocab_size, tok_dir, tok_vocab_size(tok))) goto done;
     if (soft_path && prompt_load(soft_path, cfg->channels, &soft, &P, NULL, err)) {
         cli_fail("generate", err);
         goto done;
@@ -78,9 +73,11 @@ int cmd_generate(int argc, char **argv) {
         cli_fail("generate", err);
         goto done;
     }
-    if (P + n + max_new > cfg->max_seq_len)
+    if (P + n + max_new > cfg->max_seq_len) {
         fprintf(stderr, "promptkd generate: note: %d new tokens at most (the model has %d positions)\n",
                 cfg->max_seq_len - P - n, cfg->max_seq_len);
+        max_new = cfg->max_seq_len - P - n; /* the output buffer below is sized by it */
+    }
     int eos = tok_eos_id(tok) >= 0 ? tok_eos_id(tok) : cfg->eos_token_id;
     SampleOptions so = {temperature, top_k, top_p, no_repeat, max_new, eos, greedy};
     if (sample_options_check(&so, cfg->vocab_size, err)) {

@@ -41,6 +41,7 @@ int cmd_neighbours(int argc, char **argv) {
         cli_fail("neighbours", "--save writes a prompt built from --init-text; it needs --init-text");
         return 2;
     }
+    if (save_path && cli_check_output("neighbours", "save", save_path)) return 2;
     if (prompt_len < 1 || prompt_len > 4096) {
         cli_fail("neighbours", "--prompt-len must be in 1..4096");
         return 2;
@@ -57,6 +58,7 @@ int cmd_neighbours(int argc, char **argv) {
         goto done;
     }
     int V = m.config.vocab_size, C = m.config.channels;
+    if (cli_check_vocab("neighbours", model_dir, V, tok_dir, tok_vocab_size(tok))) goto done;
     if (k < 1 || k > V) {
         snprintf(err, sizeof err, "--k must be in 1..%d (the vocabulary size), got %d", V, k);
         cli_fail("neighbours", err);

@@ -225,6 +225,31 @@ static int line_of(const char *text, size_t pos) {
     return line;
 }
 
+/* cJSON ends a string at a decoded \u0000, which would silently cut the text; the
+ * offset of the first such escape (or of a raw NUL byte) is found so it is refused.
+ * Returns -1 when there is none; *raw tells which one it was. */
+static long nul_at(const char *s, size_t len, int *raw) {
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == 0) {
+            *raw = 1;
+            return (long)i;
+        }
+        if (s[i] != '\\' || i + 1 >= len) continue;
+        if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4)) {
+            *raw = 0;
+            return (long)i;
+        }
+        i++; /* the escaped character */
+    }
+    return -1;
+}
+
+static int nul_error(char *err, const char *path, int line, long col, int raw) {
+    if (raw) return pk_errf(err, "%s:%d: a NUL byte at byte %ld of the line (expected JSON text)", path, line, col);
+    return pk_errf(err, "%s:%d: the string at byte %ld of the line holds \\u0000 (NUL), which text fields cannot hold",
+                   path, line, col);
+}
+
 static size_t skip_ws(const char *s, size_t i, size_t len) {
     while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
     return i;
@@ -281,8 +306,13 @@ static int load_jsonl(Dataset *d, const char *path, char *text, size_t len, int 
         char line_err[PK_ERR_LEN];
         int bad = 0;
         long at = pk_utf8_invalid_at(s, line_len);
+        int raw = 0;
+        long nul = nul_at(s, line_len, &raw);
         if (at >= 0) {
             pk_errf(line_err, "%s:%d: invalid UTF-8 at byte %ld of the line", path, line, at);
+            bad = 1;
+        } else if (nul >= 0) {
+            nul_error(line_err, path, line, nul, raw);
             bad = 1;
         } else {
             const char *end = NULL;
@@ -321,11 +351,16 @@ int data_load(Dataset *d, const char *path, int skip_bad, char *err) {
     int rc;
     if (first < len && text[first] == '[') {
         long at = pk_utf8_invalid_at(text, len);
+        int raw = 0;
+        long nul = at >= 0 ? -1 : nul_at(text, len, &raw);
+        long where = at >= 0 ? at : nul;
+        size_t line_start = where >= 0 ? (size_t)where : 0;
+        while (line_start > 0 && text[line_start - 1] != '\n') line_start--;
         if (at >= 0) {
-            size_t line_start = (size_t)at;
-            while (line_start > 0 && text[line_start - 1] != '\n') line_start--;
             rc = pk_errf(err, "%s:%d: invalid UTF-8 at byte %ld of the line", path, line_of(text, (size_t)at),
                          (long)((size_t)at - line_start));
+        } else if (nul >= 0) {
+            rc = nul_error(err, path, line_of(text, (size_t)nul), (long)((size_t)nul - line_start), raw);
         } else {
             rc = load_array(d, path, text, len, first, skip_bad, err);
         }

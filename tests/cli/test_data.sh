@@ -50,3 +50,20 @@ expect_error bad_tokenizer_dir 'nonexistent' "$PROMPTKD" data stats "$SI" --toke
 expect_error missing_file_arg 'FILE is required' "$PROMPTKD" data stats --tokenizer "$TOK"
 expect_error unknown_subcommand "unknown subcommand 'frobnicate'" "$PROMPTKD" data frobnicate
 expect_error bad_limit 'max-prompt-len' "$PROMPTKD" data stats "$SI" --tokenizer "$TOK" --max-prompt-len 0
+# NUL: \u0000 would silently cut a field inside cJSON; a raw NUL byte is not JSON text (both forms of file)
+printf '{"prompt": "a", "response": "b"}\n{"prompt": "a\\u0000b", "response": "c"}\n' >"$TMP/nul.jsonl"
+expect_error escaped_nul 'nul.jsonl:2: the string at byte 13 .*\\u0000' "$PROMPTKD" data stats "$TMP/nul.jsonl" --tokenizer "$TOK"
+printf '{"prompt": "a", "response": "b"}\0\n' >"$TMP/rawnul.jsonl"
+expect_error raw_nul 'rawnul.jsonl:1: a NUL byte at byte 32' "$PROMPTKD" data stats "$TMP/rawnul.jsonl" --tokenizer "$TOK"
+printf '[{"prompt": "a", "response": "b"},\n {"prompt": "a\\u0000", "response": "b"}]' >"$TMP/arrnul.json"
+expect_error array_escaped_nul 'arrnul.json:2: .*\\u0000' "$PROMPTKD" data stats "$TMP/arrnul.json" --tokenizer "$TOK"
+# a folder or binary garbage as the data file, a tokenizer folder without merges.txt
+mkdir -p "$TMP/adir" "$TMP/nomerges"
+expect_error data_is_folder 'adir: not a regular file' "$PROMPTKD" data stats "$TMP/adir" --tokenizer "$TOK"
+head -c 2000 /dev/urandom >"$TMP/garbage.bin"
+expect_error data_garbage 'garbage.bin:[0-9]+: (invalid UTF-8|malformed JSON|a NUL byte)' "$PROMPTKD" data stats \
+    "$TMP/garbage.bin" --tokenizer "$TOK"
+cp "$TOK/vocab.json" "$TMP/nomerges/"
+expect_error tokenizer_missing_merges 'nomerges/merges.txt: cannot open' "$PROMPTKD" data stats "$SI" --tokenizer "$TMP/nomerges"
+expect_error option_out_of_range 'max-prompt-len is out of range' "$PROMPTKD" data stats "$SI" --tokenizer "$TOK" \
+    --max-prompt-len 99999999999

@@ -113,3 +113,32 @@ expect_error exposure_missing_student "student|no such" $PROMPTKD exposure --tea
     --tokenizer $TOK --data $SI
 expect_error exposure_empty_data "empty|no record" $PROMPTKD exposure --teacher $M --student $M --tokenizer $TOK \
     --data "$TMP/empty.jsonl"
+# a tokenizer of another vocabulary than the model's: refused before any decoding or output
+for i in 1 2 3 4 5 6; do echo "{\"text\": \"the cat $i sat on the mat $i times\"}"; done >"$TMP/small.jsonl"
+$PROMPTKD bpe-train --data "$TMP/small.jsonl" --vocab-size 280 --out "$TMP/smalltok" >/dev/null 2>&1
+expect_error eval_vocab_mismatch 'vocab_size 50257 but the tokenizer in .*smalltok' $PROMPTKD eval --model $M \
+    --tokenizer "$TMP/smalltok" --data $SI --limit 1 --seeds 1 --max-new-tokens 4 --out "$TMP/never.jsonl"
+check eval_vocab_mismatch_no_output bash -c "test ! -s '$TMP/out' && test ! -e '$TMP/never.jsonl'"
+expect_error exposure_vocab_mismatch 'vocab_size 50257 but the tokenizer' $PROMPTKD exposure --teacher $M --student $M \
+    --tokenizer "$TMP/smalltok" --data $SI --prompts 1 --samples 1 --max-len 3
+# an --out that cannot be written is refused before the run, not after it
+mkdir -p "$TMP/adir"
+expect_error eval_out_is_folder 'out .*adir is a folder' $PROMPTKD eval --model $M --tokenizer $TOK --data $SI --out "$TMP/adir"
+check eval_out_is_folder_no_output test ! -s "$TMP/out"
+expect_error eval_out_folder_missing 'nodir does not exist' $PROMPTKD eval --model $M --tokenizer $TOK --data $SI \
+    --out "$TMP/nodir/e.jsonl"
+expect_error eval_out_under_a_file 'empty.jsonl is not a folder' $PROMPTKD eval --model $M --tokenizer $TOK --data $SI \
+    --out "$TMP/empty.jsonl/e.jsonl"
+expect_error exposure_out_is_folder 'out .*adir is a folder' $PROMPTKD exposure --teacher $M --student $M --tokenizer $TOK \
+    --data $SI --out "$TMP/adir"
+# seeds: empty, trailing comma; huge numbers are clipped to the positions (and batch to the records)
+expect_error eval_empty_seeds "seeds" $PROMPTKD eval --model $M --tokenizer $TOK --data $SI --limit 1 --seeds ""
+expect_error eval_trailing_comma_seeds "seeds" $PROMPTKD eval --model $M --tokenizer $TOK --data $SI --limit 1 --seeds 1,
+$PROMPTKD eval --model $M --tokenizer $TOK --data $SI --limit 1 --seeds 1 --max-new-tokens 2147483647 \
+    --max-prompt-tokens 2147483647 --batch 999999999 >"$TMP/huge.out" 2>"$TMP/huge.err"
+check eval_huge_numbers_clipped bash -c "grep -q 'at most 64 new tokens' '$TMP/huge.err' && grep -q '^ROUGE-L' '$TMP/huge.out'"
+expect_error eval_limit_negative 'limit >= 0' $PROMPTKD eval --model $M --tokenizer $TOK --data $SI --limit -1
+expect_error exposure_samples_zero 'samples, --prompts and --max-len must be >= 1' $PROMPTKD exposure --teacher $M \
+    --student $M --tokenizer $TOK --data $SI --samples 0
+expect_error exposure_huge_max_len 'no room' $PROMPTKD exposure --teacher $M --student $M --tokenizer $TOK --data $SI \
+    --max-len 2147483647

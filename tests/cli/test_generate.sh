@@ -76,3 +76,27 @@ expect_error neighbours_bad_prompt_shape "n_embd is 64" $PROMPTKD neighbours --m
     --prompt "$TMP/bad_shape.safetensors"
 expect_error neighbours_bad_k "k must be" $PROMPTKD neighbours --model $M --tokenizer $TOK --prompt "$TMP/p.safetensors" --k 0
 expect_error neighbours_needs_one_source "exactly one" $PROMPTKD neighbours --model $M --tokenizer $TOK
+# a tokenizer of another vocabulary than the model's is refused by both sizes, before any output
+for i in 1 2 3 4 5 6; do echo "{\"text\": \"the cat $i sat on the mat $i times\"}"; done >"$TMP/small.jsonl"
+$PROMPTKD bpe-train --data "$TMP/small.jsonl" --vocab-size 280 --out "$TMP/smalltok" >/dev/null 2>&1
+expect_error generate_vocab_mismatch 'vocab_size 50257 but the tokenizer in .*smalltok has 2[0-9][0-9] tokens' \
+    $PROMPTKD generate --model $M --tokenizer "$TMP/smalltok" --prompt "the cat" --seed 1
+check generate_vocab_mismatch_no_output test ! -s "$TMP/out"
+expect_error neighbours_vocab_mismatch 'vocab_size 50257 but the tokenizer' $PROMPTKD neighbours --model $M \
+    --tokenizer "$TMP/smalltok" --init-text "the cat"
+# huge and out-of-range numbers: clipped or refused by name, never a crash or a huge allocation
+$PROMPTKD generate --model $M --tokenizer $TOK --prompt "Hello" --max-new-tokens 999999999 --greedy >"$TMP/huge" 2>"$TMP/huge.err"
+check generate_huge_max_new_tokens_clipped bash -c "test -s '$TMP/huge' && grep -q '127 new tokens at most' '$TMP/huge.err'"
+expect_error generate_max_new_out_of_range 'promptkd generate: --max-new-tokens is out of range' $PROMPTKD generate \
+    --model $M --tokenizer $TOK --prompt hi --max-new-tokens 99999999999
+expect_error generate_negative_max_new 'max-new-tokens must be >= 0' $PROMPTKD generate --model $M --tokenizer $TOK \
+    --prompt hi --max-new-tokens -1
+expect_error generate_negative_seed 'seed expects a non-negative integer' $PROMPTKD generate --model $M --tokenizer $TOK \
+    --prompt hi --seed -1
+expect_error generate_top_k_negative 'top_k must be >= 0' $PROMPTKD generate --model $M --tokenizer $TOK --prompt hi --top-k -3
+expect_error generate_model_is_file 'no such model folder' $PROMPTKD generate --model "$TMP/small.jsonl" --tokenizer $TOK --prompt hi
+expect_error generate_soft_prompt_folder 'not a regular file' $PROMPTKD generate --model $M --tokenizer $TOK --prompt hi \
+    --soft-prompt "$TMP"
+mkdir -p "$TMP/adir"
+expect_error neighbours_save_to_folder 'save .*adir is a folder' $PROMPTKD neighbours --model $M --tokenizer $TOK \
+    --init-text "hi" --save "$TMP/adir"

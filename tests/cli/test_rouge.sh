@@ -49,3 +49,11 @@ expect_error stdin_named '<stdin>:1: malformed' sh -c "echo nope | '$PROMPTKD' r
 expect_error empty_input 'no input lines' sh -c "printf '' | '$PROMPTKD' rouge"
 expect_error missing_file 'nonexistent.jsonl' "$PROMPTKD" rouge "$TMP/nonexistent.jsonl"
 expect_error unknown_option 'unknown option' "$PROMPTKD" rouge --bogus
+# NUL: an escaped \u0000 would silently cut the text inside cJSON, a raw NUL byte is not JSON text
+bad_case escaped_nul 'bad.jsonl:2: .*\\u0000' '{"prediction": "a\u0000b", "references": ["a"]}'
+printf '%s\n{"prediction": "a", "references": ["a"]}\0\n' "$good" >"$TMP/rawnul.jsonl"
+expect_error raw_nul 'rawnul.jsonl:2: a NUL byte' "$PROMPTKD" rouge "$TMP/rawnul.jsonl"
+# an --output that cannot be written is refused before anything is scored
+mkdir -p "$TMP/outdir"; echo "$good" >"$TMP/ok.jsonl"
+expect_error output_is_folder 'output .*is a folder' "$PROMPTKD" rouge "$TMP/ok.jsonl" --output "$TMP/outdir"
+expect_error output_folder_missing 'nodir does not exist' "$PROMPTKD" rouge "$TMP/ok.jsonl" --output "$TMP/nodir/x.jsonl"

@@ -88,3 +88,18 @@ expect_error bpe_missing_file 'nope.jsonl' "$PROMPTKD" bpe-train --data "$TMP/no
 expect_error bpe_out_required 'out' "$PROMPTKD" bpe-train --data "$TMP/train.txt" --vocab-size 300
 : >"$TMP/empty.txt"
 expect_error bpe_no_text 'no training text' "$PROMPTKD" bpe-train --data "$TMP/empty.txt" --vocab-size 300 --out "$TMP/bpe3"
+# bpe-train: an escaped \u0000 (cJSON would cut the text there) and a raw NUL byte are refused by line
+printf '{"text": "ok"}\n{"text": "a\\u0000b"}\n' >"$TMP/nul.jsonl"
+expect_error bpe_escaped_nul 'nul.jsonl:2: .*\\u0000' "$PROMPTKD" bpe-train --data "$TMP/nul.jsonl" --vocab-size 300 --out "$TMP/bpe4"
+printf '[{"text": "ok"},\n{"text": "a\\u0000b"}]' >"$TMP/nul.json"
+expect_error bpe_array_escaped_nul 'nul.json:2: .*\\u0000' "$PROMPTKD" bpe-train --data "$TMP/nul.json" --vocab-size 300 --out "$TMP/bpe4"
+printf '{"text": "ok"}\0\n' >"$TMP/rawnul.jsonl"
+expect_error bpe_raw_nul 'rawnul.jsonl:1: a NUL byte' "$PROMPTKD" bpe-train --data "$TMP/rawnul.jsonl" --vocab-size 300 --out "$TMP/bpe4"
+check bpe_refused_writes_nothing test ! -e "$TMP/bpe4"
+expect_error bpe_vocab_size_not_integer 'vocab-size expects an integer' "$PROMPTKD" bpe-train --data "$TMP/train.txt" \
+    --vocab-size 1e3 --out "$TMP/bpe4"
+# a tokenizer folder without merges.txt, and one whose files are folders
+mkdir -p "$TMP/nomerges" "$TMP/dirs/vocab.json" "$TMP/dirs/merges.txt"
+cp "$TOK/vocab.json" "$TMP/nomerges/"
+expect_error tokenizer_missing_merges 'nomerges/merges.txt: cannot open' sh -c "echo '{\"text\": \"a\"}' | '$PROMPTKD' tokenize --tokenizer '$TMP/nomerges'"
+expect_error tokenizer_files_are_folders 'vocab.json: not a regular file' "$PROMPTKD" tokenize --tokenizer "$TMP/dirs"
