@@ -392,7 +392,10 @@ static void resolve_plugin_path(const char *name, char *out, size_t len) {
 int plugin_host_load(PluginHost *h, const char *name, PkBuf *out, char *err) {
     char path[1024];
     resolve_plugin_path(name, path, sizeof path);
-    if (access(path, R_OK) != 0) return pk_errf(err, "plugin %s: no such file (also looked for build/plugins/%s.so)", name, name);
+    if (access(path, R_OK) != 0) {
+        if (strchr(name, '/')) return pk_errf(err, "plugin %s: no such file", name);
+        return pk_errf(err, "plugin %s: no such file (also looked for build/plugins/%s.so)", name, name);
+    }
     if (h->n_plugins >= HOST_MAX_PLUGINS) return pk_errf(err, "plugin %s: at most %d plugins at once", path, HOST_MAX_PLUGINS);
     dlerror();
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);

@@ -185,12 +185,14 @@ typedef struct {
     CommandFn fn;
 } SessionCommand;
 
-static int parse_count(const char *cmd, const char *arg, int *n, char *err) {
+#define SESSION_MAX_COUNT 100000000
+static int parse_count(const char *cmd, const char *what, const char *arg, int *n, char *err) {
     char *end;
     errno = 0;
     long v = strtol(arg, &end, 10);
-    if (errno || end == arg || *end || v < 1 || v > 100000000)
-        return pk_errf(err, "%s: expected a positive whole number of steps, got '%s'", cmd, arg);
+    if (errno || end == arg || *end || v < 1 || v > SESSION_MAX_COUNT)
+        return pk_errf(err, "%s: expected a whole number of %s from 1 to %d, got '%s'", cmd, what, SESSION_MAX_COUNT,
+                       arg);
     *n = (int)v;
     return PK_OK;
 }
@@ -222,7 +224,7 @@ static int cmd_run(Session *s, int argc, char **argv, const char *rest, PkBuf *o
     if (argc > 2) return pk_errf(err, "usage: run [N]");
     if (argc == 2) {
         int n = 0;
-        if (parse_count("run", argv[1], &n, err) || engine_run_steps(s->engine, n, err)) return PK_FAIL;
+        if (parse_count("run", "steps", argv[1], &n, err) || engine_run_steps(s->engine, n, err)) return PK_FAIL;
         pk_buf_printf(out, "running %d steps\n", n);
         return PK_OK;
     }
@@ -253,7 +255,7 @@ static int cmd_step(Session *s, int argc, char **argv, const char *rest, PkBuf *
     (void)rest;
     int n = 1;
     if (argc > 2) return pk_errf(err, "usage: step [N]");
-    if (argc == 2 && parse_count("step", argv[1], &n, err)) return PK_FAIL;
+    if (argc == 2 && parse_count("step", "steps", argv[1], &n, err)) return PK_FAIL;
     if (engine_step(s->engine, n, err)) return PK_FAIL;
     const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
     pk_buf_printf(out, "step %d/%d\n", snap->step, snap->total_steps);
@@ -320,7 +322,7 @@ static int cmd_neighbours(Session *s, int argc, char **argv, const char *rest, P
     (void)rest;
     int k = 5;
     if (argc > 2) return pk_errf(err, "usage: neighbours [K]");
-    if (argc == 2 && parse_count("neighbours", argv[1], &k, err)) return PK_FAIL;
+    if (argc == 2 && parse_count("neighbours", "tokens per vector", argv[1], &k, err)) return PK_FAIL;
     const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
     int rc = PK_OK;
     if (snap->prompt_len == 0 || snap->neighbours_k == 0) {

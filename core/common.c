@@ -83,7 +83,7 @@ int pk_write_file_atomic(const char *path, const void *data, size_t len, char *e
     snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        pk_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
+        pk_errf(err, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
         free(tmp);
         return PK_FAIL;
     }
@@ -93,7 +93,7 @@ int pk_write_file_atomic(const char *path, const void *data, size_t len, char *e
         ssize_t w = write(fd, p, left);
         if (w < 0) {
             if (errno == EINTR) continue;
-            pk_errf(err, "%s: write failed: %s", tmp, strerror(errno));
+            pk_errf(err, "%s: write failed (temporary file %s): %s", path, tmp, strerror(errno));
             close(fd);
             unlink(tmp);
             free(tmp);
@@ -103,7 +103,7 @@ int pk_write_file_atomic(const char *path, const void *data, size_t len, char *e
         left -= (size_t)w;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
-        pk_errf(err, "%s: cannot flush: %s", tmp, strerror(errno));
+        pk_errf(err, "%s: cannot flush (temporary file %s): %s", path, tmp, strerror(errno));
         unlink(tmp);
         free(tmp);
         return PK_FAIL;

@@ -214,7 +214,7 @@ int raster_write_png(const Raster *r, const char *path, char *err) {
     snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
     FILE *fp = fopen(tmp, "wb");
     if (!fp) {
-        pk_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
+        pk_errf(err, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
         free(tmp);
         return PK_FAIL;
     }

@@ -104,3 +104,31 @@ if command -v tmux >/dev/null; then
     tmux kill-session -t $S 2>/dev/null
     check history_saved grep -q '^frobnicate$' "$TMP/state/promptkd/history"
 fi
+
+# wrong arities and bad numbers: each refused with one message naming the script line, nothing else runs
+cat >"$TMP/bad6.pk" <<EOF2
+step -1
+step 1e9
+set
+export loss
+view loss ema 2
+plugin run nothing
+neighbours 0
+export loss $TMP/nodir/x.png
+plugin load $TMP/none.so
+status extra
+EOF2
+"$PROMPTKD" repl --config "$W/cfg.json" --set name=bad6 --keep-going -f "$TMP/bad6.pk" >"$TMP/out" 2>"$TMP/err"
+check bad_args_exit_1 test $? -eq 1
+check bad_args_one_message_each test "$(grep -c '^promptkd repl: .*bad6.pk:[0-9]*: ' "$TMP/err")" -eq 10
+check bad_step_negative grep -q "bad6.pk:1: step: expected a whole number of steps from 1 to 100000000, got '-1'" "$TMP/err"
+check bad_step_float grep -q "bad6.pk:2: step: expected a whole number of steps from 1 to 100000000, got '1e9'" "$TMP/err"
+check bad_set_arity grep -q "bad6.pk:3: usage: set KEY VALUE" "$TMP/err"
+check bad_export_arity grep -q "bad6.pk:4: usage: export CHART FILE.png" "$TMP/err"
+check bad_view_ema grep -q "bad6.pk:5: view: ema expects a number in \[0, 1), got '2'" "$TMP/err"
+check bad_plugin_run grep -q "bad6.pk:6: plugin run: no plugin named 'nothing' is loaded" "$TMP/err"
+check bad_neighbours_k grep -q "bad6.pk:7: neighbours: expected a whole number of tokens per vector" "$TMP/err"
+check bad_export_folder grep -q "bad6.pk:8: .*nodir/x.png: cannot create the temporary file" "$TMP/err"
+check bad_plugin_path grep -q "bad6.pk:9: plugin .*none.so: no such file$" "$TMP/err"
+check bad_status_arity grep -q "bad6.pk:10: status: takes no arguments" "$TMP/err"
+check bad_args_no_steps_run bash -c "! grep -q '^step [0-9]' '$TMP/out'"
