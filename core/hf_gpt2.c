@@ -100,7 +100,9 @@ static int cfg_size(const cJSON *root, const char *key, int max, int *out, const
     int r = cfg_int(root, key, &v, 0, path, err);
     if (r < 0) return PK_FAIL;
     if (r == 0) return pk_errf(err, "%s: required field %s is missing; expected an integer in 1..%d", path, key, max);
-    if (v < 1 || v > max) return pk_errf(err, "%s: field %s is %lld; expected an integer in 1..%d", path, key, v, max);
+    if (v < 1 || v > max) /* the JSON number itself: v is clamped to +-1e15 */
+        return pk_errf(err, "%s: field %s is %.15g; expected an integer in 1..%d", path, key,
+                       cJSON_GetObjectItemCaseSensitive(root, key)->valuedouble, max);
     *out = (int)v;
     return PK_OK;
 }
@@ -127,7 +129,8 @@ static int config_from_json(GPT2Config *c, const cJSON *root, const char *path, 
     if (r < 0) return PK_FAIL;
     if (r == 0) c->n_inner = 4 * c->channels;
     else if (v < 1 || v > MAX_INNER)
-        return pk_errf(err, "%s: field n_inner is %lld; expected null or an integer in 1..%d", path, v, MAX_INNER);
+        return pk_errf(err, "%s: field n_inner is %.15g; expected null or an integer in 1..%d", path,
+                       cJSON_GetObjectItemCaseSensitive(root, "n_inner")->valuedouble, MAX_INNER);
     else c->n_inner = (int)v;
 
     c->layer_norm_eps = 1e-5f;
@@ -189,6 +192,12 @@ int gpt2_config_load(GPT2Config *cfg, const char *path, char *err) {
     char *text = NULL;
     size_t len = 0;
     if (pk_read_file(path, &text, &len, err) != PK_OK) return PK_FAIL;
+    const char *nul = memchr(text, 0, len); /* cJSON would skip it as white space */
+    if (nul) {
+        pk_errf(err, "%s: a NUL byte at byte %ld; expected JSON text", path, (long)(nul - text));
+        free(text);
+        return PK_FAIL;
+    }
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     if (!root) return pk_errf(err, "%s: not valid JSON; expected a GPT-2 config object", path);
@@ -326,6 +335,7 @@ int gpt2_load(GPT2 *m, const char *dir, char *err) {
     if (!pk_is_dir(dir)) return pk_errf(err, "%s: no such model folder", dir);
     char cfg_path[4096];
     if (pk_path_join(cfg_path, sizeof cfg_path, dir, "config.json", err) != PK_OK) return PK_FAIL;
+    if (pk_is_dir(cfg_path)) return pk_errf(err, "%s: is a folder; expected the model's JSON config file", cfg_path);
     if (!pk_file_exists(cfg_path))
         return pk_errf(err, "%s: missing; a Hugging Face GPT-2 folder holds config.json and model.safetensors",
                        cfg_path);

@@ -81,3 +81,13 @@ expect_error missing_tensor "renamed.*transformer.ln_f.bias is missing" parity "
 d=$(model_dir sharded); rm "$d/model.safetensors"
 printf '{"weight_map": {"transformer.wte.weight": "model-00001-of-00002.safetensors"}}' >"$d/model.safetensors.index.json"
 expect_error missing_shard "sharded/model.safetensors.index.json.*model-00001-of-00002.safetensors.*does not exist" parity "$d"
+
+# config.json as a folder, with a NUL byte (cJSON would skip it as white space), with a huge size
+d=$(model_dir config_is_folder); rm "$d/config.json"; mkdir "$d/config.json"
+expect_error config_is_folder "config_is_folder/config.json: is a folder" parity "$d"
+d=$(model_dir config_nul); printf '{"n_embd": 64\0}' >"$d/config.json"
+expect_error config_nul_byte "config_nul/config.json: a NUL byte at byte 13" parity "$d"
+d=$(model_dir huge_inner); set_config "$d" 's/"n_inner": null/"n_inner": 1e30/'
+expect_error huge_n_inner "huge_inner/config.json: field n_inner is 1e\+30; expected null or an integer" parity "$d"
+d=$(model_dir negative_embd); set_config "$d" 's/"n_embd": 64/"n_embd": -64/'
+expect_error negative_n_embd "negative_embd/config.json: field n_embd is -64; expected an integer in 1" parity "$d"
