@@ -447,7 +447,7 @@ static void test_bad_configs_refused(void) {
         {"n_embd absurd", "{\"n_embd\": 1e9, \"n_layer\": 2, \"n_head\": 2, \"vocab_size\": 11, \"n_positions\": 6}",
          "n_embd is 1000000000"},
         {"n_embd enormous", "{\"n_embd\": 1e300, \"n_layer\": 2, \"n_head\": 2, \"vocab_size\": 11, \"n_positions\": 6}",
-         "n_embd is 1000000000000000; expected an integer in 1..65536"},
+         "n_embd is 1e+300; expected an integer in 1..65536"},
         {"n_layer negative", "{\"n_embd\": 8, \"n_layer\": -2, \"n_head\": 2, \"vocab_size\": 11, \"n_positions\": 6}",
          "n_layer is -2"},
         {"n_layer absurd", "{\"n_embd\": 8, \"n_layer\": 5000, \"n_head\": 2, \"vocab_size\": 11, \"n_positions\": 6}",
