@@ -9,7 +9,8 @@
 #   2. GPT-2 shapes: student 124M, teacher 355M, B=2, 24-token prompts, 16 new tokens.
 # Prints ms per step (median after one warm-up step) and the ratio PyTorch / promptkd; also the
 # sampling phase and the CPU time per step (all threads), which a busy shared machine distorts less.
-#   PROMPTKD_THREADS threads (default: all cores); BENCH_PKD_STEPS measured steps (default 3).
+#   PROMPTKD_THREADS threads (default: all cores); BENCH_PKD_STEPS measured steps at the default shapes
+#   (default 3), BENCH_PKD_GPT2_STEPS at GPT-2 shapes (default 2: a 355M teacher step is heavy).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -17,6 +18,7 @@ BENCH=$BUILD/bench/bench_promptkd
 PY=/usr/bin/python3
 THREADS=${PROMPTKD_THREADS:-$(nproc)}
 STEPS=${BENCH_PKD_STEPS:-3}
+GPT2_STEPS=${BENCH_PKD_GPT2_STEPS:-2}
 [ -x "$BENCH" ] || { echo "promptkd_step.sh: $BENCH is missing (make bench-build)" >&2; exit 1; }
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
@@ -45,18 +47,18 @@ PY
 
 field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
-# run NAME "SHAPE ARGS" TOKENIZER PROMPT-ARGS
+# run NAME "SHAPE ARGS" TOKENIZER PROMPT-ARGS STEPS
 run() {
-    local name=$1 shape=$2 tok=$3 prompt=$4
-    echo "[$name] promptkd: $BENCH $shape $prompt --tokenizer $tok --steps $STEPS --warmup 1 --threads $THREADS" >&2
+    local name=$1 shape=$2 tok=$3 prompt=$4 steps=$5
+    echo "[$name] promptkd: $BENCH $shape $prompt --tokenizer $tok --steps $steps --warmup 1 --threads $THREADS" >&2
     # shellcheck disable=SC2086
-    "$BENCH" $shape $prompt --tokenizer "$tok" --steps "$STEPS" --warmup 1 --threads "$THREADS" >"$OUT/$name.pk.json"
+    "$BENCH" $shape $prompt --tokenizer "$tok" --steps "$steps" --warmup 1 --threads "$THREADS" >"$OUT/$name.pk.json"
     local t0 eos
     t0=$(field "$OUT/$name.pk.json" prompt_tokens)
     eos=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]+"/vocab.json"))["<|endoftext|>"])' "$tok")
-    echo "[$name] pytorch:  torch_promptkd.py $shape --prompt-tokens $t0 --eos $eos --steps $STEPS --warmup 1 --threads $THREADS" >&2
+    echo "[$name] pytorch:  torch_promptkd.py $shape --prompt-tokens $t0 --eos $eos --steps $steps --warmup 1 --threads $THREADS" >&2
     # shellcheck disable=SC2086
-    "$PY" tests/bench/torch_promptkd.py $shape --prompt-tokens "$t0" --eos "$eos" --steps "$STEPS" --warmup 1 \
+    "$PY" tests/bench/torch_promptkd.py $shape --prompt-tokens "$t0" --eos "$eos" --steps "$steps" --warmup 1 \
         --threads "$THREADS" >"$OUT/$name.pt.json"
 }
 
@@ -66,9 +68,9 @@ DEFAULT_PROMPT="--prompt-tokens 42"
 DEFAULT_SHAPE=$(default_shape)
 GPT2_SHAPE="--vocab 50257 --positions 1024 --t-layers 24 --t-embd 1024 --t-heads 16 --s-layers 12 --s-embd 768 --s-heads 12 --batch 2 --new-tokens 16 --prompt-len 7"
 
-echo "PromptKD step, promptkd vs PyTorch, $THREADS threads, $STEPS measured steps after 1 warm-up (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-run default "$DEFAULT_SHAPE" "$DEFAULT_TOK" "$DEFAULT_PROMPT"
-run gpt2 "$GPT2_SHAPE" tests/fixtures/gpt2-tokenizer "--prompt-tokens 24"
+echo "PromptKD step, promptkd vs PyTorch, $THREADS threads, $STEPS (default) / $GPT2_STEPS (GPT-2) measured steps after 1 warm-up (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+run default "$DEFAULT_SHAPE" "$DEFAULT_TOK" "$DEFAULT_PROMPT" "$STEPS"
+run gpt2 "$GPT2_SHAPE" tests/fixtures/gpt2-tokenizer "--prompt-tokens 24" "$GPT2_STEPS"
 
 "$PY" - "$OUT" "$DEFAULT_SHAPE" <<'PY'
 import json, os, sys
