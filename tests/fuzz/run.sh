@@ -3,7 +3,7 @@
 # runs each for $FUZZ_SECONDS seconds from a seed corpus (tests/fuzz/seeds plus
 # tests/fixtures). Fails on any finding; reproducers are kept in build-fuzz/findings/.
 #   FUZZ_SECONDS=60 bash tests/fuzz/run.sh [target...]
-# Targets: safetensors, config, tokenizer_load, tokenizer_roundtrip.
+# Targets: safetensors, config, tokenizer_load, tokenizer_roundtrip, data.
 set -u
 cd "$(dirname "$0")/../.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
@@ -13,7 +13,7 @@ if [ -z "$CLANG" ]; then
     echo "fuzz: clang is not installed (apt-get install clang)" >&2
     exit 2
 fi
-ALL_TARGETS="safetensors config tokenizer_load tokenizer_roundtrip"
+ALL_TARGETS="safetensors config tokenizer_load tokenizer_roundtrip data"
 TARGETS=${*:-$ALL_TARGETS}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CFLAGS="-std=c11 -g -O1 $SAN -pthread -D_GNU_SOURCE -Icore $(pkg-config --cflags openblas libcjson)"
