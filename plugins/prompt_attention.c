@@ -110,7 +110,7 @@ static int analyze(const PkHostApi *api, void *state, int argc, const char *cons
         char *end;
         long v = strtol(argv[0], &end, 10);
         if (end == argv[0] || *end || v < 0 || v > 1000000) {
-            snprintf(err, PK_PLUGIN_ERR_LEN, "INTERVAL must be a whole number >= 0, got '%s'", argv[0]);
+            snprintf(err, PK_PLUGIN_ERR_LEN, "INTERVAL must be a whole number from 0 to 1000000, got '%s'", argv[0]);
             return -1;
         }
         s->interval = (int)v;

@@ -132,3 +132,19 @@ check bad_export_folder grep -q "bad6.pk:8: .*nodir/x.png: cannot create the tem
 check bad_plugin_path grep -q "bad6.pk:9: plugin .*none.so: no such file$" "$TMP/err"
 check bad_status_arity grep -q "bad6.pk:10: status: takes no arguments" "$TMP/err"
 check bad_args_no_steps_run bash -c "! grep -q '^step [0-9]' '$TMP/out'"
+
+# plugin arguments: bad numbers refused by the plugin with its usage or range, loading twice refused
+cat >"$TMP/bad7.pk" <<EOF2
+plugin load token_divergence
+plugin load prompt_attention
+plugin run token_divergence abc
+plugin run token_divergence 1 2 3
+plugin run prompt_attention 99999999
+plugin load token_divergence
+EOF2
+"$PROMPTKD" repl --config "$W/cfg.json" --set name=bad7 --keep-going -f "$TMP/bad7.pk" >"$TMP/out" 2>"$TMP/err"
+check plugin_bad_args_exit_1 test $? -eq 1
+check plugin_bad_samples grep -q "bad7.pk:3: plugin token_divergence: usage: plugin run token_divergence" "$TMP/err"
+check plugin_too_many_args grep -q "bad7.pk:4: plugin token_divergence: usage:" "$TMP/err"
+check plugin_interval_range grep -q "bad7.pk:5: plugin prompt_attention: INTERVAL must be a whole number from 0 to 1000000, got '99999999'" "$TMP/err"
+check plugin_loaded_twice grep -q "bad7.pk:6: .*already loaded" "$TMP/err"
