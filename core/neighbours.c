@@ -46,7 +46,12 @@ int prompt_load(const char *path, int expect_C, float **prompt, int *P, int *C, 
         goto done;
     }
     if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 || t->shape[0] > (1 << 20) || t->shape[1] > (1 << 20)) {
-        pk_errf(err, "%s: tensor \"prompt\" must have shape [P, C] with P, C >= 1 (got %d dimensions)", path, t->ndim);
+        char got[160];
+        int gl = snprintf(got, sizeof got, "[");
+        for (int i = 0; i < t->ndim && gl < (int)sizeof got - 24; i++)
+            gl += snprintf(got + gl, sizeof got - gl, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        snprintf(got + gl, sizeof got - gl, "]");
+        pk_errf(err, "%s: tensor \"prompt\" must have shape [P, C] with P, C in 1..%d (got %s)", path, 1 << 20, got);
         goto done;
     }
     if (expect_C > 0 && t->shape[1] != expect_C) {

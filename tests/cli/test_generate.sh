@@ -100,3 +100,23 @@ expect_error generate_soft_prompt_folder 'not a regular file' $PROMPTKD generate
 mkdir -p "$TMP/adir"
 expect_error neighbours_save_to_folder 'save .*adir is a folder' $PROMPTKD neighbours --model $M --tokenizer $TOK \
     --init-text "hi" --save "$TMP/adir"
+# soft prompts: no rows, no "prompt" tensor, a NaN value
+python3 - "$TMP" <<'PY'
+import json, struct, sys
+def write(path, tensors, data=b''):
+    h = json.dumps(tensors).encode()
+    h += b' ' * ((8 - len(h) % 8) % 8)
+    open(path, 'wb').write(struct.pack('<Q', len(h)) + h + data)
+d = sys.argv[1]
+write(d + '/zero_rows.safetensors', {"prompt": {"dtype": "F32", "shape": [0, 64], "data_offsets": [0, 0]}})
+write(d + '/other_name.safetensors', {"other": {"dtype": "F32", "shape": [1, 64], "data_offsets": [0, 256]}}, b'\0' * 256)
+vals = [float('nan')] + [0.1] * 127
+write(d + '/nan.safetensors', {"prompt": {"dtype": "F32", "shape": [2, 64], "data_offsets": [0, 512]}},
+      struct.pack('<128f', *vals))
+PY
+expect_error soft_prompt_zero_rows 'must have shape \[P, C\] .*got \[0, 64\]' $PROMPTKD generate --model $M \
+    --tokenizer $TOK --prompt hi --soft-prompt "$TMP/zero_rows.safetensors"
+expect_error soft_prompt_missing_tensor 'no tensor named "prompt"' $PROMPTKD generate --model $M --tokenizer $TOK \
+    --prompt hi --soft-prompt "$TMP/other_name.safetensors"
+expect_error soft_prompt_nan 'non-finite value at element 0' $PROMPTKD neighbours --model $M --tokenizer $TOK \
+    --prompt "$TMP/nan.safetensors"
