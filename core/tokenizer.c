@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -467,6 +468,25 @@ done:
     return rc;
 }
 
+/* A line of a file for an error message: at most 80 bytes, valid UTF-8 kept, any other
+ * byte (invalid UTF-8, control characters, NUL) shown as \xNN so the message stays text. */
+static void quote_bytes(const char *s, size_t n, char *out, size_t outlen) {
+    size_t w = 0, i = 0, shown = n > 80 ? 80 : n;
+    while (i < shown && w + 8 < outlen) {
+        unsigned char c = (unsigned char)s[i];
+        long bad = pk_utf8_invalid_at(s + i, shown - i);
+        if (c >= 0x20 && c != 0x7f && bad != 0) {
+            size_t run = bad < 0 ? shown - i : (size_t)bad, k = 0;
+            while (k < run && w + 5 < outlen && (unsigned char)s[i + k] >= 0x20 && s[i + k] != 0x7f) out[w++] = s[i + k++];
+            i += k;
+            if (k > 0) continue;
+        }
+        w += (size_t)snprintf(out + w, outlen - w, "\\x%02X", c);
+        i++;
+    }
+    snprintf(out + w, outlen - w, "%s", n > shown ? "..." : "");
+}
+
 static int load_merges(Tokenizer *t, const ByteAlphabet *alpha, const char *path, char *err) {
     char *data = NULL;
     size_t len = 0;
@@ -500,16 +520,18 @@ static int load_merges(Tokenizer *t, const ByteAlphabet *alpha, const char *path
         }
         const char *sp = memchr(s, ' ', l);
         if (!sp || sp == s || sp == s + l - 1 || memchr(sp + 1, ' ', (size_t)(s + l - sp - 1))) {
-            pk_errf(err, "%s: line %d: expected two tokens separated by one space, got \"%.*s\"", path, line,
-                    (int)(l > 80 ? 80 : l), s);
+            char shown[256];
+            quote_bytes(s, l, shown, sizeof shown);
+            pk_errf(err, "%s: line %d: expected two tokens separated by one space, got \"%s\"", path, line, shown);
             goto done;
         }
         size_t la = (size_t)(sp - s), lb = l - la - 1;
         long na = alphabet_to_bytes(alpha, s, la, buf);
         long nb = na < 0 ? -1 : alphabet_to_bytes(alpha, sp + 1, lb, buf + na);
         if (na < 0 || nb < 0) {
-            pk_errf(err, "%s: line %d: \"%.*s\" has a character outside GPT-2's byte alphabet", path, line,
-                    (int)(l > 80 ? 80 : l), s);
+            char shown[256];
+            quote_bytes(s, l, shown, sizeof shown);
+            pk_errf(err, "%s: line %d: \"%s\" has a character outside GPT-2's byte alphabet", path, line, shown);
             goto done;
         }
         int ida = table_find(t, buf, (size_t)na), idb = table_find(t, buf + na, (size_t)nb);

@@ -103,3 +103,12 @@ mkdir -p "$TMP/nomerges" "$TMP/dirs/vocab.json" "$TMP/dirs/merges.txt"
 cp "$TOK/vocab.json" "$TMP/nomerges/"
 expect_error tokenizer_missing_merges 'nomerges/merges.txt: cannot open' sh -c "echo '{\"text\": \"a\"}' | '$PROMPTKD' tokenize --tokenizer '$TMP/nomerges'"
 expect_error tokenizer_files_are_folders 'vocab.json: not a regular file' "$PROMPTKD" tokenize --tokenizer "$TMP/dirs"
+# a broken merges.txt line is quoted as text: control and invalid bytes shown as \xNN
+mkdir -p "$TMP/badmerges"
+cp "$TOK/vocab.json" "$TMP/badmerges/"
+printf '#version: 0.2\nab\tc d\n' >"$TMP/badmerges/merges.txt"
+expect_error merges_control_byte_quoted 'merges.txt: line 2: "ab\\x09c d" has a character outside' \
+    sh -c "echo '{\"text\": \"a\"}' | '$PROMPTKD' tokenize --tokenizer '$TMP/badmerges'"
+printf '#version: 0.2\n\377\376garbage\n' >"$TMP/badmerges/merges.txt"
+expect_error merges_invalid_utf8_quoted 'merges.txt: line 2: expected two tokens separated by one space, got "\\xFF\\xFEgarbage"' \
+    sh -c "echo '{\"text\": \"a\"}' | '$PROMPTKD' tokenize --tokenizer '$TMP/badmerges'"
