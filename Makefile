@@ -3,7 +3,7 @@ BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O3 -march=native
 SAN      ?=
-DEB_PKGS  = build-essential pkg-config libopenblas-dev libncurses-dev libreadline-dev libcjson-dev libpng-dev tmux
+DEB_PKGS  = build-essential pkg-config libopenblas-dev libncurses-dev libreadline-dev libcjson-dev libpng-dev tmux python3
 CORE_PKGS = openblas libcjson
 APP_PKGS  = openblas ncursesw readline libcjson libpng
 
