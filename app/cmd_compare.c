@@ -283,7 +283,7 @@ int cmd_compare(int argc, char **argv) {
             snprintf(rc.method, sizeof rc.method, "%s", methods[m]);
             rc.seed = cfg.seed + (unsigned long long)s;
             snprintf(rc.name, sizeof rc.name, "%s-s%llu", methods[m], rc.seed);
-            snprintf(rc.run_dir, sizeof rc.run_dir, "%s", runs_dir);
+            memcpy(rc.run_dir, runs_dir, strlen(runs_dir) + 1); /* fits: checked above */
             if (!quiet)
                 fprintf(stderr, "promptkd compare: training %s, seed %llu (%d of %d)\n", methods[m], rc.seed,
                         s * n_methods + m + 1, seeds * n_methods);

@@ -177,7 +177,7 @@ static void fmt_bound(char *out, size_t len, double v) {
     if (v == INT_MAX || v >= BIG)
         snprintf(out, len, "inf");
     else
-        snprintf(out, len, "%g", v);
+        snprintf(out, len, "%.15g", v); /* integers print whole: 1048576, not 1.04858e+06 */
 }
 
 static void expected_form(const KeyInfo *k, char *out, size_t len) {
