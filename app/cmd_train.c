@@ -26,13 +26,6 @@
 #include "session.h"
 #include "tui_main.h"
 
-/* The workbench is linked when app/session.c and app/tui_main.c are part of the
- * build; weak references let train fall back to headless when they are not. */
-extern int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err)
-    __attribute__((weak));
-extern void session_destroy(Session *s) __attribute__((weak));
-extern int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err) __attribute__((weak));
-
 /* Shared with cmd_compare.c (declared there): signals and the progress text. */
 void train_install_signals(void);
 int train_interrupted(void);
@@ -152,8 +145,7 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
 
-    if (!no_tui && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && session_create && session_destroy &&
-        tui_run_session) {
+    if (!no_tui && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
         Session *session = NULL;
         if (session_create(&session, &cfg, resume, 1, err) != PK_OK) {
             fprintf(stderr, "promptkd train: %s\n", err);
@@ -170,11 +162,13 @@ int cmd_train(int argc, char **argv) {
     }
 
     train_install_signals();
-    Engine *e = NULL;
-    if (engine_create(&e, &cfg, resume, 1, err) != PK_OK) {
+    /* headless too runs a session: the same engine, and a finished run's plots/ */
+    Session *session = NULL;
+    if (session_create(&session, &cfg, resume, 1, err) != PK_OK) {
         fprintf(stderr, "promptkd train: %s\n", err);
         return 2;
     }
+    Engine *e = session_engine(session);
     int tty = isatty(STDERR_FILENO);
     double last_print = 0;
     unsigned long last_version = 0;
@@ -234,6 +228,6 @@ int cmd_train(int argc, char **argv) {
     fflush(stdout);
     engine_snapshot_release(e, s);
     engine_stop(e, err);
-    engine_destroy(e);
+    session_destroy(session);
     return status;
 }

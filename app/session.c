@@ -45,6 +45,11 @@ int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, 
 
 void session_destroy(Session *s) {
     if (!s) return;
+    const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
+    int finished = snap && snap->state == ENGINE_FINISHED;
+    engine_snapshot_release(s->engine, snap);
+    char err[PK_ERR_LEN];
+    if (finished && session_write_run_plots(s, err) != PK_OK) fprintf(stderr, "promptkd: plots: %s\n", err);
     plugin_host_destroy(s->plugins); /* before the engine: plugins hold host calls into it */
     engine_destroy(s->engine);
     free(s);
@@ -168,6 +173,14 @@ int session_export_all(Session *s, const char *dir, int w, int h, char *err) {
         if (session_export_chart(s, names[i], path, w, h, err)) return PK_FAIL;
     }
     return PK_OK;
+}
+
+int session_write_run_plots(Session *s, char *err) {
+    const char *run = engine_run_path(s->engine);
+    if (!run || !run[0]) return pk_errf(err, "this session has no run folder");
+    char dir[4096];
+    if (pk_path_join(dir, sizeof dir, run, "plots", err)) return PK_FAIL;
+    return session_export_all(s, dir, 960, 540, err);
 }
 
 char *session_plugin_table_text(Session *s, int i, char *title, size_t title_len) {

@@ -15,7 +15,9 @@ typedef struct Session Session;
 
 /* Creates the engine for cfg (see engine_create) and an empty plugin host. */
 int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err);
-/* Unloads plugins and destroys the engine (no save: callers save first if asked). */
+/* Unloads plugins and destroys the engine (no save: callers save first if asked).
+ * A run that finished gets its charts written to RUN/plots/ first (a failure is
+ * reported on stderr: nothing else is left to report it to). */
 void session_destroy(Session *s);
 Engine *session_engine(Session *s);
 
@@ -41,6 +43,9 @@ void session_set_chart_view(Session *s, const char *name, double ema, int log_y)
 int session_export_chart(Session *s, const char *name, const char *path, int w, int h, char *err);
 /* Writes every chart to DIR/NAME.png (plugin charts as PLUGIN-CHART.png). */
 int session_export_all(Session *s, const char *dir, int w, int h, char *err);
+
+/* Writes every chart (960x540) into the run folder's plots/. */
+int session_write_run_plots(Session *s, char *err);
 
 /* Plugin tables, for the TUI's plugin panel: the i-th published table, as text
  * lines (header first) formatted into columns; NULL past the end. Caller frees. */

@@ -30,6 +30,9 @@ for f in config.json metrics.jsonl checkpoints/latest checkpoints/step-4/model.s
     check "run_folder_has_$(echo "$f" | tr '/.-' '___')" test -f "$R/$f"
 done
 check run_folder_has_plots_dir test -d "$R/plots"
+for chart in loss rouge exposure neighbours; do
+    check "finished_run_wrote_plot_$chart" "${BUILD:-build}/tools/pngcheck" "$R/plots/$chart.png" 960 540
+done
 check latest_points_at_step_4 grep -qx 'step-4' "$R/checkpoints/latest"
 n=$(grep -vc '"event"' "$R/metrics.jsonl")
 check metrics_has_4_step_lines test "$n" -eq 4
