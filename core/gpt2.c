@@ -129,7 +129,7 @@ enum {
     A_FCH, A_FCH_GELU, A_RESIDUAL3, A_LNF, A_LNF_MEAN, A_LNF_RSTD, A_LOGITS, NUM_ACTS
 };
 /* gradients of one layer at a time, reused layer after layer */
-enum { G_DRESIDUAL, G_DLN, G_DATTY, G_DQKV, G_DFCH, G_DFCH_GELU, NUM_GRAD_ACTS };
+enum { G_DRESIDUAL, G_DLN, G_DATTY, G_DQKV, G_DFCH, NUM_GRAD_ACTS };
 
 struct GPT2Acts {
     float *memory;
@@ -174,7 +174,6 @@ static void grad_act_sizes(const GPT2Config *c, int B, int T, size_t s[NUM_GRAD_
     s[G_DATTY] = BT * C;
     s[G_DQKV] = BT * 3 * C;
     s[G_DFCH] = BT * F;
-    s[G_DFCH_GELU] = BT * F;
 }
 
 /* Points every tensor into one buffer laid out from the size table, growing the
@@ -385,7 +384,7 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
 #define GRAD(i) (G ? G[i] : NULL)
 #define GRAD_L(i, stride) (G ? G[i] + (size_t)l * (stride) : NULL)
     float *dres = A->g[G_DRESIDUAL], *dln = A->g[G_DLN], *datty = A->g[G_DATTY], *dqkv = A->g[G_DQKV];
-    float *dfch = A->g[G_DFCH], *dfch_gelu = A->g[G_DFCH_GELU];
+    float *dfch = A->g[G_DFCH]; /* d(fch_gelu), then d(fch) in place */
 
     /* LM head: logits = lnf . W^T; dlnf = dlogits . W; dW += dlogits^T . lnf */
     pk_sgemm(0, 0, BT, C, V, 1.0f, dlogits, V, lm_head_weight(m), C, 0.0f, dln, C);
@@ -408,26 +407,25 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
         const float *fch = A->a[A_FCH] + (size_t)l * BT * F;
         const float *fch_gelu = A->a[A_FCH_GELU] + (size_t)l * BT * F;
 
-        /* MLP: residual3 = residual2 + gelu(ln2 . Wfc + bfc) . Wp + bp; dres is d residual3 */
-        memset(dfch_gelu, 0, (size_t)BT * F * sizeof(float));
-        matmul_backward(dfch_gelu, GRAD_L(12, (size_t)F * C), GRAD_L(13, C), dres, fch_gelu,
-                        m->params[12] + (size_t)l * F * C, BT, F, C);
-        memset(dfch, 0, (size_t)BT * F * sizeof(float));
-        gelu_backward(dfch, fch, dfch_gelu, (long)BT * F);
-        memset(dln, 0, (size_t)BT * C * sizeof(float));
-        matmul_backward(dln, GRAD_L(10, (size_t)C * F), GRAD_L(11, F), dfch, ln2, m->params[10] + (size_t)l * C * F,
-                        BT, C, F);
+        /* MLP: residual3 = residual2 + gelu(ln2 . Wfc + bfc) . Wp + bp; dres is d residual3.
+         * Each d(input) GEMM overwrites its buffer (beta 0) rather than adding to a
+         * zeroed one, and GELU's backward runs in place. */
+        const float *Wp = m->params[12] + (size_t)l * F * C, *Wfc = m->params[10] + (size_t)l * C * F;
+        pk_sgemm(0, 1, BT, F, C, 1.0f, dres, C, Wp, C, 0.0f, dfch, F);
+        if (full) matmul_backward(NULL, GRAD_L(12, (size_t)F * C), GRAD_L(13, C), dres, fch_gelu, Wp, BT, F, C);
+        gelu_backward_inplace(dfch, fch, (long)BT * F);
+        pk_sgemm(0, 1, BT, C, F, 1.0f, dfch, F, Wfc, F, 0.0f, dln, C);
+        if (full) matmul_backward(NULL, GRAD_L(10, (size_t)C * F), GRAD_L(11, F), dfch, ln2, Wfc, BT, C, F);
         layernorm_backward(dres, GRAD_L(8, C), GRAD_L(9, C), dln, residual2, m->params[8] + (size_t)l * C,
                            A->a[A_LN2_MEAN] + (size_t)l * BT, A->a[A_LN2_RSTD] + (size_t)l * BT, BT, C);
         /* attention: residual2 = residual + attn(ln1) . Wap + bap; dres is now d residual2 */
-        memset(datty, 0, (size_t)BT * C * sizeof(float));
-        matmul_backward(datty, GRAD_L(6, (size_t)C * C), GRAD_L(7, C), dres, atty, m->params[6] + (size_t)l * C * C,
-                        BT, C, C);
-        memset(dqkv, 0, (size_t)BT * 3 * C * sizeof(float));
+        const float *Wap = m->params[6] + (size_t)l * C * C, *Wqkv = m->params[4] + (size_t)l * C * 3 * C;
+        pk_sgemm(0, 1, BT, C, C, 1.0f, dres, C, Wap, C, 0.0f, datty, C);
+        if (full) matmul_backward(NULL, GRAD_L(6, (size_t)C * C), GRAD_L(7, C), dres, atty, Wap, BT, C, C);
+        memset(dqkv, 0, (size_t)BT * 3 * C * sizeof(float)); /* keys and values gather from every later query */
         attention_backward(dqkv, datty, qkv, att, rs, B, T, C, NH);
-        memset(dln, 0, (size_t)BT * C * sizeof(float));
-        matmul_backward(dln, GRAD_L(4, (size_t)C * 3 * C), GRAD_L(5, 3 * C), dqkv, ln1,
-                        m->params[4] + (size_t)l * C * 3 * C, BT, C, 3 * C);
+        pk_sgemm(0, 1, BT, C, 3 * C, 1.0f, dqkv, 3 * C, Wqkv, 3 * C, 0.0f, dln, C);
+        if (full) matmul_backward(NULL, GRAD_L(4, (size_t)C * 3 * C), GRAD_L(5, 3 * C), dqkv, ln1, Wqkv, BT, C, 3 * C);
         layernorm_backward(dres, GRAD_L(2, C), GRAD_L(3, C), dln, residual, m->params[2] + (size_t)l * C,
                            A->a[A_LN1_MEAN] + (size_t)l * BT, A->a[A_LN1_RSTD] + (size_t)l * BT, BT, C);
     }

@@ -289,23 +289,35 @@ typedef struct {
 static void layernorm_bwd_rows(void *ctx, long b, long e) {
     const LnBwd *a = ctx;
     int C = a->C;
+    const float *restrict w = a->weight;
     for (long n = b; n < e; n++) {
-        const float *dy = a->dout + n * C, *x = a->inp + n * C;
+        const float *restrict dy = a->dout + n * C, *restrict x = a->inp + n * C;
+        float *restrict dx = a->dinp + n * C;
         float mu = a->mean[n], rs = a->rstd[n];
-        /* dnorm = dy * w; dx = rs * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) */
+        /* dnorm = dy * w; dx = rs * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)),
+         * the two means summed in 16 lanes so the loop vectorises */
+        float acc_d[16] = {0}, acc_dn[16] = {0};
+        int i = 0;
+        for (; i + 16 <= C; i += 16)
+            for (int j = 0; j < 16; j++) {
+                float norm = (x[i + j] - mu) * rs;
+                float dnorm = w[i + j] * dy[i + j];
+                acc_d[j] += dnorm;
+                acc_dn[j] += dnorm * norm;
+            }
         float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-        for (int i = 0; i < C; i++) {
+        for (; i < C; i++) {
             float norm = (x[i] - mu) * rs;
-            float dnorm = a->weight[i] * dy[i];
+            float dnorm = w[i] * dy[i];
             dnorm_mean += dnorm;
             dnorm_norm_mean += dnorm * norm;
         }
+        for (int j = 0; j < 16; j++) dnorm_mean += acc_d[j], dnorm_norm_mean += acc_dn[j];
         dnorm_mean /= C;
         dnorm_norm_mean /= C;
-        float *dx = a->dinp + n * C;
-        for (int i = 0; i < C; i++) {
+        for (i = 0; i < C; i++) {
             float norm = (x[i] - mu) * rs;
-            float dnorm = a->weight[i] * dy[i];
+            float dnorm = w[i] * dy[i];
             dx[i] += rs * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
         }
     }
@@ -314,13 +326,14 @@ static void layernorm_bwd_rows(void *ctx, long b, long e) {
 static void layernorm_bwd_params(void *ctx, long b, long e) {
     const LnBwd *a = ctx;
     int C = a->C;
+    float *restrict dbias = a->dbias, *restrict dweight = a->dweight;
     for (int n = 0; n < a->N; n++) {
-        const float *dy = a->dout + (long)n * C, *x = a->inp + (long)n * C;
+        const float *restrict dy = a->dout + (long)n * C, *restrict x = a->inp + (long)n * C;
         float mu = a->mean[n], rs = a->rstd[n];
-        for (long i = b; i < e; i++) {
-            if (a->dbias) a->dbias[i] += dy[i];
-            if (a->dweight) a->dweight[i] += (x[i] - mu) * rs * dy[i];
-        }
+        if (dbias)
+            for (long i = b; i < e; i++) dbias[i] += dy[i];
+        if (dweight)
+            for (long i = b; i < e; i++) dweight[i] += (x[i] - mu) * rs * dy[i];
     }
 }
 
@@ -442,6 +455,25 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
     pk_parallel_for_grain(n, 8192, gelu_bwd_range, &a);
 }
 
+static void gelu_bwd_inplace_range(void *ctx, long b, long e) {
+    const Elementwise *a = ctx;
+    float *restrict d = a->out;
+    const float *restrict inp = a->inp;
+    for (long i = b; i < e; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float th = fast_tanhf(u);
+        float sech2 = 1.0f - th * th;
+        float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        d[i] *= grad;
+    }
+}
+
+void gelu_backward_inplace(float *d, const float *inp, long n) {
+    Elementwise a = {d, inp, NULL};
+    pk_parallel_for_grain(n, 8192, gelu_bwd_inplace_range, &a);
+}
+
 /* ------------------------------------------------------------------ residual */
 
 typedef struct {
@@ -538,11 +570,19 @@ typedef struct {
     int B, T, C, NH;
 } AttnBwd;
 
+/* y[n] += alpha * x[n]; restrict lets the compiler vectorise without alias checks */
+static inline void axpy_f(float *restrict y, float alpha, const float *restrict x, int n) {
+    for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
 static void attention_bwd_range(void *ctx, long begin, long end) {
     const AttnBwd *a = ctx;
     int NH = a->NH, T = a->T, C = a->C, C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    float *datt = malloc((size_t)T * sizeof(float));
+    /* datt [T], then dq [hs]: the query's gradient summed over keys before one add */
+    float *datt = malloc((size_t)(T + hs) * sizeof(float));
+    if (!datt) return;
+    float *dq_acc = datt + T;
     for (long bh = begin; bh < end; bh++) {
         int b = (int)(bh / NH), h = (int)(bh % NH);
         const float *qkv_b = a->qkv + (long)b * T * C3;
@@ -558,20 +598,18 @@ static void attention_bwd_range(void *ctx, long begin, long end) {
                 const float *v = qkv_b + (long)s * C3 + 2 * C + h * hs;
                 float *dv = dqkv_b + (long)s * C3 + 2 * C + h * hs;
                 float d = dot_f(dy, v, hs);
-                for (int i = 0; i < hs; i++) dv[i] += row[s] * dy[i];
+                axpy_f(dv, row[s], dy, hs);
                 datt[s] = d;
                 sum += row[s] * d;
             }
+            for (int i = 0; i < hs; i++) dq_acc[i] = 0.0f;
             for (int s = lo; s <= t; s++) {
                 /* softmax backward, then the 1/sqrt(hs) scale of the scores */
                 float dpre = row[s] * (datt[s] - sum) * scale;
-                const float *k = qkv_b + (long)s * C3 + C + h * hs;
-                float *dk = dqkv_b + (long)s * C3 + C + h * hs;
-                for (int i = 0; i < hs; i++) {
-                    dq[i] += dpre * k[i];
-                    dk[i] += dpre * q[i];
-                }
+                axpy_f(dq_acc, dpre, qkv_b + (long)s * C3 + C + h * hs, hs);
+                axpy_f(dqkv_b + (long)s * C3 + C + h * hs, dpre, q, hs);
             }
+            for (int i = 0; i < hs; i++) dq[i] += dq_acc[i];
         }
     }
     free(datt);

@@ -39,6 +39,9 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 /* gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), n elements. */
 void gelu_forward(float *out, const float *inp, long n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+/* d[n] = d * gelu'(inp): the backward overwriting its incoming gradient in place
+ * (saves a zeroed buffer and a pass when nothing else accumulates into it). */
+void gelu_backward_inplace(float *d, const float *inp, long n);
 
 /* out = a + b; backward: da += dout, db += dout (n elements). */
 void residual_forward(float *out, const float *a, const float *b, long n);

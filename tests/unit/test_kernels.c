@@ -174,6 +174,14 @@ static void test_gelu_gradients(void) {
     CHECK_NEAR(c.out[2], 0.0, 1e-6);
     gelu_backward(dinp, c.inp, c.dout, n);
     CHECK(fd_rel_error(c.inp, n, dinp, gelu_loss, &c, 1e-2f) < FD_TOL);
+    /* the in-place form gives the same gradient, overwriting its input */
+    float *inplace = malloc((size_t)n * sizeof(float));
+    memcpy(inplace, c.dout, (size_t)n * sizeof(float));
+    gelu_backward_inplace(inplace, c.inp, n);
+    double maxdiff = 0.0;
+    for (long i = 0; i < n; i++) maxdiff = fmax(maxdiff, fabs(inplace[i] - dinp[i]));
+    CHECK_MSG(maxdiff < 1e-6, "in-place gelu backward differs by %g", maxdiff);
+    free(inplace);
     free(c.out), free(c.inp), free(c.dout), free(dinp);
 }
 
