@@ -133,10 +133,130 @@ static int gemm_split_k(int ta, int tb, int M, int N, int K, float alpha, const 
     return 1;
 }
 
+/* ------------------------------------------------------------------ small-M products */
+
+/* Decoding multiplies B <= 8 rows by a weight matrix: sgemm would pack the whole
+ * matrix every call for a handful of rows. These kernels stream each weight row
+ * once for all M rows instead. M is a compile-time constant in each specialisation
+ * (small_m_dispatch), so the M x 16-lane accumulators stay in registers. */
+#define SMALL_M_TILE 64 /* columns of B [K, N] per tile: M x 64 sums stay in L1 */
+
+typedef struct {
+    int tb, M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+} SmallMJob;
+
+static inline void small_m_store(const SmallMJob *g, int m, long n, float acc) {
+    float *c = g->C + (long)m * g->ldc + n;
+    *c = g->alpha * acc + (g->beta == 0.0f ? 0.0f : g->beta * *c);
+}
+
+/* B stored [N, K]: C[m, n] = A[m] . B[n], each B row read once for the M dots. */
+static inline __attribute__((always_inline)) void small_m_bt(const SmallMJob *g, const int M, long n0, long n1) {
+    int K = g->K, lda = g->lda;
+    const float *restrict A = g->A;
+    for (long n = n0; n < n1; n++) {
+        const float *restrict b = g->B + n * (long)g->ldb;
+        float acc[PK_SMALL_M][16];
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < 16; j++) acc[m][j] = 0.0f;
+        int k = 0;
+        for (; k + 16 <= K; k += 16)
+            for (int m = 0; m < M; m++)
+                for (int j = 0; j < 16; j++) acc[m][j] += A[(long)m * lda + k + j] * b[k + j];
+        for (int m = 0; m < M; m++) {
+            float s = 0.0f;
+            for (int kk = k; kk < K; kk++) s += A[(long)m * lda + kk] * b[kk];
+            for (int j = 0; j < 16; j++) s += acc[m][j];
+            small_m_store(g, m, n, s);
+        }
+    }
+}
+
+/* B stored [K, N]: C[m, tile] = sum_k A[m, k] B[k, tile], B's rows streamed tile by tile. */
+static inline __attribute__((always_inline)) void small_m_bn(const SmallMJob *g, const int M, long n0, long n1) {
+    int K = g->K, lda = g->lda;
+    const float *restrict A = g->A;
+    for (long j0 = n0; j0 < n1; j0 += SMALL_M_TILE) {
+        float acc[PK_SMALL_M][SMALL_M_TILE];
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < SMALL_M_TILE; j++) acc[m][j] = 0.0f;
+        if (j0 + SMALL_M_TILE <= n1) {
+            for (int k = 0; k < K; k++) {
+                const float *restrict b = g->B + (long)k * g->ldb + j0;
+                for (int m = 0; m < M; m++) {
+                    float a = A[(long)m * lda + k];
+                    for (int j = 0; j < SMALL_M_TILE; j++) acc[m][j] += a * b[j];
+                }
+            }
+        } else {
+            int w = (int)(n1 - j0);
+            for (int k = 0; k < K; k++) {
+                const float *restrict b = g->B + (long)k * g->ldb + j0;
+                for (int m = 0; m < M; m++) {
+                    float a = A[(long)m * lda + k];
+                    for (int j = 0; j < w; j++) acc[m][j] += a * b[j];
+                }
+            }
+        }
+        int w = n1 - j0 < SMALL_M_TILE ? (int)(n1 - j0) : SMALL_M_TILE;
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < w; j++) small_m_store(g, m, j0 + j, acc[m][j]);
+    }
+}
+
+#define SMALL_M_CASE(mm)                                                                                               \
+    case mm:                                                                                                           \
+        if (g->tb)                                                                                                     \
+            small_m_bt(g, mm, b, e);                                                                                   \
+        else                                                                                                           \
+            small_m_bn(g, mm, b, e);                                                                                   \
+        break;
+
+static void small_m_range(void *ctx, long b, long e) {
+    const SmallMJob *g = ctx;
+    switch (g->M) {
+        SMALL_M_CASE(1)
+        SMALL_M_CASE(2)
+        SMALL_M_CASE(3)
+        SMALL_M_CASE(4)
+        SMALL_M_CASE(5)
+        SMALL_M_CASE(6)
+        SMALL_M_CASE(7)
+        SMALL_M_CASE(8)
+    default: break;
+    }
+}
+
+void pk_sgemm_small_m(int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (M > PK_SMALL_M) { /* not what this kernel is for; stay correct */
+        gemm_serial(0, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    SmallMJob g = {trans_b, M, N, K < 0 ? 0 : K, alpha, beta, A, B, C, lda, ldb, ldc};
+    double flops = 2.0 * M * N * K;
+    if (flops < 2e6 || pk_num_threads() == 1)
+        small_m_range(&g, 0, N);
+    else /* parts of whole tiles, one per thread */
+        pk_parallel_for_grain(N, SMALL_M_TILE, small_m_range, &g);
+}
+
 void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc) {
     double flops = 2.0 * M * N * K;
     int nt = pk_num_threads();
+    /* Few rows times a long matrix stored [N, K] (the LM head in KV-cache decoding):
+     * streaming it beat packing it, measured at C=768 V=50257 for M = 2..7 (M = 1
+     * is sgemv's; at K <= 192 and M = 8 sgemm was as fast or faster). */
+    if (gemm_mode == PK_GEMM_POOL && !trans_a && trans_b && M >= 2 && M <= 7 && K >= 512 && N >= 4096) {
+        pk_sgemm_small_m(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     if (gemm_mode == PK_GEMM_BLAS || nt == 1 || flops < 4e6 || (M < 2 && N < 128)) {
         gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;

@@ -14,6 +14,14 @@
 void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);
 
+/* C[M, N] = alpha * A[M, K] . op(B) + beta * C for few rows (M <= PK_SMALL_M), A not
+ * transposed: streams each row of B once for all M rows instead of packing B as
+ * sgemm does (KV-cache decoding's B x C activations times a weight matrix). Split
+ * over the pool by columns of N. */
+#define PK_SMALL_M 8
+void pk_sgemm_small_m(int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc);
+
 /* How GEMMs use the cores: PK_GEMM_POOL splits them over the pk pool with OpenBLAS
  * single-threaded (the default); PK_GEMM_BLAS hands each GEMM to OpenBLAS with
  * pk_num_threads() threads while the pool's workers sleep. PROMPTKD_GEMM=pool|blas

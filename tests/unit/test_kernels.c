@@ -113,7 +113,7 @@ static void test_matmul_gradients(void) {
 /* Every transpose combination, split over the pool or not, and the sgemv path. */
 static void test_sgemm_against_naive(void) {
     int shapes[][3] = {{1, 300, 40}, {1, 5000, 40}, {300, 1, 40}, {130, 260, 70}, {257, 1000, 33}, {3, 2000, 129},
-                      {40, 24, 9000} /* split over K */};
+                      {40, 24, 9000} /* split over K */, {3, 4100, 520} /* few rows: pk_sgemm_small_m */};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         for (int ta = 0; ta < 2; ta++)
@@ -154,6 +154,42 @@ static double gelu_loss(void *p) {
     EwCtx *c = p;
     gelu_forward(c->out, c->inp, c->n);
     return dot_loss(c->out, c->dout, (size_t)c->n);
+}
+
+/* The few-rows kernel against a naive product: every M up to PK_SMALL_M (and one
+ * beyond, which falls back), both layouts of B, odd sizes, row strides wider than
+ * K, beta 0 over NaN garbage and beta 1, one column and a split over the pool. */
+static void test_sgemm_small_m_against_naive(void) {
+    int shapes[][2] = {{1, 1}, {7, 3}, {37, 19}, {130, 64}, {3000, 77}, {4100, 129}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int M = 1; M <= PK_SMALL_M + 1; M++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int beta_one = 0; beta_one < 2; beta_one++) {
+                    int N = shapes[s][0], K = shapes[s][1];
+                    int lda = K + 3, ldb = tb ? K + 5 : N + 2, ldc = N + 1;
+                    float *A = rand_vec((size_t)M * lda, 1.0f), *B = rand_vec((size_t)(tb ? N : K) * ldb, 1.0f);
+                    float *C = rand_vec((size_t)M * ldc, 1.0f), *ref = malloc((size_t)M * ldc * sizeof(float));
+                    float beta = beta_one ? 1.0f : 0.0f;
+                    if (!beta_one) C[0] = NAN; /* beta 0 must not read C */
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++) {
+                            double acc = 0.0;
+                            for (int k = 0; k < K; k++) {
+                                float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                                acc += (double)A[(size_t)i * lda + k] * b;
+                            }
+                            ref[(size_t)i * ldc + j] = (float)(0.5 * acc + (beta_one ? C[(size_t)i * ldc + j] : 0.0));
+                        }
+                    pk_sgemm_small_m(tb, M, N, K, 0.5f, A, lda, B, ldb, beta, C, ldc);
+                    double maxerr = 0.0;
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++) {
+                            double e = fabs(C[(size_t)i * ldc + j] - ref[(size_t)i * ldc + j]);
+                            if (isnan(e) || e > maxerr) maxerr = isnan(e) ? INFINITY : e;
+                        }
+                    CHECK_MSG(maxerr < 1e-4, "M=%d N=%d K=%d tb=%d beta=%g err %g", M, N, K, tb, beta, maxerr);
+                    free(A), free(B), free(C), free(ref);
+                }
 }
 
 static void test_gelu_gradients(void) {
@@ -335,6 +371,7 @@ int main(void) {
     RUN(test_layernorm_gradients);
     RUN(test_matmul_gradients);
     RUN(test_sgemm_against_naive);
+    RUN(test_sgemm_small_m_against_naive);
     RUN(test_gelu_gradients);
     RUN(test_residual_gradients);
     RUN(test_attention_gradients);
