@@ -423,7 +423,8 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
         pk_sgemm(0, 1, BT, C, C, 1.0f, dres, C, Wap, C, 0.0f, datty, C);
         if (full) matmul_backward(NULL, GRAD_L(6, (size_t)C * C), GRAD_L(7, C), dres, atty, Wap, BT, C, C);
         memset(dqkv, 0, (size_t)BT * 3 * C * sizeof(float)); /* keys and values gather from every later query */
-        attention_backward(dqkv, datty, qkv, att, rs, B, T, C, NH);
+        if (attention_backward(dqkv, datty, qkv, att, rs, B, T, C, NH) != 0)
+            return pk_errf(err, "backward: out of memory for attention scratch (B=%d, T=%d)", B, T);
         pk_sgemm(0, 1, BT, C, 3 * C, 1.0f, dqkv, 3 * C, Wqkv, 3 * C, 0.0f, dln, C);
         if (full) matmul_backward(NULL, GRAD_L(4, (size_t)C * 3 * C), GRAD_L(5, 3 * C), dqkv, ln1, Wqkv, BT, C, 3 * C);
         layernorm_backward(dres, GRAD_L(2, C), GRAD_L(3, C), dln, residual, m->params[2] + (size_t)l * C,

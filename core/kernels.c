@@ -688,6 +688,8 @@ typedef struct {
     const float *dout, *qkv, *att;
     const int *row_start;
     int B, T, C, NH;
+    float *scratch;  /* n_slots x (T + hs): one slice per range */
+    int n_slots, next_slot;
 } AttnBwd;
 
 /* y[n] += alpha * x[n]; restrict lets the compiler vectorise without alias checks */
@@ -699,9 +701,10 @@ static void attention_bwd_range(void *ctx, long begin, long end) {
     const AttnBwd *a = ctx;
     int NH = a->NH, T = a->T, C = a->C, C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    /* datt [T], then dq [hs]: the query's gradient summed over keys before one add */
-    float *datt = malloc((size_t)(T + hs) * sizeof(float));
-    if (!datt) return;
+    /* datt [T], then dq [hs]: the query's gradient summed over keys before one add.
+     * pk_parallel_for runs at most one range per pool thread, so slots never run out. */
+    int slot = __atomic_fetch_add(&((AttnBwd *)ctx)->next_slot, 1, __ATOMIC_RELAXED);
+    float *datt = a->scratch + (size_t)(slot % a->n_slots) * (T + hs);
     float *dq_acc = datt + T;
     for (long bh = begin; bh < end; bh++) {
         int b = (int)(bh / NH), h = (int)(bh % NH);
@@ -732,13 +735,17 @@ static void attention_bwd_range(void *ctx, long begin, long end) {
             for (int i = 0; i < hs; i++) dq[i] += dq_acc[i];
         }
     }
-    free(datt);
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
-                        int B, int T, int C, int NH) {
-    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH};
+int attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
+                       int B, int T, int C, int NH) {
+    int n_slots = pk_num_threads();
+    float *scratch = malloc((size_t)n_slots * (T + C / NH) * sizeof(float));
+    if (!scratch) return -1;
+    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0};
     pk_parallel_for(B * NH, attention_bwd_range, &a);
+    free(scratch);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ softmax, cross-entropy */

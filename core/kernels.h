@@ -67,9 +67,10 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                        long q_tstride, long kv_bstride, long kv_tstride, const int *row_start, int B, int t0, int Tq,
                        int C, int NH);
 /* Backward of attention_forward for t0 = 0 with q, k, v packed in qkv [B, T, 3C]
- * (q at 0, k at C, v at 2C): dqkv [B, T, 3C] += ..., from dout [B, T, C] and att [B, NH, T, T]. */
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
-                        int B, int T, int C, int NH);
+ * (q at 0, k at C, v at 2C): dqkv [B, T, 3C] += ..., from dout [B, T, C] and att [B, NH, T, T].
+ * Returns 0, or -1 when its scratch memory could not be allocated (nothing was added). */
+int attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
+                       int B, int T, int C, int NH);
 
 /* Row-wise softmax of logits [N, V] into probs [N, V]. */
 void softmax_forward(float *probs, const float *logits, int N, int V);
