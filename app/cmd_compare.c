@@ -396,26 +396,19 @@ int cmd_compare(int argc, char **argv) {
         }
         cJSON_AddItemToArray(jrows, row);
     }
-    char *json = cJSON_Print(root);
-    cJSON_Delete(root);
     char md_path[CONFIG_PATH_LEN + 120], json_path[CONFIG_PATH_LEN + 120];
     snprintf(md_path, sizeof md_path, "%s/compare.md", out_dir);
     snprintf(json_path, sizeof json_path, "%s/compare.json", out_dir);
     int status = 0;
-    PkBuf jb = {0};
-    if (!json || pk_buf_printf(&jb, "%s\n", json) != PK_OK) {
-        fprintf(stderr, "promptkd compare: out of memory\n");
-        status = 1;
-    } else if (pk_write_file_atomic(json_path, jb.data, jb.len, err) != PK_OK ||
-               pk_write_file_atomic(md_path, md.data, md.len, err) != PK_OK) {
+    if (pk_write_json_atomic(json_path, root, err) != PK_OK ||
+        pk_write_file_atomic(md_path, md.data, md.len, err) != PK_OK) {
         fprintf(stderr, "promptkd compare: %s\n", err);
         status = 1;
     } else {
         fwrite(md.data, 1, md.len, stdout);
         if (!quiet) fprintf(stderr, "promptkd compare: wrote %s and %s\n", md_path, json_path);
     }
-    cJSON_free(json);
-    pk_buf_free(&jb);
+    cJSON_Delete(root);
     pk_buf_free(&md);
     return status;
 }

@@ -139,11 +139,8 @@ int cmd_exposure(int argc, char **argv) {
         cJSON_AddItemToObject(root, "R", number_array(R, L));
         cJSON_AddItemToObject(root, "l_eps", number_array(le, L));
         cJSON_AddItemToObject(root, "exaccerr", number_array(ex, L));
-        char *s = cJSON_Print(root);
+        int bad = pk_write_json_atomic(out_path, root, err) != PK_OK;
         cJSON_Delete(root);
-        if (!s) snprintf(err, sizeof err, "out of memory");
-        int bad = !s || pk_write_file_atomic(out_path, s, strlen(s), err);
-        free(s);
         if (bad) {
             cli_fail("exposure", err);
             goto done;

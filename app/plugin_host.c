@@ -588,10 +588,7 @@ int plugin_host_export_json(PluginHost *h, const char *path, char *err) {
         cJSON_AddItemToArray(series, o);
     }
     pthread_mutex_unlock(&h->mu);
-    char *text = cJSON_Print(root);
+    int rc = pk_write_json_atomic(path, root, err);
     cJSON_Delete(root);
-    if (!text) return pk_errf(err, "%s: out of memory formatting JSON", path);
-    int rc = pk_write_file_atomic(path, text, strlen(text), err);
-    free(text);
     return rc;
 }

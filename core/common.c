@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -116,6 +118,21 @@ int pk_write_file_atomic(const char *path, const void *data, size_t len, char *e
     }
     free(tmp);
     return PK_OK;
+}
+
+int pk_write_json_atomic(const char *path, const cJSON *root, char *err) {
+    char *text = root ? cJSON_Print(root) : NULL;
+    if (!text) return pk_errf(err, "%s: out of memory formatting JSON", path);
+    PkBuf b = {0};
+    int rc = pk_buf_printf(&b, "%s\n", text);
+    cJSON_free(text);
+    if (rc != PK_OK) {
+        pk_buf_free(&b);
+        return pk_errf(err, "%s: out of memory", path);
+    }
+    rc = pk_write_file_atomic(path, b.data, b.len, err);
+    pk_buf_free(&b);
+    return rc;
 }
 
 int pk_mkdirs(const char *path, char *err) {

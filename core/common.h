@@ -17,6 +17,9 @@ int pk_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 int pk_read_file(const char *path, char **out, size_t *len, char *err);
 /* Writes data to path atomically: temp file in the same folder, fsync, rename. */
 int pk_write_file_atomic(const char *path, const void *data, size_t len, char *err);
+/* Writes a cJSON document, pretty-printed and newline-terminated, atomically. */
+struct cJSON;
+int pk_write_json_atomic(const char *path, const struct cJSON *root, char *err);
 /* mkdir -p */
 int pk_mkdirs(const char *path, char *err);
 int pk_file_exists(const char *path);

@@ -544,17 +544,7 @@ int config_save_json(const RunConfig *c, const char *path, char *err) {
             return pk_errf(err, "%s: out of memory", path);
         }
     }
-    char *text = cJSON_Print(root);
+    int rc = pk_write_json_atomic(path, root, err);
     cJSON_Delete(root);
-    if (!text) return pk_errf(err, "%s: out of memory", path);
-    PkBuf b = {0};
-    int rc = pk_buf_printf(&b, "%s\n", text);
-    cJSON_free(text);
-    if (rc != PK_OK) {
-        pk_buf_free(&b);
-        return pk_errf(err, "%s: out of memory", path);
-    }
-    rc = pk_write_file_atomic(path, b.data, b.len, err);
-    pk_buf_free(&b);
     return rc;
 }

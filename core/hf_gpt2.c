@@ -250,18 +250,8 @@ int gpt2_config_save(const GPT2Config *c, const char *path, char *err) {
              cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tied_lm_head) &&
              cJSON_AddBoolToObject(o, "use_cache", 1) &&
              cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
-    char *text = ok ? cJSON_Print(o) : NULL;
+    int rc = ok ? pk_write_json_atomic(path, o, err) : pk_errf(err, "%s: out of memory", path);
     cJSON_Delete(o);
-    if (!text) return pk_errf(err, "%s: out of memory", path);
-    PkBuf b = {0};
-    int rc = pk_buf_printf(&b, "%s\n", text);
-    free(text);
-    if (rc != PK_OK) {
-        pk_buf_free(&b);
-        return pk_errf(err, "%s: out of memory", path);
-    }
-    rc = pk_write_file_atomic(path, b.data, b.len, err);
-    pk_buf_free(&b);
     return rc;
 }
 
