@@ -1,6 +1,7 @@
 /* GPT-2 forward, backward, input-only backward and KV-cache decoding on the
  * kernels of core/kernels.c. Checkpoint I/O lives in core/hf_gpt2.c. */
 #include "gpt2.h"
+#include "optim.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -452,37 +453,9 @@ void gpt2_zero_grad(GPT2 *m) {
     if (m->grads_memory) pk_parallel_for_grain((long)m->num_parameters, 1L << 16, zero_range, m->grads_memory);
 }
 
-#define NORM_BLOCK 65536L
-typedef struct {
-    const float *x;
-    long n;
-    double *partial;
-} NormJob;
-
-static void norm_range(void *ctx, long b, long e) {
-    const NormJob *a = ctx;
-    for (long blk = b; blk < e; blk++) {
-        long i0 = blk * NORM_BLOCK, i1 = i0 + NORM_BLOCK < a->n ? i0 + NORM_BLOCK : a->n;
-        double s = 0.0;
-        for (long i = i0; i < i1; i++) s += (double)a->x[i] * a->x[i];
-        a->partial[blk] = s;
-    }
-}
-
 float gpt2_grad_norm(const GPT2 *m) {
-    if (!m->grads_memory) return 0.0f;
-    long n = (long)m->num_parameters, blocks = (n + NORM_BLOCK - 1) / NORM_BLOCK;
-    double *partial = malloc((size_t)blocks * sizeof(double));
-    double total = 0.0;
-    if (!partial) {
-        for (long i = 0; i < n; i++) total += (double)m->grads_memory[i] * m->grads_memory[i];
-        return (float)sqrt(total);
-    }
-    NormJob a = {m->grads_memory, n, partial};
-    pk_parallel_for(blocks, norm_range, &a);
-    for (long b = 0; b < blocks; b++) total += partial[b];
-    free(partial);
-    return (float)sqrt(total);
+    /* max_norm 0: the norm only, nothing is scaled */
+    return m->grads_memory ? grad_clip_global_norm(m->grads_memory, m->num_parameters, 0.0f) : 0.0f;
 }
 
 void gpt2_free(GPT2 *m) {
