@@ -65,7 +65,7 @@ $(BUILD)/plugins/%.so: plugins/%.c plugins/promptkd_plugin.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -shared -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/test.h $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/*.h) $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(APP_CFLAGS) -Itests -o $@ $< $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a $(APP_LIBS)
 

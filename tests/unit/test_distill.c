@@ -16,30 +16,11 @@
 #include "gpt2.h"
 #include "parallel.h"
 #include "test.h"
+#include "tiny_world.h"
 #include "tokenizer.h"
 
 static char root[256], tok_dir[300], train_path[300], valid_path[300], teacher_dir[300], student_dir[300];
 static int setup_ok;
-
-static const char *animals[] = {"cat", "dog", "owl", "fox", "bee", "cow", "eel", "yak"};
-static const char *colours[] = {"red", "blue", "green", "gold", "grey", "pink"};
-
-static void write_data(const char *path, int first, int n) {
-    PkBuf b = {0};
-    for (int i = first; i < first + n; i++) {
-        const char *a = animals[i % 8], *c = colours[(i * 5 + i / 8) % 6];
-        if (i % 2)
-            pk_buf_printf(&b, "{\"instruction\":\"What colour is the %s?\",\"context\":\"\",\"response\":\"The %s is %s.\"}\n",
-                          a, a, c);
-        else
-            pk_buf_printf(&b,
-                          "{\"instruction\":\"Name the colour.\",\"context\":\"A %s that is %s.\",\"response\":\"It is %s.\"}\n",
-                          a, c, c);
-    }
-    char err[PK_ERR_LEN];
-    pk_write_file_atomic(path, b.data, b.len, err);
-    pk_buf_free(&b);
-}
 
 static void base_config(RunConfig *c, const char *method) {
     config_defaults(c);
@@ -59,21 +40,6 @@ static void base_config(RunConfig *c, const char *method) {
     c->max_new_tokens = 10;
 }
 
-static GPT2Config tiny_arch(int L, int C, int H, int V) {
-    GPT2Config g;
-    memset(&g, 0, sizeof g);
-    g.max_seq_len = 96;
-    g.vocab_size = V;
-    g.num_layers = L;
-    g.num_heads = H;
-    g.channels = C;
-    g.n_inner = 4 * C;
-    g.layer_norm_eps = 1e-5f;
-    g.tied_lm_head = 1;
-    g.eos_token_id = V - 1;
-    return g;
-}
-
 static double mean_loss(const double *x, int a, int b) {
     double s = 0;
     for (int i = a; i < b; i++) s += x[i];
@@ -90,34 +56,12 @@ static void test_setup_and_sft(void) {
     snprintf(valid_path, sizeof valid_path, "%s/valid.jsonl", root);
     snprintf(teacher_dir, sizeof teacher_dir, "%s/teacher", root);
     snprintf(student_dir, sizeof student_dir, "%s/student", root);
-    write_data(train_path, 0, 24);
-    write_data(valid_path, 100, 6);
-    Dataset d;
-    CHECK(data_load(&d, train_path, 0, err) == PK_OK);
-    const char *texts[64];
-    size_t lens[64];
-    int n = 0;
-    for (int i = 0; i < d.n; i++) {
-        texts[n] = d.recs[i].prompt;
-        lens[n] = strlen(texts[n]);
-        n++;
-        texts[n] = d.recs[i].refs[0];
-        lens[n] = strlen(texts[n]);
-        n++;
-    }
-    CHECK(tok_train_bpe(texts, lens, n, 320, tok_dir, err) == PK_OK);
-    data_free(&d);
-    Tokenizer *tok;
-    CHECK(tok_load(&tok, tok_dir, err) == PK_OK);
-    int V = tok_vocab_size(tok);
-    tok_free(tok);
-
-    GPT2 st;
+    CHECK_MSG(tiny_write_data(train_path, 0, 24, err) == PK_OK, "%s", err);
+    CHECK_MSG(tiny_write_data(valid_path, 100, 6, err) == PK_OK, "%s", err);
+    int V = tiny_train_tokenizer(train_path, 320, tok_dir, err);
+    CHECK_MSG(V > 0, "%s", err);
     GPT2Config sa = tiny_arch(1, 16, 2, V);
-    CHECK(gpt2_build(&st, &sa, err) == PK_OK);
-    gpt2_init_random(&st, 11);
-    CHECK(gpt2_save(&st, student_dir, err) == PK_OK);
-    gpt2_free(&st);
+    CHECK_MSG(tiny_save_random(&sa, 11, student_dir, err) == PK_OK, "%s", err);
 
     RunConfig c;
     base_config(&c, "sft");

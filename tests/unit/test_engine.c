@@ -15,45 +15,12 @@
 #include "engine.h"
 #include "gpt2.h"
 #include "test.h"
+#include "tiny_world.h"
 #include "tokenizer.h"
 
 static char root[256], tok_dir[300], train_path[300], valid_path[300], teacher_dir[300], student_dir[300],
     runs_dir[300];
 static int setup_ok;
-
-static const char *animals[] = {"cat", "dog", "owl", "fox", "bee", "cow", "eel", "yak"};
-static const char *colours[] = {"red", "blue", "green", "gold", "grey", "pink"};
-
-static void write_data(const char *path, int first, int n) {
-    PkBuf b = {0};
-    for (int i = first; i < first + n; i++) {
-        const char *a = animals[i % 8], *c = colours[(i * 5 + i / 8) % 6];
-        if (i % 2)
-            pk_buf_printf(&b, "{\"instruction\":\"What colour is the %s?\",\"context\":\"\",\"response\":\"The %s is %s.\"}\n",
-                          a, a, c);
-        else
-            pk_buf_printf(&b, "{\"instruction\":\"Name the colour.\",\"context\":\"A %s that is %s.\",\"response\":\"It is %s.\"}\n",
-                          a, c, c);
-    }
-    char err[PK_ERR_LEN];
-    pk_write_file_atomic(path, b.data, b.len, err);
-    pk_buf_free(&b);
-}
-
-static GPT2Config tiny_arch(int L, int C, int H, int V) {
-    GPT2Config g;
-    memset(&g, 0, sizeof g);
-    g.max_seq_len = 96;
-    g.vocab_size = V;
-    g.num_layers = L;
-    g.num_heads = H;
-    g.channels = C;
-    g.n_inner = 4 * C;
-    g.layer_norm_eps = 1e-5f;
-    g.tied_lm_head = 1;
-    g.eos_token_id = V - 1;
-    return g;
-}
 
 static void base_config(RunConfig *c, const char *name) {
     char err[PK_ERR_LEN];
@@ -94,37 +61,13 @@ static void test_setup(void) {
     snprintf(teacher_dir, sizeof teacher_dir, "%s/teacher", root);
     snprintf(student_dir, sizeof student_dir, "%s/student", root);
     snprintf(runs_dir, sizeof runs_dir, "%s/runs", root);
-    write_data(train_path, 0, 16);
-    write_data(valid_path, 100, 4);
-    Dataset d;
-    CHECK(data_load(&d, train_path, 0, err) == PK_OK);
-    const char *texts[64];
-    size_t lens[64];
-    int n = 0;
-    for (int i = 0; i < d.n; i++) {
-        texts[n] = d.recs[i].prompt;
-        lens[n] = strlen(texts[n]);
-        n++;
-        texts[n] = d.recs[i].refs[0];
-        lens[n] = strlen(texts[n]);
-        n++;
-    }
-    CHECK_MSG(tok_train_bpe(texts, lens, n, 320, tok_dir, err) == PK_OK, "%s", err);
-    data_free(&d);
-    Tokenizer *tok;
-    CHECK(tok_load(&tok, tok_dir, err) == PK_OK);
-    int V = tok_vocab_size(tok);
-    tok_free(tok);
-    GPT2 m;
+    CHECK_MSG(tiny_write_data(train_path, 0, 16, err) == PK_OK, "%s", err);
+    CHECK_MSG(tiny_write_data(valid_path, 100, 4, err) == PK_OK, "%s", err);
+    int V = tiny_train_tokenizer(train_path, 320, tok_dir, err);
+    CHECK_MSG(V > 0, "%s", err);
     GPT2Config sa = tiny_arch(1, 16, 2, V), ta = tiny_arch(2, 32, 2, V);
-    CHECK(gpt2_build(&m, &sa, err) == PK_OK);
-    gpt2_init_random(&m, 11);
-    CHECK(gpt2_save(&m, student_dir, err) == PK_OK);
-    gpt2_free(&m);
-    CHECK(gpt2_build(&m, &ta, err) == PK_OK);
-    gpt2_init_random(&m, 12);
-    CHECK(gpt2_save(&m, teacher_dir, err) == PK_OK);
-    gpt2_free(&m);
+    CHECK_MSG(tiny_save_random(&sa, 11, student_dir, err) == PK_OK, "%s", err);
+    CHECK_MSG(tiny_save_random(&ta, 12, teacher_dir, err) == PK_OK, "%s", err);
     setup_ok = pk_test_failures_in_current == 0;
 }
 
