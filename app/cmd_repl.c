@@ -40,7 +40,7 @@ static char **complete(const char *text, int start, int end) {
     (void)end;
     /* the words before the one being completed */
     char *line = rl_line_buffer;
-    char first[64] = "", second[64] = "";
+    char first[64] = "";
     int nwords = 0;
     for (int i = 0; i < start;) {
         while (i < start && (line[i] == ' ' || line[i] == '\t')) i++;
@@ -48,7 +48,6 @@ static char **complete(const char *text, int start, int end) {
         int j = i;
         while (j < start && line[j] != ' ' && line[j] != '\t') j++;
         if (nwords == 0) snprintf(first, sizeof first, "%.*s", j - i, line + i);
-        if (nwords == 1) snprintf(second, sizeof second, "%.*s", j - i, line + i);
         nwords++;
         i = j;
     }
@@ -68,7 +67,6 @@ static char **complete(const char *text, int start, int end) {
         gen_chart_ptrs[k] = NULL;
         gen_words = gen_chart_ptrs;
     }
-    (void)second;
     if (gen_words) {
         rl_attempted_completion_over = 1;
         return rl_completion_matches(text, word_generator);

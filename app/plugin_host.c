@@ -50,7 +50,6 @@ struct PluginHost {
     HostTable tables[HOST_MAX_TABLES];
     int n_series;
     HostSeries series[HOST_MAX_SERIES];
-    char *texts[3][8];    /* dataset strings handed out, freed at the next call */
 };
 
 /* ---- the host API table: read-only access to the paused (or between-steps) run ---- */

@@ -568,7 +568,6 @@ static int split_words(char *line, char **argv, int max, const char **rest_after
         *w++ = 0;
         if (at_end) break;
         p++;
-        if (w > p) return pk_errf(err, "internal: word split overran"); /* cannot happen: w never passes p */
     }
     return argc;
 }
