@@ -639,8 +639,43 @@ static inline int attn_lo(const int *row_start, int b, int t) {
     return t < lo ? t : lo; /* a padding query sees itself only */
 }
 
+/* The training path (probabilities kept, t0 = 0): per (batch, head), the scores
+ * S[T, T] = scale * Q[T, hs] . K[T, hs]^T and the output Y[T, hs] = P[T, T] . V[T, hs]
+ * are two serial sgemms on the strided q, k, v rows. Masked scores are computed
+ * and then overwritten: the full T x T product on the sgemm micro-kernel is far
+ * faster than a triangular loop of dot products. */
+static void attention_fwd_gemm(const AttnFwd *a, long bh) {
+    int NH = a->NH, hs = a->C / NH, T = a->Tq;
+    int b = (int)(bh / NH), h = (int)(bh % NH);
+    float scale = 1.0f / sqrtf((float)hs);
+    const float *q = a->q + b * a->q_bstride + h * hs;
+    const float *k = a->k + b * a->kv_bstride + h * hs;
+    const float *v = a->v + b * a->kv_bstride + h * hs;
+    float *P = a->att + bh * (long)T * T;
+    /* P[T, T] = scale * q[T, hs] . k[T, hs]^T */
+    gemm_serial(0, 1, T, T, hs, scale, q, (int)a->q_tstride, k, (int)a->kv_tstride, 0.0f, P, T);
+    for (int t = 0; t < T; t++) {
+        float *row = P + (long)t * T;
+        int lo = attn_lo(a->row_start, b, t);
+        float maxv = -INFINITY;
+        for (int s = lo; s <= t; s++)
+            if (row[s] > maxv) maxv = row[s];
+        float inv = (float)(1.0 / exp_sum(row + lo, row + lo, t - lo + 1, maxv));
+        for (int s = 0; s < lo; s++) row[s] = 0.0f;
+        for (int s = lo; s <= t; s++) row[s] *= inv;
+        for (int s = t + 1; s < T; s++) row[s] = 0.0f;
+    }
+    /* out[T, hs] = P[T, T] . v[T, hs] */
+    float *o = a->out + (long)b * T * a->C + h * hs;
+    gemm_serial(0, 0, T, hs, T, 1.0f, P, T, v, (int)a->kv_tstride, 0.0f, o, a->C);
+}
+
 static void attention_fwd_range(void *ctx, long begin, long end) {
     const AttnFwd *a = ctx;
+    if (a->att && a->t0 == 0) {
+        for (long bh = begin; bh < end; bh++) attention_fwd_gemm(a, bh);
+        return;
+    }
     int NH = a->NH, hs = a->C / NH, Tk = a->t0 + a->Tq;
     float scale = 1.0f / sqrtf((float)hs);
     float *scratch = a->att ? NULL : malloc((size_t)Tk * sizeof(float));
@@ -688,59 +723,52 @@ typedef struct {
     const float *dout, *qkv, *att;
     const int *row_start;
     int B, T, C, NH;
-    float *scratch;  /* n_slots x (T + hs): one slice per range */
+    float *scratch;  /* n_slots x T x T: one d(scores) slice per range */
     int n_slots, next_slot;
 } AttnBwd;
 
-/* y[n] += alpha * x[n]; restrict lets the compiler vectorise without alias checks */
-static inline void axpy_f(float *restrict y, float alpha, const float *restrict x, int n) {
-    for (int i = 0; i < n; i++) y[i] += alpha * x[i];
-}
-
+/* Per (batch, head), with P the kept probabilities, dY = dout's head slice and
+ * dS = d(scores):
+ *   dV += P^T . dY;  dP = dY . V^T;  dS = P * (dP - rowsum(P * dP)) * scale;
+ *   dQ += dS . K;    dK += dS^T . Q
+ * four serial sgemms; P and dS are zero outside each row's [lo, t] window. */
 static void attention_bwd_range(void *ctx, long begin, long end) {
     const AttnBwd *a = ctx;
     int NH = a->NH, T = a->T, C = a->C, C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    /* datt [T], then dq [hs]: the query's gradient summed over keys before one add.
-     * pk_parallel_for runs at most one range per pool thread, so slots never run out. */
+    /* pk_parallel_for runs at most one range per pool thread, so slots never run out. */
     int slot = __atomic_fetch_add(&((AttnBwd *)ctx)->next_slot, 1, __ATOMIC_RELAXED);
-    float *datt = a->scratch + (size_t)(slot % a->n_slots) * (T + hs);
-    float *dq_acc = datt + T;
+    float *dS = a->scratch + (size_t)(slot % a->n_slots) * T * T;
     for (long bh = begin; bh < end; bh++) {
         int b = (int)(bh / NH), h = (int)(bh % NH);
-        const float *qkv_b = a->qkv + (long)b * T * C3;
-        float *dqkv_b = a->dqkv + (long)b * T * C3;
+        const float *P = a->att + bh * (long)T * T;
+        const float *dy = a->dout + (long)b * T * C + h * hs;
+        const float *q = a->qkv + (long)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+        float *dq = a->dqkv + (long)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
+        /* dv[T, hs] += P[T, T]^T . dy[T, hs] */
+        gemm_serial(1, 0, T, hs, T, 1.0f, P, T, dy, C, 1.0f, dv, C3);
+        /* dS[T, T] = dy[T, hs] . v[T, hs]^T, then the softmax and scale backward in place */
+        gemm_serial(0, 1, T, T, hs, 1.0f, dy, C, v, C3, 0.0f, dS, T);
         for (int t = 0; t < T; t++) {
-            const float *row = a->att + (bh * T + t) * (long)T;
-            const float *dy = a->dout + ((long)b * T + t) * C + h * hs;
-            const float *q = qkv_b + (long)t * C3 + h * hs;
-            float *dq = dqkv_b + (long)t * C3 + h * hs;
+            const float *p = P + (long)t * T;
+            float *d = dS + (long)t * T;
             int lo = attn_lo(a->row_start, b, t);
             float sum = 0.0f;
-            for (int s = lo; s <= t; s++) {
-                const float *v = qkv_b + (long)s * C3 + 2 * C + h * hs;
-                float *dv = dqkv_b + (long)s * C3 + 2 * C + h * hs;
-                float d = dot_f(dy, v, hs);
-                axpy_f(dv, row[s], dy, hs);
-                datt[s] = d;
-                sum += row[s] * d;
-            }
-            for (int i = 0; i < hs; i++) dq_acc[i] = 0.0f;
-            for (int s = lo; s <= t; s++) {
-                /* softmax backward, then the 1/sqrt(hs) scale of the scores */
-                float dpre = row[s] * (datt[s] - sum) * scale;
-                axpy_f(dq_acc, dpre, qkv_b + (long)s * C3 + C + h * hs, hs);
-                axpy_f(dqkv_b + (long)s * C3 + C + h * hs, dpre, q, hs);
-            }
-            for (int i = 0; i < hs; i++) dq[i] += dq_acc[i];
+            for (int s = lo; s <= t; s++) sum += p[s] * d[s];
+            for (int s = 0; s < lo; s++) d[s] = 0.0f;
+            for (int s = lo; s <= t; s++) d[s] = p[s] * (d[s] - sum) * scale;
+            for (int s = t + 1; s < T; s++) d[s] = 0.0f;
         }
+        /* dq[T, hs] += dS[T, T] . k[T, hs];  dk[T, hs] += dS[T, T]^T . q[T, hs] */
+        gemm_serial(0, 0, T, hs, T, 1.0f, dS, T, k, C3, 1.0f, dq, C3);
+        gemm_serial(1, 0, T, hs, T, 1.0f, dS, T, q, C3, 1.0f, dk, C3);
     }
 }
 
 int attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
                        int B, int T, int C, int NH) {
     int n_slots = pk_num_threads();
-    float *scratch = malloc((size_t)n_slots * (T + C / NH) * sizeof(float));
+    float *scratch = malloc((size_t)n_slots * T * T * sizeof(float));
     if (!scratch) return -1;
     AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0};
     pk_parallel_for(B * NH, attention_bwd_range, &a);
