@@ -73,13 +73,14 @@ static int bench_train(const BenchArgs *a, char *err) {
     int *tokens = malloc(((size_t)B * T + 1) * sizeof(int)), *targets = malloc((size_t)B * T * sizeof(int));
     float *dlogits = malloc((size_t)B * T * V * sizeof(float));
     float *dembed = malloc((size_t)B * T * a->embd * sizeof(float));
-    double *step = malloc((size_t)(N + 2) * 5 * sizeof(double));
+    double *step = malloc((size_t)(N + 2) * 6 * sizeof(double));
     if (!tokens || !targets || !dlogits || !dembed || !step) {
         free(tokens), free(targets), free(dlogits), free(dembed), free(step);
         gpt2_free(&m);
         return pk_errf(err, "out of memory for a batch of %d x %d over %d tokens", B, T, V);
     }
     double *fwd = step + (N + 2), *bwd = step + 2 * (N + 2), *opt = step + 3 * (N + 2), *inp = step + 4 * (N + 2);
+    double *cpu = step + 5 * (N + 2); /* CPU seconds of the step's three phases, all threads */
     PkRng rng;
     pk_rng_seed(&rng, 1);
     for (int i = 0; i < B * T + 1; i++) tokens[i] = (int)pk_rng_below(&rng, (uint64_t)V);
@@ -91,23 +92,24 @@ static int bench_train(const BenchArgs *a, char *err) {
      * same forward, right before the full backward, so both medians come from the
      * same stretch of time on a machine whose load changes. */
     for (int s = 0; s < N && rc == PK_OK; s++) {
-        double t0 = pk_now();
+        double t0 = pk_now(), c0 = pk_cpu_seconds();
         rc = gpt2_forward(&m, tokens, NULL, 0, NULL, B, T, err);
         if (rc) break;
         loss = gpt2_cross_entropy(&m, targets, dlogits);
-        double t1 = pk_now();
+        double t1 = pk_now(), c1 = pk_cpu_seconds();
         memset(dembed, 0, (size_t)B * T * a->embd * sizeof(float));
         double ti = pk_now();
         rc = gpt2_backward_inputs_only(&m, dlogits, NULL, dembed, err);
         inp[s] = pk_now() - ti;
         if (rc) break;
-        double t2 = pk_now();
+        double t2 = pk_now(), c2 = pk_cpu_seconds();
         gpt2_zero_grad(&m);
         rc = gpt2_backward(&m, dlogits, NULL, err);
         double t3 = pk_now();
         if (!rc) rc = gpt2_adamw_step(&m, &hp, s + 1, err);
-        double t4 = pk_now();
+        double t4 = pk_now(), c4 = pk_cpu_seconds();
         fwd[s] = t1 - t0, bwd[s] = t3 - t2, opt[s] = t4 - t3;
+        cpu[s] = (c1 - c0) + (c4 - c2);
         step[s] = fwd[s] + bwd[s] + opt[s];
     }
     if (rc == PK_OK) {
@@ -118,11 +120,11 @@ static int bench_train(const BenchArgs *a, char *err) {
                "\"vocab\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, \"threads\": %d, \"gemm\": \"%s\", "
                "\"params\": %zu, \"ms_per_step\": %.2f, \"tokens_per_s\": %.1f, \"gflops\": %.2f, "
                "\"sgemm_peak_gflops\": %.2f, \"mfu\": %.4f, \"ms_forward\": %.2f, \"ms_backward\": %.2f, "
-               "\"ms_backward_inputs_only\": %.2f, \"ms_adamw\": %.2f, \"loss\": %.5f}\n",
+               "\"ms_backward_inputs_only\": %.2f, \"ms_adamw\": %.2f, \"cpu_ms_per_step\": %.2f, \"loss\": %.5f}\n",
                a->layers, a->embd, a->heads, a->vocab, B, T, N, pk_num_threads(),
                pk_gemm_mode() == PK_GEMM_BLAS ? "blas" : "pool", m.num_parameters, ms, B * T / (ms * 1e-3), gflops,
                peak, peak > 0 ? gflops / peak : 0.0, median_ms(fwd, N), median_ms(bwd, N), median_ms(inp, N),
-               median_ms(opt, N), loss);
+               median_ms(opt, N), median_ms(cpu, N), loss);
     }
     free(tokens), free(targets), free(dlogits), free(dembed), free(step);
     gpt2_free(&m);

@@ -273,6 +273,12 @@ double pk_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+double pk_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 long pk_utf8_invalid_at(const char *str, size_t len) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;

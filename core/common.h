@@ -60,6 +60,8 @@ void pk_rng_shuffle_int(PkRng *r, int *a, int n);
 
 /* Monotonic wall clock in seconds. */
 double pk_now(void);
+/* CPU seconds of this process so far, every thread (steal and waits not counted). */
+double pk_cpu_seconds(void);
 
 /* Validate UTF-8: returns the byte offset of the first invalid sequence, or -1 when valid. */
 long pk_utf8_invalid_at(const char *s, size_t len);

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -227,13 +226,6 @@ static int make_model(const char *dir, int L, int C, int H, const Args *a, int e
     return rc;
 }
 
-/* CPU seconds (user + system, every thread) of this process so far. */
-static double cpu_seconds(void) {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
 static int cmp_double(const void *x, const void *y) {
     double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
@@ -300,9 +292,9 @@ static int run(const Args *a, const char *tmp, char *err) {
     double ms[MAX_STEPS], cpu_ms[MAX_STEPS], ms_sample[MAX_STEPS], gflop = 0;
     for (int i = 0; i < a->warmup + a->steps; i++) {
         DistillStepStats st;
-        double t0 = pk_now(), c0 = cpu_seconds();
+        double t0 = pk_now(), c0 = pk_cpu_seconds();
         if (distill_step(s, &st, err) != PK_OK) goto done;
-        double dt = pk_now() - t0, dc = cpu_seconds() - c0;
+        double dt = pk_now() - t0, dc = pk_cpu_seconds() - c0;
         if (st.response_tokens != a->batch * a->new_tokens) {
             pk_errf(err, "step %d trained on %d response positions, expected B x K = %d (fixed-length sampling)", i + 1,
                     st.response_tokens, a->batch * a->new_tokens);

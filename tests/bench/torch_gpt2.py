@@ -107,9 +107,9 @@ def bench_train(a):
     gen = torch.Generator().manual_seed(1)
     idx = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=gen)
     x, y = idx[:, :-1], idx[:, 1:]
-    steps, fwd, bwd = [], [], []
+    steps, fwd, bwd, cpu = [], [], [], []
     for _ in range(a.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         logits = model(x)
         loss = F.cross_entropy(logits.view(-1, a.vocab), y.reshape(-1))
         t1 = time.perf_counter()
@@ -117,8 +117,9 @@ def bench_train(a):
         loss.backward()
         t2 = time.perf_counter()
         opt.step()
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.process_time()
         steps.append(t3 - t0)
+        cpu.append(c3 - c0)
         fwd.append(t1 - t0)
         bwd.append(t2 - t1)
     # input-only backward: a frozen model, gradient only for the input embeddings
@@ -140,6 +141,7 @@ def bench_train(a):
                       "ms_forward": statistics.median(warm(fwd)) * 1e3,
                       "ms_backward": statistics.median(warm(bwd)) * 1e3,
                       "ms_backward_inputs_only": statistics.median(warm(emb_times)) * 1e3,
+                      "cpu_ms_per_step": statistics.median(warm(cpu)) * 1e3,
                       "loss": float(loss)}))
 
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# promptkd bench train|decode at tiny shapes: one JSON line with every field make bench reads,
+# figures that are consistent with each other, and bad sizes rejected.
+source tests/cli/lib.sh
+SHAPE="--layers 2 --embd 32 --heads 2 --vocab 97"
+
+$PROMPTKD bench train $SHAPE --batch 2 --seq 8 --steps 3 --threads 2 >"$TMP/train.json" 2>"$TMP/train.err"
+check bench_train_runs test $? -eq 0
+check bench_train_json python3 - "$TMP/train.json" <<'PY'
+import json, math, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 1, lines
+d = json.loads(lines[0])
+for k in ("ms_per_step", "tokens_per_s", "gflops", "sgemm_peak_gflops", "mfu", "ms_forward", "ms_backward",
+          "ms_backward_inputs_only", "ms_adamw", "cpu_ms_per_step", "loss"):
+    assert isinstance(d[k], (int, float)) and math.isfinite(d[k]) and d[k] > 0, (k, d.get(k))
+assert d["impl"] == "promptkd" and d["mode"] == "train" and d["steps"] == 3 and d["threads"] == 2
+# tokens per second and GFLOP/s follow from the step time; the loss of a random init is near ln(V)
+assert abs(d["tokens_per_s"] - 2 * 8 / (d["ms_per_step"] * 1e-3)) / d["tokens_per_s"] < 0.01, d
+assert abs(d["mfu"] - d["gflops"] / d["sgemm_peak_gflops"]) < 1e-3, d
+assert abs(d["loss"] - math.log(97)) < 0.5, d["loss"]
+# parameters: wte 97x32 + wpe (n_positions) x 32 + 2 blocks + ln_f
+assert d["params"] > 2 * 12 * 32 * 32, d["params"]
+PY
+
+$PROMPTKD bench decode $SHAPE --batch 1 --prompt-len 4 --new-tokens 5 --threads 1 >"$TMP/decode.json" 2>/dev/null
+check bench_decode_json python3 - "$TMP/decode.json" <<'PY'
+import json, math, sys
+d = json.loads(open(sys.argv[1]).read())
+assert d["mode"] == "decode" and d["tokens_per_s"] > 0 and math.isfinite(d["tokens_per_s"]), d
+assert d["ms_prefill"] > 0, d
+PY
+
+expect_error bench_rejects_heads "multiple of --heads" $PROMPTKD bench train --layers 1 --embd 30 --heads 4 --vocab 10
+expect_error bench_rejects_zero_steps "positive" $PROMPTKD bench train --layers 1 --embd 8 --heads 2 --vocab 10 --steps 0
+expect_error bench_rejects_mode "expected 'train' or 'decode'" $PROMPTKD bench infer
+expect_error bench_rejects_gemm "--gemm expects" $PROMPTKD bench train --layers 1 --embd 8 --heads 2 --vocab 10 --gemm mkl
