@@ -16,7 +16,9 @@ for k in ("ms_per_step", "tokens_per_s", "gflops", "sgemm_peak_gflops", "mfu", "
     assert isinstance(d[k], (int, float)) and math.isfinite(d[k]) and d[k] > 0, (k, d.get(k))
 assert d["impl"] == "promptkd" and d["mode"] == "train" and d["steps"] == 3 and d["threads"] == 2
 # tokens per second and GFLOP/s follow from the step time; the loss of a random init is near ln(V)
-assert abs(d["tokens_per_s"] - 2 * 8 / (d["ms_per_step"] * 1e-3)) / d["tokens_per_s"] < 0.01, d
+# (ms_per_step is printed to 0.01 ms, so allow that rounding)
+tol = 0.0051 / d["ms_per_step"] + 0.001
+assert abs(d["tokens_per_s"] - 2 * 8 / (d["ms_per_step"] * 1e-3)) / d["tokens_per_s"] < tol, d
 assert abs(d["mfu"] - d["gflops"] / d["sgemm_peak_gflops"]) < 1e-3, d
 assert abs(d["loss"] - math.log(97)) < 0.5, d["loss"]
 # parameters: wte 97x32 + wpe (n_positions) x 32 + 2 blocks + ln_f
