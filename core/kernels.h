@@ -62,13 +62,15 @@ void residual_backward(float *da, float *db, const float *dout, long n);
  *   out [B, Tq, C]; head h owns channels h*C/NH .. (h+1)*C/NH-1.
  * Query slot t attends to keys s with lo <= s <= t, lo = row_start[b] (NULL: 0); a
  * left-padding query (t < row_start[b]) attends to itself only.
- * att [B, NH, Tq, t0+Tq] keeps the probabilities for backward (may be NULL). */
+ * att [B, NH, Tq, t0+Tq] keeps the probabilities for backward (may be NULL). With att
+ * and t0 = 0 (training) each (batch, head) is two serial sgemms over the full T x T
+ * scores; otherwise (KV-cache decoding) a loop over each query's visible keys. */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, long q_bstride,
                        long q_tstride, long kv_bstride, long kv_tstride, const int *row_start, int B, int t0, int Tq,
                        int C, int NH);
 /* Backward of attention_forward for t0 = 0 with q, k, v packed in qkv [B, T, 3C]
- * (q at 0, k at C, v at 2C): dqkv [B, T, 3C] += ..., from dout [B, T, C] and att [B, NH, T, T].
- * Returns 0, or -1 when its scratch memory could not be allocated (nothing was added). */
+ * (q at 0, k at C, v at 2C): dqkv [B, T, 3C] += ..., from dout [B, T, C] and att [B, NH, T, T];
+ * four serial sgemms per (batch, head) with a T x T scratch per pool thread. Returns 0, or -1 when its scratch memory could not be allocated (nothing was added). */
 int attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
                        int B, int T, int C, int NH);
 
