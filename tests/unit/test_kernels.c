@@ -258,8 +258,8 @@ static double att_loss(void *p) {
     return l;
 }
 
-static void attention_case(const int *row_start) {
-    int B = 2, T = 5, C = 8, NH = 2;
+static void attention_case_T(const int *row_start, int T) {
+    int B = 2, C = 8, NH = 2;
     AttCtx c = {zeros(B * T * C), zeros(B * NH * T * T), rand_vec(B * T * 3 * C, 1.0f), rand_vec(B * T * C, 1.0f),
                 row_start, B, T, C, NH};
     if (row_start) /* padding queries get no gradient from the loss */
@@ -284,7 +284,35 @@ static void attention_case(const int *row_start) {
     free(c.out), free(c.att), free(c.qkv), free(c.dout), free(dqkv);
 }
 
+static void attention_case(const int *row_start) { attention_case_T(row_start, 5); }
+
 static void test_attention_gradients(void) { attention_case(NULL); }
+
+/* one position per row: every product in the sgemm path degenerates to M = 1 */
+static void test_attention_gradients_single_position(void) { attention_case_T(NULL, 1); }
+
+/* The training path (probabilities kept: per-head sgemms) and the decoding path
+ * (no probabilities: a loop over visible keys) compute the same outputs, with and
+ * without left padding, at a length that is no multiple of any micro-kernel tile. */
+static void test_attention_sgemm_path_matches_loop(void) {
+    int B = 3, T = 37, C = 24, NH = 3;
+    long s = 3L * C;
+    int rs[3] = {0, 5, 36};
+    for (int pad = 0; pad < 2; pad++) {
+        float *qkv = rand_vec(B * T * 3 * C, 1.0f), *with_att = zeros(B * T * C), *loop = zeros(B * T * C);
+        float *att = zeros(B * NH * T * T);
+        const int *row_start = pad ? rs : NULL;
+        attention_forward(with_att, att, qkv, qkv + C, qkv + 2 * C, T * s, s, T * s, s, row_start, B, 0, T, C, NH);
+        attention_forward(loop, NULL, qkv, qkv + C, qkv + 2 * C, T * s, s, T * s, s, row_start, B, 0, T, C, NH);
+        double maxerr = 0;
+        for (int i = 0; i < B * T * C; i++) {
+            double e = fabs(with_att[i] - loop[i]);
+            if (e > maxerr) maxerr = e;
+        }
+        CHECK_MSG(maxerr < 1e-5, "sgemm path vs loop path (padding %d): max error %g", pad, maxerr);
+        free(qkv), free(with_att), free(loop), free(att);
+    }
+}
 
 static void test_attention_gradients_left_padding(void) {
     int rs[2] = {2, 0};
@@ -376,6 +404,8 @@ int main(void) {
     RUN(test_residual_gradients);
     RUN(test_attention_gradients);
     RUN(test_attention_gradients_left_padding);
+    RUN(test_attention_gradients_single_position);
+    RUN(test_attention_sgemm_path_matches_loop);
     RUN(test_attention_query_block_matches_full);
     RUN(test_crossentropy_gradients);
     RUN(test_softmax_forward);
