@@ -70,7 +70,8 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                        int C, int NH);
 /* Backward of attention_forward for t0 = 0 with q, k, v packed in qkv [B, T, 3C]
  * (q at 0, k at C, v at 2C): dqkv [B, T, 3C] += ..., from dout [B, T, C] and att [B, NH, T, T];
- * four serial sgemms per (batch, head) with a T x T scratch per pool thread. Returns 0, or -1 when its scratch memory could not be allocated (nothing was added). */
+ * four serial sgemms per (batch, head) with a T x T scratch per pool thread.
+ * Returns 0, or -1 when its scratch memory could not be allocated (nothing was added). */
 int attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
                        int B, int T, int C, int NH);
 
