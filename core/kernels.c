@@ -11,10 +11,6 @@
 /* ------------------------------------------------------------------ GEMM */
 
 static int gemm_mode = PK_GEMM_POOL;
-/* Parts per thread for a split GEMM. More parts balance a thread that the OS
- * preempts, but each part packs the shared operand again: on GPT-2 small's layer
- * GEMMs (M = 256) three parts per thread measured slower than one. */
-static const int gemm_parts_per_thread = 1;
 
 void pk_gemm_set_mode(int mode) {
     gemm_mode = mode == PK_GEMM_BLAS ? PK_GEMM_BLAS : PK_GEMM_POOL;
@@ -55,7 +51,9 @@ typedef struct {
     int lda, ldb, ldc;
     int split_n;  /* 1: chunks are columns of N, 0: rows of M */
     long len;     /* N or M */
-    long chunk;   /* columns or rows per chunk */
+    long big;     /* the first nt chunks: columns or rows each */
+    long small;   /* every later chunk */
+    int nt;
     long next;    /* next chunk to take (atomic) */
 } GemmJob;
 
@@ -77,9 +75,10 @@ static void gemm_worker(void *ctx, long b, long e) {
     GemmJob *g = ctx;
     for (;;) {
         long c = __atomic_fetch_add(&g->next, 1, __ATOMIC_RELAXED);
-        long c0 = c * g->chunk;
+        long c0 = c < g->nt ? c * g->big : g->nt * g->big + (c - g->nt) * g->small;
         if (c0 >= g->len) break;
-        long c1 = c0 + g->chunk < g->len ? c0 + g->chunk : g->len;
+        long size = c < g->nt ? g->big : g->small;
+        long c1 = c0 + size < g->len ? c0 + size : g->len;
         gemm_chunk(g, c0, c1);
     }
 }
@@ -264,21 +263,31 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     if (M > 1 && K >= 16L * (M > N ? M : N) && K >= 4096 &&
         gemm_split_k(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt))
         return;
-    GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0, 0, 0, 0};
-    /* Split the longer side into gemm_parts_per_thread chunks per thread; column
-     * chunks stay multiples of 64 and row chunks of 16 so OpenBLAS's micro-kernel
-     * stays full. */
+    GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0, 0, 0, 0, nt, 0};
+    /* Split the longer side: each thread first takes a chunk of 3/4 of its share,
+     * then the last quarter goes in nt small chunks to whichever thread is free.
+     * With equal cores that is an even split; when the host steals one core for a
+     * while, the other takes up the small chunks instead of waiting at the barrier
+     * (alternated step by step on GPT-2 small: the median step 5-17% faster in 4
+     * of 5 runs, the fastest step unchanged). Equal chunks, one per thread, waited;
+     * three equal chunks per thread packed the shared operand too often.
+     * Column chunks stay multiples of 64 and row chunks of 16 so OpenBLAS's
+     * micro-kernel stays full. */
     long align;
     if (N >= M || M == 1) {
         g.split_n = 1, g.len = N, align = 64;
     } else {
         g.split_n = 0, g.len = M, align = 16;
     }
-    long want = (long)gemm_parts_per_thread * nt;
-    long chunk = (g.len + want - 1) / want;
+    long chunk = (g.len + nt - 1) / nt;
     chunk = (chunk + align - 1) / align * align;
     if (chunk >= g.len) chunk = (g.len + nt - 1) / nt; /* too small to align: one part per thread */
-    g.chunk = chunk < 1 ? 1 : chunk;
+    g.big = g.small = chunk < 1 ? 1 : chunk;
+    long big = (g.len * 3 / (4L * nt) + align - 1) / align * align, rest = g.len - big * nt;
+    if (big > 0 && rest > 0) {
+        g.big = big;
+        g.small = ((rest + nt - 1) / nt + align - 1) / align * align;
+    }
     pk_parallel_for(nt, gemm_worker, &g);
 }
 
