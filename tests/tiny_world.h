@@ -4,6 +4,8 @@
 #ifndef PK_TINY_WORLD_H
 #define PK_TINY_WORLD_H
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
@@ -81,6 +83,35 @@ static int tiny_save_random(const GPT2Config *arch, unsigned long long seed, con
     int rc = gpt2_save(&m, dir, err);
     gpt2_free(&m);
     return rc;
+}
+
+/* The files and folders of a tiny world under one temporary root. */
+typedef struct {
+    char root[256], tok_dir[300], train_path[300], valid_path[300], teacher_dir[300], student_dir[300];
+} TinyWorld;
+
+/* Makes a fresh root /tmp/pk_test_TAG_XXXXXX, writes n_train training and n_valid
+ * validation records, trains a BPE on the training ones and saves a random 1-layer
+ * student (seed 11). The teacher folder is named but left to the caller. Returns
+ * the vocabulary size, or -1 with err. */
+static int tiny_world_create(TinyWorld *w, const char *tag, int n_train, int n_valid, char *err) {
+    memset(w, 0, sizeof *w);
+    snprintf(w->root, sizeof w->root, "/tmp/pk_test_%s_XXXXXX", tag);
+    if (!mkdtemp(w->root)) {
+        w->root[0] = 0;
+        return pk_errf(err, "cannot create a temporary folder for the %s test world", tag), -1;
+    }
+    snprintf(w->tok_dir, sizeof w->tok_dir, "%s/tok", w->root);
+    snprintf(w->train_path, sizeof w->train_path, "%s/train.jsonl", w->root);
+    snprintf(w->valid_path, sizeof w->valid_path, "%s/valid.jsonl", w->root);
+    snprintf(w->teacher_dir, sizeof w->teacher_dir, "%s/teacher", w->root);
+    snprintf(w->student_dir, sizeof w->student_dir, "%s/student", w->root);
+    if (tiny_write_data(w->train_path, 0, n_train, err) != PK_OK) return -1;
+    if (tiny_write_data(w->valid_path, 100, n_valid, err) != PK_OK) return -1;
+    int V = tiny_train_tokenizer(w->train_path, 320, w->tok_dir, err);
+    if (V <= 0) return -1;
+    GPT2Config sa = tiny_arch(1, 16, 2, V);
+    return tiny_save_random(&sa, 11, w->student_dir, err) == PK_OK ? V : -1;
 }
 
 #endif

@@ -19,17 +19,17 @@
 #include "tiny_world.h"
 #include "tokenizer.h"
 
-static char root[256], tok_dir[300], train_path[300], valid_path[300], teacher_dir[300], student_dir[300];
+static TinyWorld world;
 static int setup_ok;
 
 static void base_config(RunConfig *c, const char *method) {
     config_defaults(c);
     snprintf(c->method, sizeof c->method, "%s", method);
-    snprintf(c->teacher, sizeof c->teacher, "%s", teacher_dir);
-    snprintf(c->student, sizeof c->student, "%s", student_dir);
-    snprintf(c->tokenizer, sizeof c->tokenizer, "%s", tok_dir);
-    snprintf(c->train_data, sizeof c->train_data, "%s", train_path);
-    snprintf(c->valid_data, sizeof c->valid_data, "%s", valid_path);
+    snprintf(c->teacher, sizeof c->teacher, "%s", world.teacher_dir);
+    snprintf(c->student, sizeof c->student, "%s", world.student_dir);
+    snprintf(c->tokenizer, sizeof c->tokenizer, "%s", world.tok_dir);
+    snprintf(c->train_data, sizeof c->train_data, "%s", world.train_path);
+    snprintf(c->valid_data, sizeof c->valid_data, "%s", world.valid_path);
     c->seed = 3;
     c->steps = 20;
     c->batch_size = 4;
@@ -49,19 +49,8 @@ static double mean_loss(const double *x, int a, int b) {
 /* Builds the world; the teacher is trained with the sft method (and that training must lower its loss). */
 static void test_setup_and_sft(void) {
     char err[PK_ERR_LEN];
-    snprintf(root, sizeof root, "/tmp/pk_test_distill_XXXXXX");
-    CHECK(mkdtemp(root) != NULL);
-    snprintf(tok_dir, sizeof tok_dir, "%s/tok", root);
-    snprintf(train_path, sizeof train_path, "%s/train.jsonl", root);
-    snprintf(valid_path, sizeof valid_path, "%s/valid.jsonl", root);
-    snprintf(teacher_dir, sizeof teacher_dir, "%s/teacher", root);
-    snprintf(student_dir, sizeof student_dir, "%s/student", root);
-    CHECK_MSG(tiny_write_data(train_path, 0, 24, err) == PK_OK, "%s", err);
-    CHECK_MSG(tiny_write_data(valid_path, 100, 6, err) == PK_OK, "%s", err);
-    int V = tiny_train_tokenizer(train_path, 320, tok_dir, err);
+    int V = tiny_world_create(&world, "distill", 24, 6, err);
     CHECK_MSG(V > 0, "%s", err);
-    GPT2Config sa = tiny_arch(1, 16, 2, V);
-    CHECK_MSG(tiny_save_random(&sa, 11, student_dir, err) == PK_OK, "%s", err);
 
     RunConfig c;
     base_config(&c, "sft");
@@ -87,7 +76,7 @@ static void test_setup_and_sft(void) {
     double dev = 0;
     CHECK(distill_eval_loss(s, "valid", 0, &dev, err) == PK_OK);
     CHECK(isfinite(dev) && dev > 0);
-    CHECK(gpt2_save(distill_student(s), teacher_dir, err) == PK_OK);
+    CHECK(gpt2_save(distill_student(s), world.teacher_dir, err) == PK_OK);
     distill_free(s);
     setup_ok = pk_test_failures_in_current == 0;
 }
@@ -154,7 +143,7 @@ static void test_prompt_init_is_teacher_wte(void) {
     char err[PK_ERR_LEN];
     const char *text = "It is red.";
     Tokenizer *tok;
-    CHECK(tok_load(&tok, tok_dir, err) == PK_OK);
+    CHECK(tok_load(&tok, world.tok_dir, err) == PK_OK);
     int *ids = NULL, n = 0;
     CHECK(tok_encode(tok, text, strlen(text), 0, &ids, &n, err) == PK_OK);
     tok_free(tok);
@@ -289,7 +278,7 @@ static int dir_has(const char *dir, const char *name) {
 static void check_resume(const char *method) {
     if (!setup_ok) return;
     char err[PK_ERR_LEN], ck[400];
-    snprintf(ck, sizeof ck, "%s/ck-%s", root, method);
+    snprintf(ck, sizeof ck, "%s/ck-%s", world.root, method);
     RunConfig c;
     base_config(&c, method);
     c.batch_size = 5; /* 24 examples: epochs end mid-run, so reshuffles are covered */
@@ -419,7 +408,7 @@ static void test_bad_configs_refused(void) {
     base_config(&c, "magic");
     CHECK(distill_create(&s, &c, err) == PK_FAIL && strstr(err, "method"));
     base_config(&c, "kd");
-    snprintf(c.teacher, sizeof c.teacher, "%s/none", root);
+    snprintf(c.teacher, sizeof c.teacher, "%s/none", world.root);
     CHECK(distill_create(&s, &c, err) == PK_FAIL && strstr(err, "none"));
     base_config(&c, "promptkd");
     snprintf(c.prompt_init_text, sizeof c.prompt_init_text, "%s", "");
@@ -429,8 +418,8 @@ static void test_bad_configs_refused(void) {
 
 static void test_cleanup(void) {
     char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(root[0] && system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", world.root);
+    CHECK(world.root[0] && system(cmd) == 0);
 }
 
 int main(void) {

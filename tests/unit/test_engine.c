@@ -18,19 +18,19 @@
 #include "tiny_world.h"
 #include "tokenizer.h"
 
-static char root[256], tok_dir[300], train_path[300], valid_path[300], teacher_dir[300], student_dir[300],
-    runs_dir[300];
+static TinyWorld world;
+static char runs_dir[300];
 static int setup_ok;
 
 static void base_config(RunConfig *c, const char *name) {
     char err[PK_ERR_LEN];
     config_defaults(c);
-    config_set(c, "teacher", teacher_dir, err);
-    config_set(c, "student", student_dir, err);
-    config_set(c, "tokenizer", tok_dir, err);
-    config_set(c, "train_data", train_path, err);
-    config_set(c, "valid_data", valid_path, err);
-    config_set(c, "test_data", valid_path, err);
+    config_set(c, "teacher", world.teacher_dir, err);
+    config_set(c, "student", world.student_dir, err);
+    config_set(c, "tokenizer", world.tok_dir, err);
+    config_set(c, "train_data", world.train_path, err);
+    config_set(c, "valid_data", world.valid_path, err);
+    config_set(c, "test_data", world.valid_path, err);
     config_set(c, "run_dir", runs_dir, err);
     config_set(c, "name", name, err);
     c->seed = 5;
@@ -53,21 +53,11 @@ static void base_config(RunConfig *c, const char *name) {
 
 static void test_setup(void) {
     char err[PK_ERR_LEN];
-    snprintf(root, sizeof root, "/tmp/pk_test_engine_XXXXXX");
-    CHECK(mkdtemp(root) != NULL);
-    snprintf(tok_dir, sizeof tok_dir, "%s/tok", root);
-    snprintf(train_path, sizeof train_path, "%s/train.jsonl", root);
-    snprintf(valid_path, sizeof valid_path, "%s/valid.jsonl", root);
-    snprintf(teacher_dir, sizeof teacher_dir, "%s/teacher", root);
-    snprintf(student_dir, sizeof student_dir, "%s/student", root);
-    snprintf(runs_dir, sizeof runs_dir, "%s/runs", root);
-    CHECK_MSG(tiny_write_data(train_path, 0, 16, err) == PK_OK, "%s", err);
-    CHECK_MSG(tiny_write_data(valid_path, 100, 4, err) == PK_OK, "%s", err);
-    int V = tiny_train_tokenizer(train_path, 320, tok_dir, err);
+    int V = tiny_world_create(&world, "engine", 16, 4, err);
     CHECK_MSG(V > 0, "%s", err);
-    GPT2Config sa = tiny_arch(1, 16, 2, V), ta = tiny_arch(2, 32, 2, V);
-    CHECK_MSG(tiny_save_random(&sa, 11, student_dir, err) == PK_OK, "%s", err);
-    CHECK_MSG(tiny_save_random(&ta, 12, teacher_dir, err) == PK_OK, "%s", err);
+    snprintf(runs_dir, sizeof runs_dir, "%s/runs", world.root);
+    GPT2Config ta = tiny_arch(2, 32, 2, V);
+    CHECK_MSG(tiny_save_random(&ta, 12, world.teacher_dir, err) == PK_OK, "%s", err);
     setup_ok = pk_test_failures_in_current == 0;
 }
 
@@ -361,7 +351,7 @@ static void test_nonfinite_pauses_and_keeps_checkpoint(void) {
     const char *run = engine_run_path(e);
     char ckpt[800], copy[800];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoints/step-2/state.safetensors", run);
-    snprintf(copy, sizeof copy, "%s/state-copy.safetensors", root);
+    snprintf(copy, sizeof copy, "%s/state-copy.safetensors", world.root);
     char *t = NULL;
     size_t n = 0;
     CHECK(pk_read_file(ckpt, &t, &n, err) == PK_OK);
@@ -399,10 +389,10 @@ int main(void) {
     RUN(test_commands_and_snapshots);
     RUN(test_resume_is_bit_identical);
     RUN(test_nonfinite_pauses_and_keeps_checkpoint);
-    if (root[0]) {
+    if (world.root[0]) {
         char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-        if (system(cmd) != 0) printf("could not remove %s\n", root);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", world.root);
+        if (system(cmd) != 0) printf("could not remove %s\n", world.root);
     }
     TEST_EXIT();
 }
