@@ -565,17 +565,19 @@ void gelu_forward(float *out, const float *inp, long n) {
     pk_parallel_for_grain(n, 8192, gelu_fwd_range, &a);
 }
 
+/* d gelu(x) / dx for the tanh form */
+static inline float gelu_grad(float x) {
+    float th = fast_tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
 static void gelu_bwd_range(void *ctx, long b, long e) {
     const Elementwise *a = ctx;
     float *restrict dinp = a->out;
     const float *restrict inp = a->inp, *restrict dout = a->dout;
     for (long i = b; i < e; i++) {
-        float x = inp[i];
-        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        float th = fast_tanhf(u);
-        float sech2 = 1.0f - th * th;
-        float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += grad * dout[i];
+        dinp[i] += gelu_grad(inp[i]) * dout[i];
     }
 }
 
@@ -589,12 +591,7 @@ static void gelu_bwd_inplace_range(void *ctx, long b, long e) {
     float *restrict d = a->out;
     const float *restrict inp = a->inp;
     for (long i = b; i < e; i++) {
-        float x = inp[i];
-        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        float th = fast_tanhf(u);
-        float sech2 = 1.0f - th * th;
-        float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        d[i] *= grad;
+        d[i] *= gelu_grad(inp[i]);
     }
 }
 
