@@ -66,17 +66,6 @@ static int line_at(const char *data, size_t pos) {
     return line;
 }
 
-/* cJSON ends a string at a decoded \u0000, which would silently cut the text; find one so
- * it is refused. Returns the offset of the backslash or -1. */
-static long escaped_nul_at(const char *s, size_t len) {
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (s[i] != '\\') continue;
-        if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4)) return (long)i;
-        i++; /* the escaped character */
-    }
-    return -1;
-}
-
 static int read_training_file(const char *path, TextList *l, char *err) {
     char *data = NULL;
     size_t len = 0;
@@ -97,7 +86,7 @@ static int read_training_file(const char *path, TextList *l, char *err) {
         first++;
     if (first < len && data[first] == '[') { /* one JSON array of objects */
         const char *end = NULL;
-        long nul = escaped_nul_at(data, len);
+        long nul = pk_json_escaped_nul_at(data, len);
         cJSON *root = nul >= 0 ? NULL : cJSON_ParseWithLengthOpts(data, len, &end, 0);
         if (nul >= 0) {
             rc = pk_errf(err, "%s:%d: a string holds \\u0000 (NUL), which training text cannot hold", path,
@@ -128,7 +117,7 @@ static int read_training_file(const char *path, TextList *l, char *err) {
         while (k < end && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r')) k++;
         if (k < end) {
             int has_nul = memchr(data + pos, 0, end - pos) != NULL;
-            long escaped_nul = escaped_nul_at(data + pos, end - pos);
+            long escaped_nul = pk_json_escaped_nul_at(data + pos, end - pos);
             cJSON *obj = has_nul || escaped_nul >= 0 ? NULL : cJSON_ParseWithOpts(data + pos, NULL, 1);
             if (has_nul)
                 rc = pk_errf(err, "%s:%d: a NUL byte in the line (expected JSON text)", path, lineno);

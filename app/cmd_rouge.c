@@ -21,17 +21,6 @@ static int read_stream(FILE *f, PkBuf *b) {
     return pk_buf_append(b, "", 1) ? -1 : 0; /* NUL-terminate (not counted below) */
 }
 
-/* cJSON ends a string at a decoded \u0000, which would silently cut the text; find one so
- * it is refused. Returns the offset of the backslash or -1. */
-static long escaped_nul_at(const char *s, size_t len) {
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (s[i] != '\\') continue;
-        if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4)) return (long)i;
-        i++; /* the escaped character */
-    }
-    return -1;
-}
-
 /* Scores one line; appends the output line to out. Returns PK_OK or fills err. */
 static int score_line(const char *name, int line_no, const char *line, size_t len, PkBuf *out, double *score,
                       char *err) {
@@ -39,7 +28,7 @@ static int score_line(const char *name, int line_no, const char *line, size_t le
     if (bad >= 0) return pk_errf(err, "%s:%d: invalid UTF-8 at byte %ld of the line", name, line_no, bad);
     const char *nul = memchr(line, 0, len);
     if (nul) return pk_errf(err, "%s:%d: a NUL byte at byte %ld of the line (expected JSON text)", name, line_no, (long)(nul - line));
-    if ((bad = escaped_nul_at(line, len)) >= 0)
+    if ((bad = pk_json_escaped_nul_at(line, len)) >= 0)
         return pk_errf(err, "%s:%d: the string at byte %ld of the line holds \\u0000 (NUL), which ROUGE-L text cannot hold",
                        name, line_no, bad);
     const char *end = NULL;

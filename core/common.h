@@ -65,5 +65,8 @@ double pk_cpu_seconds(void);
 
 /* Validate UTF-8: returns the byte offset of the first invalid sequence, or -1 when valid. */
 long pk_utf8_invalid_at(const char *s, size_t len);
+/* Offset of the first \u0000 escape in JSON text, or -1. cJSON ends a string at a
+ * decoded NUL, which would silently cut the text, so readers refuse such input. */
+long pk_json_escaped_nul_at(const char *s, size_t len);
 
 #endif

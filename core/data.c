@@ -225,23 +225,13 @@ static int line_of(const char *text, size_t pos) {
     return line;
 }
 
-/* cJSON ends a string at a decoded \u0000, which would silently cut the text; the
- * offset of the first such escape (or of a raw NUL byte) is found so it is refused.
- * Returns -1 when there is none; *raw tells which one it was. */
+/* The offset of the first raw NUL byte or \u0000 escape (see pk_json_escaped_nul_at),
+ * so it is refused; -1 when there is none. *raw tells which one it was. */
 static long nul_at(const char *s, size_t len, int *raw) {
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == 0) {
-            *raw = 1;
-            return (long)i;
-        }
-        if (s[i] != '\\' || i + 1 >= len) continue;
-        if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4)) {
-            *raw = 0;
-            return (long)i;
-        }
-        i++; /* the escaped character */
-    }
-    return -1;
+    const char *z = memchr(s, 0, len);
+    long escaped = pk_json_escaped_nul_at(s, len);
+    *raw = z && (escaped < 0 || z - s < escaped);
+    return *raw ? (long)(z - s) : escaped;
 }
 
 static int nul_error(char *err, const char *path, int line, long col, int raw) {
