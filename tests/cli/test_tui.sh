@@ -67,6 +67,14 @@ wait_for() {
     return 1
 }
 step_of() { screen "$1" | sed -nE 's/.*step ([0-9]+)\/100000.*/\1/p' | head -n 1; }
+# check_titles NAME SCREEN CHARTS-TITLE: every panel's title is on the screen
+check_titles() {
+    local n=$1 screen_text=$2 missing="" title
+    for title in "$3" "Exposure bias" "Generations" "Prompt neighbours" "Hyper-parameters" "Log"; do
+        grep -qF -- "$title" <<<"$screen_text" || missing="$missing '$title'"
+    done
+    if [ -z "$missing" ]; then pass "$n"; else fail "$n" "missing:$missing"; fi
+}
 has_braille() { python3 -c 'import sys; t=sys.stdin.buffer.read().decode("utf-8", "replace"); sys.exit(0 if any(0x2801 <= ord(c) <= 0x28ff for c in t) else 1)'; }
 all_ascii() { python3 -c 'import sys; t=sys.stdin.buffer.read(); sys.exit(0 if all(b < 128 for b in t) else 1)'; }
 png_size() { python3 -c 'import sys,struct; d=open(sys.argv[1],"rb").read(24); assert d[:8]==b"\x89PNG\r\n\x1a\n"; print("%dx%d" % struct.unpack(">II", d[16:24]))' "$1" 2>/dev/null; }
@@ -83,11 +91,7 @@ else
 fi
 wait_for main 'Exposure bias: step' 15
 S=$(screen main)
-missing=""
-for title in "Charts: loss" "Exposure bias" "Generations" "Prompt neighbours" "Hyper-parameters" "Log"; do
-    grep -qF -- "$title" <<<"$S" || missing="$missing '$title'"
-done
-if [ -z "$missing" ]; then pass tui_every_panel_title_at_100x30; else fail tui_every_panel_title_at_100x30 "missing:$missing"; fi
+check_titles tui_every_panel_title_at_100x30 "$S" "Charts: loss"
 check tui_status_bar_has_throughput_eta_method grep -qE 'tok/s.*GFLOP/s.*ETA.*promptkd.*runs/tui' <<<"$S"
 check tui_charts_in_braille_under_utf8 has_braille <<<"$S"
 check tui_generations_show_three_models grep -qE "T' prompted.*T teacher.*S student" <<<"$S"
@@ -197,11 +201,7 @@ check tui_shell_prompt_back wait_for main '^PKSHELL\$ ?$' 5
 start small 80 24 NO_COLOR=1 -- --paused
 if wait_for small '^ PAUSED.*step 0/100000' 20; then pass tui_paused_flag; else fail tui_paused_flag "$(screen small | grep -v '^$' | tail -4)"; fi
 S=$(screen small)
-missing=""
-for title in "Charts" "Exposure bias" "Generations" "Prompt neighbours" "Hyper-parameters" "Log"; do
-    grep -qF -- "$title" <<<"$S" || missing="$missing '$title'"
-done
-if [ -z "$missing" ]; then pass tui_every_panel_title_at_80x24; else fail tui_every_panel_title_at_80x24 "missing:$missing"; fi
+check_titles tui_every_panel_title_at_80x24 "$S" "Charts"
 # no colour escape at all (attributes such as bold/reverse are fine)
 if "${T[@]}" capture-pane -e -p -t small | grep -qE $'\e\\[[0-9;]*(3[0-7]|4[0-7]|38;5;[0-9]+)m'; then
     fail tui_no_color_means_no_colours
