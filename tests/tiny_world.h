@@ -99,7 +99,8 @@ static int tiny_world_create(TinyWorld *w, const char *tag, int n_train, int n_v
     snprintf(w->root, sizeof w->root, "/tmp/pk_test_%s_XXXXXX", tag);
     if (!mkdtemp(w->root)) {
         w->root[0] = 0;
-        return pk_errf(err, "cannot create a temporary folder for the %s test world", tag), -1;
+        pk_errf(err, "cannot create a temporary folder for the %s test world", tag);
+        return -1;
     }
     snprintf(w->tok_dir, sizeof w->tok_dir, "%s/tok", w->root);
     snprintf(w->train_path, sizeof w->train_path, "%s/train.jsonl", w->root);
