@@ -49,7 +49,19 @@ static double sgemm_peak_gflops(int n, char *err) {
 typedef struct {
     int layers, embd, heads, vocab, batch, seq, steps, threads, prompt_len, new_tokens;
     const char *gemm;
+    int paced;
 } BenchArgs;
+
+/* --paced: another program (tests/bench/paired.py) takes turns with this one, so
+ * that both run their steps in the same minutes of a machine whose speed drifts.
+ * Each turn starts when a line arrives on stdin; each step ends with a JSON line
+ * on stdout. Returns PK_FAIL when stdin ends first. */
+static int paced_turn(const char *what, int index, char *err) {
+    char line[64];
+    if (!fgets(line, sizeof line, stdin))
+        return pk_errf(err, "--paced: standard input ended before %s %d (the pacing program stopped)", what, index);
+    return PK_OK;
+}
 
 static int make_model(GPT2 *m, const BenchArgs *a, int T, char *err) {
     GPT2Config cfg = {.max_seq_len = T > 1024 ? T : 1024,
@@ -92,6 +104,7 @@ static int bench_train(const BenchArgs *a, char *err) {
      * same forward, right before the full backward, so both medians come from the
      * same stretch of time on a machine whose load changes. */
     for (int s = 0; s < N && rc == PK_OK; s++) {
+        if (a->paced && (rc = paced_turn("step", s + 1, err))) break;
         double t0 = pk_now(), c0 = pk_cpu_seconds();
         rc = gpt2_forward(&m, tokens, NULL, 0, NULL, B, T, err);
         if (rc) break;
@@ -111,7 +124,13 @@ static int bench_train(const BenchArgs *a, char *err) {
         fwd[s] = t1 - t0, bwd[s] = t3 - t2, opt[s] = t4 - t3;
         cpu[s] = (c1 - c0) + (c4 - c2);
         step[s] = fwd[s] + bwd[s] + opt[s];
+        if (a->paced && rc == PK_OK) {
+            printf("{\"step\": %d, \"ms\": %.2f, \"cpu_ms\": %.2f}\n", s + 1, step[s] * 1e3, cpu[s] * 1e3);
+            fflush(stdout);
+        }
     }
+    /* the sgemm peak is measured in a turn of its own too */
+    if (rc == PK_OK && a->paced) rc = paced_turn("the final turn after step", N, err);
     if (rc == PK_OK) {
         double ms = median_ms(step, N), flops = gpt2_train_flops(&m.config, B, T);
         double peak = sgemm_peak_gflops(2048, err);
@@ -179,7 +198,7 @@ static int bench_decode(const BenchArgs *a, char *err) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    BenchArgs a = {12, 768, 12, 50257, 4, 64, 5, 0, 64, 64, NULL};
+    BenchArgs a = {12, 768, 12, 50257, 4, 64, 5, 0, 64, 64, NULL, 0};
     Opt opts[] = {
         {"layers", OPT_INT, &a.layers, "transformer blocks", 0},
         {"embd", OPT_INT, &a.embd, "channels", 0},
@@ -192,9 +211,10 @@ int cmd_bench(int argc, char **argv) {
         {"new-tokens", OPT_INT, &a.new_tokens, "decode: generated tokens per row", 0},
         {"threads", OPT_INT, &a.threads, "threads (default: PROMPTKD_THREADS or all cores)", 0},
         {"gemm", OPT_STR, &a.gemm, "pool (split GEMMs over the pool) or blas (OpenBLAS threads)", 0},
+        {"paced", OPT_FLAG, &a.paced, "train: wait for a line on stdin before each step, print one after", 0},
     };
     const char *usage = "promptkd bench train|decode [--layers L --embd C --heads H --vocab V --batch B --seq T "
-                        "--steps N | --prompt-len T0 --new-tokens N] [--threads K]";
+                        "--steps N [--paced] | --prompt-len T0 --new-tokens N] [--threads K]";
     char *pos[1];
     int npos = 0;
     int rc = cli_parse(usage, argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, 1, &npos);
@@ -211,6 +231,7 @@ int cmd_bench(int argc, char **argv) {
                  "every size must be positive and --embd (%d) a multiple of --heads (%d)", a.embd, a.heads);
         return cli_fail("bench", err);
     }
+    if (a.paced && !is_train) return cli_fail("bench", "--paced applies to 'bench train' only");
     if (a.gemm && strcmp(a.gemm, "pool") && strcmp(a.gemm, "blas"))
         return cli_fail("bench", "--gemm expects 'pool' or 'blas'");
     pk_threads_init(a.threads);

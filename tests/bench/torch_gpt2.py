@@ -101,6 +101,12 @@ def load_hf(model, path):
                 getattr(blk, attr + "_b").copy_(get(p + name + ".bias"))
 
 
+def paced_turn(a, what):
+    """--paced: wait for tests/bench/paired.py to hand this program its turn (a line on stdin)."""
+    if a.paced and not sys.stdin.readline():
+        sys.exit("torch_gpt2.py --paced: standard input ended before %s" % what)
+
+
 def bench_train(a):
     model = GPT2(a.layers, a.embd, a.heads, a.vocab, max(1024, a.seq))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
@@ -108,7 +114,8 @@ def bench_train(a):
     idx = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=gen)
     x, y = idx[:, :-1], idx[:, 1:]
     steps, fwd, bwd, cpu = [], [], [], []
-    for _ in range(a.steps):
+    for i in range(a.steps):
+        paced_turn(a, "step %d" % (i + 1))
         t0, c0 = time.perf_counter(), time.process_time()
         logits = model(x)
         loss = F.cross_entropy(logits.view(-1, a.vocab), y.reshape(-1))
@@ -122,6 +129,9 @@ def bench_train(a):
         cpu.append(c3 - c0)
         fwd.append(t1 - t0)
         bwd.append(t2 - t1)
+        if a.paced:
+            print(json.dumps({"step": i + 1, "ms": (t3 - t0) * 1e3, "cpu_ms": (c3 - c0) * 1e3}), flush=True)
+    paced_turn(a, "the final turn")
     # input-only backward: a frozen model, gradient only for the input embeddings
     for p in model.parameters():
         p.requires_grad_(False)
@@ -197,6 +207,7 @@ def main():
         ap.add_argument("--" + name, type=int, default=default)
     ap.add_argument("--model")
     ap.add_argument("--double", action="store_true")
+    ap.add_argument("--paced", action="store_true", help="train: take turns with tests/bench/paired.py")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

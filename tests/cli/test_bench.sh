@@ -37,3 +37,40 @@ expect_error bench_rejects_heads "multiple of --heads" $PROMPTKD bench train --l
 expect_error bench_rejects_zero_steps "positive" $PROMPTKD bench train --layers 1 --embd 8 --heads 2 --vocab 10 --steps 0
 expect_error bench_rejects_mode "expected 'train' or 'decode'" $PROMPTKD bench infer
 expect_error bench_rejects_gemm "--gemm expects" $PROMPTKD bench train --layers 1 --embd 8 --heads 2 --vocab 10 --gemm mkl
+
+# --paced (make bench's turn taking): a step starts when a line arrives on stdin and ends with a
+# JSON line; the sgemm peak and the final line wait for one more.
+TINY="$SHAPE --batch 2 --seq 8 --threads 2"
+printf 'go\ngo\ngo\n' | $PROMPTKD bench train $TINY --steps 2 --paced >"$TMP/paced.json" 2>"$TMP/paced.err"
+check bench_paced_runs test $? -eq 0
+check bench_paced_lines python3 - "$TMP/paced.json" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+assert [l.get("step") for l in lines[:2]] == [1, 2], lines
+assert all(l["ms"] > 0 and l["cpu_ms"] > 0 for l in lines[:2]), lines
+assert len(lines) == 3 and lines[2]["steps"] == 2 and lines[2]["ms_per_step"] > 0, lines
+PY
+expect_error bench_paced_stdin_ends "standard input ended before step 2" \
+    sh -c "printf 'go\n' | $PROMPTKD bench train $TINY --steps 2 --paced"
+expect_error bench_paced_train_only "--paced applies to 'bench train'" $PROMPTKD bench decode $SHAPE --paced
+
+# tests/bench/paired.py, with promptkd on both sides: turns in order, warm-up step left out of the ratios
+python3 tests/bench/paired.py --steps 3 --names a,b --out-a "$TMP/pa.json" --out-b "$TMP/pb.json" \
+    -- $PROMPTKD bench train $TINY --steps 3 --paced -- $PROMPTKD bench train $TINY --steps 3 --paced \
+    >"$TMP/paired.out" 2>"$TMP/paired.err"
+check paired_runs test $? -eq 0
+check paired_outputs python3 - "$TMP/pa.json" "$TMP/pb.json" "$TMP/paired.out" <<'PY'
+import json, statistics, sys
+a, b = (json.loads(open(p).read()) for p in sys.argv[1:3])
+p = a["paired"]
+assert len(p["ratios"]) == 2 and len(p["ms_a"]) == 2 and len(p["ms_b"]) == 2, p
+assert all(abs(r - x / y) < 1e-9 for r, x, y in zip(p["ratios"], p["ms_a"], p["ms_b"])), p
+assert p["median_ratio"] == statistics.median(p["ratios"]), p
+assert b["ms_per_step"] > 0 and "paired" not in b, b
+out = open(sys.argv[3]).read().splitlines()
+assert [l.split(":")[0].strip() for l in out] == ["step 1", "step 2", "step 3"], out
+PY
+expect_error paired_side_stops "b stopped early" \
+    python3 tests/bench/paired.py --steps 2 --names a,b --out-a "$TMP/qa.json" --out-b "$TMP/qb.json" \
+    -- $PROMPTKD bench train $TINY --steps 2 --paced -- false
+expect_error paired_usage "usage: paired.py" python3 tests/bench/paired.py --steps 2 -- a -- b
