@@ -6,7 +6,13 @@
  *                  --t-layers L --t-embd C --t-heads H --s-layers L --s-embd C --s-heads H
  *                  --batch B --new-tokens K --prompt-len P
  *                  (--prompt-tokens T0 | --prompt-tokens-from FILE.jsonl)
- *                  [--steps S] [--warmup W] [--threads N] [--seed X]
+ *                  [--steps S] [--warmup W] [--threads N] [--seed X] [--paced 1]
+ *   bench_promptkd --tokenizer DIR --prompt-tokens-from FILE.jsonl --print-prompt-tokens 1 ...
+ *
+ * --paced 1: tests/bench/paired.py takes turns with the PyTorch side; every step (warm-up
+ * included) starts when a line arrives on stdin and ends with a JSON line {"step", "ms"}, and the
+ * sampling phase with the final line waits for one more. --print-prompt-tokens 1 prints T0 and
+ * stops (the PyTorch side needs it before either starts).
  *
  * Teacher and student are random GPT-2s (seeded, see init_weights) saved to a temp folder
  * (/dev/shm when writable, else /tmp; removed at exit);
@@ -45,9 +51,17 @@ typedef struct {
     int vocab, positions;
     int t_layers, t_embd, t_heads, s_layers, s_embd, s_heads;
     int batch, new_tokens, prompt_len, prompt_tokens;
-    int steps, warmup, threads;
+    int steps, warmup, threads, paced, print_prompt_tokens;
     long seed;
 } Args;
+
+/* --paced: wait for the next turn (a line on stdin) */
+static int paced_turn(const Args *a, const char *what, char *err) {
+    char line[64];
+    if (a->paced && !fgets(line, sizeof line, stdin))
+        return pk_errf(err, "--paced: standard input ended before %s (the pacing program stopped)", what);
+    return PK_OK;
+}
 
 static int parse_args(Args *a, int argc, char **argv, char *err) {
     struct {
@@ -65,6 +79,7 @@ static int parse_args(Args *a, int argc, char **argv, char *err) {
         {"prompt-len", &a->prompt_len, NULL, NULL}, {"prompt-tokens", &a->prompt_tokens, NULL, NULL},
         {"steps", &a->steps, NULL, NULL},           {"warmup", &a->warmup, NULL, NULL},
         {"threads", &a->threads, NULL, NULL},       {"seed", NULL, &a->seed, NULL},
+        {"paced", &a->paced, NULL, NULL},           {"print-prompt-tokens", &a->print_prompt_tokens, NULL, NULL},
     };
     int n_opts = (int)(sizeof opts / sizeof opts[0]);
     for (int k = 1; k < argc; k += 2) {
@@ -258,6 +273,11 @@ static int run(const Args *a, const char *tmp, char *err) {
     }
     int T0 = a->prompt_tokens;
     if (a->prompt_tokens_from && median_prompt_tokens(a->prompt_tokens_from, tok, &T0, err) != PK_OK) goto done;
+    if (a->print_prompt_tokens) {
+        printf("%d\n", T0);
+        rc = PK_OK;
+        goto done;
+    }
     if (T0 + a->prompt_len + a->new_tokens > a->positions) {
         pk_errf(err, "prompt %d + soft prompt %d + %d new tokens exceed %d positions", T0, a->prompt_len, a->new_tokens,
                 a->positions);
@@ -292,6 +312,9 @@ static int run(const Args *a, const char *tmp, char *err) {
     double ms[MAX_STEPS], cpu_ms[MAX_STEPS], ms_sample[MAX_STEPS], gflop = 0;
     for (int i = 0; i < a->warmup + a->steps; i++) {
         DistillStepStats st;
+        char what[32];
+        snprintf(what, sizeof what, "step %d", i + 1);
+        if (paced_turn(a, what, err) != PK_OK) goto done;
         double t0 = pk_now(), c0 = pk_cpu_seconds();
         if (distill_step(s, &st, err) != PK_OK) goto done;
         double dt = pk_now() - t0, dc = pk_cpu_seconds() - c0;
@@ -309,7 +332,12 @@ static int run(const Args *a, const char *tmp, char *err) {
             cpu_ms[i - a->warmup] = dc * 1e3;
         }
         gflop = st.flops / 1e9;
+        if (a->paced) {
+            printf("{\"step\": %d, \"ms\": %.3f, \"cpu_ms\": %.3f}\n", i + 1, dt * 1e3, dc * 1e3);
+            fflush(stdout);
+        }
     }
+    if (paced_turn(a, "the final turn", err) != PK_OK) goto done;
     /* the sampling phase alone: the same call the step makes, on the same prompts */
     SampleOptions o;
     sample_options_plain(&o, eos, a->new_tokens);

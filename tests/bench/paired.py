@@ -6,11 +6,12 @@ second's input-only backward). The machine this runs on changes speed by up to
 within seconds of each other, so the ratio of step i to step i is a fair sample
 even when the two medians drift apart. Only one program runs at any time.
 
-  paired.py --steps N --names A,B --out-a A.json --out-b B.json -- CMD_A... -- CMD_B...
+  paired.py --steps N [--warmup W] --names A,B --out-a A.json --out-b B.json -- CMD_A... -- CMD_B...
 
 Prints each pair of steps (and its ratio) as it goes; writes each program's final
-JSON line to its file, with "paired" (the per-step times, the warm-up step left
-out, and the median of the per-step ratios) added to A's."""
+JSON line to its file, with "paired" (the per-step times after the first W warm-up
+steps, default 1 when N > 2 else 0, and the median of the per-step ratios) added
+to A's."""
 import json
 import statistics
 import subprocess
@@ -24,19 +25,21 @@ def fail(msg):
 def parse(argv):
     opts, i = {}, 0
     while i < len(argv) and argv[i] != "--":
-        if argv[i] not in ("--steps", "--names", "--out-a", "--out-b") or i + 1 >= len(argv):
+        if argv[i] not in ("--steps", "--warmup", "--names", "--out-a", "--out-b") or i + 1 >= len(argv):
             fail("unexpected argument %r (usage: see the top of this file)" % argv[i])
         opts[argv[i][2:]] = argv[i + 1]
         i += 2
     rest = argv[i + 1:]
-    usage = "usage: paired.py --steps N --names A,B --out-a A.json --out-b B.json -- CMD_A... -- CMD_B..."
+    usage = "usage: paired.py --steps N [--warmup W] --names A,B --out-a A.json --out-b B.json -- CMD_A... -- CMD_B..."
     if "--" not in rest or not all(k in opts for k in ("steps", "names", "out-a", "out-b")):
         fail(usage)
     names = opts["names"].split(",")
-    if len(names) != 2 or not opts["steps"].isdigit() or int(opts["steps"]) < 1:
-        fail(usage)
+    steps = int(opts["steps"]) if opts["steps"].isdigit() else 0
+    warmup = opts.get("warmup", "1" if steps > 2 else "0")
+    if len(names) != 2 or steps < 1 or not warmup.isdigit() or int(warmup) >= steps:
+        fail(usage + " (W < N)")
     cut = rest.index("--")
-    return int(opts["steps"]), names, opts["out-a"], opts["out-b"], rest[:cut], rest[cut + 1:]
+    return steps, int(warmup), names, opts["out-a"], opts["out-b"], rest[:cut], rest[cut + 1:]
 
 
 def turn(proc, name):
@@ -56,7 +59,7 @@ def turn(proc, name):
 
 
 def main():
-    steps, names, out_a, out_b, cmd_a, cmd_b = parse(sys.argv[1:])
+    steps, warmup, names, out_a, out_b, cmd_a, cmd_b = parse(sys.argv[1:])
     procs = [subprocess.Popen(c, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for c in (cmd_a, cmd_b)]
     ms = [[], []]
     for s in range(1, steps + 1):
@@ -71,7 +74,7 @@ def main():
     for k in (0, 1):
         if procs[k].wait() != 0:
             fail("%s exited with %d" % (names[k], procs[k].returncode))
-    warm = slice(1, None) if steps > 2 else slice(None)  # the first step pays for first-touch allocation
+    warm = slice(warmup, None)  # the first step pays for first-touch allocation
     ratios = [a / b for a, b in zip(ms[0][warm], ms[1][warm])]
     finals[0]["paired"] = {"ms_a": ms[0][warm], "ms_b": ms[1][warm], "ratios": ratios,
                            "median_ratio": statistics.median(ratios)}

@@ -9,8 +9,9 @@
 #   2. GPT-2 shapes: student 124M, teacher 355M, B=2, 24-token prompts, 16 new tokens.
 # Prints ms per step (median after one warm-up step) and the ratio PyTorch / promptkd; also the
 # sampling phase and the CPU time per step (all threads), which a busy shared machine distorts less.
-# As in run.sh, the two sides alternate for BENCH_PKD_ROUNDS rounds (default 2) and each side's row
-# is its fastest round; every round's ratio is printed.
+# As in run.sh, the two sides take turns step by step (tests/bench/paired.py), only one running at a
+# time; each side's row is the median of its steps over the same turns, and the ratio the median of
+# the per-step ratios.
 #   PROMPTKD_THREADS threads (default: all cores); BENCH_PKD_STEPS measured steps at the default shapes
 #   (default 3), BENCH_PKD_GPT2_STEPS at GPT-2 shapes (default 2: a 355M teacher step is heavy).
 set -euo pipefail
@@ -21,7 +22,6 @@ PY=/usr/bin/python3
 THREADS=${PROMPTKD_THREADS:-$(nproc)}
 STEPS=${BENCH_PKD_STEPS:-3}
 GPT2_STEPS=${BENCH_PKD_GPT2_STEPS:-2}
-ROUNDS=${BENCH_PKD_ROUNDS:-2}
 [ -x "$BENCH" ] || { echo "promptkd_step.sh: $BENCH is missing (make bench-build)" >&2; exit 1; }
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
@@ -48,21 +48,20 @@ print(" ".join(str(x) for x in args))
 PY
 }
 
-field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
-
-# run NAME "SHAPE ARGS" TOKENIZER PROMPT-ARGS STEPS ROUND: writes NAME.ROUND.{pk,pt}.json
+# run NAME "SHAPE ARGS" TOKENIZER PROMPT-ARGS STEPS: writes NAME.{pk,pt}.json, steps taken in turns
 run() {
-    local name=$1.$6 shape=$2 tok=$3 prompt=$4 steps=$5
-    echo "[$name] promptkd: $BENCH $shape $prompt --tokenizer $tok --steps $steps --warmup 1 --threads $THREADS" >&2
+    local name=$1 shape=$2 tok=$3 prompt=$4 steps=$5 t0 eos
     # shellcheck disable=SC2086
-    "$BENCH" $shape $prompt --tokenizer "$tok" --steps "$steps" --warmup 1 --threads "$THREADS" >"$OUT/$name.pk.json"
-    local t0 eos
-    t0=$(field "$OUT/$name.pk.json" prompt_tokens)
+    t0=$("$BENCH" $shape $prompt --tokenizer "$tok" --print-prompt-tokens 1)
     eos=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]+"/vocab.json"))["<|endoftext|>"])' "$tok")
+    echo "[$name] promptkd: $BENCH $shape $prompt --tokenizer $tok --steps $steps --warmup 1 --threads $THREADS" >&2
     echo "[$name] pytorch:  torch_promptkd.py $shape --prompt-tokens $t0 --eos $eos --steps $steps --warmup 1 --threads $THREADS" >&2
     # shellcheck disable=SC2086
-    "$PY" tests/bench/torch_promptkd.py $shape --prompt-tokens "$t0" --eos "$eos" --steps "$steps" --warmup 1 \
-        --threads "$THREADS" >"$OUT/$name.pt.json"
+    "$PY" tests/bench/paired.py --steps $((steps + 1)) --warmup 1 --names promptkd,PyTorch \
+        --out-a "$OUT/$name.pk.json" --out-b "$OUT/$name.pt.json" \
+        -- "$BENCH" $shape $prompt --tokenizer "$tok" --steps "$steps" --warmup 1 --threads "$THREADS" --paced 1 \
+        -- "$PY" tests/bench/torch_promptkd.py $shape --prompt-tokens "$t0" --eos "$eos" --steps "$steps" --warmup 1 \
+        --threads "$THREADS" --paced
 }
 
 DEFAULT_TOK=assets/tokenizer
@@ -72,23 +71,17 @@ DEFAULT_SHAPE=$(default_shape)
 GPT2_SHAPE="--vocab 50257 --positions 1024 --t-layers 24 --t-embd 1024 --t-heads 16 --s-layers 12 --s-embd 768 --s-heads 12 --batch 2 --new-tokens 16 --prompt-len 7"
 
 echo "PromptKD step, promptkd vs PyTorch, $THREADS threads, $STEPS (default) / $GPT2_STEPS (GPT-2) measured steps after 1 warm-up (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-ratio() { "$PY" -c 'import json,sys; a,b=(json.load(open(f))["ms_per_step"] for f in sys.argv[1:]); print("%.0f ms vs %.0f ms, %.2fx" % (a, b, b / a))' "$1" "$2"; }
-for r in $(seq 1 "$ROUNDS"); do
-    run default "$DEFAULT_SHAPE" "$DEFAULT_TOK" "$DEFAULT_PROMPT" "$STEPS" "$r"
-    run gpt2 "$GPT2_SHAPE" tests/fixtures/gpt2-tokenizer "--prompt-tokens 24" "$GPT2_STEPS" "$r"
-    echo "round $r/$ROUNDS: default $(ratio "$OUT/default.$r.pk.json" "$OUT/default.$r.pt.json"); GPT-2 $(ratio "$OUT/gpt2.$r.pk.json" "$OUT/gpt2.$r.pt.json")"
-done
+run default "$DEFAULT_SHAPE" "$DEFAULT_TOK" "$DEFAULT_PROMPT" "$STEPS"
+run gpt2 "$GPT2_SHAPE" tests/fixtures/gpt2-tokenizer "--prompt-tokens 24" "$GPT2_STEPS"
 
-"$PY" - "$OUT" "$DEFAULT_SHAPE" "$ROUNDS" <<'PY'
-import json, os, sys
-d, default_shape, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
+"$PY" - "$OUT" "$DEFAULT_SHAPE" <<'PY'
+import json, os, statistics, sys
+d, default_shape = sys.argv[1], sys.argv[2].split()
 arg = lambda k: default_shape[default_shape.index(k) + 1]
 load = lambda n: json.load(open(os.path.join(d, n)))
-fastest = lambda name, side: min((load("%s.%d.%s.json" % (name, r, side)) for r in range(1, rounds + 1)),
-                                 key=lambda j: j["ms_per_step"])
 rows = []
 for name in ("default", "gpt2"):
-    pk, pt = fastest(name, "pk"), fastest(name, "pt")
+    pk, pt = load("%s.pk.json" % name), load("%s.pt.json" % name)
     if name == "default":
         label = "default: T L%s C%s / S L%s C%s, V=%s, B=%s, %d+%s tok" % (
             arg("--t-layers"), arg("--t-embd"), arg("--s-layers"), arg("--s-embd"), arg("--vocab"), arg("--batch"),
@@ -97,7 +90,7 @@ for name in ("default", "gpt2"):
         label = "GPT-2: T 355M / S 124M, V=50257, B=2, %d+16 tok" % pk["prompt_tokens"]
     rows.append((label, pk, pt))
 print()
-print("fastest of %d alternated rounds per side:" % rounds)
+print("medians over the same turns per side:")
 print("%-56s %10s %10s %8s" % ("ms per step (median)", "promptkd", "pytorch", "pt/pk"))
 for label, pk, pt in rows:
     print("%-56s %10.1f %10.1f %7.2fx" % (label, pk["ms_per_step"], pt["ms_per_step"], pt["ms_per_step"] / pk["ms_per_step"]))
@@ -107,8 +100,10 @@ for label, pk, pt in rows:
                                           pt["cpu_ms_per_step"], pt["cpu_ms_per_step"] / pk["cpu_ms_per_step"]))
 print()
 for label, pk, pt in rows:
-    r = pt["ms_per_step"] / pk["ms_per_step"]
-    print("%-56s %6.2fx  %s" % ("promptkd >= 2x PyTorch, " + label.split(":")[0], r, "met" if r >= 2.0 else "NOT met"))
+    p = pk["paired"]  # each turn's PyTorch step over promptkd's, the warm-up left out
+    r = statistics.median(b / a for a, b in zip(p["ms_a"], p["ms_b"]))
+    print("%-56s %6.2fx  %s" % ("promptkd >= 2x PyTorch (median paired), " + label.split(":")[0], r,
+                                "met" if r >= 2.0 else "NOT met"))
 print("promptkd steps (ms): " + "; ".join("%s %s" % (l.split(":")[0], pk["steps_ms"]) for l, pk, _ in rows))
 print("pytorch steps (ms):  " + "; ".join("%s %s" % (l.split(":")[0], pt["steps_ms"]) for l, _, pt in rows))
 PY

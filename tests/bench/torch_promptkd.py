@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_gpt2 import GPT2  # noqa: E402  (the plain HF-layout GPT-2 of `make bench`)
+from torch_gpt2 import GPT2, paced_turn  # noqa: E402  (the plain HF-layout GPT-2 of `make bench`)
 
 
 def hidden(model, x, caches=None, t0=0):
@@ -88,6 +88,7 @@ def main():
                           ("eos", -1), ("total-steps", 1000), ("warmup-steps", 100)):
         ap.add_argument("--" + name, type=int, default=default)
     ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--paced", action="store_true", help="take turns with tests/bench/paired.py")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1234)
@@ -115,6 +116,7 @@ def main():
 
     times = {"step": [], "cpu": [], "sampling": [], "prompt_update": [], "student_update": []}
     for step in range(a.warmup + a.steps):
+        paced_turn(a, "step %d" % (step + 1))
         scale = min(1.0, (step + 1) / a.warmup_steps)
         for o in (opt_p, opt_s):
             for g in o.param_groups:
@@ -151,12 +153,15 @@ def main():
         t3, c3 = time.perf_counter(), time.process_time()
         if not (torch.isfinite(loss_prompt) and torch.isfinite(loss_student)):
             raise SystemExit("torch_promptkd: non-finite loss at step %d" % (step + 1))
+        if a.paced:
+            print(json.dumps({"step": step + 1, "ms": (t3 - t0) * 1e3, "cpu_ms": (c3 - c0) * 1e3}), flush=True)
         if step >= a.warmup:
             times["step"].append(t3 - t0)
             times["cpu"].append(c3 - c0)
             times["sampling"].append(t1 - t0)
             times["prompt_update"].append(t2 - t1)
             times["student_update"].append(t3 - t2)
+    paced_turn(a, "the final turn")
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     print(json.dumps({"impl": "pytorch", "ms_per_step": med["step"], "cpu_ms_per_step": med["cpu"],
                       "ms_sampling": med["sampling"],

@@ -70,6 +70,14 @@ assert b["ms_per_step"] > 0 and "paired" not in b, b
 out = open(sys.argv[3]).read().splitlines()
 assert [l.split(":")[0].strip() for l in out] == ["step 1", "step 2", "step 3"], out
 PY
+python3 tests/bench/paired.py --steps 2 --warmup 1 --names a,b --out-a "$TMP/wa.json" --out-b "$TMP/wb.json" \
+    -- $PROMPTKD bench train $TINY --steps 2 --paced -- $PROMPTKD bench train $TINY --steps 2 --paced >/dev/null 2>&1
+check paired_warmup_left_out python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))["paired"]
+assert len(p["ratios"]) == 1 and len(p["ms_a"]) == 1, p' "$TMP/wa.json"
+expect_error paired_warmup_below_steps "W < N" python3 tests/bench/paired.py --steps 2 --warmup 2 --names a,b \
+    --out-a "$TMP/x" --out-b "$TMP/y" -- a -- b
 expect_error paired_side_stops "b stopped early" \
     python3 tests/bench/paired.py --steps 2 --names a,b --out-a "$TMP/qa.json" --out-b "$TMP/qb.json" \
     -- $PROMPTKD bench train $TINY --steps 2 --paced -- false
