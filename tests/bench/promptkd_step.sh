@@ -102,7 +102,7 @@ print()
 for label, pk, pt in rows:
     p = pk["paired"]  # each turn's PyTorch step over promptkd's, the warm-up left out
     r = statistics.median(b / a for a, b in zip(p["ms_a"], p["ms_b"]))
-    print("%-56s %6.2fx  %s" % ("promptkd >= 2x PyTorch (median paired), " + label.split(":")[0], r,
+    print("%-56s %7.3fx  %s" % ("promptkd >= 2x PyTorch (median paired), " + label.split(":")[0], r,
                                 "met" if r >= 2.0 else "NOT met"))
 print("promptkd steps (ms): " + "; ".join("%s %s" % (l.split(":")[0], pk["steps_ms"]) for l, pk, _ in rows))
 print("pytorch steps (ms):  " + "; ".join("%s %s" % (l.split(":")[0], pt["steps_ms"]) for l, _, pt in rows))

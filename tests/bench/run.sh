@@ -71,6 +71,6 @@ checks = [
 print()
 for name, value, op, target in checks:
     ok = value <= target if op == "<=" else value >= target
-    print("%-50s %6.2f  %s" % (name, value, "met" if ok else "NOT met"))
+    print("%-50s %7.3f  %s" % (name, value, "met" if ok else "NOT met"))
 PY
 BUILD=$BUILD bash tests/bench/promptkd_step.sh  # one PromptKD step vs PyTorch, default and GPT-2 shapes
