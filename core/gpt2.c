@@ -375,6 +375,7 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
             g += m->param_sizes[i];
         }
     }
+    if (full) m->grads_zero = 0;
     if (ensure_grad_acts(m, err)) return PK_FAIL;
     const GPT2Config *c = &m->config;
     int L = c->num_layers, C = c->channels, NH = c->num_heads, F = c->n_inner, V = c->vocab_size;
@@ -450,7 +451,9 @@ static void zero_range(void *ctx, long b, long e) { memset((float *)ctx + b, 0, 
 
 void gpt2_zero_grad(GPT2 *m) {
     /* half a gigabyte at GPT-2 small: both cores' memory bandwidth helps */
-    if (m->grads_memory) pk_parallel_for_grain((long)m->num_parameters, 1L << 16, zero_range, m->grads_memory);
+    if (m->grads_memory && !m->grads_zero)
+        pk_parallel_for_grain((long)m->num_parameters, 1L << 16, zero_range, m->grads_memory);
+    m->grads_zero = 1;
 }
 
 float gpt2_grad_norm(const GPT2 *m) {

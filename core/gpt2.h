@@ -66,6 +66,7 @@ typedef struct {
     float *params[GPT2_NUM_PARAM_TENSORS];
     float *grads_memory;             /* NULL until the first full backward */
     float *grads[GPT2_NUM_PARAM_TENSORS];
+    int grads_zero;                  /* grads_memory is known to hold zeros (see gpt2_zero_grad) */
     float *m_memory, *v_memory;      /* AdamW state, NULL until the first update */
     GPT2Acts *acts;                  /* sized for the largest B x T seen so far */
     int B, T, P;                     /* shape of the last forward */
@@ -108,6 +109,8 @@ int gpt2_backward(GPT2 *m, const float *dlogits, float *dprompt, char *err);
  * gradient of every slot's input embedding into dembed [B, T, C]. */
 int gpt2_backward_inputs_only(GPT2 *m, const float *dlogits, float *dprompt, float *dembed, char *err);
 
+/* Sets every parameter gradient to zero; nothing to do when they are known to be
+ * zero already (after gpt2_adamw_step, which zeroes them as it reads them). */
 void gpt2_zero_grad(GPT2 *m);
 /* L2 norm of the whole gradient. */
 float gpt2_grad_norm(const GPT2 *m);

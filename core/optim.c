@@ -12,6 +12,7 @@
 typedef struct {
     float *params, *m, *v;
     const float *grads;
+    float *zeroed_grads; /* grads again, to zero behind the update; NULL: left as they are */
     float lr, beta1, beta2, eps, decay_factor;
     float step_size, bias2_sqrt;
 } AdamJob;
@@ -38,6 +39,7 @@ static void adamw_range(void *ctx, long b, long e) {
         _mm256_storeu_ps(m + i, mi);
         _mm256_storeu_ps(v + i, vi);
         _mm256_storeu_ps(p + i, pi);
+        if (a->zeroed_grads) _mm256_storeu_ps(a->zeroed_grads + i, _mm256_setzero_ps());
     }
 #endif
     for (; i < e; i++) {
@@ -47,15 +49,17 @@ static void adamw_range(void *ctx, long b, long e) {
         v[i] = a->beta2 * v[i] + (1.0f - a->beta2) * gi * gi;
         float denom = sqrtf(v[i]) / a->bias2_sqrt + a->eps;
         p[i] -= a->step_size * m[i] / denom;
+        if (a->zeroed_grads) a->zeroed_grads[i] = 0.0f;
     }
 }
 
-void adamw_step(float *params, const float *grads, float *m, float *v, size_t n, const AdamWParams *hp, int t,
-                int decay) {
+static void adamw_run(float *params, const float *grads, float *zeroed_grads, float *m, float *v, size_t n,
+                      const AdamWParams *hp, int t, int decay) {
     if (t < 1) t = 1;
     AdamJob a;
     a.params = params;
     a.grads = grads;
+    a.zeroed_grads = zeroed_grads;
     a.m = m;
     a.v = v;
     a.lr = hp->lr;
@@ -67,6 +71,11 @@ void adamw_step(float *params, const float *grads, float *m, float *v, size_t n,
     a.step_size = (float)(hp->lr / bias1);
     a.bias2_sqrt = (float)sqrt(bias2);
     pk_parallel_for_grain((long)n, 16384, adamw_range, &a);
+}
+
+void adamw_step(float *params, const float *grads, float *m, float *v, size_t n, const AdamWParams *hp, int t,
+                int decay) {
+    adamw_run(params, grads, NULL, m, v, n, hp, t, decay);
 }
 
 /* Sum of squares in fixed blocks, so the result does not depend on the thread count. */
@@ -139,11 +148,15 @@ int gpt2_adamw_step(GPT2 *m, const AdamWParams *hp, int t, char *err) {
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
         GPT2ParamInfo info;
         gpt2_param_info(&m->config, i, &info);
+        /* the gradients are zeroed in the same pass over memory, which costs less than
+         * gpt2_zero_grad's own pass before the next backward (GPT-2 small: 100 ms for
+         * both instead of 96 + 40) */
         if (m->param_sizes[i])
-            adamw_step(m->params_memory + off, m->grads_memory + off, m->m_memory + off, m->v_memory + off,
-                       m->param_sizes[i], hp, t, info.decay);
+            adamw_run(m->params_memory + off, m->grads_memory + off, m->grads_memory + off, m->m_memory + off,
+                      m->v_memory + off, m->param_sizes[i], hp, t, info.decay);
         off += m->param_sizes[i];
     }
+    m->grads_zero = 1;
     return PK_OK;
 }
 

@@ -22,7 +22,9 @@ void adamw_step(float *params, const float *grads, float *m, float *v, size_t n,
 float grad_clip_global_norm(float *grads, size_t n, float max_norm);
 
 /* AdamW on every parameter of the model (after a full backward). Allocates m/v
- * (zeroed) on first use; weight decay per gpt2_param_info().decay. */
+ * (zeroed) on first use; weight decay per gpt2_param_info().decay. Consumes the
+ * gradients: they are zero afterwards, ready for the next backward to accumulate
+ * into (the following gpt2_zero_grad has nothing left to do). */
 int gpt2_adamw_step(GPT2 *m, const AdamWParams *hp, int t, char *err);
 
 /* Learning rate at 1-based step: linear warm-up base_lr * step / warmup_steps over

@@ -116,6 +116,47 @@ static void test_model_step_decays_matrices_only(void) {
     gpt2_free(&m);
 }
 
+/* gpt2_adamw_step leaves the gradients zero, so the next zero_grad can skip its
+ * pass: the backward after it must accumulate from zero, exactly as after a real
+ * zero_grad. */
+static void test_model_step_consumes_gradients(void) {
+    GPT2Config c = {16, 11, 2, 2, 8, 32, 1e-5f, 1, 10};
+    GPT2 m;
+    char err[PK_ERR_LEN];
+    CHECK(gpt2_build(&m, &c, err) == PK_OK);
+    gpt2_init_random(&m, 3);
+    AdamWParams hp = {0.01f, 0.9f, 0.999f, 1e-8f, 0.1f};
+    int tokens[4] = {1, 2, 3, 4}, targets[4] = {2, 3, 4, 5};
+    float *d = malloc(4 * 11 * sizeof(float));
+    gpt2_zero_grad(&m);
+    CHECK(gpt2_forward(&m, tokens, NULL, 0, NULL, 1, 4, err) == PK_OK);
+    gpt2_cross_entropy(&m, targets, d);
+    CHECK(gpt2_backward(&m, d, NULL, err) == PK_OK);
+    CHECK(!m.grads_zero && gpt2_grad_norm(&m) > 0.0f);
+    CHECK(gpt2_adamw_step(&m, &hp, 1, err) == PK_OK);
+    CHECK(m.grads_zero);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < m.num_parameters; i++) nonzero += m.grads_memory[i] != 0.0f;
+    CHECK(nonzero == 0);
+    /* step 2: zero_grad skips its pass; the gradient must be the step's own */
+    gpt2_zero_grad(&m);
+    CHECK(gpt2_forward(&m, tokens, NULL, 0, NULL, 1, 4, err) == PK_OK);
+    gpt2_cross_entropy(&m, targets, d);
+    CHECK(gpt2_backward(&m, d, NULL, err) == PK_OK);
+    float *first = malloc(m.num_parameters * sizeof(float));
+    memcpy(first, m.grads_memory, m.num_parameters * sizeof(float));
+    gpt2_zero_grad(&m); /* after a backward: a real pass */
+    CHECK(gpt2_backward(&m, d, NULL, err) == PK_OK);
+    CHECK(memcmp(first, m.grads_memory, m.num_parameters * sizeof(float)) == 0);
+    /* without a zero_grad, a second backward accumulates: twice the gradient */
+    double norm = grad_clip_global_norm(first, m.num_parameters, 0.0f);
+    CHECK(gpt2_backward(&m, d, NULL, err) == PK_OK);
+    CHECK_NEAR(gpt2_grad_norm(&m), 2.0 * norm, 1e-5 * norm);
+    free(first);
+    free(d);
+    gpt2_free(&m);
+}
+
 int main(void) {
     pk_threads_init(2);
     RUN(test_adamw_no_decay);
@@ -124,5 +165,6 @@ int main(void) {
     RUN(test_grad_clip);
     RUN(test_lr_schedule);
     RUN(test_model_step_decays_matrices_only);
+    RUN(test_model_step_consumes_gradients);
     TEST_EXIT();
 }
