@@ -92,19 +92,31 @@ static void test_lr_schedule(void) {
     CHECK_NEAR(lr_schedule(200, 10, 1.0f, 110, 1), 0.0, 1e-6);
 }
 
-static void test_model_step_decays_matrices_only(void) {
+/* A 2-layer GPT-2 over 11 tokens with seeded random weights. */
+static int build_tiny_model(GPT2 *m, unsigned long long seed, char *err) {
     GPT2Config c = {16, 11, 2, 2, 8, 32, 1e-5f, 1, 10};
+    if (gpt2_build(m, &c, err) != PK_OK) return PK_FAIL;
+    gpt2_init_random(m, seed);
+    return PK_OK;
+}
+
+/* Forward of tokens 1..4, cross-entropy against targets[4] (d: 4 x 11 scratch), full backward. */
+static int tiny_backward(GPT2 *m, const int *targets, float *d, char *err) {
+    static const int tokens[4] = {1, 2, 3, 4};
+    if (gpt2_forward(m, tokens, NULL, 0, NULL, 1, 4, err) != PK_OK) return PK_FAIL;
+    gpt2_cross_entropy(m, targets, d);
+    return gpt2_backward(m, d, NULL, err);
+}
+
+static void test_model_step_decays_matrices_only(void) {
     GPT2 m;
     char err[PK_ERR_LEN];
-    CHECK(gpt2_build(&m, &c, err) == PK_OK);
-    gpt2_init_random(&m, 1);
+    CHECK(build_tiny_model(&m, 1, err) == PK_OK);
     AdamWParams hp = {0.1f, 0.9f, 0.999f, 1e-8f, 0.5f};
     CHECK(gpt2_adamw_step(&m, &hp, 1, err) == PK_FAIL); /* no gradients yet */
-    int tokens[4] = {1, 2, 3, 4}, targets[4] = {2, 3, 4, -1};
+    int targets[4] = {2, 3, 4, -1};
     float *d = malloc(4 * 11 * sizeof(float));
-    CHECK(gpt2_forward(&m, tokens, NULL, 0, NULL, 1, 4, err) == PK_OK);
-    gpt2_cross_entropy(&m, targets, d);
-    CHECK(gpt2_backward(&m, d, NULL, err) == PK_OK);
+    CHECK(tiny_backward(&m, targets, d, err) == PK_OK);
     gpt2_zero_grad(&m); /* zero gradients: only the decay moves parameters */
     float w = m.params[4][3], ln = m.params[2][0], wte = m.params[0][5];
     CHECK(gpt2_adamw_step(&m, &hp, 1, err) == PK_OK);
@@ -120,18 +132,14 @@ static void test_model_step_decays_matrices_only(void) {
  * pass: the backward after it must accumulate from zero, exactly as after a real
  * zero_grad. */
 static void test_model_step_consumes_gradients(void) {
-    GPT2Config c = {16, 11, 2, 2, 8, 32, 1e-5f, 1, 10};
     GPT2 m;
     char err[PK_ERR_LEN];
-    CHECK(gpt2_build(&m, &c, err) == PK_OK);
-    gpt2_init_random(&m, 3);
+    CHECK(build_tiny_model(&m, 3, err) == PK_OK);
     AdamWParams hp = {0.01f, 0.9f, 0.999f, 1e-8f, 0.1f};
-    int tokens[4] = {1, 2, 3, 4}, targets[4] = {2, 3, 4, 5};
+    int targets[4] = {2, 3, 4, 5};
     float *d = malloc(4 * 11 * sizeof(float));
     gpt2_zero_grad(&m);
-    CHECK(gpt2_forward(&m, tokens, NULL, 0, NULL, 1, 4, err) == PK_OK);
-    gpt2_cross_entropy(&m, targets, d);
-    CHECK(gpt2_backward(&m, d, NULL, err) == PK_OK);
+    CHECK(tiny_backward(&m, targets, d, err) == PK_OK);
     CHECK(!m.grads_zero && gpt2_grad_norm(&m) > 0.0f);
     CHECK(gpt2_adamw_step(&m, &hp, 1, err) == PK_OK);
     CHECK(m.grads_zero);
@@ -140,9 +148,7 @@ static void test_model_step_consumes_gradients(void) {
     CHECK(nonzero == 0);
     /* step 2: zero_grad skips its pass; the gradient must be the step's own */
     gpt2_zero_grad(&m);
-    CHECK(gpt2_forward(&m, tokens, NULL, 0, NULL, 1, 4, err) == PK_OK);
-    gpt2_cross_entropy(&m, targets, d);
-    CHECK(gpt2_backward(&m, d, NULL, err) == PK_OK);
+    CHECK(tiny_backward(&m, targets, d, err) == PK_OK);
     float *first = malloc(m.num_parameters * sizeof(float));
     memcpy(first, m.grads_memory, m.num_parameters * sizeof(float));
     gpt2_zero_grad(&m); /* after a backward: a real pass */
