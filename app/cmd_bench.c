@@ -17,34 +17,46 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median, leaving out the first run (it pays for first-touch allocation) when there are enough. */
-static double median_ms(double *v, int n) {
+/* Median, leaving out the first run (it pays for first-touch allocation) when there are enough;
+ * sorts v in place. */
+static double median_of(double *v, int n) {
     if (n > 2) v++, n--;
     qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return 1e3 * (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* GFLOP/s of a square sgemm through the same threading path the model uses: the
- * median of 5 runs, the same statistic as ms_per_step, so a loaded machine
- * biases neither side of the MFU ratio. */
-static double sgemm_peak_gflops(int n, char *err) {
-    float *a = pk_malloc((size_t)n * n * sizeof(float), err), *b = pk_malloc((size_t)n * n * sizeof(float), err);
-    float *c = pk_calloc((size_t)n * n, sizeof(float), err);
-    double secs[6] = {0};
-    double gflops = 0.0;
-    if (a && b && c) {
-        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (float)(i % 7) * 0.01f, b[i] = (float)(i % 5) * 0.01f;
-        for (int r = 0; r < 6; r++) { /* the first run warms up and is left out */
-            double t0 = pk_now();
-            pk_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-            secs[r] = pk_now() - t0;
-        }
-        double ms = median_ms(secs, 6);
-        gflops = 2.0 * n * n * (double)n / (ms * 1e-3) / 1e9;
+static double median_ms(double *v, int n) { return 1e3 * median_of(v, n); }
+
+/* GFLOP/s of a square n x n x n sgemm through the same threading path the model
+ * uses. The training benchmark runs one right after every step, so each step's MFU
+ * compares it with the machine of that moment: on a shared host the speed of both
+ * moves by up to 2x within a minute. */
+typedef struct {
+    int n;
+    float *a, *b, *c;
+} SgemmProbe;
+
+static int sgemm_probe_init(SgemmProbe *p, int n, char *err) {
+    p->n = n;
+    p->a = pk_malloc((size_t)n * n * sizeof(float), err);
+    p->b = p->a ? pk_malloc((size_t)n * n * sizeof(float), err) : NULL;
+    p->c = p->b ? pk_calloc((size_t)n * n, sizeof(float), err) : NULL;
+    if (!p->c) {
+        free(p->a), free(p->b);
+        return PK_FAIL;
     }
-    free(a), free(b), free(c);
-    return gflops;
+    for (size_t i = 0; i < (size_t)n * n; i++) p->a[i] = (float)(i % 7) * 0.01f, p->b[i] = (float)(i % 5) * 0.01f;
+    return PK_OK;
 }
+
+static double sgemm_probe_gflops(SgemmProbe *p) {
+    int n = p->n;
+    double t0 = pk_now();
+    pk_sgemm(0, 0, n, n, n, 1.0f, p->a, n, p->b, n, 0.0f, p->c, n);
+    return 2.0 * n * n * (double)n / (pk_now() - t0) / 1e9;
+}
+
+static void sgemm_probe_free(SgemmProbe *p) { free(p->a), free(p->b), free(p->c); }
 
 typedef struct {
     int layers, embd, heads, vocab, batch, seq, steps, threads, prompt_len, new_tokens;
@@ -85,14 +97,18 @@ static int bench_train(const BenchArgs *a, char *err) {
     int *tokens = malloc(((size_t)B * T + 1) * sizeof(int)), *targets = malloc((size_t)B * T * sizeof(int));
     float *dlogits = malloc((size_t)B * T * V * sizeof(float));
     float *dembed = malloc((size_t)B * T * a->embd * sizeof(float));
-    double *step = malloc((size_t)(N + 2) * 6 * sizeof(double));
-    if (!tokens || !targets || !dlogits || !dembed || !step) {
+    double *step = malloc((size_t)(N + 2) * 8 * sizeof(double));
+    SgemmProbe probe = {0};
+    if (!tokens || !targets || !dlogits || !dembed || !step || sgemm_probe_init(&probe, 2048, err)) {
         free(tokens), free(targets), free(dlogits), free(dembed), free(step);
         gpt2_free(&m);
         return pk_errf(err, "out of memory for a batch of %d x %d over %d tokens", B, T, V);
     }
     double *fwd = step + (N + 2), *bwd = step + 2 * (N + 2), *opt = step + 3 * (N + 2), *inp = step + 4 * (N + 2);
     double *cpu = step + 5 * (N + 2); /* CPU seconds of the step's three phases, all threads */
+    double *peak = step + 6 * (N + 2), *mfu = step + 7 * (N + 2); /* each step's probe and MFU */
+    double flops = gpt2_train_flops(&m.config, B, T);
+    sgemm_probe_gflops(&probe); /* warm-up */
     PkRng rng;
     pk_rng_seed(&rng, 1);
     for (int i = 0; i < B * T + 1; i++) tokens[i] = (int)pk_rng_below(&rng, (uint64_t)V);
@@ -124,16 +140,17 @@ static int bench_train(const BenchArgs *a, char *err) {
         fwd[s] = t1 - t0, bwd[s] = t3 - t2, opt[s] = t4 - t3;
         cpu[s] = (c1 - c0) + (c4 - c2);
         step[s] = fwd[s] + bwd[s] + opt[s];
+        peak[s] = sgemm_probe_gflops(&probe);
+        mfu[s] = flops / step[s] / 1e9 / peak[s];
         if (a->paced && rc == PK_OK) {
-            printf("{\"step\": %d, \"ms\": %.2f, \"cpu_ms\": %.2f}\n", s + 1, step[s] * 1e3, cpu[s] * 1e3);
+            printf("{\"step\": %d, \"ms\": %.4f, \"cpu_ms\": %.4f, \"sgemm_gflops\": %.2f, \"mfu\": %.6f}\n", s + 1,
+                   step[s] * 1e3, cpu[s] * 1e3, peak[s], mfu[s]);
             fflush(stdout);
         }
     }
-    /* the sgemm peak is measured in a turn of its own too */
     if (rc == PK_OK && a->paced) rc = paced_turn("the final turn after step", N, err);
     if (rc == PK_OK) {
-        double ms = median_ms(step, N), flops = gpt2_train_flops(&m.config, B, T);
-        double peak = sgemm_peak_gflops(2048, err);
+        double ms = median_ms(step, N);
         double gflops = flops / (ms * 1e-3) / 1e9;
         printf("{\"impl\": \"promptkd\", \"mode\": \"train\", \"layers\": %d, \"embd\": %d, \"heads\": %d, "
                "\"vocab\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, \"threads\": %d, \"gemm\": \"%s\", "
@@ -142,9 +159,10 @@ static int bench_train(const BenchArgs *a, char *err) {
                "\"ms_backward_inputs_only\": %.2f, \"ms_adamw\": %.2f, \"cpu_ms_per_step\": %.2f, \"loss\": %.5f}\n",
                a->layers, a->embd, a->heads, a->vocab, B, T, N, pk_num_threads(),
                pk_gemm_mode() == PK_GEMM_BLAS ? "blas" : "pool", m.num_parameters, ms, B * T / (ms * 1e-3), gflops,
-               peak, peak > 0 ? gflops / peak : 0.0, median_ms(fwd, N), median_ms(bwd, N), median_ms(inp, N),
-               median_ms(opt, N), median_ms(cpu, N), loss);
+               median_of(peak, N), median_of(mfu, N), median_ms(fwd, N), median_ms(bwd, N),
+               median_ms(inp, N), median_ms(opt, N), median_ms(cpu, N), loss);
     }
+    sgemm_probe_free(&probe);
     free(tokens), free(targets), free(dlogits), free(dembed), free(step);
     gpt2_free(&m);
     return rc;
