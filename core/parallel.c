@@ -60,6 +60,7 @@ static int spin_wait(const unsigned long *word, unsigned long value, int want_ch
         }
     }
 }
+
 static pthread_mutex_t job_mu = PTHREAD_MUTEX_INITIALIZER; /* one job at a time across callers */
 
 static void job_range(int part, long *b, long *e) {
