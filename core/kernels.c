@@ -83,30 +83,47 @@ static void gemm_worker(void *ctx, long b, long e) {
     }
 }
 
-/* A product whose inner dimension dwarfs both outer ones (the LM head's
- * d(lnf) = dlogits[BT, V] . wte[V, C]) is split over K instead: splitting M or N
- * would make every part pack the whole of the other, huge, operand again. Part 0
- * accumulates into C with beta, the others into scratch, summed at the end. */
+/* A product whose inner dimension is much longer than the side a row or column
+ * split would cut (the LM head's d(lnf) = dlogits[BT, V] . wte[V, C]; at GPT-2
+ * small's B x T = 256 rows also the MLP projection and the d(input) products of
+ * c_fc and c_attn, K = 3072 or 2304 against N = 768) is split over K: cutting M or
+ * N would make every chunk pack the whole of the other operand again, while K
+ * parts pack disjoint slices of both and only add M x N partial sums. The parts
+ * are fixed, guided as in pk_sgemm (each thread first 3/4 of its share, the rest
+ * in nt small parts) and taken by whichever thread is free; part 0 accumulates
+ * into C with beta, part p > 0 into its own scratch, and the scratches are added
+ * in part order, so the result does not depend on timing. */
 typedef struct {
     int ta, tb, M, N, K, parts;
     float alpha, beta;
     const float *A, *B;
     float *C, *scratch;
     int lda, ldb, ldc;
+    int nt;
+    long big, small; /* K per part: the first nt parts, every later one */
+    long next;       /* next part to take (atomic) */
 } GemmKJob;
 
-static void gemm_k_part(void *ctx, long b, long e) {
-    const GemmKJob *g = ctx;
-    for (long p = b; p < e; p++) {
-        long k0 = (long)g->K * p / g->parts, k1 = (long)g->K * (p + 1) / g->parts;
-        const float *Ap = g->ta ? g->A + k0 * (long)g->lda : g->A + k0;
-        const float *Bp = g->tb ? g->B + k0 : g->B + k0 * (long)g->ldb;
-        if (p == 0)
-            gemm_serial(g->ta, g->tb, g->M, g->N, (int)(k1 - k0), g->alpha, Ap, g->lda, Bp, g->ldb, g->beta, g->C,
-                        g->ldc);
-        else
-            gemm_serial(g->ta, g->tb, g->M, g->N, (int)(k1 - k0), g->alpha, Ap, g->lda, Bp, g->ldb, 0.0f,
-                        g->scratch + (size_t)(p - 1) * g->M * g->N, g->N);
+static void gemm_k_part(const GemmKJob *g, int p) {
+    long k0 = p < g->nt ? p * g->big : g->nt * g->big + (p - g->nt) * g->small;
+    long k1 = k0 + (p < g->nt ? g->big : g->small);
+    if (k1 > g->K) k1 = g->K;
+    const float *Ap = g->ta ? g->A + k0 * (long)g->lda : g->A + k0;
+    const float *Bp = g->tb ? g->B + k0 : g->B + k0 * (long)g->ldb;
+    if (p == 0)
+        gemm_serial(g->ta, g->tb, g->M, g->N, (int)(k1 - k0), g->alpha, Ap, g->lda, Bp, g->ldb, g->beta, g->C, g->ldc);
+    else
+        gemm_serial(g->ta, g->tb, g->M, g->N, (int)(k1 - k0), g->alpha, Ap, g->lda, Bp, g->ldb, 0.0f,
+                    g->scratch + (size_t)(p - 1) * g->M * g->N, g->N);
+}
+
+static void gemm_k_worker(void *ctx, long b, long e) {
+    (void)b, (void)e;
+    GemmKJob *g = ctx;
+    for (;;) {
+        long p = __atomic_fetch_add(&g->next, 1, __ATOMIC_RELAXED);
+        if (p >= g->parts) break;
+        gemm_k_part(g, (int)p);
     }
 }
 
@@ -123,10 +140,20 @@ static void gemm_k_reduce(void *ctx, long b, long e) {
 
 static int gemm_split_k(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc, int nt) {
-    GemmKJob g = {ta, tb, M, N, K, nt, alpha, beta, A, B, C, NULL, lda, ldb, ldc};
-    g.scratch = malloc((size_t)(nt - 1) * M * N * sizeof(float));
+    GemmKJob g = {ta, tb, M, N, K, nt, alpha, beta, A, B, C, NULL, lda, ldb, ldc, nt, 0, 0, 0};
+    /* parts stay multiples of 64 along K: whole cache lines of each row slice */
+    long share = (K + nt - 1) / nt;
+    g.big = g.small = (share + 63) / 64 * 64;
+    long big = (K * 3L / (4L * nt) + 63) / 64 * 64, rest = K - big * nt;
+    if (big > 0 && rest > 0) {
+        g.big = big;
+        g.small = ((rest + nt - 1) / nt + 63) / 64 * 64;
+    }
+    g.parts = 0;
+    for (long k = 0; k < K; g.parts++) k += g.parts < nt ? g.big : g.small;
+    g.scratch = malloc((size_t)(g.parts - 1) * M * N * sizeof(float));
     if (!g.scratch) return 0;
-    pk_parallel_for(nt, gemm_k_part, &g);
+    pk_parallel_for(nt, gemm_k_worker, &g);
     pk_parallel_for_grain(M, 16, gemm_k_reduce, &g);
     free(g.scratch);
     return 1;
@@ -260,7 +287,9 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (M > 1 && K >= 16L * (M > N ? M : N) && K >= 4096 &&
+    /* over K when K exceeds the side a split would cut by 2.5x: N-chunks would pack
+     * the M x K operand once each, K-parts add M x N partial sums instead */
+    if (M > 1 && 2 * (long)K >= 5L * (M > N ? M : N) && K >= 1024 &&
         gemm_split_k(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt))
         return;
     GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0, 0, 0, 0, nt, 0};

@@ -113,7 +113,8 @@ static void test_matmul_gradients(void) {
 /* Every transpose combination, split over the pool or not, and the sgemv path. */
 static void test_sgemm_against_naive(void) {
     int shapes[][3] = {{1, 300, 40}, {1, 5000, 40}, {300, 1, 40}, {130, 260, 70}, {257, 1000, 33}, {3, 2000, 129},
-                      {40, 24, 9000} /* split over K */, {3, 4100, 520} /* few rows: pk_sgemm_small_m */};
+                      {40, 24, 9000} /* split over K */, {50, 100, 1300} /* over K, a short last part */,
+                      {3, 4100, 520} /* few rows: pk_sgemm_small_m */};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         for (int ta = 0; ta < 2; ta++)
@@ -142,6 +143,22 @@ static void test_sgemm_against_naive(void) {
                 free(A), free(B), free(C), free(ref);
             }
     }
+}
+
+/* Split over K, the parts go to whichever thread is free, but each has its own
+ * partial sum, added in a fixed order: the same bits every time. */
+static void test_sgemm_split_k_is_deterministic(void) {
+    int M = 64, N = 96, K = 2000;
+    float *A = rand_vec((size_t)M * K, 1.0f), *B = rand_vec((size_t)K * N, 1.0f);
+    float *first = malloc((size_t)M * N * sizeof(float)), *C = malloc((size_t)M * N * sizeof(float));
+    pk_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, first, N);
+    int differ = 0;
+    for (int r = 0; r < 30; r++) {
+        pk_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+        differ += memcmp(first, C, (size_t)M * N * sizeof(float)) != 0;
+    }
+    CHECK(differ == 0);
+    free(A), free(B), free(first), free(C);
 }
 
 /* ---------------------------------------------------------------- gelu, residual */
@@ -399,6 +416,7 @@ int main(void) {
     RUN(test_layernorm_gradients);
     RUN(test_matmul_gradients);
     RUN(test_sgemm_against_naive);
+    RUN(test_sgemm_split_k_is_deterministic);
     RUN(test_sgemm_small_m_against_naive);
     RUN(test_gelu_gradients);
     RUN(test_residual_gradients);
