@@ -83,10 +83,11 @@ static void gemm_worker(void *ctx, long b, long e) {
     }
 }
 
-/* A product whose inner dimension is much longer than the side a row or column
+/* A product whose inner dimension is at least as long as the side a row or column
  * split would cut (the LM head's d(lnf) = dlogits[BT, V] . wte[V, C]; at GPT-2
- * small's B x T = 256 rows also the MLP projection and the d(input) products of
- * c_fc and c_attn, K = 3072 or 2304 against N = 768) is split over K: cutting M or
+ * small's B x T = 256 rows also the MLP projection, the attention projection and
+ * the d(input) products of c_fc, c_attn and the attention projection, K = 3072,
+ * 2304 or 768 against N = 768) is split over K: cutting M or
  * N would make every chunk pack the whole of the other operand again, while K
  * parts pack disjoint slices of both and only add M x N partial sums. The parts
  * are fixed, guided as in pk_sgemm (each thread first 3/4 of its share, the rest
@@ -287,9 +288,10 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* over K when K exceeds the side a split would cut by 2.5x: N-chunks would pack
-     * the M x K operand once each, K-parts add M x N partial sums instead */
-    if (M > 1 && 2 * (long)K >= 5L * (M > N ? M : N) && K >= 1024 &&
+    /* over K when K is at least the side a split would cut: N-chunks would pack the
+     * M x K operand once each, K-parts add M x N partial sums instead (measured at 256
+     * rows: faster from K = N up, slower at K = N / 3) */
+    if (M > 1 && K >= (M > N ? M : N) && K >= 512 &&
         gemm_split_k(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt))
         return;
     GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0, 0, 0, 0, nt, 0};

@@ -9,7 +9,7 @@
 /* Row-major C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, op = transpose when
  * trans_a / trans_b is set (lda/ldb are the row strides of A and B as stored).
  * Large products are split over the pool by rows of M or columns of N (over K when
- * K is at least 2.5x the longer of them), each part a single-threaded cblas_sgemm
+ * K is at least the longer of them), each part a single-threaded cblas_sgemm
  * (or sgemv when M == 1). Results do not depend on timing. */
 void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);

@@ -114,6 +114,7 @@ static void test_matmul_gradients(void) {
 static void test_sgemm_against_naive(void) {
     int shapes[][3] = {{1, 300, 40}, {1, 5000, 40}, {300, 1, 40}, {130, 260, 70}, {257, 1000, 33}, {3, 2000, 129},
                       {40, 24, 9000} /* split over K */, {50, 100, 1300} /* over K, a short last part */,
+                      {200, 150, 600} /* over K, K just above M */,
                       {3, 4100, 520} /* few rows: pk_sgemm_small_m */};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
