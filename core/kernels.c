@@ -288,10 +288,11 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
         gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* over K when K is at least the side a split would cut: N-chunks would pack the
-     * M x K operand once each, K-parts add M x N partial sums instead (measured at 256
-     * rows: faster from K = N up, slower at K = N / 3) */
-    if (M > 1 && K >= (M > N ? M : N) && K >= 512 &&
+    /* over K when K is at least the side a split would cut and the product's M x N
+     * is small: N-chunks would pack the M x K operand once each, K-parts add M x N
+     * partial sums instead (measured at 256 rows: faster from K = N up, slower at
+     * K = N / 3; for a 2048^3 product the partial sums cost more than they save) */
+    if (M > 1 && K >= (M > N ? M : N) && K >= 512 && (long)M * N <= (1L << 20) &&
         gemm_split_k(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt))
         return;
     GemmJob g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, 0, 0, 0, 0, nt, 0};
