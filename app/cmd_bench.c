@@ -97,7 +97,7 @@ static int bench_train(const BenchArgs *a, char *err) {
     int *tokens = malloc(((size_t)B * T + 1) * sizeof(int)), *targets = malloc((size_t)B * T * sizeof(int));
     float *dlogits = malloc((size_t)B * T * V * sizeof(float));
     float *dembed = malloc((size_t)B * T * a->embd * sizeof(float));
-    double *step = malloc((size_t)(N + 2) * 8 * sizeof(double));
+    double *step = malloc((size_t)(N + 2) * 9 * sizeof(double));
     SgemmProbe probe = {0};
     if (!tokens || !targets || !dlogits || !dembed || !step || sgemm_probe_init(&probe, 2048, err)) {
         free(tokens), free(targets), free(dlogits), free(dembed), free(step);
@@ -107,6 +107,7 @@ static int bench_train(const BenchArgs *a, char *err) {
     double *fwd = step + (N + 2), *bwd = step + 2 * (N + 2), *opt = step + 3 * (N + 2), *inp = step + 4 * (N + 2);
     double *cpu = step + 5 * (N + 2); /* CPU seconds of the step's three phases, all threads */
     double *peak = step + 6 * (N + 2), *mfu = step + 7 * (N + 2); /* each step's probe and MFU */
+    double *inp_ratio = step + 8 * (N + 2); /* input-only over full backward, the same step's two */
     double flops = gpt2_train_flops(&m.config, B, T);
     sgemm_probe_gflops(&probe); /* warm-up */
     PkRng rng;
@@ -140,6 +141,7 @@ static int bench_train(const BenchArgs *a, char *err) {
         fwd[s] = t1 - t0, bwd[s] = t3 - t2, opt[s] = t4 - t3;
         cpu[s] = (c1 - c0) + (c4 - c2);
         step[s] = fwd[s] + bwd[s] + opt[s];
+        inp_ratio[s] = inp[s] / bwd[s];
         peak[s] = sgemm_probe_gflops(&probe);
         mfu[s] = flops / step[s] / 1e9 / peak[s];
         if (a->paced && rc == PK_OK) {
@@ -156,11 +158,12 @@ static int bench_train(const BenchArgs *a, char *err) {
                "\"vocab\": %d, \"batch\": %d, \"seq\": %d, \"steps\": %d, \"threads\": %d, \"gemm\": \"%s\", "
                "\"params\": %zu, \"ms_per_step\": %.2f, \"tokens_per_s\": %.1f, \"gflops\": %.2f, "
                "\"sgemm_peak_gflops\": %.2f, \"mfu\": %.4f, \"ms_forward\": %.2f, \"ms_backward\": %.2f, "
-               "\"ms_backward_inputs_only\": %.2f, \"ms_adamw\": %.2f, \"cpu_ms_per_step\": %.2f, \"loss\": %.5f}\n",
+               "\"ms_backward_inputs_only\": %.2f, \"backward_inputs_only_ratio\": %.4f, \"ms_adamw\": %.2f, "
+               "\"cpu_ms_per_step\": %.2f, \"loss\": %.5f}\n",
                a->layers, a->embd, a->heads, a->vocab, B, T, N, pk_num_threads(),
                pk_gemm_mode() == PK_GEMM_BLAS ? "blas" : "pool", m.num_parameters, ms, B * T / (ms * 1e-3), gflops,
                median_of(peak, N), median_of(mfu, N), median_ms(fwd, N), median_ms(bwd, N),
-               median_ms(inp, N), median_ms(opt, N), median_ms(cpu, N), loss);
+               median_ms(inp, N), median_of(inp_ratio, N), median_ms(opt, N), median_ms(cpu, N), loss);
     }
     sgemm_probe_free(&probe);
     free(tokens), free(targets), free(dlogits), free(dembed), free(step);

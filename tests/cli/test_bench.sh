@@ -12,7 +12,7 @@ lines = open(sys.argv[1]).read().splitlines()
 assert len(lines) == 1, lines
 d = json.loads(lines[0])
 for k in ("ms_per_step", "tokens_per_s", "gflops", "sgemm_peak_gflops", "mfu", "ms_forward", "ms_backward",
-          "ms_backward_inputs_only", "ms_adamw", "cpu_ms_per_step", "loss"):
+          "ms_backward_inputs_only", "backward_inputs_only_ratio", "ms_adamw", "cpu_ms_per_step", "loss"):
     assert isinstance(d[k], (int, float)) and math.isfinite(d[k]) and d[k] > 0, (k, d.get(k))
 assert d["impl"] == "promptkd" and d["mode"] == "train" and d["steps"] == 3 and d["threads"] == 2
 # tokens per second and GFLOP/s follow from the step time; the loss of a random init is near ln(V)
@@ -22,10 +22,20 @@ assert abs(d["tokens_per_s"] - 2 * 8 / (d["ms_per_step"] * 1e-3)) / d["tokens_pe
 # MFU is the median over steps of each step's GFLOP/s over the sgemm probe run right after it,
 # so it is near, not equal to, the ratio of the two medians
 assert 0.5 < d["mfu"] / (d["gflops"] / d["sgemm_peak_gflops"]) < 2, d
+assert 0 < d["backward_inputs_only_ratio"] < 3, d
 assert abs(d["loss"] - math.log(97)) < 0.5, d["loss"]
 # parameters: wte 97x32 + wpe (n_positions) x 32 + 2 blocks + ln_f
 assert d["params"] > 2 * 12 * 32 * 32, d["params"]
 PY
+
+# the input-only backward skips every weight-gradient product: at a shape where those dominate it
+# is clearly cheaper than the full backward of the same step (about 0.5x; tiny shapes are all overhead)
+$PROMPTKD bench train --layers 2 --embd 256 --heads 4 --vocab 2000 --batch 4 --seq 32 --steps 5 --threads 2 \
+    >"$TMP/mid.json" 2>/dev/null
+check bench_inputs_only_cheaper python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["backward_inputs_only_ratio"] < 0.9, d' "$TMP/mid.json"
 
 $PROMPTKD bench decode $SHAPE --batch 1 --prompt-len 4 --new-tokens 5 --threads 1 >"$TMP/decode.json" 2>/dev/null
 check bench_decode_json python3 - "$TMP/decode.json" <<'PY'
