@@ -84,16 +84,15 @@ static void gemm_worker(void *ctx, long b, long e) {
 }
 
 /* A product whose inner dimension is at least as long as the side a row or column
- * split would cut (the LM head's d(lnf) = dlogits[BT, V] . wte[V, C]; at GPT-2
- * small's B x T = 256 rows also the MLP projection, the attention projection and
- * the d(input) products of c_fc, c_attn and the attention projection, K = 3072,
- * 2304 or 768 against N = 768) is split over K: cutting M or
- * N would make every chunk pack the whole of the other operand again, while K
- * parts pack disjoint slices of both and only add M x N partial sums. The parts
- * are fixed, guided as in pk_sgemm (each thread first 3/4 of its share, the rest
- * in nt small parts) and taken by whichever thread is free; part 0 accumulates
- * into C with beta, part p > 0 into its own scratch, and the scratches are added
- * in part order, so the result does not depend on timing. */
+ * split would cut is split over K (the LM head's d(lnf) = dlogits[BT, V] . wte[V, C];
+ * at GPT-2 small's B x T = 256 rows also the MLP and attention projections and the
+ * d(input) products of c_fc, c_attn and the attention projection: K = 3072, 2304 or
+ * 768 against N = 768). Cutting M or N would make every chunk pack the whole of the
+ * other operand again, while K parts pack disjoint slices of both and only add
+ * M x N partial sums. The parts are fixed, guided as in pk_sgemm (each thread first
+ * 3/4 of its share, the rest in nt small parts) and taken by whichever thread is
+ * free; part 0 accumulates into C with beta, part p > 0 into its own scratch, and
+ * the scratches are added in part order, so the result does not depend on timing. */
 typedef struct {
     int ta, tb, M, N, K, parts;
     float alpha, beta;
