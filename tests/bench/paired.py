@@ -13,6 +13,7 @@ JSON line to its file, with "paired" (the per-step times after the first W warm-
 steps, default 1 when N > 2 else 0, and the median of the per-step ratios) added
 to A's."""
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -79,8 +80,9 @@ def main():
     finals[0]["paired"] = {"ms_a": ms[0][warm], "ms_b": ms[1][warm], "ratios": ratios,
                            "median_ratio": statistics.median(ratios)}
     for path, j in ((out_a, finals[0]), (out_b, finals[1])):
-        with open(path, "w") as f:
+        with open(path + ".tmp", "w") as f:  # written whole, then renamed into place
             f.write(json.dumps(j) + "\n")
+        os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
