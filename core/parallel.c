@@ -44,19 +44,19 @@ static inline void cpu_relax(void) {
 }
 
 /* Spins until *word differs from `value` (want_change) or equals 0 (!want_change),
- * or the budget runs out; returns 1 when the condition holds. */
-static int spin_wait(const unsigned long *word, unsigned long value, int want_change) {
+ * or the budget runs out; the caller then checks again under the mutex. */
+static void spin_wait(const unsigned long *word, unsigned long value, int want_change) {
     double t0 = 0.0;
     for (int i = 0;; i++) {
         unsigned long w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if (want_change ? w != value : w == 0) return 1;
+        if (want_change ? w != value : w == 0) return;
         cpu_relax();
-        if ((i & 63) == 63) { /* the clock only every 64 pauses */
+        if ((i & 63) == 63) { /* the clock only every 64 pauses, and not at all when no wait is needed */
             double t = pk_now();
             if (t0 == 0.0)
                 t0 = t;
             else if (t - t0 > SPIN_SECONDS)
-                return 0;
+                return;
         }
     }
 }
