@@ -81,8 +81,20 @@ int gpt2_build(GPT2 *m, const GPT2Config *cfg, char *err) {
         m->params[i] = p;
         p += m->param_sizes[i];
     }
+    gpt2_set_dropout(m, cfg->embd_pdrop, cfg->attn_pdrop, cfg->resid_pdrop);
     pk_num_threads(); /* starts the pool, which also pins OpenBLAS to one thread */
     return PK_OK;
+}
+
+void gpt2_set_dropout(GPT2 *m, float embd, float attn, float resid) {
+    m->drop_embd = embd;
+    m->drop_attn = attn;
+    m->drop_resid = resid;
+}
+
+void gpt2_train_mode(GPT2 *m, int on, unsigned long long seed) {
+    m->training = on;
+    m->dropout_seed = seed;
 }
 
 /* Initialisation in blocks, each from its own seeded stream, so it runs in

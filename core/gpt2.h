@@ -36,6 +36,9 @@ typedef struct {
     float layer_norm_eps;
     int tied_lm_head; /* 1: logits = x . wte^T; 0: separate lm_head.weight */
     int eos_token_id; /* from config.json when present, else 50256 clipped to vocab-1 */
+    /* Dropout probabilities of config.json (Hugging Face's default 0.1 when absent); used only
+     * in train mode (gpt2_train_mode), where gpt2_set_dropout may override them. */
+    float embd_pdrop, attn_pdrop, resid_pdrop;
 } GPT2Config;
 
 /* Reads and validates a Hugging Face GPT-2 config.json (core/safetensors.c). */
@@ -70,6 +73,9 @@ typedef struct {
     float *m_memory, *v_memory;      /* AdamW state, NULL until the first update */
     GPT2Acts *acts;                  /* sized for the largest B x T seen so far */
     int B, T, P;                     /* shape of the last forward */
+    int training;                    /* 1: forwards apply dropout (gpt2_train_mode) */
+    unsigned long long dropout_seed; /* masks of the next train-mode forward derive from this */
+    float drop_embd, drop_attn, drop_resid; /* probabilities in use in train mode */
     float *logits;                   /* [B, T, V] of the last forward (points into acts) */
 } GPT2;
 
@@ -85,6 +91,18 @@ void gpt2_free(GPT2 *m);
 int gpt2_load(GPT2 *m, const char *dir, char *err);
 /* Writes config.json + model.safetensors (F32, metadata format=pt) atomically. */
 int gpt2_save(const GPT2 *m, const char *dir, char *err);
+
+/* Dropout as Hugging Face's GPT-2 applies it in train mode: on the input embeddings (token +
+ * position, soft-prompt slots included), on the attention probabilities, and on the output of
+ * every attention and MLP projection before its residual add; kept values are scaled by 1/(1-p).
+ * gpt2_build sets the probabilities from the config; gpt2_set_dropout overrides them (0 turns
+ * one off). */
+void gpt2_set_dropout(GPT2 *m, float embd, float attn, float resid);
+/* Train mode on (1) or off (0) for the following forwards. In train mode a forward draws its
+ * masks as a pure function of (seed, site, element), so a forward is reproducible from its seed
+ * alone (bitwise resume, any thread count); gpt2_backward applies the last forward's masks.
+ * KV-cache decoding never applies dropout. */
+void gpt2_train_mode(GPT2 *m, int on, unsigned long long seed);
 
 /* Forward over a batch. tokens [B, T] (ids < vocab), soft_prompt [P, C] or NULL
  * with P = 0, row_start [B] or NULL. Fills m->logits [B, T, V]. T <= max_seq_len.
