@@ -15,7 +15,8 @@
 
 #include "common.h"
 
-typedef enum { KEY_STR, KEY_PATH, KEY_METHOD, KEY_NAME, KEY_INT, KEY_U64, KEY_FLOAT } KeyKind;
+/* KEY_DROPOUT: a float that is -1 (keep the checkpoints' probabilities) or in [0, 1) */
+typedef enum { KEY_STR, KEY_PATH, KEY_METHOD, KEY_NAME, KEY_INT, KEY_U64, KEY_FLOAT, KEY_DROPOUT } KeyKind;
 
 typedef struct {
     const char *name;
@@ -53,7 +54,10 @@ static const KeyInfo KEYS[] = {
     {"steps", KEY_INT, OFF(steps), SZ(steps), 1, INT_MAX, 0, 0, 0, 1, "total optimizer steps N"},
     {"stop_after", KEY_INT, OFF(stop_after), SZ(stop_after), 0, INT_MAX, 0, 0, 0, 1,
      "stop cleanly with a checkpoint after this many steps (0 = off)"},
-    {"batch_size", KEY_INT, OFF(batch_size), SZ(batch_size), 1, 4096, 0, 0, 0, 0, "prompts per step"},
+    {"batch_size", KEY_INT, OFF(batch_size), SZ(batch_size), 1, 4096, 0, 0, 0, 0,
+     "prompts per micro-batch (an optimizer step takes grad_accum of them)"},
+    {"grad_accum", KEY_INT, OFF(grad_accum), SZ(grad_accum), 1, 4096, 0, 0, 0, 0,
+     "micro-batches of batch_size accumulated into one optimizer step; losses average over all their response tokens"},
     {"max_prompt_len", KEY_INT, OFF(max_prompt_len), SZ(max_prompt_len), 1, 1 << 20, 0, 0, 0, 0,
      "prompts longer than this many tokens are dropped"},
     {"threads", KEY_INT, OFF(threads), SZ(threads), 0, 1024, 0, 0, 0, 0,
@@ -65,6 +69,9 @@ static const KeyInfo KEYS[] = {
     {"weight_decay", KEY_FLOAT, OFF(weight_decay), SZ(weight_decay), 0, BIG, 0, 0, 0, 0, "AdamW weight decay"},
     {"clip_norm", KEY_FLOAT, OFF(clip_norm), SZ(clip_norm), 0, BIG, 0, 0, 0, 0,
      "global-norm gradient clipping (0 = off)"},
+    {"dropout", KEY_DROPOUT, OFF(dropout), SZ(dropout), -1, 1, 0, 1, 0, 0,
+     "dropout of the training forwards (T' in the prompt update, S in its own): -1 = the checkpoints' config.json, "
+     "0 = off, else embd/attn/resid probability for both models"},
     {"prompt_len", KEY_INT, OFF(prompt_len), SZ(prompt_len), 1, 1024, 0, 0, 0, 0, "soft-prompt vectors"},
     {"prompt_init_text", KEY_STR, OFF(prompt_init_text), SZ(prompt_init_text), 0, 0, 0, 0, 0, 0,
      "text whose token embeddings initialise the soft prompt"},
@@ -143,6 +150,7 @@ void config_defaults(RunConfig *c) {
     c->steps = 1000;
     c->stop_after = 0;
     c->batch_size = 8;
+    c->grad_accum = 1;
     c->max_prompt_len = 256;
     c->threads = 0;
     c->lr = 5e-5f;
@@ -150,6 +158,7 @@ void config_defaults(RunConfig *c) {
     c->warmup_steps = 100;
     c->weight_decay = 0.01f;
     c->clip_norm = 1.0f;
+    c->dropout = -1.0f;
     c->prompt_len = 7;
     snprintf(c->prompt_init_text, sizeof c->prompt_init_text, "Suppose you are a student.");
     c->base_coef = 1.0f;
@@ -194,6 +203,7 @@ static void expected_form(const KeyInfo *k, char *out, size_t len) {
         snprintf(out, len, "%s of at most %zu bytes", k->can_be_empty ? "a path" : "a non-empty path", k->size - 1);
         return;
     case KEY_U64: snprintf(out, len, "a non-negative integer"); return;
+    case KEY_DROPOUT: snprintf(out, len, "-1 (the checkpoints' config.json) or a number in [0, 1)"); return;
     case KEY_INT:
     case KEY_FLOAT:
         if (unbounded)
@@ -293,12 +303,14 @@ static int set_from_text(RunConfig *c, const KeyInfo *k, const char *value, cons
         *(int *)field = (int)v;
         return PK_OK;
     }
-    case KEY_FLOAT: {
+    case KEY_FLOAT:
+    case KEY_DROPOUT: {
         char *end = NULL;
         errno = 0;
         double v = strtod(value, &end);
         if (errno || end == value || *end || !isfinite(v) || !isfinite((float)v) || !in_range(k, (double)(float)v))
             break;
+        if (k->kind == KEY_DROPOUT && (float)v < 0 && (float)v != -1.0f) break;
         *(float *)field = (float)v;
         return PK_OK;
     }
@@ -381,7 +393,8 @@ int config_get(const RunConfig *c, const char *key, char *out, size_t len, char 
     case KEY_PATH: n = snprintf(out, len, "%s", field); break;
     case KEY_U64: n = snprintf(out, len, "%llu", *(const unsigned long long *)field); break;
     case KEY_INT: n = snprintf(out, len, "%d", *(const int *)field); break;
-    case KEY_FLOAT: {
+    case KEY_FLOAT:
+    case KEY_DROPOUT: {
         char tmp[48];
         format_float(*(const float *)field, tmp, sizeof tmp);
         n = snprintf(out, len, "%s", tmp);
@@ -534,7 +547,7 @@ int config_save_json(const RunConfig *c, const char *path, char *err) {
             return PK_FAIL;
         }
         cJSON *item;
-        if (k->kind == KEY_INT || k->kind == KEY_FLOAT ||
+        if (k->kind == KEY_INT || k->kind == KEY_FLOAT || k->kind == KEY_DROPOUT ||
             (k->kind == KEY_U64 && c->seed <= 9007199254740992ULL))
             item = cJSON_AddRawToObject(root, k->name, value);
         else

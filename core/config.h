@@ -23,7 +23,8 @@ typedef struct {
     unsigned long long seed;
     int steps;              /* total optimizer steps N */
     int stop_after;         /* 0: off; else stop cleanly with a checkpoint after this many steps */
-    int batch_size;
+    int batch_size;         /* prompts per micro-batch */
+    int grad_accum;         /* micro-batches per optimizer step (gradient accumulation) */
     int max_prompt_len;     /* longer prompts dropped (256) */
     int threads;            /* 0: PROMPTKD_THREADS or all cores */
 
@@ -33,6 +34,8 @@ typedef struct {
     int warmup_steps;       /* linear warm-up, then constant */
     float weight_decay;
     float clip_norm;        /* global-norm clipping; 0 = off */
+    float dropout;          /* -1: the checkpoints' config.json probabilities; 0: off; in (0, 1): embd, attn
+                               and resid dropout of both models in their training forwards */
 
     /* the soft prompt (promptkd) */
     int prompt_len;

@@ -7,10 +7,26 @@
  * The masked rows are the slots with a target; row r = b*T + t of S/T is row b*(P+T) + P + t of T'.
  * Every divergence is summed over those rows by div_rows and divided by their count.
  *
+ * Accumulation: an optimizer step takes grad_accum micro-batches of batch_size rows (one Seqs
+ * each). Gradients of all micro-batches add up before one clipping and one AdamW step, and every
+ * loss is scaled by 1 / (response tokens of the whole accumulated batch), so the layout into
+ * micro-batches does not change the update.
+ *
  * Randomness: the data order is a shuffle drawn from s->rng, reshuffled from it at each epoch;
- * every sampled batch uses a seed drawn from s->rng (rows then own RNGs derived from it by
- * sample_row_rng); the GKD coin is one draw of s->rng. A checkpoint saves s->rng, the order and
- * the cursor, which is all the hidden state there is. */
+ * every optimizer step that samples draws one seed from s->rng, and row r of the accumulated
+ * batch samples from sample_row_rng(seed, r); the GKD coin is one draw of s->rng per step.
+ * Dropout masks derive from (run seed, step, micro-batch, pass) by mask_seed. A checkpoint saves
+ * s->rng, the order and the cursor, which is all the hidden state there is.
+ *
+ * Train and eval mode, as the official code (gmkim-ai/PromptKD, train_promptkd.py, finetune())
+ * sets them: sampling runs after model.eval(); the prompt update calls teacher_model.train()
+ * before T''s forward, and get_distil_loss() calls .eval() on the model it takes targets from
+ * (teacher_model itself for T through base_model, the student for S) inside torch.no_grad()
+ * after that forward, so only T' runs with dropout; the student update calls model.train()
+ * and teacher_model.eval(), so S runs with dropout and T' without. finetune.py trains the
+ * baselines' student after model.train() with the teacher in eval mode. Here: T' in the prompt
+ * update and S in every student update are train-mode forwards; everything else (targets,
+ * sampling, evaluation, probes, exposure) runs without dropout. */
 #include "distill.h"
 
 #include <dirent.h>
@@ -148,6 +164,15 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
         pk_errf(err, "key 'batch_size': expected at least 1, got %d", c->batch_size);
         goto fail;
     }
+    if (c->grad_accum < 1) {
+        pk_errf(err, "key 'grad_accum': expected at least 1, got %d", c->grad_accum);
+        goto fail;
+    }
+    if (!(c->dropout == -1.0f || (c->dropout >= 0 && c->dropout < 1))) {
+        pk_errf(err, "key 'dropout': expected -1 (the checkpoints' config.json) or a number in [0, 1), got %g",
+                (double)c->dropout);
+        goto fail;
+    }
     if (tok_load(&s->tok, c->tokenizer, err) != PK_OK) goto fail;
     s->eos = tok_eos_id(s->tok);
     if (s->eos < 0) {
@@ -248,7 +273,10 @@ void distill_free(DistillState *s) {
 
 const RunConfig *distill_config(const DistillState *s) { return &s->cfg; }
 int distill_step_index(const DistillState *s) { return s->step; }
-int distill_steps_per_epoch(const DistillState *s) { return (s->n_ex + s->cfg.batch_size - 1) / s->cfg.batch_size; }
+int distill_steps_per_epoch(const DistillState *s) {
+    int rows = s->cfg.batch_size * s->cfg.grad_accum;
+    return (s->n_ex + rows - 1) / rows;
+}
 int distill_has_prompt(const DistillState *s) { return s->prompt != NULL; }
 int distill_has_teacher(const DistillState *s) { return s->has_teacher; }
 GPT2 *distill_teacher(DistillState *s) { return s->has_teacher ? &s->teacher : NULL; }
@@ -400,6 +428,11 @@ static int seqs_sampled_prompts(DistillState *s, GPT2 *m, const float *gen_promp
             goto done;
         }
         if (plens[b] + olens[b] > longest) longest = plens[b] + olens[b];
+        /* A response cut by the length limit ends with EOS in its last slot, replacing the sampled
+         * token, as the official code does (train_promptkd.py: response_ids[:, -1] = pad_token_id,
+         * with pad = EOS for GPT-2, then the response is kept up to its first EOS). */
+        int *last = out + (size_t)b * c->max_new_tokens + olens[b] - 1;
+        if (*last != s->eos) *last = s->eos;
     }
     q->gen_flops = forward_flops(&m->config, B, longest + P_gen);
     q->B = B;
@@ -416,34 +449,71 @@ done:
     return rc;
 }
 
-/* Sampled batch of training examples, seeded by one draw of the run's RNG. */
+/* Sampled micro-batch of training examples: row b samples from sample_row_rng(seed, first_row + b),
+ * first_row being its index in the accumulated batch, so the samples do not depend on how the
+ * step's rows are split into micro-batches. */
 static int seqs_sampled(DistillState *s, GPT2 *m, const float *gen_prompt, int P_gen, const int *which, int B, int P,
-                        Seqs *q, char *err) {
+                        unsigned long long seed, long first_row, Seqs *q, char *err) {
     const int **prompts = pk_malloc((size_t)B * sizeof(int *), err);
     int *plens = prompts ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    long *rows = plens ? pk_malloc((size_t)B * sizeof(long), err) : NULL;
     int rc = PK_FAIL;
-    if (plens) {
+    if (rows) {
         for (int b = 0; b < B; b++) {
             prompts[b] = s->ex[which[b]].prompt;
             plens[b] = s->ex[which[b]].prompt_len;
+            rows[b] = first_row + b;
         }
-        unsigned long long seed = pk_rng_u64(&s->rng); /* one draw per sampled batch */
-        rc = seqs_sampled_prompts(s, m, gen_prompt, P_gen, prompts, plens, NULL, B, P, seed, q, err);
+        rc = seqs_sampled_prompts(s, m, gen_prompt, P_gen, prompts, plens, rows, B, P, seed, q, err);
     }
     free(prompts);
     free(plens);
+    free(rows);
     return rc;
 }
 
 /* ------------------------------------------------------------------ updates */
 
-/* Backward of dlogits through the student, clipping, AdamW. Returns PK_OK; *applied = 0 when
- * the gradient was non-finite (nothing changed). */
-static int student_update(DistillState *s, const float *dlogits, DistillStepStats *st, int *applied, char *err) {
+/* Which training forward a dropout mask belongs to. */
+enum { PASS_PROMPT = 1, PASS_STUDENT = 2 };
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* Seed of the dropout masks of one train-mode forward: a function of (run seed, the optimizer step
+ * being made, micro-batch, pass) only, so a resumed run draws the masks the uninterrupted one did. */
+static unsigned long long mask_seed(const DistillState *s, int micro, int pass) {
+    uint64_t h = mix64(s->cfg.seed);
+    h = mix64(h ^ (uint64_t)(s->step + 1));
+    h = mix64(h ^ (uint64_t)micro);
+    return mix64(h ^ (uint64_t)pass);
+}
+
+/* The (1 - t/N) base_coef weight of KL(T'||T) for the step being made: t counts from 1, as the
+ * official code's global_step does (train_promptkd.py: step, global_step = 1, 1), so the first
+ * step weighs (1 - 1/N) and the last one 0. */
+static double prompt_reg_coef(const DistillState *s) {
+    double N = s->cfg.steps > 0 ? s->cfg.steps : 1;
+    double decay = 1.0 - (s->step + 1) / N;
+    return (decay > 0 ? decay : 0.0) * s->cfg.base_coef;
+}
+
+/* Response tokens of the whole accumulated batch: every loss divides by this. */
+static int total_positions(const Seqs *q, int G) {
+    int n = 0;
+    for (int g = 0; g < G; g++) n += q[g].n;
+    return n;
+}
+
+/* Clipping and AdamW of the student's accumulated gradient. *applied = 0 when the gradient
+ * was non-finite (nothing changed). */
+static int student_apply(DistillState *s, DistillStepStats *st, int *applied, char *err) {
     *applied = 0;
     GPT2 *m = &s->student;
-    gpt2_zero_grad(m);
-    if (gpt2_backward(m, dlogits, NULL, err) != PK_OK) return PK_FAIL;
     float norm = grad_clip_global_norm(m->grads_memory, m->num_parameters, s->cfg.clip_norm);
     st->grad_norm = norm;
     if (!isfinite(norm)) return PK_OK;
@@ -452,20 +522,6 @@ static int student_update(DistillState *s, const float *dlogits, DistillStepStat
     AdamWParams hp = adamw_params(lr, s->cfg.weight_decay);
     if (gpt2_adamw_step(m, &hp, s->step + 1, err) != PK_OK) return PK_FAIL;
     *applied = 1;
-    return PK_OK;
-}
-
-/* Student-side divergence D(teacher logits || student logits) with gradient into the student:
- * forward S on q, div_rows with p = teacher logits (rows p_rows), mean over q->n. */
-static int student_div_loss(DistillState *s, DivKind kind, float param, const float *t_logits, const size_t *t_rows,
-                            const Seqs *q, float **dlogits, double *loss, char *err) {
-    GPT2 *m = &s->student;
-    int V = m->config.vocab_size;
-    size_t nl = (size_t)q->B * q->T * V;
-    *dlogits = pk_calloc(nl, sizeof(float), err);
-    if (!*dlogits) return PK_FAIL;
-    double sum = div_rows(kind, param, t_logits, t_rows, m->logits, q->rows, q->n, V, 1.0f / q->n, NULL, *dlogits);
-    *loss = sum / q->n;
     return PK_OK;
 }
 
@@ -485,46 +541,80 @@ static size_t *iota_rows(int n, char *err) {
     return r;
 }
 
-/* sft / seqkd: cross-entropy on q's targets. */
-static int step_cross_entropy(DistillState *s, const Seqs *q, DistillStepStats *st, int *applied, char *err) {
+/* sft / seqkd: cross-entropy on the targets of G micro-batches, the student in train mode. */
+static int step_cross_entropy(DistillState *s, const Seqs *q, int G, DistillStepStats *st, int *applied,
+                              char *err) {
     GPT2 *m = &s->student;
-    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) return PK_FAIL;
-    float *dl = pk_malloc((size_t)q->B * q->T * m->config.vocab_size * sizeof(float), err);
-    if (!dl) return PK_FAIL;
-    float loss = gpt2_cross_entropy(m, q->targets, dl);
+    int n_all = total_positions(q, G), rc = PK_OK;
+    double sum = 0;
+    gpt2_zero_grad(m);
+    for (int g = 0; g < G && rc == PK_OK; g++) {
+        const Seqs *mq = &q[g];
+        gpt2_train_mode(m, 1, mask_seed(s, g, PASS_STUDENT));
+        rc = gpt2_forward(m, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err);
+        float *dl = rc == PK_OK ? pk_malloc((size_t)mq->B * mq->T * m->config.vocab_size * sizeof(float), err) : NULL;
+        if (rc == PK_OK && !dl) rc = PK_FAIL;
+        if (rc == PK_OK) {
+            /* the micro-batch's mean, reweighted to a share of the whole batch's mean */
+            float loss = gpt2_cross_entropy(m, mq->targets, dl);
+            sum += (double)loss * mq->n;
+            float share = (float)mq->n / (float)n_all;
+            if (share != 1.0f)
+                for (size_t i = 0, nl = (size_t)mq->B * mq->T * m->config.vocab_size; i < nl; i++) dl[i] *= share;
+            if (isfinite(loss)) rc = gpt2_backward(m, dl, NULL, err);
+        }
+        gpt2_train_mode(m, 0, 0);
+        free(dl);
+        st->tokens += (double)mq->B * mq->T;
+        st->flops += gpt2_train_flops(&m->config, mq->B, mq->T);
+    }
+    if (rc != PK_OK) return PK_FAIL;
+    double loss = sum / n_all;
     add_loss(st, "student_loss", loss);
-    int rc = PK_OK;
-    if (isfinite(loss)) rc = student_update(s, dl, st, applied, err);
-    free(dl);
-    st->tokens += (double)q->B * q->T;
-    st->flops += gpt2_train_flops(&m->config, q->B, q->T);
+    if (isfinite(loss)) rc = student_apply(s, st, applied, err);
     return rc;
 }
 
-/* kd / rkl / gkd / distillm: teacher forward (no grad), student forward, divergence, update. */
-static int step_divergence(DistillState *s, const Seqs *q, DivKind kind, float param, DistillStepStats *st,
+/* kd / rkl / gkd / distillm: per micro-batch the teacher forward (no grad, eval), the student's
+ * train-mode forward, the divergence and its backward; then one update. */
+static int step_divergence(DistillState *s, const Seqs *q, int G, DivKind kind, float param, DistillStepStats *st,
                            int *applied, char *err) {
     GPT2 *t = &s->teacher, *m = &s->student;
-    if (gpt2_forward(t, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) return PK_FAIL;
-    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) return PK_FAIL;
-    float *dl = NULL;
-    double loss = 0;
-    if (student_div_loss(s, kind, param, t->logits, q->rows, q, &dl, &loss, err) != PK_OK) return PK_FAIL;
+    int V = m->config.vocab_size, n_all = total_positions(q, G), rc = PK_OK;
+    double sum = 0;
+    gpt2_zero_grad(m);
+    for (int g = 0; g < G && rc == PK_OK; g++) {
+        const Seqs *mq = &q[g];
+        float *dl = NULL;
+        rc = gpt2_forward(t, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err);
+        gpt2_train_mode(m, 1, mask_seed(s, g, PASS_STUDENT));
+        if (rc == PK_OK) rc = gpt2_forward(m, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err);
+        if (rc == PK_OK && !(dl = pk_calloc((size_t)mq->B * mq->T * V, sizeof(float), err))) rc = PK_FAIL;
+        if (rc == PK_OK) {
+            double part = div_rows(kind, param, t->logits, mq->rows, m->logits, mq->rows, mq->n, V, 1.0f / n_all, NULL, dl);
+            sum += part;
+            if (isfinite(part)) rc = gpt2_backward(m, dl, NULL, err);
+        }
+        gpt2_train_mode(m, 0, 0);
+        free(dl);
+        st->tokens += 2.0 * mq->B * mq->T;
+        st->flops += forward_flops(&t->config, mq->B, mq->T) + gpt2_train_flops(&m->config, mq->B, mq->T);
+    }
+    if (rc != PK_OK) return PK_FAIL;
+    double loss = sum / n_all;
     add_loss(st, "student_loss", loss);
-    int rc = PK_OK;
-    if (isfinite(loss)) rc = student_update(s, dl, st, applied, err);
-    free(dl);
-    st->tokens += 2.0 * q->B * q->T;
-    st->flops += forward_flops(&t->config, q->B, q->T) + gpt2_train_flops(&m->config, q->B, q->T);
+    if (isfinite(loss)) rc = student_apply(s, st, applied, err);
     return rc;
 }
 
-/* PromptKD's prompt loss on q at the current prompt:
- *   L = coef * KL(T' || T) + KL(T' || S), mean over the masked positions.
- * Needs t_rows_packed = T's masked logits [n, V] and s_logits = S's logits [B, T, V]. Runs the
- * T' forward; with dprompt != NULL, also the input-only backward into dprompt (+=). */
+/* PromptKD's prompt loss on one micro-batch q at the current prompt:
+ *   L = coef * KL(T' || T) + KL(T' || S), each token's terms divided by n_norm.
+ * Needs t_packed = T's masked logits [q->n, V] and s_logits = S's logits [B, T, V]. Runs the
+ * T' forward (in whatever mode the caller set); with dprompt != NULL, also the input-only
+ * backward into dprompt (+=). Returns the sums over q's tokens: *kl_tp_t of KL(T'||T) (without
+ * coef) and *kl_tp_s of KL(T'||S). */
 static int prompt_loss(DistillState *s, const Seqs *q, const float *t_packed, const float *s_logits, double coef,
-                       float *dprompt, double *reg, double *guide, char *err) {
+                       int n_norm, float *dprompt, double *kl_tp_t, double *kl_tp_s, char *err) {
     GPT2 *t = &s->teacher;
     int V = t->config.vocab_size, Tp = s->P + q->T;
     if (gpt2_forward(t, q->tokens_p, s->prompt, s->P, NULL, q->B, Tp, err) != PK_OK) return PK_FAIL;
@@ -538,43 +628,55 @@ static int prompt_loss(DistillState *s, const Seqs *q, const float *t_packed, co
             return PK_FAIL;
         }
     }
-    float inv = 1.0f / q->n;
+    float inv = 1.0f / n_norm;
     /* p side = T' (its rows shifted by P), q side = T or S */
-    double r = div_rows(DIV_FKL, 0, t->logits, q->rows_p, t_packed, packed, q->n, V, (float)(coef * inv), dl, NULL);
-    double g = div_rows(DIV_FKL, 0, t->logits, q->rows_p, s_logits, q->rows, q->n, V, inv, dl, NULL);
+    *kl_tp_t = div_rows(DIV_FKL, 0, t->logits, q->rows_p, t_packed, packed, q->n, V, (float)(coef * inv), dl, NULL);
+    *kl_tp_s = div_rows(DIV_FKL, 0, t->logits, q->rows_p, s_logits, q->rows, q->n, V, inv, dl, NULL);
     free(packed);
-    *reg = coef * r / q->n;
-    *guide = g / q->n;
     int rc = PK_OK;
     if (dprompt) rc = gpt2_backward_inputs_only(t, dl, dprompt, NULL, err);
     free(dl);
     return rc;
 }
 
-static int step_promptkd(DistillState *s, const Seqs *q, DistillStepStats *st, int *applied, char *err) {
+/* One PromptKD optimizer step over G sampled micro-batches, in the official order: the prompt
+ * update accumulated over all micro-batches (T and S give targets in eval mode, T' runs in train
+ * mode), then the student update accumulated over all micro-batches against T' with the updated
+ * prompt (T' in eval mode, S in train mode). */
+static int step_promptkd(DistillState *s, const Seqs *q, int G, DistillStepStats *st, int *applied, char *err) {
     GPT2 *t = &s->teacher, *m = &s->student;
-    int V = t->config.vocab_size;
+    int V = t->config.vocab_size, n_all = total_positions(q, G);
     size_t PC = (size_t)s->P * s->C;
     int rc = PK_FAIL;
-    float *t_packed = NULL, *s_logits = NULL, *dl = NULL, *saved = NULL;
-    /* (2) prompt update. T logits (no prompt) and S logits at the step's start. */
-    if (gpt2_forward(t, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) goto done;
-    if (!(t_packed = pack_rows(t->logits, q->rows, q->n, V, err))) goto done;
-    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, q->B, q->T, err) != PK_OK) goto done;
-    s_logits = m->logits; /* stays valid: the student runs no other forward before its backward */
-    double N = s->cfg.steps > 0 ? s->cfg.steps : 1;
-    double decay = 1.0 - s->step / N;
-    double coef = (decay > 0 ? decay : 0.0) * s->cfg.base_coef;
+    float *t_packed = NULL, *dl = NULL, *saved = NULL;
+    double coef = prompt_reg_coef(s);
+    /* (2) prompt update */
     memset(s->prompt_grad, 0, PC * sizeof(float));
-    double reg = 0, guide = 0;
-    if (prompt_loss(s, q, t_packed, s_logits, coef, s->prompt_grad, &reg, &guide, err) != PK_OK) goto done;
+    double kl_tp_t = 0, kl_tp_s = 0;
+    for (int g = 0; g < G; g++) {
+        const Seqs *mq = &q[g];
+        double a = 0, b = 0;
+        if (gpt2_forward(t, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err) != PK_OK) goto done;
+        if (!(t_packed = pack_rows(t->logits, mq->rows, mq->n, V, err))) goto done;
+        if (gpt2_forward(m, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err) != PK_OK) goto done;
+        gpt2_train_mode(t, 1, mask_seed(s, g, PASS_PROMPT));
+        int prc = prompt_loss(s, mq, t_packed, m->logits, coef, n_all, s->prompt_grad, &a, &b, err);
+        gpt2_train_mode(t, 0, 0);
+        if (prc != PK_OK) goto done;
+        free(t_packed);
+        t_packed = NULL;
+        kl_tp_t += a;
+        kl_tp_s += b;
+        st->tokens += 2.0 * mq->B * mq->T + (double)mq->B * (s->P + mq->T);
+        st->flops += forward_flops(&t->config, mq->B, mq->T) + forward_flops(&m->config, mq->B, mq->T) +
+                     gpt2_train_flops(&t->config, mq->B, s->P + mq->T) * (2.0 / 3.0); /* no weight-gradient GEMMs */
+    }
+    double reg = coef * kl_tp_t / n_all, guide = kl_tp_s / n_all;
     add_loss(st, "student_loss", NAN); /* filled below */
     add_loss(st, "prompt_loss", reg + guide);
     add_loss(st, "prompt_reg_loss", reg);
     add_loss(st, "prompt_guide_loss", guide);
-    st->tokens += 2.0 * q->B * q->T + (double)q->B * (s->P + q->T);
-    st->flops += forward_flops(&t->config, q->B, q->T) + forward_flops(&m->config, q->B, q->T) +
-                 gpt2_train_flops(&t->config, q->B, s->P + q->T) * (2.0 / 3.0); /* no weight-gradient GEMMs */
+    add_loss(st, "kl_tprime_t", kl_tp_t / n_all);
     if (!isfinite(reg + guide)) {
         rc = PK_OK;
         goto done;
@@ -597,13 +699,28 @@ static int step_promptkd(DistillState *s, const Seqs *q, DistillStepStats *st, i
 
     /* (3) student update: KL(S || T') on the same samples, with T' from the UPDATED prompt (a
      * fresh forward after the prompt step; T' takes no gradient). */
-    if (gpt2_forward(t, q->tokens_p, s->prompt, s->P, NULL, q->B, s->P + q->T, err) != PK_OK) goto done;
-    st->tokens += (double)q->B * (s->P + q->T);
-    st->flops += forward_flops(&t->config, q->B, s->P + q->T) + gpt2_train_flops(&m->config, q->B, q->T);
-    if (!(dl = pk_calloc((size_t)q->B * q->T * V, sizeof(float), err))) goto done;
-    double sum = div_rows(DIV_RKL, 0, t->logits, q->rows_p, m->logits, q->rows, q->n, V, 1.0f / q->n, NULL, dl);
-    st->losses[0] = sum / q->n;
-    if (isfinite(st->losses[0]) && student_update(s, dl, st, applied, err) != PK_OK) goto done;
+    gpt2_zero_grad(m);
+    double sum = 0;
+    for (int g = 0; g < G; g++) {
+        const Seqs *mq = &q[g];
+        if (gpt2_forward(t, mq->tokens_p, s->prompt, s->P, NULL, mq->B, s->P + mq->T, err) != PK_OK) goto done;
+        gpt2_train_mode(m, 1, mask_seed(s, g, PASS_STUDENT));
+        int frc = gpt2_forward(m, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err);
+        if (frc == PK_OK && !(dl = pk_calloc((size_t)mq->B * mq->T * V, sizeof(float), err))) frc = PK_FAIL;
+        if (frc == PK_OK) {
+            double part = div_rows(DIV_RKL, 0, t->logits, mq->rows_p, m->logits, mq->rows, mq->n, V, 1.0f / n_all, NULL, dl);
+            sum += part;
+            if (isfinite(part)) frc = gpt2_backward(m, dl, NULL, err);
+        }
+        gpt2_train_mode(m, 0, 0);
+        free(dl);
+        dl = NULL;
+        if (frc != PK_OK) goto done;
+        st->tokens += (double)mq->B * (s->P + mq->T) + (double)mq->B * mq->T;
+        st->flops += forward_flops(&t->config, mq->B, s->P + mq->T) + gpt2_train_flops(&m->config, mq->B, mq->T);
+    }
+    st->losses[0] = sum / n_all;
+    if (isfinite(st->losses[0]) && student_apply(s, st, applied, err) != PK_OK) goto done;
     if (!*applied) {
         memcpy(s->prompt, saved, PC * sizeof(float));
         memcpy(s->prompt_m, saved + PC, PC * sizeof(float));
@@ -617,60 +734,73 @@ done:
     return rc;
 }
 
+/* The G micro-batches of one optimizer step, rows which [G * B]. Sampled methods draw one seed
+ * for the whole step; *sampled = 1 when the rows are samples (gkd's coin), 0 ground truth. */
+static int build_seqs(DistillState *s, const int *which, int G, int B, Seqs *q, int *sampled_out, char *err) {
+    const RunConfig *c = &s->cfg;
+    unsigned long long seed = 0;
+    int sampled = 0;
+    GPT2 *sampler = &s->student;
+    int P = s->method == M_PROMPTKD ? s->P : 0;
+    switch (s->method) {
+    case M_SFT:
+    case M_KD: sampled = 0; break;
+    case M_SEQKD: sampled = 1, sampler = &s->teacher; break;
+    case M_GKD:
+        /* one coin per step from the run's RNG: student samples or ground truth */
+        sampled = pk_rng_double(&s->rng) < (double)c->gkd_student_frac;
+        break;
+    case M_RKL:
+    case M_DISTILLM:
+    case M_PROMPTKD: sampled = 1; break; /* (1) on-policy student samples, no grad */
+    }
+    if (sampled) seed = pk_rng_u64(&s->rng); /* one draw per optimizer step */
+    for (int g = 0; g < G; g++) {
+        int rc = sampled ? seqs_sampled(s, sampler, NULL, 0, which + (size_t)g * B, B, P, seed, (long)g * B, &q[g], err)
+                         : seqs_ground_truth(s, which + (size_t)g * B, B, P, &q[g], err);
+        if (rc != PK_OK) return PK_FAIL;
+    }
+    *sampled_out = sampled;
+    return PK_OK;
+}
+
 int distill_step(DistillState *s, DistillStepStats *st, char *err) {
     memset(st, 0, sizeof *st);
     double t0 = pk_now();
     const RunConfig *c = &s->cfg;
-    int B = c->batch_size;
-    int *which = pk_malloc((size_t)B * sizeof(int), err);
-    if (!which) return PK_FAIL;
-    next_examples(s, which, B);
-    Seqs q;
-    memset(&q, 0, sizeof q);
-    int applied = 0, rc = PK_FAIL;
-    switch (s->method) {
-    case M_SFT:
-        if (seqs_ground_truth(s, which, B, 0, &q, err) != PK_OK) break;
-        rc = step_cross_entropy(s, &q, st, &applied, err);
-        break;
-    case M_KD:
-        if (seqs_ground_truth(s, which, B, 0, &q, err) != PK_OK) break;
-        rc = step_divergence(s, &q, DIV_FKL, 0, st, &applied, err);
-        break;
-    case M_SEQKD:
-        if (seqs_sampled(s, &s->teacher, NULL, 0, which, B, 0, &q, err) != PK_OK) break;
-        rc = step_cross_entropy(s, &q, st, &applied, err);
-        break;
-    case M_RKL:
-        if (seqs_sampled(s, &s->student, NULL, 0, which, B, 0, &q, err) != PK_OK) break;
-        rc = step_divergence(s, &q, DIV_RKL, 0, st, &applied, err);
-        break;
-    case M_GKD: {
-        /* one coin per step from the run's RNG: student samples or ground truth */
-        int on_policy = pk_rng_double(&s->rng) < (double)c->gkd_student_frac;
-        if (on_policy ? seqs_sampled(s, &s->student, NULL, 0, which, B, 0, &q, err)
-                      : seqs_ground_truth(s, which, B, 0, &q, err))
-            break;
-        rc = step_divergence(s, &q, DIV_JSD, c->gkd_beta, st, &applied, err);
-        add_loss(st, "on_policy", on_policy);
-        break;
+    int B = c->batch_size, G = c->grad_accum;
+    int *which = pk_malloc((size_t)G * B * sizeof(int), err);
+    Seqs *q = which ? pk_calloc((size_t)G, sizeof(Seqs), err) : NULL;
+    if (!q) {
+        free(which);
+        return PK_FAIL;
     }
-    case M_DISTILLM:
-        /* DistiLLM's skew KL, kept simple: skew FKL KL(T || a T + (1 - a) S) on student samples
-         * (no adaptive mixing with ground truth) */
-        if (seqs_sampled(s, &s->student, NULL, 0, which, B, 0, &q, err) != PK_OK) break;
-        rc = step_divergence(s, &q, DIV_SKEW_FKL, c->skew_alpha, st, &applied, err);
-        break;
-    case M_PROMPTKD:
-        /* (1) on-policy student samples, no grad */
-        if (seqs_sampled(s, &s->student, NULL, 0, which, B, s->P, &q, err) != PK_OK) break;
-        rc = step_promptkd(s, &q, st, &applied, err);
-        break;
+    next_examples(s, which, G * B);
+    int applied = 0, rc = PK_FAIL, sampled = 0;
+    if (build_seqs(s, which, G, B, q, &sampled, err) == PK_OK) {
+        switch (s->method) {
+        case M_SFT:
+        case M_SEQKD: rc = step_cross_entropy(s, q, G, st, &applied, err); break;
+        case M_KD: rc = step_divergence(s, q, G, DIV_FKL, 0, st, &applied, err); break;
+        case M_RKL: rc = step_divergence(s, q, G, DIV_RKL, 0, st, &applied, err); break;
+        case M_GKD:
+            rc = step_divergence(s, q, G, DIV_JSD, c->gkd_beta, st, &applied, err);
+            add_loss(st, "on_policy", sampled);
+            break;
+        case M_DISTILLM:
+            /* DistiLLM's skew KL, kept simple: skew FKL KL(T || a T + (1 - a) S) on student samples
+             * (no adaptive mixing with ground truth) */
+            rc = step_divergence(s, q, G, DIV_SKEW_FKL, c->skew_alpha, st, &applied, err);
+            break;
+        case M_PROMPTKD: rc = step_promptkd(s, q, G, st, &applied, err); break;
+        }
     }
     if (rc == PK_OK) {
-        st->tokens += q.gen_tokens;
-        st->flops += q.gen_flops;
-        st->response_tokens = q.n;
+        for (int g = 0; g < G; g++) {
+            st->tokens += q[g].gen_tokens;
+            st->flops += q[g].gen_flops;
+        }
+        st->response_tokens = total_positions(q, G);
         if (applied) {
             s->step++;
         } else {
@@ -679,7 +809,8 @@ int distill_step(DistillState *s, DistillStepStats *st, char *err) {
         st->step = s->step;
         if (st->lr == 0) st->lr = lr_at(c, c->lr, s->step);
     }
-    seqs_free(&q);
+    for (int g = 0; g < G; g++) seqs_free(&q[g]);
+    free(q);
     free(which);
     st->seconds = pk_now() - t0;
     return rc;
@@ -1186,8 +1317,7 @@ int distill_probe(DistillState *s, const char *split, int n_records, unsigned lo
     out->positions = q.n;
     out->kl_t_s = div_rows(DIV_FKL, 0, t_packed, packed, s_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
     out->kl_s_t = div_rows(DIV_RKL, 0, t_packed, packed, s_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
-    double N = s->cfg.steps > 0 ? s->cfg.steps : 1, decay = 1.0 - s->step / N;
-    double coef = (decay > 0 ? decay : 0.0) * s->cfg.base_coef;
+    double coef = prompt_reg_coef(s); /* the weight the next step will use */
     if (s->prompt) {
         if (gpt2_forward(t, q.tokens_p, s->prompt, s->P, NULL, q.B, s->P + q.T, err) != PK_OK) goto done;
         out->kl_tp_t = div_rows(DIV_FKL, 0, t->logits, q.rows_p, t_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
@@ -1195,10 +1325,10 @@ int distill_probe(DistillState *s, const char *split, int n_records, unsigned lo
         out->kl_s_tp = div_rows(DIV_RKL, 0, t->logits, q.rows_p, s_packed, packed, q.n, V, 0, NULL, NULL) / q.n;
         out->prompt_loss = coef * out->kl_tp_t + out->kl_tp_s;
         if (dprompt) {
-            double reg, guide;
+            double kl_t, kl_s;
             /* the student's logits are packed in S order: prompt_loss reads them through q.rows,
              * so run it on the student's own buffer, which still holds this batch */
-            if (prompt_loss(s, &q, t_packed, m->logits, coef, dprompt, &reg, &guide, err) != PK_OK) goto done;
+            if (prompt_loss(s, &q, t_packed, m->logits, coef, q.n, dprompt, &kl_t, &kl_s, err) != PK_OK) goto done;
         }
     } else {
         out->kl_tp_t = out->kl_tp_s = out->kl_s_tp = out->prompt_loss = NAN;

@@ -4,9 +4,16 @@
  * data order and cursor, step.
  *
  * Determinism: every random draw of a step (data order, sampling, the GKD coin)
- * comes from the state's PkRng and data cursor, which checkpoints save; so the
- * losses at step k+1 after distill_load_checkpoint of step k equal the losses of the
- * uninterrupted run at step k+1, bit for bit (same thread count).
+ * comes from the state's PkRng and data cursor, which checkpoints save, and the
+ * dropout masks of a training forward derive from (seed, step, micro-batch, pass);
+ * so the losses at step k+1 after distill_load_checkpoint of step k equal the losses
+ * of the uninterrupted run at step k+1, bit for bit (same thread count).
+ *
+ * An optimizer step takes grad_accum micro-batches of batch_size rows. Sampled rows
+ * draw from RNGs of (the step's seed, the row's index in the whole accumulated batch),
+ * and every loss is a sum over the response tokens of all micro-batches divided by
+ * their total, so batch_size 8 x grad_accum 1 and 4 x 2 make the same update (dropout
+ * off; up to rounding).
  *
  * Models: which = DISTILL_PROMPTED_TEACHER (T': the teacher with the soft prompt
  * prepended), DISTILL_TEACHER (T) or DISTILL_STUDENT (S). T' exists only for methods
@@ -30,11 +37,12 @@ enum { DISTILL_PROMPTED_TEACHER = 0, DISTILL_TEACHER = 1, DISTILL_STUDENT = 2 };
 
 #define DISTILL_MAX_LOSSES 8
 
-/* What one optimizer step did. Losses are means over the step's masked positions.
- * Names, in this order:
+/* What one optimizer step did. Losses are means over the masked positions of the whole
+ * accumulated batch (all grad_accum micro-batches). Names, in this order:
  *   every method:  "student_loss" (the loss the student was updated on)
- *   promptkd also: "prompt_loss", "prompt_reg_loss" ((1 - t/N) base_coef KL(T'||T)),
- *                  "prompt_guide_loss" (KL(T'||S))
+ *   promptkd also: "prompt_loss", "prompt_reg_loss" ((1 - t/N) base_coef KL(T'||T), t counted
+ *                  from 1: the step being made), "prompt_guide_loss" (KL(T'||S)),
+ *                  "kl_tprime_t" (KL(T'||T) alone, whatever base_coef and t are)
  *   gkd also:      "on_policy" (1 when the batch was student samples, 0 ground truth) */
 typedef struct {
     int step;                  /* optimizer steps done, counting this one (1 after the first) */
@@ -48,7 +56,7 @@ typedef struct {
     double lr, prompt_lr;      /* learning rates used by this step (after warm-up scaling) */
     double grad_norm;          /* student's global gradient norm before clipping */
     double prompt_grad_norm;   /* prompt's, 0 without a prompt */
-    int response_tokens;       /* masked positions the loss averaged over */
+    int response_tokens;       /* masked positions the loss averaged over (all micro-batches) */
     int nonfinite;             /* 1: a loss or gradient was NaN/Inf; no parameter was changed */
 } DistillStepStats;
 
@@ -63,7 +71,8 @@ int distill_create(DistillState **out, const RunConfig *cfg, char *err);
 int distill_create_init(DistillState **out, const RunConfig *cfg, const GPT2Config *init_cfg, char *err);
 void distill_free(DistillState *s);
 
-/* One optimizer step of cfg->method. On a non-finite loss or gradient the step is
+/* One optimizer step of cfg->method: grad_accum micro-batches, then one clipping and one
+ * AdamW step of the student (and of the prompt). On a non-finite loss or gradient the step is
  * not applied (parameters, optimizer state and the step count unchanged, though the
  * data cursor and RNG have advanced), st->nonfinite = 1 and PK_OK is returned:
  * the caller decides to pause. PK_FAIL only for real errors (memory, shapes). */
@@ -76,7 +85,7 @@ int distill_apply_config(DistillState *s, const RunConfig *cfg, char *err);
 const RunConfig *distill_config(const DistillState *s);
 
 int distill_step_index(const DistillState *s);   /* optimizer steps done */
-int distill_steps_per_epoch(const DistillState *s); /* ceil(train examples / batch_size) */
+int distill_steps_per_epoch(const DistillState *s); /* ceil(train examples / (batch_size x grad_accum)) */
 int distill_has_prompt(const DistillState *s);
 int distill_has_teacher(const DistillState *s);
 
@@ -120,7 +129,7 @@ typedef struct {
     double kl_t_s;      /* KL(T || S): the same without the prompt */
     double kl_s_tp;     /* KL(S || T'): the student's PromptKD loss */
     double kl_s_t;      /* KL(S || T): the on-policy RKL loss */
-    double prompt_loss; /* (1 - t/N) base_coef kl_tp_t + kl_tp_s at the current step t */
+    double prompt_loss; /* (1 - t/N) base_coef kl_tp_t + kl_tp_s with t = the next step (steps done + 1) */
     int positions;      /* response positions averaged over */
 } DistillProbe;
 /* With dprompt [P, C] != NULL, also accumulates d(prompt_loss)/d(prompt) into it (through the
