@@ -77,8 +77,9 @@ void train_progress_line(const EngineSnapshot *s, char *out, size_t len) {
     }
     for (int i = 0; i < s->n_series && used < len; i++) {
         const EngineSeries *se = &s->series[i];
-        if (!se->n || strcmp(se->name, "dev_rougeL")) continue;
-        n = snprintf(out + used, len - used, "  dev_rougeL %.2f", se->y[se->n - 1]);
+        /* dev_rougeL and, for runs with a prompt, dev_rougeL_tprime (T') */
+        if (!se->n || strncmp(se->name, "dev_rougeL", 10)) continue;
+        n = snprintf(out + used, len - used, "  %s %.2f", se->name, se->y[se->n - 1]);
         if (n > 0) used += (size_t)n;
     }
     char eta[32];

@@ -428,12 +428,11 @@ static int seqs_sampled_prompts(DistillState *s, GPT2 *m, const float *gen_promp
             goto done;
         }
         if (plens[b] + olens[b] > longest) longest = plens[b] + olens[b];
-        /* A response cut by the length limit ends with EOS in its last slot, replacing the sampled
-         * token, as the official code does (train_promptkd.py: response_ids[:, -1] = pad_token_id,
-         * with pad = EOS for GPT-2, then the response is kept up to its first EOS). */
-        int *last = out + (size_t)b * c->max_new_tokens + olens[b] - 1;
-        if (*last != s->eos) *last = s->eos;
     }
+    /* a response cut by a length limit gets EOS in its last slot, replacing the sampled token, as
+     * the official code does (train_promptkd.py: response_ids[:, -1] = pad_token_id, pad = EOS for
+     * GPT-2, and the response is kept up to its first EOS) */
+    sample_end_with_eos(out, c->max_new_tokens, olens, B, s->eos);
     q->gen_flops = forward_flops(&m->config, B, longest + P_gen);
     q->B = B;
     q->tokens = pk_malloc((size_t)B * max_T * sizeof(int), err);

@@ -635,7 +635,9 @@ static int refresh_generations(Engine *e, char *err) {
     return PK_OK;
 }
 
-/* Dev (or other split) ROUGE-L of the student; for "valid", the best student is kept in best/. */
+/* Dev (or other split) ROUGE-L of the student; for "valid", the best student is kept in best/, and
+ * a run with a soft prompt also scores T' on the same records with the same decoding seed
+ * ("dev_rougeL_tprime"), so a prompt that pulls the teacher away from its task shows. */
 static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len, char *err) {
     const Dataset *d = distill_dataset(e->ds, split);
     if (!d) return pk_errf(err, "eval: no %s split in this run (set %s_data in the config)", split, split);
@@ -675,9 +677,15 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
 
     int is_dev = !strcmp(split, "valid");
     int best = 0;
+    double rouge_tp = NAN;
+    if (is_dev && distill_has_prompt(e->ds) &&
+        distill_eval_rouge(e->ds, DISTILL_PROMPTED_TEACHER, split, n, e->cfg.eval_max_new_tokens, e->cfg.seed,
+                           &rouge_tp, NULL, NULL, err) != PK_OK)
+        return PK_FAIL;
     if (is_dev) {
         e->last_eval_step = step;
         hist_push(e, "dev_rougeL", step, rouge);
+        if (!isnan(rouge_tp)) hist_push(e, "dev_rougeL_tprime", step, rouge_tp);
         if (e->best_rouge < 0 || rouge > e->best_rouge) {
             char dir[CONFIG_PATH_LEN + 64], path[CONFIG_PATH_LEN + 64];
             if (run_file(e, "best", dir, sizeof dir, err) != PK_OK ||
@@ -699,14 +707,20 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
     json_string(&line, split);
     pk_buf_printf(&line, ",\"%s\":", is_dev ? "dev_rougeL" : "rougeL");
     json_number(&line, rouge);
+    if (!isnan(rouge_tp)) {
+        pk_buf_printf(&line, ",\"dev_rougeL_tprime\":");
+        json_number(&line, rouge_tp);
+    }
     pk_buf_printf(&line, ",\"records\":%d,\"best\":%s,\"seconds\":%.3f}", scored, best ? "true" : "false",
                   pk_now() - t0);
     metrics_write(e, &line);
     pk_buf_free(&line);
-    engine_log(e, "step %d: %s ROUGE-L %.2f over %d records%s", step, split, rouge, scored,
+    char tp[48] = "";
+    if (!isnan(rouge_tp)) snprintf(tp, sizeof tp, " (T' %.2f)", rouge_tp);
+    engine_log(e, "step %d: %s ROUGE-L %.2f%s over %d records%s", step, split, rouge, tp, scored,
                best ? " (best so far, saved to best/)" : "");
     if (reply)
-        snprintf(reply, reply_len, "%s ROUGE-L %.2f over %d records at step %d%s", split, rouge, scored, step,
+        snprintf(reply, reply_len, "%s ROUGE-L %.2f%s over %d records at step %d%s", split, rouge, tp, scored, step,
                  best ? " (best so far, saved to best/)" : "");
     return PK_OK;
 }
@@ -1159,7 +1173,7 @@ static int restore_metrics(Engine *e, int ckpt_step, char *err) {
                     if (strstr(it->string, "loss") || !strcmp(it->string, "lr") ||
                         !strcmp(it->string, "grad_norm") || !strcmp(it->string, "tokens_per_s") ||
                         (!strcmp(it->string, "prompt_lr") && distill_has_prompt(e->ds)) ||
-                        !strcmp(it->string, "on_policy"))
+                        !strcmp(it->string, "on_policy") || !strcmp(it->string, "kl_tprime_t"))
                         hist_push(e, it->string, step, it->valuedouble);
                 }
                 const cJSON *el = cJSON_GetObjectItemCaseSensitive(o, "elapsed_s");
@@ -1170,6 +1184,8 @@ static int restore_metrics(Engine *e, int ckpt_step, char *err) {
                     hist_push(e, "dev_rougeL", step, r->valuedouble);
                     e->last_eval_step = step;
                 }
+                const cJSON *rt = cJSON_GetObjectItemCaseSensitive(o, "dev_rougeL_tprime");
+                if (cJSON_IsNumber(r) && cJSON_IsNumber(rt)) hist_push(e, "dev_rougeL_tprime", step, rt->valuedouble);
             }
         }
         cJSON_Delete(o);

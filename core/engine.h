@@ -49,7 +49,7 @@ typedef struct {
     double elapsed_s, eta_s, tokens_per_s, gflops;
 
     /* loss curves and other scalars over steps: student_loss, prompt_loss,
-     * prompt_reg_loss, prompt_guide_loss, dev_rougeL, ... */
+     * prompt_reg_loss, prompt_guide_loss, kl_tprime_t, dev_rougeL, dev_rougeL_tprime (T'), ... */
     int n_series;
     EngineSeries series[ENGINE_MAX_SERIES];
 
@@ -107,10 +107,11 @@ typedef struct Engine Engine;
  *
  * metrics.jsonl, one JSON object per line:
  *   a step:  {"step":N, "student_loss":.., ["prompt_loss", "prompt_reg_loss", "prompt_guide_loss",
- *            "on_policy"], "lr", "prompt_lr", "grad_norm", "prompt_grad_norm", "response_tokens",
+ *            "kl_tprime_t", "on_policy"], "lr", "prompt_lr", "grad_norm", "prompt_grad_norm", "response_tokens",
  *            "tokens", "tokens_per_s", "gflops", "step_s", "elapsed_s"}
  *   events:  {"event":"set","step":N,"key":K,"old":V,"new":V}  (numbers as numbers)
- *            {"event":"eval","step":N,"split":S,"dev_rougeL"|"rougeL":X,"records":n,"best":b,"seconds":s}
+ *            {"event":"eval","step":N,"split":S,"dev_rougeL"|"rougeL":X,["dev_rougeL_tprime":Y,]"records":n,
+ *             "best":b,"seconds":s}   (dev_rougeL_tprime: T' on the same records, runs with a soft prompt)
  *            {"event":"exposure","step":N,"oracle":"prompted_teacher"|"teacher","len":L,"exaccerr":[..]}
  *            {"event":"checkpoint","step":N,"path":P}, {"event":"nonfinite","step":N,"last_checkpoint":M},
  *            {"event":"resume_from","step":N,"checkpoint":"step-N"}, and "pause", "resume", "stop",

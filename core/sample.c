@@ -376,6 +376,11 @@ int sample_generate(GPT2 *m, const int *const *prompts, const int *prompt_lens, 
     return rc;
 }
 
+void sample_end_with_eos(int *responses, int stride, const int *lens, int B, int eos_id) {
+    for (int b = 0; b < B; b++)
+        if (lens[b] > 0) responses[(size_t)b * stride + lens[b] - 1] = eos_id;
+}
+
 int sample_scoring_batch(const int *const *prompts, const int *prompt_lens, const int *responses, int resp_stride,
                          const int *resp_lens, int B, int P, int max_T, int pad_id, int *tokens, int *targets,
                          int *lengths, int *T_out, char *err) {

@@ -90,6 +90,12 @@ int sample_scoring_batch(const int *const *prompts, const int *prompt_lens, cons
                          const int *resp_lens, int B, int P, int max_T, int pad_id, int *tokens, int *targets,
                          int *lengths, int *T_out, char *err);
 
+/* Training responses cut by a length limit end with EOS: row b's last token
+ * (responses[b * stride + lens[b] - 1], lens[b] >= 1) becomes eos_id unless it already is, as the
+ * official PromptKD code forces it (train_promptkd.py sets the last response slot to the pad
+ * token, which is EOS for GPT-2). A row that stopped at EOS by itself is unchanged. */
+void sample_end_with_eos(int *responses, int stride, const int *lens, int B, int eos_id);
+
 /* The text of a generated row: ids up to the first eos_id (excluded; -1: none), decoded; bytes
  * that are not valid UTF-8 (a character cut by the end of generation) each become U+FFFD, as
  * Python's decode(errors="replace") does for lone bytes; with strip, leading and trailing

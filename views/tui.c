@@ -454,14 +454,33 @@ static int draw_wrapped(Tui *t, int y, int x, int w, int h, const char *text, in
     return n;
 }
 
+/* The last value of a snapshot series; 0 when there is none yet. */
+static int last_series_value(const EngineSnapshot *s, const char *name, double *v) {
+    for (int i = 0; s && i < s->n_series; i++)
+        if (s->series[i].n > 0 && !strcmp(s->series[i].name, name)) {
+            *v = s->series[i].y[s->series[i].n - 1];
+            return 1;
+        }
+    return 0;
+}
+
 static void draw_gen_panel(Tui *t, Rect r) {
     const EngineSnapshot *s = t->snap;
-    char title[200];
+    char title[260];
     if (s && s->dev_count > 0)
         snprintf(title, sizeof title, "%s: T' | T | S, dev %d/%d (n/p), step %d", panel_titles[P_GEN],
                  s->dev_index + 1, s->dev_count, s->gen_step);
     else
         snprintf(title, sizeof title, "%s: T' | T | S", panel_titles[P_GEN]);
+    /* the last dev ROUGE-L of S and, beside it, of T' (watched: the prompt may pull T' off its task) */
+    double rs, rtp;
+    if (last_series_value(s, "dev_rougeL", &rs)) {
+        size_t used = strlen(title);
+        if (last_series_value(s, "dev_rougeL_tprime", &rtp))
+            snprintf(title + used, sizeof title - used, ", dev ROUGE-L S %.2f T' %.2f", rs, rtp);
+        else
+            snprintf(title + used, sizeof title - used, ", dev ROUGE-L S %.2f", rs);
+    }
     draw_frame(t, r, title, t->focus == P_GEN);
     Rect in = inner(r);
     if (in.w < 8 || in.h < 1) return;
