@@ -215,6 +215,11 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
         if (s->method == M_PROMPTKD && init_prompt(s, err) != PK_OK) goto fail;
         positions = min_int(positions, s->teacher.config.max_seq_len - s->P);
     }
+    /* dropout >= 0 replaces the probabilities the checkpoints' config.json gave both models */
+    if (c->dropout >= 0) {
+        gpt2_set_dropout(&s->student, c->dropout, c->dropout, c->dropout);
+        if (s->has_teacher) gpt2_set_dropout(&s->teacher, c->dropout, c->dropout, c->dropout);
+    }
     /* a prompt must leave room for at least one response token in every model that reads it */
     s->max_prompt_tokens = positions;
     if (c->max_prompt_len > 0 && c->max_prompt_len < s->max_prompt_tokens) s->max_prompt_tokens = c->max_prompt_len;
