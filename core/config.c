@@ -37,7 +37,7 @@ typedef struct {
 /* clang-format off */
 static const KeyInfo KEYS[] = {
     {"method", KEY_METHOD, OFF(method), SZ(method), 0, 0, 0, 0, 0, 0,
-     "distillation method: one of sft, kd, seqkd, rkl, gkd, distillm, promptkd"},
+     "distillation method: one of sft, kd, seqkd, rkl, gkd, distillm, promptkd, minillm"},
     {"name", KEY_NAME, OFF(name), SZ(name), 0, 0, 0, 0, 0, 0,
      "run name (letters, digits, '.', '_', '-'); the run folder is run_dir/name"},
     {"run_dir", KEY_PATH, OFF(run_dir), SZ(run_dir), 0, 0, 0, 0, 0, 0, "folder holding run folders"},
@@ -87,6 +87,24 @@ static const KeyInfo KEYS[] = {
     {"gkd_student_frac", KEY_FLOAT, OFF(gkd_student_frac), SZ(gkd_student_frac), 0, 1, 0, 0, 0, 0,
      "fraction of gkd batches on student samples"},
     {"skew_alpha", KEY_FLOAT, OFF(skew_alpha), SZ(skew_alpha), 0, 1, 0, 0, 0, 0, "DistiLLM skew alpha"},
+    {"minillm_teacher_mix", KEY_FLOAT, OFF(minillm_teacher_mix), SZ(minillm_teacher_mix), 0, 1, 0, 0, 0, 0,
+     "minillm: responses are sampled from a p_teacher + (1 - a) q_student (0 = the student alone)"},
+    {"minillm_clip_range", KEY_FLOAT, OFF(minillm_clip_range), SZ(minillm_clip_range), 0, 1, 0, 0, 0, 0,
+     "minillm: the importance-weighted ratio is clipped to [1 - c, 1 + c]"},
+    {"minillm_gamma", KEY_FLOAT, OFF(minillm_gamma), SZ(minillm_gamma), 0, 1, 0, 0, 0, 0,
+     "minillm: discount of the long-term reward"},
+    {"minillm_reward_scaling", KEY_FLOAT, OFF(minillm_reward_scaling), SZ(minillm_reward_scaling), 0, BIG, 1, 0, 0, 0,
+     "minillm: per-token rewards are divided by this"},
+    {"minillm_reward_clip", KEY_FLOAT, OFF(minillm_reward_clip), SZ(minillm_reward_clip), 0, BIG, 0, 0, 0, 0,
+     "minillm: per-token rewards are clipped to [-x, x] (0 = off)"},
+    {"minillm_ppo_epochs", KEY_INT, OFF(minillm_ppo_epochs), SZ(minillm_ppo_epochs), 1, 64, 0, 0, 0, 0,
+     "minillm: AdamW updates on each step's samples (one step = one sampling round)"},
+    {"minillm_kd_ratio", KEY_FLOAT, OFF(minillm_kd_ratio), SZ(minillm_kd_ratio), 0, 1, 0, 0, 0, 0,
+     "minillm: pretraining loss = (1 - r) CE + r soft CE against the teacher"},
+    {"lm_coef", KEY_FLOAT, OFF(lm_coef), SZ(lm_coef), 0, BIG, 0, 0, 0, 0,
+     "minillm: weight of the loss on pretraining text (0 = off; > 0 needs pretrain_data)"},
+    {"pretrain_data", KEY_PATH, OFF(pretrain_data), SZ(pretrain_data), 0, 0, 0, 0, 1, 0,
+     "minillm: pretraining text, JSONL with a \"text\" field per line (needed when lm_coef > 0)"},
     {"eval_interval", KEY_INT, OFF(eval_interval), SZ(eval_interval), 0, INT_MAX, 0, 0, 0, 1,
      "steps between dev ROUGE-L evaluations (0 = once per epoch)"},
     {"eval_samples", KEY_INT, OFF(eval_samples), SZ(eval_samples), 0, INT_MAX, 0, 0, 0, 1,
@@ -109,7 +127,7 @@ static const KeyInfo KEYS[] = {
 /* clang-format on */
 #define N_KEYS ((int)(sizeof KEYS / sizeof *KEYS))
 
-static const char *const METHODS[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "promptkd"};
+static const char *const METHODS[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "promptkd", "minillm"};
 #define N_METHODS ((int)(sizeof METHODS / sizeof *METHODS))
 
 static int resolve_path(const char *in, char *out, size_t outlen);
@@ -169,6 +187,16 @@ void config_defaults(RunConfig *c) {
     c->gkd_beta = 0.5f;
     c->gkd_student_frac = 0.5f;
     c->skew_alpha = 0.1f;
+    /* MiniLLM: the official GPT-2 settings (scripts/gpt2/minillm/train_base_xl.sh; gamma, cliprange and
+     * lm_coef are arguments.py defaults the script keeps) */
+    c->minillm_teacher_mix = 0.2f;
+    c->minillm_clip_range = 0.2f;
+    c->minillm_gamma = 0.95f;
+    c->minillm_reward_scaling = 0.5f;
+    c->minillm_reward_clip = 100.0f;
+    c->minillm_ppo_epochs = 4;
+    c->minillm_kd_ratio = 0.5f;
+    c->lm_coef = 1.0f;
     c->eval_interval = 0;
     c->eval_samples = 0;
     c->eval_max_new_tokens = 256;
@@ -196,7 +224,7 @@ static void expected_form(const KeyInfo *k, char *out, size_t len) {
     int unbounded = k->max == INT_MAX || k->max >= BIG;
     const char *what = k->kind == KEY_FLOAT ? "a number" : "an integer";
     switch (k->kind) {
-    case KEY_METHOD: snprintf(out, len, "one of sft, kd, seqkd, rkl, gkd, distillm, promptkd"); return;
+    case KEY_METHOD: snprintf(out, len, "one of sft, kd, seqkd, rkl, gkd, distillm, promptkd, minillm"); return;
     case KEY_NAME: snprintf(out, len, "a non-empty name of letters, digits, '.', '_' or '-'"); return;
     case KEY_STR: snprintf(out, len, "a non-empty string of at most %zu bytes", k->size - 1); return;
     case KEY_PATH:
@@ -530,6 +558,13 @@ int config_validate(const RunConfig *c, char *err) {
     if (need_path("tokenizer", c->tokenizer, 1, err) != PK_OK) return PK_FAIL;
     if (need_path("train_data", c->train_data, 0, err) != PK_OK) return PK_FAIL;
     if (need_path("valid_data", c->valid_data, 0, err) != PK_OK) return PK_FAIL;
+    if (!strcmp(c->method, "minillm") && c->lm_coef > 0) {
+        if (!*c->pretrain_data)
+            return pk_errf(err, "key 'pretrain_data' is not set: minillm with lm_coef %g > 0 needs pretraining text "
+                                "(JSONL, a \"text\" field per line); name a file or set lm_coef=0",
+                           (double)c->lm_coef);
+        if (need_path("pretrain_data", c->pretrain_data, 0, err) != PK_OK) return PK_FAIL;
+    }
     if (*c->test_data && need_path("test_data", c->test_data, 0, err) != PK_OK) return PK_FAIL;
     if (c->stop_after > c->steps)
         return pk_errf(err, "key 'stop_after': expected at most steps (%d), got %d", c->steps, c->stop_after);

@@ -11,7 +11,7 @@
 
 typedef struct {
     /* what to run */
-    char method[16];        /* sft | kd | seqkd | rkl | gkd | distillm | promptkd */
+    char method[16];        /* sft | kd | seqkd | rkl | gkd | distillm | promptkd | minillm */
     char name[64];          /* run name; the run folder is run_dir/name */
     char run_dir[CONFIG_PATH_LEN];
     char teacher[CONFIG_PATH_LEN];   /* HF GPT-2 folder (unused by sft) */
@@ -52,6 +52,17 @@ typedef struct {
     float gkd_beta;         /* generalized JSD beta */
     float gkd_student_frac; /* fraction of batches on student samples (rest ground truth) */
     float skew_alpha;       /* DistiLLM skew */
+    /* MiniLLM (core/minillm.h); defaults from the official scripts/gpt2/minillm/train_base_xl.sh
+     * and arguments.py of microsoft/LMOps minillm/ */
+    float minillm_teacher_mix;    /* alpha of teacher-mixed sampling (--teacher-mixed-alpha 0.2) */
+    float minillm_clip_range;     /* clip of the importance-weighted ratio (--cliprange 0.2) */
+    float minillm_gamma;          /* discount of the long-term reward (--gamma 0.95) */
+    float minillm_reward_scaling; /* rewards divided by it (--reward-scaling 0.5) */
+    float minillm_reward_clip;    /* rewards clipped to +-this; 0 = off (--cliprange-reward 100) */
+    int minillm_ppo_epochs;       /* updates per sampling round (--ppo-epochs 4) */
+    float minillm_kd_ratio;       /* pretraining loss = (1 - r) CE + r CE(teacher, student) (--kd-ratio 0.5) */
+    float lm_coef;                /* weight of the pretraining loss (--lm-coef 1) */
+    char pretrain_data[CONFIG_PATH_LEN]; /* JSONL of {"text": ...} documents for the lm_coef term */
 
     /* evaluation and monitoring */
     int eval_interval;      /* steps between dev ROUGE-L evaluations; 0 = once per epoch */
