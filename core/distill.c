@@ -40,15 +40,16 @@
 
 #include "divergence.h"
 #include "exposure.h"
+#include "minillm.h"
 #include "neighbours.h"
 #include "optim.h"
 #include "rouge.h"
 #include "safetensors.h"
 #include "sample.h"
 
-typedef enum { M_SFT, M_KD, M_SEQKD, M_RKL, M_GKD, M_DISTILLM, M_PROMPTKD } Method;
-static const char *const method_names[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "promptkd"};
-#define N_METHODS 7
+typedef enum { M_SFT, M_KD, M_SEQKD, M_RKL, M_GKD, M_DISTILLM, M_PROMPTKD, M_MINILLM } Method;
+static const char *const method_names[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "promptkd", "minillm"};
+#define N_METHODS 8
 
 enum { SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST, N_SPLITS };
 static const char *const split_names[N_SPLITS] = {"train", "valid", "test"};
@@ -72,6 +73,7 @@ struct DistillState {
     int *order; /* [n_ex] permutation, consumed from cursor */
     int cursor;
     int step;   /* optimizer steps done */
+    MinillmPretrain *pretrain; /* minillm with lm_coef > 0: the packed pretraining text */
 };
 
 /* ------------------------------------------------------------------ small helpers */
@@ -157,7 +159,7 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
     s->cfg = *cfg;
     const RunConfig *c = &s->cfg;
     if (parse_method(c->method, &s->method) != PK_OK) {
-        pk_errf(err, "key 'method': expected sft, kd, seqkd, rkl, gkd, distillm or promptkd, got '%s'", c->method);
+        pk_errf(err, "key 'method': expected sft, kd, seqkd, rkl, gkd, distillm, promptkd or minillm, got '%s'", c->method);
         goto fail;
     }
     if (c->batch_size < 1) {
@@ -220,6 +222,19 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
         gpt2_set_dropout(&s->student, c->dropout, c->dropout, c->dropout);
         if (s->has_teacher) gpt2_set_dropout(&s->teacher, c->dropout, c->dropout, c->dropout);
     }
+    if (s->method == M_MINILLM && c->lm_coef > 0) {
+        if (!*c->pretrain_data) {
+            pk_errf(err, "key 'pretrain_data' is not set: minillm with lm_coef %g > 0 needs pretraining text "
+                         "(JSONL, a \"text\" field per line); name a file or set lm_coef=0", (double)c->lm_coef);
+            goto fail;
+        }
+        /* chunks as long as a prompt and its response (the official max_length), within the models' positions */
+        long want = (long)c->max_prompt_len + c->max_new_tokens;
+        int chunk = want < positions + 1 ? (int)want : positions + 1;
+        if (minillm_pretrain_load(&s->pretrain, c->pretrain_data, s->tok, s->eos, chunk,
+                                  c->seed ^ 0x7072657472616eULL, err) != PK_OK)
+            goto fail;
+    }
     /* a prompt must leave room for at least one response token in every model that reads it */
     s->max_prompt_tokens = positions;
     if (c->max_prompt_len > 0 && c->max_prompt_len < s->max_prompt_tokens) s->max_prompt_tokens = c->max_prompt_len;
@@ -271,6 +286,7 @@ void distill_free(DistillState *s) {
     free(s->prompt_m);
     free(s->prompt_v);
     free(s->order);
+    minillm_pretrain_free(s->pretrain);
     free(s);
 }
 
@@ -757,6 +773,7 @@ static int build_seqs(DistillState *s, const int *which, int G, int B, Seqs *q, 
     case M_RKL:
     case M_DISTILLM:
     case M_PROMPTKD: sampled = 1; break; /* (1) on-policy student samples, no grad */
+    case M_MINILLM: return PK_OK;        /* step_minillm samples its own batch */
     }
     if (sampled) seed = pk_rng_u64(&s->rng); /* one draw per optimizer step */
     for (int g = 0; g < G; g++) {
@@ -766,6 +783,198 @@ static int build_seqs(DistillState *s, const int *which, int G, int B, Seqs *q, 
     }
     *sampled_out = sampled;
     return PK_OK;
+}
+
+/* MiniLLM (core/minillm.h). One step = one sampling round and its inner updates: the B prompts
+ * get responses from the teacher-mixed distribution, whose importance weights, rewards and
+ * advantages are fixed at sampling time (sampler.py run_sample); then minillm_ppo_epochs AdamW
+ * updates on those samples (trainer.py: ppo_epochs passes over the rollout store, here a store of
+ * this one batch), each on pg_loss + reg_loss + lm_coef * pt_loss with a fresh pretraining batch
+ * (trainer.py takes the next lm batch at every update). Update k of step t is AdamW step
+ * t * minillm_ppo_epochs + k + 1. A non-finite update restores the weights and moments of the
+ * step's start, so nothing changes. The whole step is one batch (no micro-batches): q gets it.
+ * Randomness: the responses from one seed drawn from s->rng; the pretraining chunks from the
+ * update count (MinillmPretrain). */
+static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, DistillStepStats *st, int *applied,
+                        char *err) {
+    const RunConfig *c = &s->cfg;
+    GPT2 *t = &s->teacher, *m = &s->student;
+    int V = m->config.vocab_size, R = c->max_new_tokens, K = c->minillm_ppo_epochs, rc = PK_FAIL;
+    if (c->lm_coef > 0 && !s->pretrain) return pk_errf(err, "minillm: lm_coef > 0 but no pretraining text loaded");
+    int use_pt = c->lm_coef > 0, pt_L = use_pt ? s->pretrain->chunk_len - 1 : 0, n = 0;
+    size_t np = m->num_parameters;
+    int had_moments = m->m_memory != NULL;
+    const int **prompts = pk_malloc((size_t)B * sizeof(int *), err);
+    int *plens = prompts ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    int *out = plens ? pk_malloc((size_t)B * R * sizeof(int), err) : NULL;
+    int *olens = out ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    int *ys = NULL, *pt_tok = NULL, *pt_tgt = NULL;
+    float *t_packed = NULL, *per_tok = NULL, *grid = NULL, *dl = NULL, *dl_pt = NULL, *saved = NULL;
+    size_t *packed = NULL;
+    memset(q, 0, sizeof *q);
+    if (!olens) goto done;
+    /* (1) teacher-mixed samples, no grad */
+    for (int b = 0; b < B; b++) {
+        prompts[b] = s->ex[which[b]].prompt;
+        plens[b] = s->ex[which[b]].prompt_len;
+    }
+    unsigned long long seed = pk_rng_u64(&s->rng); /* one draw per sampled batch */
+    if (minillm_sample_mixed(m, t, prompts, plens, B, c->minillm_teacher_mix, R, s->eos, seed, NULL, out, olens,
+                             err) != PK_OK)
+        goto done;
+    int max_T = score_positions(s), longest = 0;
+    for (int b = 0; b < B; b++) {
+        q->gen_tokens += olens[b];
+        if (plens[b] + olens[b] - 1 > max_T) olens[b] = max_T - plens[b] + 1;
+        if (olens[b] < 1) {
+            pk_errf(err, "minillm: a prompt of %d tokens leaves no room for a response in the models' positions",
+                    plens[b]);
+            goto done;
+        }
+        if (plens[b] + olens[b] > longest) longest = plens[b] + olens[b];
+    }
+    q->gen_flops = forward_flops(&m->config, B, longest) + forward_flops(&t->config, B, longest);
+    q->B = B;
+    if (!(q->tokens = pk_malloc((size_t)B * max_T * sizeof(int), err))) goto done;
+    if (!(q->targets = pk_malloc((size_t)B * max_T * sizeof(int), err))) goto done;
+    if (sample_scoring_batch(prompts, plens, out, R, olens, B, 0, max_T, s->eos, q->tokens, q->targets, NULL, &q->T,
+                             err) != PK_OK)
+        goto done;
+    if (seqs_finish(q, 0, err) != PK_OK) goto done;
+    n = q->n; /* row b's olens[b] response tokens, rows in order */
+    /* per-token arrays [n]: teacher and old student log-probs, weights, rewards, advantages, and the
+     * current log-probs and their gradient; grid [2, B, R] for the rewards and advantages */
+    if (!(per_tok = pk_malloc((size_t)n * 7 * sizeof(float), err))) goto done;
+    float *t_logp = per_tok, *old_logp = per_tok + n, *w = per_tok + 2 * (size_t)n, *rew = per_tok + 3 * (size_t)n;
+    float *adv = per_tok + 4 * (size_t)n, *logp = per_tok + 5 * (size_t)n, *dlogp = per_tok + 6 * (size_t)n;
+    if (!(grid = pk_calloc((size_t)B * R * 2, sizeof(float), err))) goto done;
+    if (!(ys = pk_malloc((size_t)n * sizeof(int), err)) || !(packed = iota_rows(n, err))) goto done;
+    for (int i = 0; i < n; i++) ys[i] = q->targets[q->rows[i]];
+    if (gpt2_forward(t, q->tokens, NULL, 0, NULL, B, q->T, err) != PK_OK) goto done;
+    if (!(t_packed = pack_rows(t->logits, q->rows, n, V, err))) goto done;
+    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, B, q->T, err) != PK_OK) goto done;
+    for (int i = 0; i < n; i++) {
+        t_logp[i] = (float)minillm_token_logprob(t_packed + (size_t)i * V, V, ys[i]);
+        old_logp[i] = (float)minillm_token_logprob(m->logits + q->rows[i] * V, V, ys[i]);
+    }
+    minillm_weights_rewards(n, t_logp, old_logp, c->minillm_teacher_mix, c->minillm_reward_scaling,
+                            c->minillm_reward_clip, w, rew);
+    /* rewards onto the [B, R] response grid, advantages back off it; the reported reward is the
+     * official statistic: sum_t gamma^t r_t / response length, averaged over rows */
+    double reward = 0;
+    for (int b = 0, i = 0; b < B; b++) {
+        double disc = 0, g = 1;
+        for (int j = 0; j < olens[b]; j++, i++) {
+            grid[(size_t)b * R + j] = rew[i];
+            disc += g * rew[i];
+            g *= c->minillm_gamma;
+        }
+        reward += disc / olens[b] / B;
+    }
+    if (minillm_advantages(grid, olens, B, R, c->minillm_gamma, 1, grid + (size_t)B * R, err) != PK_OK) goto done;
+    for (int b = 0, i = 0; b < B; b++)
+        for (int j = 0; j < olens[b]; j++, i++) adv[i] = grid[(size_t)B * R + (size_t)b * R + j];
+    st->tokens += 2.0 * B * q->T;
+    st->flops += forward_flops(&t->config, B, q->T) + forward_flops(&m->config, B, q->T);
+
+    /* (2) the inner updates */
+    if (K > 1) { /* the step's start, to undo the earlier updates if a later one is non-finite */
+        if (!(saved = pk_malloc(np * (had_moments ? 3 : 1) * sizeof(float), err))) goto done;
+        memcpy(saved, m->params_memory, np * sizeof(float));
+        if (had_moments) {
+            memcpy(saved + np, m->m_memory, np * sizeof(float));
+            memcpy(saved + 2 * np, m->v_memory, np * sizeof(float));
+        }
+    }
+    if (!(dl = pk_malloc((size_t)B * q->T * V * sizeof(float), err))) goto done;
+    if (use_pt && (!(pt_tok = pk_malloc((size_t)B * pt_L * sizeof(int), err)) ||
+                   !(pt_tgt = pk_malloc((size_t)B * pt_L * sizeof(int), err)) ||
+                   !(dl_pt = pk_malloc((size_t)B * pt_L * V * sizeof(float), err))))
+        goto done;
+    float kd = c->minillm_kd_ratio, lr = lr_at(c, c->lr, s->step);
+    double sum_total = 0, sum_pg = 0, sum_reg = 0, sum_pt = 0;
+    int finite = all_finite(t_logp, (size_t)n * 5); /* log-probs, weights, rewards, advantages */
+    for (int k = 0; k < K && finite; k++) {
+        gpt2_zero_grad(m);
+        /* the first update reads the sampling-time forward, still in m->logits */
+        if (k > 0 && gpt2_forward(m, q->tokens, NULL, 0, NULL, B, q->T, err) != PK_OK) goto done;
+        memset(dl, 0, (size_t)B * q->T * V * sizeof(float));
+        for (int i = 0; i < n; i++) logp[i] = (float)minillm_token_logprob(m->logits + q->rows[i] * V, V, ys[i]);
+        double pg = minillm_pg_loss(n, logp, old_logp, w, adv, c->minillm_clip_range, dlogp);
+        for (int i = 0; i < n; i++)
+            minillm_logprob_backward(m->logits + q->rows[i] * V, V, ys[i], dlogp[i], dl + q->rows[i] * V);
+        /* the single-step part: the exact reverse KL of every response position */
+        double reg = div_rows(DIV_RKL, 0, t_packed, packed, m->logits, q->rows, n, V, 1.0f / n, NULL, dl) / n;
+        double total = pg + reg, pt = 0;
+        finite = isfinite(total);
+        if (finite && gpt2_backward(m, dl, NULL, err) != PK_OK) goto done;
+        st->tokens += (double)B * q->T;
+        st->flops += gpt2_train_flops(&m->config, B, q->T) - (k == 0 ? forward_flops(&m->config, B, q->T) : 0);
+        if (finite && use_pt) {
+            int rows = B * pt_L;
+            if (minillm_pretrain_batch(s->pretrain, (long)s->step * K + k, B, pt_tok, pt_tgt, err) != PK_OK) goto done;
+            if (kd > 0 && gpt2_forward(t, pt_tok, NULL, 0, NULL, B, pt_L, err) != PK_OK) goto done;
+            if (gpt2_forward(m, pt_tok, NULL, 0, NULL, B, pt_L, err) != PK_OK) goto done;
+            double ce = gpt2_cross_entropy(m, pt_tgt, dl_pt); /* mean over the rows, gradient overwritten */
+            float ce_scale = c->lm_coef * (1.0f - kd);
+            for (size_t i = 0; i < (size_t)rows * V; i++) dl_pt[i] *= ce_scale;
+            double soft = kd > 0 ? minillm_soft_cross_entropy(t->logits, m->logits, rows, V, c->lm_coef * kd / rows,
+                                                              dl_pt) / rows
+                                 : 0.0;
+            pt = (1.0 - kd) * ce + kd * soft;
+            total += c->lm_coef * pt;
+            finite = isfinite(total);
+            if (finite && gpt2_backward(m, dl_pt, NULL, err) != PK_OK) goto done;
+            st->tokens += (double)rows * (kd > 0 ? 2 : 1);
+            st->flops += gpt2_train_flops(&m->config, B, pt_L) + (kd > 0 ? forward_flops(&t->config, B, pt_L) : 0);
+        }
+        float norm = finite ? grad_clip_global_norm(m->grads_memory, np, c->clip_norm) : NAN;
+        if (k == 0) st->grad_norm = norm;
+        finite = finite && isfinite(norm);
+        if (!finite) break;
+        AdamWParams hp = adamw_params(lr, c->weight_decay);
+        if (gpt2_adamw_step(m, &hp, s->step * K + k + 1, err) != PK_OK) goto done;
+        sum_total += total;
+        sum_pg += pg;
+        sum_reg += reg;
+        sum_pt += pt;
+    }
+    add_loss(st, "student_loss", finite ? sum_total / K : NAN);
+    add_loss(st, "pg_loss", sum_pg / K);
+    add_loss(st, "reg_loss", sum_reg / K);
+    add_loss(st, "pt_loss", sum_pt / K);
+    add_loss(st, "reward", reward);
+    st->lr = lr;
+    if (finite) {
+        *applied = 1;
+    } else if (saved) {
+        memcpy(m->params_memory, saved, np * sizeof(float));
+        if (had_moments) {
+            memcpy(m->m_memory, saved + np, np * sizeof(float));
+            memcpy(m->v_memory, saved + 2 * np, np * sizeof(float));
+        } else { /* the moments did not exist before this step: back to none */
+            free(m->m_memory);
+            free(m->v_memory);
+            m->m_memory = m->v_memory = NULL;
+        }
+    }
+    rc = PK_OK;
+done:
+    free(prompts);
+    free(plens);
+    free(out);
+    free(olens);
+    free(ys);
+    free(pt_tok);
+    free(pt_tgt);
+    free(t_packed);
+    free(per_tok);
+    free(grid);
+    free(dl);
+    free(dl_pt);
+    free(saved);
+    free(packed);
+    return rc;
 }
 
 int distill_step(DistillState *s, DistillStepStats *st, char *err) {
@@ -797,6 +1006,7 @@ int distill_step(DistillState *s, DistillStepStats *st, char *err) {
             rc = step_divergence(s, q, G, DIV_SKEW_FKL, c->skew_alpha, st, &applied, err);
             break;
         case M_PROMPTKD: rc = step_promptkd(s, q, G, st, &applied, err); break;
+        case M_MINILLM: rc = step_minillm(s, which, G * B, q, st, &applied, err); break; /* one batch of G * B */
         }
     }
     if (rc == PK_OK) {

@@ -43,7 +43,10 @@ enum { DISTILL_PROMPTED_TEACHER = 0, DISTILL_TEACHER = 1, DISTILL_STUDENT = 2 };
  *   promptkd also: "prompt_loss", "prompt_reg_loss" ((1 - t/N) base_coef KL(T'||T), t counted
  *                  from 1: the step being made), "prompt_guide_loss" (KL(T'||S)),
  *                  "kl_tprime_t" (KL(T'||T) alone, whatever base_coef and t are)
- *   gkd also:      "on_policy" (1 when the batch was student samples, 0 ground truth) */
+ *   gkd also:      "on_policy" (1 when the batch was student samples, 0 ground truth)
+ *   minillm also:  "pg_loss", "reg_loss" (the single-step reverse KL), "pt_loss" (on pretraining
+ *                  text, before lm_coef), "reward" (sampling-time, length-normalised); every loss is
+ *                  the mean over the step's minillm_ppo_epochs updates */
 typedef struct {
     int step;                  /* optimizer steps done, counting this one (1 after the first) */
     int n_losses;
