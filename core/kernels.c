@@ -661,6 +661,70 @@ void residual_backward(float *da, float *db, const float *dout, long n) {
     pk_parallel_for_grain(n, 16384, residual_bwd_range, &r);
 }
 
+/* ------------------------------------------------------------------ dropout */
+
+#define SPLITMIX_GOLDEN 0x9E3779B97F4A7C15ULL
+
+/* splitmix64's output function (Steele, Lea, Flood 2014) */
+static inline uint64_t splitmix64_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+unsigned long long dropout_stream(unsigned long long seed, int site, int layer) {
+    uint64_t id = ((uint64_t)(uint32_t)site << 32 | (uint32_t)layer) + 1;
+    return splitmix64_mix(splitmix64_mix(seed) + id * SPLITMIX_GOLDEN);
+}
+
+/* p * 2^32: an element is dropped when the high half of its hash is below this */
+static inline uint32_t dropout_threshold(float p) {
+    double t = (double)p * 4294967296.0;
+    return t <= 0.0 ? 0u : t >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)t;
+}
+
+static inline int dropout_keep(uint64_t stream, uint64_t i, uint32_t threshold) {
+    return (uint32_t)(splitmix64_mix(stream + (i + 1) * SPLITMIX_GOLDEN) >> 32) >= threshold;
+}
+
+typedef struct {
+    float *out;
+    const float *inp;
+    float scale;
+    uint32_t threshold;
+    uint64_t stream;
+} DropoutJob;
+
+static void dropout_fwd_range(void *ctx, long b, long e) {
+    const DropoutJob *a = ctx;
+    float *out = a->out; /* may alias inp */
+    const float *inp = a->inp;
+    float scale = a->scale;
+    uint32_t threshold = a->threshold;
+    uint64_t stream = a->stream;
+    for (long i = b; i < e; i++) out[i] = dropout_keep(stream, (uint64_t)i, threshold) ? inp[i] * scale : 0.0f;
+}
+
+void dropout_forward(float *out, const float *inp, long n, float p, unsigned long long stream) {
+    DropoutJob a = {out, inp, 1.0f / (1.0f - p), dropout_threshold(p), stream};
+    pk_parallel_for_grain(n, 16384, dropout_fwd_range, &a);
+}
+
+static void dropout_bwd_range(void *ctx, long b, long e) {
+    const DropoutJob *a = ctx;
+    float *restrict dinp = a->out;
+    const float *restrict dout = a->inp;
+    float scale = a->scale;
+    uint32_t threshold = a->threshold;
+    uint64_t stream = a->stream;
+    for (long i = b; i < e; i++) dinp[i] += dropout_keep(stream, (uint64_t)i, threshold) ? dout[i] * scale : 0.0f;
+}
+
+void dropout_backward(float *dinp, const float *dout, long n, float p, unsigned long long stream) {
+    DropoutJob a = {dinp, dout, 1.0f / (1.0f - p), dropout_threshold(p), stream};
+    pk_parallel_for_grain(n, 16384, dropout_bwd_range, &a);
+}
+
 /* ------------------------------------------------------------------ attention */
 
 typedef struct {
@@ -669,6 +733,10 @@ typedef struct {
     long q_bstride, q_tstride, kv_bstride, kv_tstride;
     const int *row_start;
     int B, t0, Tq, C, NH;
+    float drop_p;         /* dropout on the probabilities (training path only), 0: none */
+    uint64_t drop_stream;
+    float *scratch;       /* n_slots x T x T: one dropped-probabilities slice per range */
+    int n_slots, next_slot;
 } AttnFwd;
 
 static inline int attn_lo(const int *row_start, int b, int t) {
@@ -676,12 +744,31 @@ static inline int attn_lo(const int *row_start, int b, int t) {
     return t < lo ? t : lo; /* a padding query sees itself only */
 }
 
+/* Pd[T, T] of (batch b, head slice bh): the probabilities P[T, T] inside each row's
+ * window [lo, t] with the dropout mask of elements bh * T * T + t * T + s applied
+ * (kept ones scaled by 1 / (1 - p)), zero outside the window. */
+static void attention_drop_probs(float *Pd, const float *P, long bh, const int *row_start, int b, int T, float p,
+                                 uint64_t stream) {
+    float scale = 1.0f / (1.0f - p);
+    uint32_t threshold = dropout_threshold(p);
+    for (int t = 0; t < T; t++) {
+        const float *row = P + (long)t * T;
+        float *d = Pd + (long)t * T;
+        uint64_t base = ((uint64_t)bh * T + t) * T;
+        int lo = attn_lo(row_start, b, t);
+        for (int s = 0; s < lo; s++) d[s] = 0.0f;
+        for (int s = lo; s <= t; s++) d[s] = dropout_keep(stream, base + s, threshold) ? row[s] * scale : 0.0f;
+        for (int s = t + 1; s < T; s++) d[s] = 0.0f;
+    }
+}
+
 /* The training path (probabilities kept, t0 = 0): per (batch, head), the scores
  * S[T, T] = scale * Q[T, hs] . K[T, hs]^T and the output Y[T, hs] = P[T, T] . V[T, hs]
  * are two serial sgemms on the strided q, k, v rows. Masked scores are computed
  * and then overwritten: the full T x T product on the sgemm micro-kernel is far
- * faster than a triangular loop of dot products. */
-static void attention_fwd_gemm(const AttnFwd *a, long bh) {
+ * faster than a triangular loop of dot products. With dropout, Y = Pd[T, T] . V with
+ * Pd the dropped probabilities in `drop` (a T x T scratch); att keeps P. */
+static void attention_fwd_gemm(const AttnFwd *a, long bh, float *drop) {
     int NH = a->NH, hs = a->C / NH, T = a->Tq;
     int b = (int)(bh / NH), h = (int)(bh % NH);
     float scale = 1.0f / sqrtf((float)hs);
@@ -702,6 +789,10 @@ static void attention_fwd_gemm(const AttnFwd *a, long bh) {
         for (int s = lo; s <= t; s++) row[s] *= inv;
         for (int s = t + 1; s < T; s++) row[s] = 0.0f;
     }
+    if (drop) {
+        attention_drop_probs(drop, P, bh, a->row_start, b, T, a->drop_p, a->drop_stream);
+        P = drop;
+    }
     /* out[T, hs] = P[T, T] . v[T, hs] */
     float *o = a->out + (long)b * T * a->C + h * hs;
     gemm_serial(0, 0, T, hs, T, 1.0f, P, T, v, (int)a->kv_tstride, 0.0f, o, a->C);
@@ -710,7 +801,12 @@ static void attention_fwd_gemm(const AttnFwd *a, long bh) {
 static void attention_fwd_range(void *ctx, long begin, long end) {
     const AttnFwd *a = ctx;
     if (a->att && a->t0 == 0) {
-        for (long bh = begin; bh < end; bh++) attention_fwd_gemm(a, bh);
+        float *drop = NULL;
+        if (a->drop_p > 0.0f) { /* pk_parallel_for runs at most one range per pool thread */
+            int slot = __atomic_fetch_add(&((AttnFwd *)ctx)->next_slot, 1, __ATOMIC_RELAXED);
+            drop = a->scratch + (size_t)(slot % a->n_slots) * a->Tq * a->Tq;
+        }
+        for (long bh = begin; bh < end; bh++) attention_fwd_gemm(a, bh, drop);
         return;
     }
     int NH = a->NH, hs = a->C / NH, Tk = a->t0 + a->Tq;
@@ -751,8 +847,26 @@ static void attention_fwd_range(void *ctx, long begin, long end) {
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, long q_bstride,
                        long q_tstride, long kv_bstride, long kv_tstride, const int *row_start, int B, int t0, int Tq,
                        int C, int NH) {
-    AttnFwd a = {out, att, q, k, v, q_bstride, q_tstride, kv_bstride, kv_tstride, row_start, B, t0, Tq, C, NH};
+    AttnFwd a = {out, att, q, k, v, q_bstride, q_tstride, kv_bstride, kv_tstride, row_start, B, t0, Tq, C, NH,
+                 0.0f, 0, NULL, 0, 0};
     pk_parallel_for(B * NH, attention_fwd_range, &a);
+}
+
+int attention_forward_dropout(float *out, float *att, const float *qkv, const int *row_start, int B, int T, int C,
+                              int NH, float p, unsigned long long stream) {
+    long ts = 3L * C, bs = (long)T * ts;
+    if (!(p > 0.0f)) {
+        attention_forward(out, att, qkv, qkv + C, qkv + 2 * C, bs, ts, bs, ts, row_start, B, 0, T, C, NH);
+        return 0;
+    }
+    int n_slots = pk_num_threads();
+    float *scratch = malloc((size_t)n_slots * T * T * sizeof(float));
+    if (!scratch) return -1;
+    AttnFwd a = {out, att, qkv, qkv + C, qkv + 2 * C, bs, ts, bs, ts, row_start, B, 0, T, C, NH,
+                 p, stream, scratch, n_slots, 0};
+    pk_parallel_for(B * NH, attention_fwd_range, &a);
+    free(scratch);
+    return 0;
 }
 
 typedef struct {
@@ -760,9 +874,46 @@ typedef struct {
     const float *dout, *qkv, *att;
     const int *row_start;
     int B, T, C, NH;
-    float *scratch;  /* n_slots x T x T: one d(scores) slice per range */
+    float *scratch;  /* n_slots x T x T: one d(scores) slice per range (2 T x T with dropout) */
     int n_slots, next_slot;
+    float drop_p;    /* dropout of attention_forward_dropout, 0: none */
+    uint64_t drop_stream;
 } AttnBwd;
+
+/* Backward of one (batch, head) with dropout on the probabilities, Pd = dropped P
+ * (recomputed from the hash into the first T x T of `scratch`), dY = dout's head slice:
+ *   dV += Pd^T . dY;  dPd = dY . V^T;  dP = mask * dPd / (1 - p);
+ *   dS = P * (dP - rowsum(P * dP)) * scale = (Pd * dPd - P * rowsum(Pd * dPd)) * scale
+ * (P * mask / (1 - p) is Pd, so the mask itself is not needed again);
+ *   dQ += dS . K;  dK += dS^T . Q */
+static void attention_bwd_dropout_one(const AttnBwd *a, long bh, float *scratch) {
+    int NH = a->NH, T = a->T, C = a->C, C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    int b = (int)(bh / NH), h = (int)(bh % NH);
+    float *Pd = scratch, *dS = scratch + (size_t)T * T;
+    const float *P = a->att + bh * (long)T * T;
+    const float *dy = a->dout + (long)b * T * C + h * hs;
+    const float *q = a->qkv + (long)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+    float *dq = a->dqkv + (long)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
+    attention_drop_probs(Pd, P, bh, a->row_start, b, T, a->drop_p, a->drop_stream);
+    /* dv[T, hs] += Pd[T, T]^T . dy[T, hs] */
+    gemm_serial(1, 0, T, hs, T, 1.0f, Pd, T, dy, C, 1.0f, dv, C3);
+    /* dS[T, T] = dy[T, hs] . v[T, hs]^T (d Pd), then the dropout, softmax and scale backward in place */
+    gemm_serial(0, 1, T, T, hs, 1.0f, dy, C, v, C3, 0.0f, dS, T);
+    for (int t = 0; t < T; t++) {
+        const float *p = P + (long)t * T, *pd = Pd + (long)t * T;
+        float *d = dS + (long)t * T;
+        int lo = attn_lo(a->row_start, b, t);
+        float sum = 0.0f;
+        for (int s = lo; s <= t; s++) sum += pd[s] * d[s];
+        for (int s = 0; s < lo; s++) d[s] = 0.0f;
+        for (int s = lo; s <= t; s++) d[s] = (pd[s] * d[s] - p[s] * sum) * scale;
+        for (int s = t + 1; s < T; s++) d[s] = 0.0f;
+    }
+    /* dq[T, hs] += dS[T, T] . k[T, hs];  dk[T, hs] += dS[T, T]^T . q[T, hs] */
+    gemm_serial(0, 0, T, hs, T, 1.0f, dS, T, k, C3, 1.0f, dq, C3);
+    gemm_serial(1, 0, T, hs, T, 1.0f, dS, T, q, C3, 1.0f, dk, C3);
+}
 
 /* Per (batch, head), with P the kept probabilities, dY = dout's head slice and
  * dS = d(scores):
@@ -775,6 +926,11 @@ static void attention_bwd_range(void *ctx, long begin, long end) {
     float scale = 1.0f / sqrtf((float)hs);
     /* pk_parallel_for runs at most one range per pool thread, so slots never run out. */
     int slot = __atomic_fetch_add(&((AttnBwd *)ctx)->next_slot, 1, __ATOMIC_RELAXED);
+    if (a->drop_p > 0.0f) {
+        float *two = a->scratch + (size_t)(slot % a->n_slots) * 2 * T * T;
+        for (long bh = begin; bh < end; bh++) attention_bwd_dropout_one(a, bh, two);
+        return;
+    }
     float *dS = a->scratch + (size_t)(slot % a->n_slots) * T * T;
     for (long bh = begin; bh < end; bh++) {
         int b = (int)(bh / NH), h = (int)(bh % NH);
@@ -807,7 +963,19 @@ int attention_backward(float *dqkv, const float *dout, const float *qkv, const f
     int n_slots = pk_num_threads();
     float *scratch = malloc((size_t)n_slots * T * T * sizeof(float));
     if (!scratch) return -1;
-    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0};
+    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0, 0.0f, 0};
+    pk_parallel_for(B * NH, attention_bwd_range, &a);
+    free(scratch);
+    return 0;
+}
+
+int attention_backward_dropout(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               const int *row_start, int B, int T, int C, int NH, float p, unsigned long long stream) {
+    if (!(p > 0.0f)) return attention_backward(dqkv, dout, qkv, att, row_start, B, T, C, NH);
+    int n_slots = pk_num_threads();
+    float *scratch = malloc((size_t)n_slots * 2 * T * T * sizeof(float));
+    if (!scratch) return -1;
+    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0, p, stream};
     pk_parallel_for(B * NH, attention_bwd_range, &a);
     free(scratch);
     return 0;

@@ -75,6 +75,34 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 int attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *row_start,
                        int B, int T, int C, int NH);
 
+/* Dropout as Hugging Face's GPT-2 applies it in train mode: an element is zeroed with
+ * probability p, kept values are scaled by 1 / (1 - p). The mask is a pure function of
+ * (stream, element index): keep(i) = the high 32 bits of splitmix64's output at counter
+ * stream + (i + 1) * golden are at least p * 2^32. No RNG state, so a mask is the same
+ * for any thread count and any chunking, and a backward recomputes it instead of
+ * storing it. stream = dropout_stream(seed, site, layer) separates the sites. */
+unsigned long long dropout_stream(unsigned long long seed, int site, int layer);
+/* out[n] = inp[n] * keep(i) / (1 - p), out == inp allowed, p in [0, 1) (0: a copy).
+ * The backward of a mask is the same mask, so dropout_forward on a gradient is the
+ * backward that overwrites (as gelu_backward_inplace does). */
+void dropout_forward(float *out, const float *inp, long n, float p, unsigned long long stream);
+/* dinp[n] += dout[n] * keep(i) / (1 - p) */
+void dropout_backward(float *dinp, const float *dout, long n, float p, unsigned long long stream);
+
+/* The training path of attention_forward (t0 = 0, att kept) with dropout p on the
+ * probabilities: q, k, v packed in qkv [B, T, 3C] (q at 0, k at C, v at 2C),
+ * att [B, NH, T, T] keeps the probabilities before dropout (softmax's backward needs
+ * them), out [B, T, C] = dropout(att) . v per head. Element (b, h, t, s) of the mask is
+ * index ((b * NH + h) * T + t) * T + s of `stream`. p = 0 gives attention_forward's
+ * results. Returns 0, or -1 when its T x T scratch could not be allocated. */
+int attention_forward_dropout(float *out, float *att, const float *qkv, const int *row_start, int B, int T, int C,
+                              int NH, float p, unsigned long long stream);
+/* Backward of attention_forward_dropout: dqkv [B, T, 3C] += ..., from dout [B, T, C],
+ * the kept probabilities att and the same p and stream (the mask is recomputed).
+ * Returns 0, or -1 when its scratch could not be allocated (nothing was added). */
+int attention_backward_dropout(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               const int *row_start, int B, int T, int C, int NH, float p, unsigned long long stream);
+
 /* Row-wise softmax of logits [N, V] into probs [N, V]. */
 void softmax_forward(float *probs, const float *logits, int N, int V);
 /* Mean cross-entropy over the rows whose target is not -1 (N rows of V logits).
