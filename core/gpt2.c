@@ -59,6 +59,11 @@ static int check_config(const GPT2Config *c, char *err) {
                        c->num_heads);
     if (c->n_inner < 1) return pk_errf(err, "model config: n_inner must be >= 1, got %d", c->n_inner);
     if (!(c->layer_norm_eps > 0.0f)) return pk_errf(err, "model config: layer_norm_epsilon must be > 0");
+    const char *names[3] = {"embd_pdrop", "attn_pdrop", "resid_pdrop"};
+    const float probs[3] = {c->embd_pdrop, c->attn_pdrop, c->resid_pdrop};
+    for (int i = 0; i < 3; i++)
+        if (!(probs[i] >= 0.0f && probs[i] < 1.0f))
+            return pk_errf(err, "model config: %s must be in [0, 1), got %g", names[i], (double)probs[i]);
     return PK_OK;
 }
 
@@ -155,7 +160,17 @@ struct GPT2Acts {
     int *row_start;  /* [B] */
     int has_row_start;
     size_t int_capacity;
+    /* Dropout of the last forward (all 0 when it ran in eval mode). The backward
+     * recomputes its masks from drop_seed through the counter-based hash instead of
+     * keeping them: bytes would cost B*NH*T*T per layer for the attention alone (25 MB
+     * for the default teacher at B=16, T=256, L=4) plus B*T*C per residual site, while
+     * rehashing costs one splitmix64 per element in a pass that is already there. */
+    float drop_embd, drop_attn, drop_resid;
+    unsigned long long drop_seed;
 };
+
+/* The dropout sites of Hugging Face's GPT-2, each with its own mask stream per layer. */
+enum { DROP_EMBD, DROP_ATTN, DROP_ATTN_RESID, DROP_MLP_RESID };
 
 static void act_sizes(const GPT2Config *c, int B, int T, size_t s[NUM_ACTS]) {
     size_t L = c->num_layers, C = c->channels, NH = c->num_heads, F = c->n_inner, V = c->vocab_size;
@@ -324,6 +339,22 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
     int L = c->num_layers, C = c->channels, NH = c->num_heads, F = c->n_inner, V = c->vocab_size;
     int BT = B * T;
     GPT2Acts *A = m->acts;
+    if (m->training) {
+        const char *names[3] = {"embd", "attn", "resid"};
+        const float probs[3] = {m->drop_embd, m->drop_attn, m->drop_resid};
+        for (int i = 0; i < 3; i++)
+            if (!(probs[i] >= 0.0f && probs[i] < 1.0f)) {
+                m->logits = NULL;
+                return pk_errf(err, "gpt2_forward: %s dropout probability %g is outside [0, 1)", names[i],
+                               (double)probs[i]);
+            }
+    }
+    A->drop_embd = m->training ? m->drop_embd : 0.0f;
+    A->drop_attn = m->training ? m->drop_attn : 0.0f;
+    A->drop_resid = m->training ? m->drop_resid : 0.0f;
+    A->drop_seed = m->dropout_seed;
+    const float p_embd = A->drop_embd, p_attn = A->drop_attn, p_resid = A->drop_resid;
+    const unsigned long long seed = A->drop_seed;
     memcpy(A->tokens, tokens, (size_t)BT * sizeof(int));
     A->has_row_start = row_start != NULL;
     for (int b = 0; b < B; b++) A->row_start[b] = row_start ? row_start[b] : 0;
@@ -331,6 +362,8 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
     m->B = B, m->T = T, m->P = P;
 
     encoder_forward(A->a[A_ENCODED], tokens, m->params[0], m->params[1], soft_prompt, P, rs, B, 0, T, C);
+    if (p_embd > 0.0f) /* on token (or soft-prompt) + position embeddings, as HF's drop(inputs_embeds + position_embeds) */
+        dropout_forward(A->a[A_ENCODED], A->a[A_ENCODED], (long)BT * C, p_embd, dropout_stream(seed, DROP_EMBD, 0));
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? A->a[A_ENCODED] : A->a[A_RESIDUAL3] + (size_t)(l - 1) * BT * C;
         float *ln1 = A->a[A_LN1] + (size_t)l * BT * C;
@@ -347,9 +380,18 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
                           m->params[2] + (size_t)l * C, m->params[3] + (size_t)l * C, BT, C, c->layer_norm_eps);
         matmul_forward(qkv, ln1, m->params[4] + (size_t)l * C * 3 * C, m->params[5] + (size_t)l * 3 * C, BT, C,
                        3 * C);
-        attention_forward(atty, att, qkv, qkv + C, qkv + 2 * C, (long)T * 3 * C, 3 * C, (long)T * 3 * C, 3 * C, rs, B,
-                          0, T, C, NH);
+        if (p_attn > 0.0f) {
+            if (attention_forward_dropout(atty, att, qkv, rs, B, T, C, NH, p_attn, dropout_stream(seed, DROP_ATTN, l))) {
+                m->logits = NULL;
+                return pk_errf(err, "gpt2_forward: out of memory for attention dropout scratch (T=%d)", T);
+            }
+        } else {
+            attention_forward(atty, att, qkv, qkv + C, qkv + 2 * C, (long)T * 3 * C, 3 * C, (long)T * 3 * C, 3 * C, rs,
+                              B, 0, T, C, NH);
+        }
         matmul_forward(residual2, atty, m->params[6] + (size_t)l * C * C, m->params[7] + (size_t)l * C, BT, C, C);
+        if (p_resid > 0.0f) /* attn.resid_dropout on attn.c_proj's output */
+            dropout_forward(residual2, residual2, (long)BT * C, p_resid, dropout_stream(seed, DROP_ATTN_RESID, l));
         residual_forward(residual2, residual2, residual, (long)BT * C);
         layernorm_forward(ln2, A->a[A_LN2_MEAN] + (size_t)l * BT, A->a[A_LN2_RSTD] + (size_t)l * BT, residual2,
                           m->params[8] + (size_t)l * C, m->params[9] + (size_t)l * C, BT, C, c->layer_norm_eps);
@@ -357,6 +399,8 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
         gelu_forward(fch_gelu, fch, (long)BT * F);
         matmul_forward(residual3, fch_gelu, m->params[12] + (size_t)l * F * C, m->params[13] + (size_t)l * C, BT, F,
                        C);
+        if (p_resid > 0.0f) /* mlp.dropout on mlp.c_proj's output */
+            dropout_forward(residual3, residual3, (long)BT * C, p_resid, dropout_stream(seed, DROP_MLP_RESID, l));
         residual_forward(residual3, residual3, residual2, (long)BT * C);
     }
     layernorm_forward(A->a[A_LNF], A->a[A_LNF_MEAN], A->a[A_LNF_RSTD], A->a[A_RESIDUAL3] + (size_t)(L - 1) * BT * C,
@@ -399,6 +443,9 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
 #define GRAD_L(i, stride) (G ? G[i] + (size_t)l * (stride) : NULL)
     float *dres = A->g[G_DRESIDUAL], *dln = A->g[G_DLN], *datty = A->g[G_DATTY], *dqkv = A->g[G_DQKV];
     float *dfch = A->g[G_DFCH]; /* d(fch_gelu), then d(fch) in place */
+    /* the last forward's dropout; the masks come back from the same streams */
+    const float p_embd = A->drop_embd, p_attn = A->drop_attn, p_resid = A->drop_resid;
+    const unsigned long long seed = A->drop_seed;
 
     /* LM head: logits = lnf . W^T; dlnf = dlogits . W; dW += dlogits^T . lnf */
     pk_sgemm(0, 0, BT, C, V, 1.0f, dlogits, V, lm_head_weight(m), C, 0.0f, dln, C);
@@ -425,8 +472,13 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
          * Each d(input) GEMM overwrites its buffer (beta 0) rather than adding to a
          * zeroed one, and GELU's backward runs in place. */
         const float *Wp = m->params[12] + (size_t)l * F * C, *Wfc = m->params[10] + (size_t)l * C * F;
-        pk_sgemm(0, 1, BT, F, C, 1.0f, dres, C, Wp, C, 0.0f, dfch, F);
-        if (full) matmul_backward(NULL, GRAD_L(12, (size_t)F * C), GRAD_L(13, C), dres, fch_gelu, Wp, BT, F, C);
+        const float *dproj = dres; /* d(mlp.c_proj output): dres, or dres through the dropout mask into dln */
+        if (p_resid > 0.0f) {
+            dropout_forward(dln, dres, (long)BT * C, p_resid, dropout_stream(seed, DROP_MLP_RESID, l));
+            dproj = dln;
+        }
+        pk_sgemm(0, 1, BT, F, C, 1.0f, dproj, C, Wp, C, 0.0f, dfch, F);
+        if (full) matmul_backward(NULL, GRAD_L(12, (size_t)F * C), GRAD_L(13, C), dproj, fch_gelu, Wp, BT, F, C);
         gelu_backward_inplace(dfch, fch, (long)BT * F);
         pk_sgemm(0, 1, BT, C, F, 1.0f, dfch, F, Wfc, F, 0.0f, dln, C);
         if (full) matmul_backward(NULL, GRAD_L(10, (size_t)C * F), GRAD_L(11, F), dfch, ln2, Wfc, BT, C, F);
@@ -434,17 +486,26 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
                            A->a[A_LN2_MEAN] + (size_t)l * BT, A->a[A_LN2_RSTD] + (size_t)l * BT, BT, C);
         /* attention: residual2 = residual + attn(ln1) . Wap + bap; dres is now d residual2 */
         const float *Wap = m->params[6] + (size_t)l * C * C, *Wqkv = m->params[4] + (size_t)l * C * 3 * C;
-        pk_sgemm(0, 1, BT, C, C, 1.0f, dres, C, Wap, C, 0.0f, datty, C);
-        if (full) matmul_backward(NULL, GRAD_L(6, (size_t)C * C), GRAD_L(7, C), dres, atty, Wap, BT, C, C);
+        dproj = dres; /* d(attn.c_proj output), through the dropout mask when there was one */
+        if (p_resid > 0.0f) {
+            dropout_forward(dln, dres, (long)BT * C, p_resid, dropout_stream(seed, DROP_ATTN_RESID, l));
+            dproj = dln;
+        }
+        pk_sgemm(0, 1, BT, C, C, 1.0f, dproj, C, Wap, C, 0.0f, datty, C);
+        if (full) matmul_backward(NULL, GRAD_L(6, (size_t)C * C), GRAD_L(7, C), dproj, atty, Wap, BT, C, C);
         memset(dqkv, 0, (size_t)BT * 3 * C * sizeof(float)); /* keys and values gather from every later query */
-        if (attention_backward(dqkv, datty, qkv, att, rs, B, T, C, NH) != 0)
+        int attn_rc = p_attn > 0.0f ? attention_backward_dropout(dqkv, datty, qkv, att, rs, B, T, C, NH, p_attn,
+                                                                 dropout_stream(seed, DROP_ATTN, l))
+                                    : attention_backward(dqkv, datty, qkv, att, rs, B, T, C, NH);
+        if (attn_rc != 0)
             return pk_errf(err, "backward: out of memory for attention scratch (B=%d, T=%d)", B, T);
         pk_sgemm(0, 1, BT, C, 3 * C, 1.0f, dqkv, 3 * C, Wqkv, 3 * C, 0.0f, dln, C);
         if (full) matmul_backward(NULL, GRAD_L(4, (size_t)C * 3 * C), GRAD_L(5, 3 * C), dqkv, ln1, Wqkv, BT, C, 3 * C);
         layernorm_backward(dres, GRAD_L(2, C), GRAD_L(3, C), dln, residual, m->params[2] + (size_t)l * C,
                            A->a[A_LN1_MEAN] + (size_t)l * BT, A->a[A_LN1_RSTD] + (size_t)l * BT, BT, C);
     }
-    /* dres is now d(input embeddings) */
+    /* dres is now d(embeddings after dropout); through the mask it becomes d(input embeddings) */
+    if (p_embd > 0.0f) dropout_forward(dres, dres, (long)BT * C, p_embd, dropout_stream(seed, DROP_EMBD, 0));
     encoder_backward(GRAD(0), GRAD(1), m->P > 0 ? dprompt : NULL, dembed, dres, A->tokens, m->P, rs, B, T, C);
 #undef GRAD
 #undef GRAD_L
