@@ -60,6 +60,14 @@ int gpt2_config_validate(const GPT2Config *c, const char *where, char *err) {
     if (c->eos_token_id < 0 || c->eos_token_id >= c->vocab_size)
         return pk_errf(err, "%s: eos_token_id is %d; expected an id below vocab_size %d", where, c->eos_token_id,
                        c->vocab_size);
+    const struct {
+        const char *key;
+        float p;
+    } pdrops[] = {{"embd_pdrop", c->embd_pdrop}, {"attn_pdrop", c->attn_pdrop}, {"resid_pdrop", c->resid_pdrop}};
+    for (size_t i = 0; i < sizeof pdrops / sizeof pdrops[0]; i++)
+        if (!(pdrops[i].p >= 0.0f && pdrops[i].p < 1.0f))
+            return pk_errf(err, "%s: %s is %g; expected a dropout probability in [0, 1) such as 0.1", where,
+                           pdrops[i].key, (double)pdrops[i].p);
     double n = gpt2_param_count(c);
     if (n > (double)MAX_PARAMS)
         return pk_errf(err, "%s: these sizes make %.3g parameters; at most %.3g fit", where, n, (double)MAX_PARAMS);
@@ -167,6 +175,26 @@ static int config_from_json(GPT2Config *c, const cJSON *root, const char *path, 
         c->eos_token_id = (int)v;
     }
 
+    /* dropout probabilities: Hugging Face's GPT2Config defaults to 0.1 for each */
+    const struct {
+        const char *key;
+        float *p;
+    } pdrops[] = {{"embd_pdrop", &c->embd_pdrop}, {"attn_pdrop", &c->attn_pdrop}, {"resid_pdrop", &c->resid_pdrop}};
+    for (size_t i = 0; i < sizeof pdrops / sizeof pdrops[0]; i++) {
+        *pdrops[i].p = 0.1f;
+        const cJSON *pd = cJSON_GetObjectItemCaseSensitive(root, pdrops[i].key);
+        if (!pd) continue;
+        if (!cJSON_IsNumber(pd))
+            return pk_errf(err, "%s: field %s must be a number in [0, 1) (a dropout probability such as 0.1)", path,
+                           pdrops[i].key);
+        /* the float is what dropout uses: a double just below 1 may round to 1.0f */
+        float v = (float)pd->valuedouble;
+        if (!(pd->valuedouble >= 0.0 && pd->valuedouble < 1.0) || !(v < 1.0f))
+            return pk_errf(err, "%s: field %s is %.15g; expected a dropout probability in [0, 1) such as 0.1", path,
+                           pdrops[i].key, pd->valuedouble);
+        *pdrops[i].p = v;
+    }
+
     /* variants whose math this implementation does not do */
     static const struct {
         const char *key;
@@ -225,10 +253,10 @@ int gpt2_config_save(const GPT2Config *c, const char *path, char *err) {
     const char *arch[] = {"GPT2LMHeadModel"};
     int ok = cJSON_AddStringToObject(o, "activation_function", "gelu_new") &&
              cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray(arch, 1)) &&
-             cJSON_AddNumberToObject(o, "attn_pdrop", 0.1) &&
+             cJSON_AddNumberToObject(o, "attn_pdrop", float_shortest(c->attn_pdrop)) &&
              cJSON_AddNumberToObject(o, "bos_token_id", c->eos_token_id) &&
              cJSON_AddStringToObject(o, "dtype", "float32") &&
-             cJSON_AddNumberToObject(o, "embd_pdrop", 0.1) &&
+             cJSON_AddNumberToObject(o, "embd_pdrop", float_shortest(c->embd_pdrop)) &&
              cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id) &&
              cJSON_AddNumberToObject(o, "initializer_range", 0.02) &&
              cJSON_AddNumberToObject(o, "layer_norm_epsilon", float_shortest(c->layer_norm_eps)) &&
@@ -239,7 +267,7 @@ int gpt2_config_save(const GPT2Config *c, const char *path, char *err) {
              cJSON_AddNumberToObject(o, "n_layer", c->num_layers) &&
              cJSON_AddNumberToObject(o, "n_positions", c->max_seq_len) &&
              cJSON_AddBoolToObject(o, "reorder_and_upcast_attn", 0) &&
-             cJSON_AddNumberToObject(o, "resid_pdrop", 0.1) &&
+             cJSON_AddNumberToObject(o, "resid_pdrop", float_shortest(c->resid_pdrop)) &&
              cJSON_AddBoolToObject(o, "scale_attn_by_inverse_layer_idx", 0) &&
              cJSON_AddBoolToObject(o, "scale_attn_weights", 1) &&
              cJSON_AddNullToObject(o, "summary_activation") &&
