@@ -84,7 +84,10 @@ static int make_model(GPT2 *m, const BenchArgs *a, int T, char *err) {
                       .n_inner = 4 * a->embd,
                       .layer_norm_eps = 1e-5f,
                       .tied_lm_head = 1,
-                      .eos_token_id = a->vocab - 1};
+                      .eos_token_id = a->vocab - 1,
+                      .embd_pdrop = 0.1f,
+                      .attn_pdrop = 0.1f,
+                      .resid_pdrop = 0.1f};
     if (gpt2_build(m, &cfg, err)) return PK_FAIL;
     gpt2_init_random(m, 1);
     return PK_OK;

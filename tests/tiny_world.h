@@ -46,6 +46,7 @@ static GPT2Config tiny_arch(int L, int C, int H, int V) {
     g.layer_norm_eps = 1e-5f;
     g.tied_lm_head = 1;
     g.eos_token_id = V - 1;
+    g.embd_pdrop = g.attn_pdrop = g.resid_pdrop = 0.1f; /* GPT-2's */
     return g;
 }
 

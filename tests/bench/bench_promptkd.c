@@ -224,7 +224,8 @@ static void init_weights(GPT2 *m, unsigned long long seed) {
 static int make_model(const char *dir, int L, int C, int H, const Args *a, int eos, int pin_eos, unsigned long long seed,
                       char *err) {
     GPT2Config c = {.max_seq_len = a->positions, .vocab_size = a->vocab, .num_layers = L, .num_heads = H, .channels = C,
-                    .n_inner = 4 * C, .layer_norm_eps = 1e-5f, .tied_lm_head = 1, .eos_token_id = eos};
+                    .n_inner = 4 * C, .layer_norm_eps = 1e-5f, .tied_lm_head = 1, .eos_token_id = eos,
+                    .embd_pdrop = 0.1f, .attn_pdrop = 0.1f, .resid_pdrop = 0.1f};
     GPT2 m;
     memset(&m, 0, sizeof m);
     if (gpt2_config_validate(&c, dir, err) != PK_OK || gpt2_build(&m, &c, err) != PK_OK) return PK_FAIL;

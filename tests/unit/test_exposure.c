@@ -44,7 +44,8 @@ static void test_curve_hand_built(void) {
 
 static int tiny_model(GPT2 *m, unsigned long long seed, float sharpen) {
     GPT2Config cfg = {.max_seq_len = 48, .vocab_size = 48, .num_layers = 2, .num_heads = 2, .channels = 32,
-                      .n_inner = 128, .layer_norm_eps = 1e-5f, .tied_lm_head = 1, .eos_token_id = 47};
+                      .n_inner = 128, .layer_norm_eps = 1e-5f, .tied_lm_head = 1, .eos_token_id = 47,
+                      .embd_pdrop = 0.1f, .attn_pdrop = 0.1f, .resid_pdrop = 0.1f};
     char err[PK_ERR_LEN];
     if (gpt2_build(m, &cfg, err)) {
         printf("    %s\n", err);

@@ -17,7 +17,10 @@ static GPT2Config tiny_config(int tied) {
                     .n_inner = 12, /* not 4C on purpose */
                     .layer_norm_eps = 1e-5f,
                     .tied_lm_head = tied,
-                    .eos_token_id = 36};
+                    .eos_token_id = 36,
+                    .embd_pdrop = 0.1f,
+                    .attn_pdrop = 0.1f,
+                    .resid_pdrop = 0.1f};
     return c;
 }
 
@@ -327,7 +330,7 @@ static void test_param_table(void) {
     CHECK(!info.decay && info.ndim == 1);
     gpt2_param_info(&c, 16, &info);
     CHECK(info.numel == 0);
-    GPT2Config full = {1024, 50257, 12, 12, 768, 3072, 1e-5f, 1, 50256};
+    GPT2Config full = {1024, 50257, 12, 12, 768, 3072, 1e-5f, 1, 50256, 0.1f, 0.1f, 0.1f};
     double f = gpt2_train_flops(&full, 4, 64);
     double n_mm = 12.0 * 12 * 768 * 768 + 768.0 * 50257;
     CHECK_NEAR(f, 6 * n_mm * 256 + 6.0 * 4 * 12 * 768 * 64 * 65, 1.0);

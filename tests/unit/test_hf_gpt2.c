@@ -41,7 +41,8 @@ static int params_equal(const GPT2 *a, const GPT2 *b) {
 /* A small random model: V=11, maxT=6, C=8, L=2, H=2, F=12. */
 static GPT2Config small_config(int tied) {
     GPT2Config c = {.max_seq_len = 6, .vocab_size = 11, .num_layers = 2, .num_heads = 2, .channels = 8,
-                    .n_inner = 12, .layer_norm_eps = 1e-5f, .tied_lm_head = tied, .eos_token_id = 10};
+                    .n_inner = 12, .layer_norm_eps = 1e-5f, .tied_lm_head = tied, .eos_token_id = 10,
+                    .embd_pdrop = 0.1f, .attn_pdrop = 0.1f, .resid_pdrop = 0.1f};
     return c;
 }
 

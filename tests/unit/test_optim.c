@@ -94,7 +94,7 @@ static void test_lr_schedule(void) {
 
 /* A 2-layer GPT-2 over 11 tokens with seeded random weights. */
 static int build_tiny_model(GPT2 *m, unsigned long long seed, char *err) {
-    GPT2Config c = {16, 11, 2, 2, 8, 32, 1e-5f, 1, 10};
+    GPT2Config c = {16, 11, 2, 2, 8, 32, 1e-5f, 1, 10, 0.1f, 0.1f, 0.1f};
     if (gpt2_build(m, &c, err) != PK_OK) return PK_FAIL;
     gpt2_init_random(m, seed);
     return PK_OK;

@@ -210,7 +210,8 @@ static void test_row_rng_streams(void) {
  * MLP weights scaled up so that the context matters, so that greedy decoding has clear winners. */
 static int tiny_model(GPT2 *m, int maxT, unsigned long long seed) {
     GPT2Config cfg = {.max_seq_len = maxT, .vocab_size = 64, .num_layers = 2, .num_heads = 2, .channels = 32,
-                      .n_inner = 128, .layer_norm_eps = 1e-5f, .tied_lm_head = 1, .eos_token_id = 63};
+                      .n_inner = 128, .layer_norm_eps = 1e-5f, .tied_lm_head = 1, .eos_token_id = 63,
+                      .embd_pdrop = 0.1f, .attn_pdrop = 0.1f, .resid_pdrop = 0.1f};
     char err[PK_ERR_LEN];
     if (gpt2_build(m, &cfg, err)) {
         printf("    %s\n", err);
