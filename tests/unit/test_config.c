@@ -79,8 +79,8 @@ static void test_bad_values_name_key_and_form(void) {
     CHECK_MSG(strstr(err, "key 'top_p'") && strstr(err, "0 < x <= 1") && strstr(err, "1.5"), "%s", err);
     CHECK(load_text(&c, "{\"steps\": 2.5}", err, path) == PK_FAIL);
     CHECK_MSG(strstr(err, "key 'steps': expected an integer >= 1, got 2.5"), "%s", err);
-    CHECK(load_text(&c, "{\"method\": \"minillm\"}", err, path) == PK_FAIL);
-    CHECK_MSG(strstr(err, "key 'method'") && strstr(err, "promptkd") && strstr(err, "\"minillm\""), "%s", err);
+    CHECK(load_text(&c, "{\"method\": \"tinykd\"}", err, path) == PK_FAIL);
+    CHECK_MSG(strstr(err, "key 'method'") && strstr(err, "promptkd") && strstr(err, "\"tinykd\""), "%s", err);
     CHECK(load_text(&c, "{\"temperature\": 0}", err, path) == PK_FAIL);
     CHECK_MSG(strstr(err, "key 'temperature'") && strstr(err, "> 0"), "%s", err);
     CHECK(load_text(&c, "{\"name\": \"a/b\"}", err, path) == PK_FAIL);
