@@ -687,6 +687,13 @@ static inline int dropout_keep(uint64_t stream, uint64_t i, uint32_t threshold) 
     return (uint32_t)(splitmix64_mix(stream + (i + 1) * SPLITMIX_GOLDEN) >> 32) >= threshold;
 }
 
+/* k[j] = scale when element i0 + j is kept, else 0, for 16 elements: without branches,
+ * so the hash vectorises */
+static inline void dropout_scales16(float *restrict k, uint64_t stream, uint64_t i0, uint32_t threshold,
+                                    float scale) {
+    for (int j = 0; j < 16; j++) k[j] = dropout_keep(stream, i0 + (uint64_t)j, threshold) ? scale : 0.0f;
+}
+
 typedef struct {
     float *out;
     const float *inp;
@@ -702,7 +709,13 @@ static void dropout_fwd_range(void *ctx, long b, long e) {
     float scale = a->scale;
     uint32_t threshold = a->threshold;
     uint64_t stream = a->stream;
-    for (long i = b; i < e; i++) out[i] = dropout_keep(stream, (uint64_t)i, threshold) ? inp[i] * scale : 0.0f;
+    long i = b;
+    for (; i + 16 <= e; i += 16) {
+        float k[16];
+        dropout_scales16(k, stream, (uint64_t)i, threshold, scale);
+        for (int j = 0; j < 16; j++) out[i + j] = inp[i + j] * k[j];
+    }
+    for (; i < e; i++) out[i] = inp[i] * (dropout_keep(stream, (uint64_t)i, threshold) ? scale : 0.0f);
 }
 
 void dropout_forward(float *out, const float *inp, long n, float p, unsigned long long stream) {
@@ -717,7 +730,13 @@ static void dropout_bwd_range(void *ctx, long b, long e) {
     float scale = a->scale;
     uint32_t threshold = a->threshold;
     uint64_t stream = a->stream;
-    for (long i = b; i < e; i++) dinp[i] += dropout_keep(stream, (uint64_t)i, threshold) ? dout[i] * scale : 0.0f;
+    long i = b;
+    for (; i + 16 <= e; i += 16) {
+        float k[16];
+        dropout_scales16(k, stream, (uint64_t)i, threshold, scale);
+        for (int j = 0; j < 16; j++) dinp[i + j] += dout[i + j] * k[j];
+    }
+    for (; i < e; i++) dinp[i] += dout[i] * (dropout_keep(stream, (uint64_t)i, threshold) ? scale : 0.0f);
 }
 
 void dropout_backward(float *dinp, const float *dout, long n, float p, unsigned long long stream) {
