@@ -1115,6 +1115,7 @@ static int gen_string(const World *w, PkRng *r, int heldout, Draft *d) {
         const char *word = w->words[wi];
         if (held_hash(w, fnv1a(0x57a1000000ULL, word)) != heldout) continue;
         size_t n = strlen(word);
+        if (n >= 16) continue; /* the world's words have 3 to 7 letters */
         char upper[16], reversed[16], dashed[32], spaced[48], count[16], firstl[2], lastl[2];
         for (size_t i = 0; i < n; i++) {
             upper[i] = ascii_upper(word[i]);
@@ -1467,5 +1468,335 @@ int synth_write_dir(const SynthSplits *s, int template_copies, const char *dir, 
     rc = PK_OK;
 done:
     for (int k = 0; k < 4; k++) pk_buf_free(&text[k]);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the pretraining corpus */
+
+/* Document kinds, in percent of the documents drawn (the training records come on top). */
+enum { DOC_ARTICLE, DOC_LIST, DOC_DIALOGUE, DOC_WORKED, DOC_RECORD, DOC_KINDS };
+static const int doc_weights[DOC_KINDS] = {30, 10, 14, 8, 38};
+
+/* Appends a filled template (fill() with the same slot rules) to a document. */
+static int doc_put(PkBuf *doc, Draft *scratch, const char *tmpl, const Slot *slots, int n_slots) {
+    scratch->broken = 0;
+    fill(scratch, scratch->response, tmpl, slots, n_slots);
+    if (scratch->broken) return -1;
+    return pk_buf_append(doc, scratch->response, strlen(scratch->response));
+}
+#define DOC_PUT(doc, scratch, tmpl, slots) doc_put((doc), (scratch), (tmpl), (slots), COUNT(slots))
+
+/* Puts sentences[0] first and the others (each kept with probability 4/5) in a random order. */
+static int doc_sentences(PkBuf *doc, Draft *scratch, PkRng *r, const char *const *sentences, int n, const Slot *slots,
+                         int n_slots) {
+    int order[16], m = 0;
+    for (int i = 1; i < n && m < 16; i++)
+        if (pk_rng_below(r, 5) != 0) order[m++] = i;
+    pk_rng_shuffle_int(r, order, m);
+    if (doc_put(doc, scratch, sentences[0], slots, n_slots)) return -1;
+    for (int i = 0; i < m; i++)
+        if (pk_buf_append(doc, " ", 1) || doc_put(doc, scratch, sentences[order[i]], slots, n_slots)) return -1;
+    return 0;
+}
+
+static int country_of_capital(const World *w, int town) {
+    for (int k = 0; k < N_COUNTRIES; k++)
+        if (w->countries[k].capital == town) return k;
+    return -1;
+}
+
+/* An encyclopedia-style article about one town, creature, country or river. */
+static int doc_article(const World *w, PkRng *r, Draft *scratch, PkBuf *doc) {
+    char year[16], person[2 * NAME_CAP];
+    const char *first;
+    person_name(w, r, person, &first);
+    int kind = (int)pk_rng_below(r, 4);
+    if (kind == 0) {
+        int ti = (int)pk_rng_below(r, N_TOWNS), k = country_of_capital(w, ti);
+        const Town *t = &w->towns[ti];
+        itoa_(t->year, year);
+        Slot s[] = {{"town", t->name}, {"river", w->rivers[t->river]}, {"year", year},
+                    {"export", exports_pool[t->export_]}, {"person", person},
+                    {"country", k >= 0 ? w->countries[k].name : ""}, {"month", PICK(r, months)},
+                    {"day", PICK(r, weekdays)}, {"job", PICK(r, jobs)}};
+        static const char *const intro[] = {"{town} is a town on the {river} River.",
+                                            "The town of {town} lies on the banks of the {river}.",
+                                            "{town} stands beside the {river} River.", "{town} is an old river town."};
+        static const char *const founded[] = {"It was founded in {year}.", "{town} was founded in {year}.",
+                                              "The town dates from {year}.", "Its founding year is {year}."};
+        static const char *const exports[] = {"Its main export is {export}.", "{town} mainly exports {export}.",
+                                              "Traders from {town} sell mostly {export}.",
+                                              "{town} is known for its {export}."};
+        static const char *const river[] = {"The {river} River flows through the town.",
+                                            "Boats on the {river} carry goods from {town}.",
+                                            "The town grew up along the {river}."};
+        static const char *const filler[] = {"Many people visit {town} in {month}.",
+                                             "The market of {town} is busiest on {day}.",
+                                             "{person}, a {job}, was born in {town}.",
+                                             "Most houses in {town} are built of stone."};
+        const char *sent[6] = {PICK(r, intro), PICK(r, founded), PICK(r, exports), PICK(r, river), PICK(r, filler),
+                               k >= 0 ? "{town} is the capital of {country}." : "{town} has a small harbour."};
+        return doc_sentences(doc, scratch, r, sent, 6, s, COUNT(s));
+    }
+    if (kind == 1) {
+        const Creature *c = &w->creatures[pk_rng_below(r, N_CREATURES)];
+        Slot s[] = {{"c", c->name}, {"colour", colours[c->colour]}, {"habitat", habitats[c->habitat]},
+                    {"diet", diets[c->diet]}, {"person", person}, {"town", w->towns[pk_rng_below(r, N_TOWNS)].name},
+                    {"month", PICK(r, months)}};
+        static const char *const intro[] = {"The {c} is a {colour} creature.", "The {c} is a small {colour} animal.",
+                                            "A {c} is easy to recognise by its {colour} colour."};
+        static const char *const home[] = {"It lives in the {habitat}.", "The {c} makes its home in the {habitat}.",
+                                           "You can find the {c} in the {habitat}."};
+        static const char *const food[] = {"It feeds on {diet}.", "The {c} eats {diet}.",
+                                           "A {c} lives mostly on {diet}."};
+        static const char *const filler[] = {"{person} once saw a {c} near {town}.",
+                                             "Young {c}s are born in {month}.", "The {c} is shy and rarely seen.",
+                                             "Children like to draw the {c}."};
+        const char *sent[5] = {PICK(r, intro), PICK(r, home), PICK(r, food), PICK(r, filler), PICK(r, filler)};
+        return doc_sentences(doc, scratch, r, sent, 5, s, COUNT(s));
+    }
+    if (kind == 2) {
+        const Country *k = &w->countries[pk_rng_below(r, N_COUNTRIES)];
+        const Town *cap = &w->towns[k->capital];
+        itoa_(cap->year, year);
+        Slot s[] = {{"country", k->name}, {"capital", cap->name}, {"currency", currencies[k->currency]},
+                    {"river", w->rivers[cap->river]}, {"year", year}, {"person", person}};
+        static const char *const intro[] = {"{country} is a country whose capital is {capital}.",
+                                            "The capital of {country} is {capital}.",
+                                            "{capital} is the capital city of {country}."};
+        static const char *const money[] = {"People in {country} pay with the {currency}.",
+                                            "The currency of {country} is the {currency}.",
+                                            "{country} uses the {currency}."};
+        static const char *const more[] = {"{capital} lies on the {river} River.",
+                                           "{capital} was founded in {year}.",
+                                           "{person} is a well-known writer from {country}.",
+                                           "The government of {country} meets in {capital}."};
+        const char *sent[5] = {PICK(r, intro), PICK(r, money), PICK(r, more), PICK(r, more), PICK(r, more)};
+        return doc_sentences(doc, scratch, r, sent, 5, s, COUNT(s));
+    }
+    int ri = (int)pk_rng_below(r, N_RIVERS), n = 0;
+    Slot s[] = {{"river", w->rivers[ri]}, {"person", person}};
+    if (DOC_PUT(doc, scratch, "The {river} is a river.", s)) return -1;
+    for (int i = 0; i < N_TOWNS; i++)
+        if (w->towns[i].river == ri) {
+            Slot t[] = {{"town", w->towns[i].name}, {"river", w->rivers[ri]}};
+            static const char *const forms[] = {" It flows through {town}.", " The town of {town} lies on it.",
+                                                " {town} is built on the {river}."};
+            if (DOC_PUT(doc, scratch, PICK(r, forms), t)) return -1;
+            n++;
+        }
+    if (n == 0 && DOC_PUT(doc, scratch, " No town lies on the {river}.", s)) return -1;
+    return DOC_PUT(doc, scratch, " {person} sailed down the {river} last summer.", s);
+}
+
+/* A list or table over one attribute of several entities. */
+static int doc_list(const World *w, PkRng *r, Draft *scratch, PkBuf *doc) {
+    int kind = (int)pk_rng_below(r, 4), idx[N_TOWNS];
+    for (int i = 0; i < N_TOWNS; i++) idx[i] = i;
+    char year[16];
+    if (kind == 0) {
+        static const char *const head[] = {"Towns and their rivers:\n", "Town | River\n", "Rivers of the towns:\n"};
+        if (pk_buf_printf(doc, "%s", PICK(r, head))) return -1;
+        pk_rng_shuffle_int(r, idx, N_TOWNS);
+        int n = between(r, 4, 10);
+        for (int i = 0; i < n; i++) {
+            const Town *t = &w->towns[idx[i]];
+            if (pk_buf_printf(doc, "- %s: the %s\n", t->name, w->rivers[t->river])) return -1;
+        }
+        return 0;
+    }
+    if (kind == 1) {
+        static const char *const head[] = {"Founding years:\n", "When the towns were founded:\n"};
+        if (pk_buf_printf(doc, "%s", PICK(r, head))) return -1;
+        pk_rng_shuffle_int(r, idx, N_TOWNS);
+        int n = between(r, 4, 10);
+        for (int i = 0; i < n; i++) {
+            const Town *t = &w->towns[idx[i]];
+            itoa_(t->year, year);
+            if (pk_buf_printf(doc, "- %s, founded in %s, exports %s\n", t->name, year, exports_pool[t->export_]))
+                return -1;
+        }
+        return 0;
+    }
+    if (kind == 2) {
+        if (pk_buf_printf(doc, "Countries, capitals and currencies:\n")) return -1;
+        int ks[N_COUNTRIES];
+        for (int i = 0; i < N_COUNTRIES; i++) ks[i] = i;
+        pk_rng_shuffle_int(r, ks, N_COUNTRIES);
+        int n = between(r, 3, 8);
+        for (int i = 0; i < n; i++) {
+            const Country *k = &w->countries[ks[i]];
+            if (pk_buf_printf(doc, "- %s: capital %s, currency the %s\n", k->name, w->towns[k->capital].name,
+                              currencies[k->currency]))
+                return -1;
+        }
+        return 0;
+    }
+    int h = (int)pk_rng_below(r, COUNT(habitats)), n = 0;
+    Slot s[] = {{"habitat", habitats[h]}};
+    static const char *const head[] = {"Creatures of the {habitat}:", "What lives in the {habitat}:"};
+    if (DOC_PUT(doc, scratch, PICK(r, head), s)) return -1;
+    for (int i = 0; i < N_CREATURES; i++)
+        if (w->creatures[i].habitat == h) {
+            const Creature *c = &w->creatures[i];
+            if (pk_buf_printf(doc, "\n- the %s (%s, eats %s)", c->name, colours[c->colour], diets[c->diet])) return -1;
+            n++;
+        }
+    if (n == 0 && pk_buf_printf(doc, "\nnone are known.")) return -1;
+    return 0;
+}
+
+/* Draws one training-side record of category cat that shares no (instruction, context) pair and
+ * no key with valid or test. Returns 1, 0 when none was found, -1 on a broken template. */
+static int draw_train_side(const World *w, PkRng *r, int cat, const HashSet *held_pairs, const HashSet *held_keys,
+                           Draft *d) {
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        memset(d, 0, sizeof *d);
+        if (!categories[cat].fn(w, r, 0, d)) return 0;
+        if (d->broken) return -1;
+        if (!hashset_has(held_pairs, pair_hash(d->instruction, d->context)) && !hashset_has(held_keys, key_hash(d->key)))
+            return 1;
+    }
+    return 0;
+}
+
+/* A conversation of a few questions without context (facts, arithmetic, strings, general). */
+static int doc_dialogue(const World *w, PkRng *r, Draft *d, const HashSet *held_pairs, const HashSet *held_keys,
+                        PkBuf *doc) {
+    static const int cats[] = {0, 0, 0, 8, 9, 10}; /* open_qa (thrice as often), general_qa, arithmetic, string */
+    int ai = (int)pk_rng_below(r, N_FIRST), bi = (ai + 1 + (int)pk_rng_below(r, N_FIRST - 1)) % N_FIRST;
+    const char *a = w->first[ai], *b = w->first[bi];
+    int n = between(r, 2, 4);
+    for (int i = 0; i < n; i++) {
+        int got = draw_train_side(w, r, PICK(r, cats), held_pairs, held_keys, d);
+        if (got < 0) return -1;
+        if (!got) continue;
+        if (pk_buf_printf(doc, "%s%s: %s\n%s: %s", i ? "\n" : "", a, d->instruction, b, d->response)) return -1;
+    }
+    return 0;
+}
+
+/* Worked arithmetic on operand pairs that valid and test never use. */
+static int doc_worked(const World *w, PkRng *r, PkBuf *doc) {
+    int n = between(r, 2, 5);
+    for (int i = 0; i < n; i++) {
+        int op = (int)pk_rng_below(r, 3), a, b, c;
+        for (;;) {
+            if (op == 0) a = between(r, 1, 99), b = between(r, 1, 99), c = a + b;
+            else if (op == 1) a = between(r, 2, 99), b = between(r, 1, a - 1), c = a - b;
+            else a = between(r, 2, 12), b = between(r, 2, 12), c = a * b;
+            int lo = a < b ? a : b, hi = a < b ? b : a;
+            if (!held_hash(w, 0xa817000000ULL + (uint64_t)lo * 1000 + (uint64_t)hi)) break;
+        }
+        static const char *const sym[] = {"+", "-", "x"}, *const verb[] = {"add", "subtract", "multiply"};
+        int rc = pk_rng_below(r, 2)
+                     ? pk_buf_printf(doc, "%sProblem: %d %s %d\nWe %s: %d %s %d = %d.\nAnswer: %d", i ? "\n\n" : "", a,
+                                     sym[op], b, verb[op], a, sym[op], b, c, c)
+                     : pk_buf_printf(doc, "%s%d %s %d = %d", i ? "\n" : "", a, sym[op], b, c);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* One instruction record as plain text: the Alpaca template most often, else looser forms. */
+static int doc_record(const char *instruction, const char *context, const char *response, PkRng *r, PkBuf *doc) {
+    int form = (int)pk_rng_below(r, 4);
+    if (form <= 1) {
+        char *prompt = data_format_prompt(instruction, context);
+        if (!prompt) return -1;
+        int rc = pk_buf_printf(doc, "%s%s", prompt, response);
+        free(prompt);
+        return rc;
+    }
+    if (form == 2)
+        return context[0] ? pk_buf_printf(doc, "%s\n\n%s\n\nAnswer: %s", context, instruction, response)
+                          : pk_buf_printf(doc, "Question: %s\nAnswer: %s", instruction, response);
+    return context[0] ? pk_buf_printf(doc, "Instruction: %s\nInput: %s\nOutput: %s", instruction, context, response)
+                      : pk_buf_printf(doc, "Instruction: %s\nOutput: %s", instruction, response);
+}
+
+static int append_text_line(PkBuf *out, const char *text, char *err) {
+    cJSON *o = cJSON_CreateObject();
+    char *line = o && cJSON_AddStringToObject(o, "text", text) ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    int bad = !line || pk_buf_append(out, line, strlen(line)) || pk_buf_append(out, "\n", 1);
+    cJSON_free(line);
+    return bad ? pk_errf(err, "synth: out of memory building the pretraining corpus") : PK_OK;
+}
+
+int synth_pretrain_jsonl(const SynthSplits *s, uint64_t seed, int n_docs, PkBuf *out, char *err) {
+    if (n_docs < 0 || n_docs > SYNTH_MAX_RECORDS * 10)
+        return pk_errf(err, "synth: the number of pretraining documents must be between 0 and %d, got %d",
+                       SYNTH_MAX_RECORDS * 10, n_docs);
+    World *w = pk_malloc(sizeof *w, err);
+    Draft *d = pk_malloc(sizeof *d, err);
+    HashSet pairs = {0}, keys = {0};
+    int *kinds = NULL, rc = PK_FAIL, n_all = s->n_train + n_docs;
+    PkBuf doc = {0};
+    if (!w || !d) goto done;
+    world_build(w, seed);
+    size_t n_held = (size_t)(s->n_valid + s->n_test);
+    if (hashset_init(&pairs, n_held, err) || hashset_init(&keys, n_held, err)) goto done;
+    for (int split = 0; split < 2; split++) {
+        const SynthRecord *recs = split ? s->test : s->valid;
+        int n = split ? s->n_test : s->n_valid;
+        for (int i = 0; i < n; i++) {
+            hashset_add(&pairs, pair_hash(recs[i].instruction, recs[i].context));
+            hashset_add(&keys, key_hash(recs[i].key));
+        }
+    }
+    /* The document order: every training record once (-1 - index) and n_docs drawn documents,
+     * shuffled together, so no stretch of the corpus is of one kind. */
+    if (!(kinds = pk_malloc((size_t)(n_all > 0 ? n_all : 1) * sizeof *kinds, err))) goto done;
+    PkRng r;
+    pk_rng_seed(&r, mix64(seed ^ 0x7a41000000000005ULL));
+    for (int i = 0; i < s->n_train; i++) kinds[i] = -1 - i;
+    for (int i = 0; i < n_docs; i++) {
+        int x = (int)pk_rng_below(&r, 100), k = 0;
+        while (x >= doc_weights[k]) x -= doc_weights[k++];
+        kinds[s->n_train + i] = k;
+    }
+    pk_rng_shuffle_int(&r, kinds, n_all);
+    for (int i = 0; i < n_all; i++) {
+        doc.len = 0;
+        int bad = 0, k = kinds[i];
+        if (k < 0) {
+            const SynthRecord *rec = &s->train[-1 - k];
+            bad = doc_record(rec->instruction, rec->context, rec->response, &r, &doc);
+        } else if (k == DOC_ARTICLE) {
+            bad = doc_article(w, &r, d, &doc);
+        } else if (k == DOC_LIST) {
+            bad = doc_list(w, &r, d, &doc);
+        } else if (k == DOC_DIALOGUE) {
+            bad = doc_dialogue(w, &r, d, &pairs, &keys, &doc);
+        } else if (k == DOC_WORKED) {
+            bad = doc_worked(w, &r, &doc);
+        } else {
+            /* a category drawn with the benchmark's own shares */
+            int x = (int)pk_rng_below(&r, 100), c = 0;
+            while (c < COUNT(categories) - 1 && x >= categories[c].weight) x -= categories[c++].weight;
+            int got = draw_train_side(w, &r, c, &pairs, &keys, d);
+            bad = got < 0 || (got > 0 && doc_record(d->instruction, d->context, d->response, &r, &doc));
+        }
+        if (bad) {
+            pk_errf(err, "synth: pretraining document %d could not be built (a template overflowed or out of memory)",
+                    i + 1);
+            goto done;
+        }
+        if (doc.len == 0) continue;
+        if (pk_buf_append(&doc, "", 1)) {
+            pk_errf(err, "synth: out of memory building the pretraining corpus");
+            goto done;
+        }
+        if (append_text_line(out, doc.data, err)) goto done;
+    }
+    rc = PK_OK;
+done:
+    pk_buf_free(&doc);
+    free(kinds);
+    free(pairs.slots);
+    free(keys.slots);
+    free(d);
+    free(w);
     return rc;
 }

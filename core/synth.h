@@ -69,6 +69,18 @@ int synth_template_jsonl(int copies, PkBuf *out, char *err);
  * removed again, so a failure leaves no partial output. */
 int synth_write_dir(const SynthSplits *s, int template_copies, const char *dir, char *err);
 
+/* The pretraining corpus of the same world, as JSONL lines {"text": document}: every training
+ * record of s once (as plain text), and n_docs drawn documents, shuffled together. Drawn kinds:
+ * encyclopedia-style articles about towns, creatures, countries and rivers (30%), lists and tables
+ * of the fact tables (10%), dialogues of context-free questions and answers (14%), worked
+ * arithmetic (8%), and instruction records of every category as plain text (38%: the Alpaca
+ * template half the time, else "Question/Answer" or "Instruction/Input/Output" forms). Nothing of
+ * valid or test leaks in: records, dialogue questions and worked arithmetic are drawn on the
+ * training side of every hold-out, and a draw whose (instruction, context) pair or key occurs in
+ * s's valid or test split is drawn again. seed must be the seed s was generated with (the world
+ * depends on it); the corpus is deterministic by seed. */
+int synth_pretrain_jsonl(const SynthSplits *s, uint64_t seed, int n_docs, PkBuf *out, char *err);
+
 /* The categories, in a fixed order. */
 int synth_n_categories(void);
 const char *synth_category_name(int i);
