@@ -17,85 +17,9 @@
 #include "config.h"
 #include "distill.h"
 #include "gpt2.h"
+#include "model_io.h"
 #include "parallel.h"
 #include "tokenizer.h"
-
-/* Parses "layers=L,embd=C,heads=H[,positions=N][,inner=F]" into an architecture. */
-static int parse_init(const char *spec, int vocab, int eos, GPT2Config *g, char *err) {
-    memset(g, 0, sizeof *g);
-    g->max_seq_len = 256;
-    g->vocab_size = vocab;
-    g->layer_norm_eps = 1e-5f;
-    g->tied_lm_head = 1;
-    g->eos_token_id = eos;
-    char buf[256];
-    if (strlen(spec) >= sizeof buf) return pk_errf(err, "--init: the description is too long");
-    strcpy(buf, spec);
-    int have_l = 0, have_c = 0, have_h = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq)
-            return pk_errf(err, "--init: expected key=value pairs like layers=2,embd=64,heads=2, got '%s'", tok);
-        *eq = '\0';
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(eq + 1, &end, 10);
-        if (errno || end == eq + 1 || *end || v < 1 || v > 100000)
-            return pk_errf(err, "--init: %s expects a positive integer, got '%s'", tok, eq + 1);
-        if (!strcmp(tok, "layers")) g->num_layers = (int)v, have_l = 1;
-        else if (!strcmp(tok, "embd")) g->channels = (int)v, have_c = 1;
-        else if (!strcmp(tok, "heads")) g->num_heads = (int)v, have_h = 1;
-        else if (!strcmp(tok, "positions")) g->max_seq_len = (int)v;
-        else if (!strcmp(tok, "inner")) g->n_inner = (int)v;
-        else return pk_errf(err, "--init: unknown key '%s' (expected layers, embd, heads, positions, inner)", tok);
-    }
-    if (!have_l || !have_c || !have_h) return pk_errf(err, "--init: layers, embd and heads are all required");
-    if (g->channels % g->num_heads)
-        return pk_errf(err, "--init: embd %d is not a multiple of heads %d", g->channels, g->num_heads);
-    if (!g->n_inner) g->n_inner = 4 * g->channels;
-    return gpt2_config_validate(g, "--init", err);
-}
-
-static int remove_flat_folder(const char *dir) {
-    DIR *dh = opendir(dir);
-    if (!dh) return errno == ENOENT ? 0 : -1;
-    struct dirent *e;
-    char path[4200];
-    while ((e = readdir(dh)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(dh);
-    return rmdir(dir);
-}
-
-/* Writes the model as an HF folder at out: built in out.tmp, then swapped in whole. */
-static int save_folder_atomic(const GPT2 *m, const char *out, char *err) {
-    char tmp[4200], old[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    snprintf(old, sizeof old, "%s.old", out);
-    remove_flat_folder(tmp);
-    if (pk_mkdirs(tmp, err) != PK_OK) return PK_FAIL;
-    if (gpt2_save(m, tmp, err) != PK_OK) {
-        remove_flat_folder(tmp);
-        return PK_FAIL;
-    }
-    remove_flat_folder(old);
-    int had = pk_is_dir(out);
-    if (had && rename(out, old) != 0) {
-        remove_flat_folder(tmp);
-        return pk_errf(err, "%s: cannot move the previous folder aside (%s)", out, strerror(errno));
-    }
-    if (rename(tmp, out) != 0) {
-        int e = errno;
-        if (had) rename(old, out);
-        remove_flat_folder(tmp);
-        return pk_errf(err, "%s: cannot rename the new folder into place (%s)", out, strerror(e));
-    }
-    if (had) remove_flat_folder(old);
-    return PK_OK;
-}
 
 int cmd_sft(int argc, char **argv) {
     const char *model = NULL, *init = NULL, *init_config = NULL, *tok_dir = NULL, *data = NULL, *valid = NULL,
@@ -172,7 +96,7 @@ int cmd_sft(int argc, char **argv) {
         tok_free(tok);
         GPT2Config g;
         if (init) {
-            if (parse_init(init, V, eos < 0 ? V - 1 : eos, &g, err) != PK_OK) return cli_fail("sft", err);
+            if (model_parse_init(init, V, eos < 0 ? V - 1 : eos, &g, err) != PK_OK) return cli_fail("sft", err);
         } else {
             if (gpt2_config_load(&g, init_config, err) != PK_OK) return cli_fail("sft", err);
             if (g.vocab_size != V) {
@@ -216,7 +140,7 @@ int cmd_sft(int argc, char **argv) {
         if (!eval_now) continue;
         if (!valid) {
             if (step == steps) {
-                if (save_folder_atomic(m, out, err) != PK_OK) status = cli_fail("sft", err);
+                if (model_save_folder_atomic(m, out, err) != PK_OK) status = cli_fail("sft", err);
                 best_step = step;
             }
             continue;
@@ -237,7 +161,7 @@ int cmd_sft(int argc, char **argv) {
         if (better) {
             best = score;
             best_step = step;
-            if (save_folder_atomic(m, out, err) != PK_OK) {
+            if (model_save_folder_atomic(m, out, err) != PK_OK) {
                 status = cli_fail("sft", err);
                 break;
             }

@@ -15,6 +15,7 @@
     X(eval, "sample from a model on a dataset and score ROUGE-L per seed")              \
     X(exposure, "exposure bias (ExAccErr) of a student against a teacher")              \
     X(neighbours, "nearest vocabulary tokens of each soft-prompt vector")               \
+    X(pretrain, "train a model as a language model on packed text")                      \
     X(sft, "supervised fine-tuning of a model on a dataset")                            \
     X(train, "run a distillation config (PromptKD or a baseline)")                      \
     X(compare, "train several methods from one student and tabulate them")              \

@@ -370,6 +370,93 @@ int data_load(Dataset *d, const char *path, int skip_bad, char *err) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Language-modelling corpus */
+
+/* Appends ids [n] to the stream, growing it geometrically. */
+static int stream_append(int **ids, size_t *n, size_t *cap, const int *src, size_t k) {
+    if (*n + k > *cap) {
+        size_t nc = *cap ? *cap : 65536;
+        while (nc < *n + k) nc *= 2;
+        int *p = realloc(*ids, nc * sizeof *p);
+        if (!p) return PK_FAIL;
+        *ids = p;
+        *cap = nc;
+    }
+    memcpy(*ids + *n, src, k * sizeof *src);
+    *n += k;
+    return PK_OK;
+}
+
+int data_load_corpus(const char *path, const Tokenizer *tok, int **ids, size_t *n_ids, int *n_docs, char *err) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (n_docs) *n_docs = 0;
+    int eos = tok_eos_id(tok);
+    if (eos < 0) return pk_errf(err, "%s: the tokenizer has no <|endoftext|> token to end documents with", path);
+    char *text = NULL;
+    size_t len = 0;
+    if (pk_read_file(path, &text, &len, err)) return PK_FAIL;
+    size_t pos = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0, cap = 0;
+    int line = 0, docs = 0, rc = PK_OK;
+    while (pos < len && rc == PK_OK) {
+        line++;
+        char *nl = memchr(text + pos, '\n', len - pos);
+        size_t line_len = nl ? (size_t)(nl - (text + pos)) : len - pos;
+        char *s = text + pos;
+        pos += line_len + (nl ? 1 : 0);
+        if (line_len > 0 && s[line_len - 1] == '\r') line_len--;
+        s[line_len] = 0;
+        if (is_blank(s)) continue;
+        long at = pk_utf8_invalid_at(s, line_len);
+        int raw = 0;
+        long nul = at >= 0 ? -1 : nul_at(s, line_len, &raw);
+        if (at >= 0) {
+            rc = pk_errf(err, "%s:%d: invalid UTF-8 at byte %ld of the line", path, line, at);
+            break;
+        }
+        if (nul >= 0) {
+            rc = nul_error(err, path, line, nul, raw);
+            break;
+        }
+        const char *end = NULL;
+        cJSON *obj = cJSON_ParseWithLengthOpts(s, line_len, &end, 0);
+        const cJSON *field = obj ? cJSON_GetObjectItemCaseSensitive(obj, "text") : NULL;
+        if (!obj) {
+            rc = pk_errf(err, "%s:%d: malformed JSON (expected one object {\"text\": ...} per line)", path, line);
+        } else if (!is_blank(end)) {
+            rc = pk_errf(err, "%s:%d: unexpected text after the JSON object at byte %ld of the line", path, line,
+                         (long)(end - s));
+        } else if (!cJSON_IsObject(obj) || !cJSON_IsString(field)) {
+            rc = pk_errf(err, "%s:%d: expected an object with a string field \"text\"", path, line);
+        } else {
+            int *doc = NULL, nd = 0;
+            char tok_err[PK_ERR_LEN];
+            const char *t = field->valuestring;
+            if (tok_encode(tok, t, strlen(t), 0, &doc, &nd, tok_err)) {
+                rc = pk_errf(err, "%s:%d: %s", path, line, tok_err);
+            } else if (stream_append(ids, n_ids, &cap, doc, (size_t)nd) || stream_append(ids, n_ids, &cap, &eos, 1)) {
+                rc = pk_errf(err, "%s: out of memory after %zu tokens", path, *n_ids);
+            } else {
+                docs++;
+            }
+            free(doc);
+        }
+        cJSON_Delete(obj);
+    }
+    free(text);
+    if (rc == PK_OK && *n_ids == 0)
+        rc = pk_errf(err, "%s: the corpus holds no document (expected JSONL lines {\"text\": ...})", path);
+    if (rc != PK_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n_ids = 0;
+        return PK_FAIL;
+    }
+    if (n_docs) *n_docs = docs;
+    return PK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Tokenised view */
 
 void data_free_tokenized(TokExample *ex, int n) {

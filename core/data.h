@@ -65,6 +65,14 @@ typedef struct {
     int rec; /* index into Dataset.recs */
 } TokExample;
 
+/* A language-modelling corpus: path holds one JSON object per line with a string field "text" (one
+ * document; other fields are ignored, blank lines skipped). Every document is encoded (allow_special
+ * = 0) and followed by EOS, and the documents are concatenated in file order into one stream
+ * *ids [*n_ids] (malloc'ed), as GPT-2's pretraining text was packed. Errors name the file and line
+ * (malformed JSON, a missing or non-string "text", invalid UTF-8, NUL); a corpus with no token, or a
+ * tokenizer without EOS, is refused. n_docs may be NULL. */
+int data_load_corpus(const char *path, const Tokenizer *tok, int **ids, size_t *n_ids, int *n_docs, char *err);
+
 /* Encodes every record (text encoded with allow_special = 0). Records whose prompt is longer than
  * max_prompt_len tokens (when > 0) are dropped and counted in *n_dropped. *out (n_out entries) is
  * malloc'ed; free with data_free_tokenized. Fails when the tokenizer has no EOS, or when every

@@ -1,0 +1,14 @@
+/* Model folders for the commands that make or write whole models (sft, pretrain). */
+#ifndef PK_MODEL_IO_H
+#define PK_MODEL_IO_H
+
+#include "gpt2.h"
+
+/* Parses "layers=L,embd=C,heads=H[,positions=N][,inner=F]" into an architecture with the given
+ * vocabulary and EOS (256 positions, n_inner 4 C, tied LM head and GPT-2's dropout 0.1 unless said). */
+int model_parse_init(const char *spec, int vocab, int eos, GPT2Config *g, char *err);
+
+/* Writes the model as an HF folder at out: built in out.tmp, then swapped in whole. */
+int model_save_folder_atomic(const GPT2 *m, const char *out, char *err);
+
+#endif
