@@ -28,7 +28,7 @@
 #include "tokenizer.h"
 
 #define EVAL_USAGE                                                                                       \
-    "promptkd eval --model DIR --tokenizer DIR --data FILE [--prompt PROMPT.safetensors] "              \
+    "promptkd eval --model DIR --tokenizer DIR --data FILE [--prompt PROMPT.safetensors | --prompt-init TEXT] " \
     "[--seeds 10,20,30,40,50] [--max-new-tokens 256] [--max-prompt-tokens 256] [--batch 8] [--limit N] " \
     "[--out FILE]"
 
@@ -88,13 +88,18 @@ static int append_line(PkBuf *out, unsigned long long seed, int index, const Dat
 
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *tok_dir = NULL, *data_path = NULL, *prompt_path = NULL, *out_path = NULL;
-    const char *seeds_arg = "10,20,30,40,50";
-    int max_new = 256, max_prompt = 256, batch = 8, limit = 0;
+    const char *seeds_arg = "10,20,30,40,50", *prompt_init = NULL;
+    int max_new = 256, max_prompt = 256, batch = 8, limit = 0, prompt_len = 7;
     Opt opts[] = {
         {"model", OPT_STR, &model_dir, "Hugging Face GPT-2 folder", 1},
         {"tokenizer", OPT_STR, &tok_dir, "folder with vocab.json and merges.txt", 1},
         {"data", OPT_STR, &data_path, "Dolly / Alpaca / Self-Instruct / plain JSONL", 1},
         {"prompt", OPT_STR, &prompt_path, "soft prompt \"prompt\" [P, C]: evaluate the prompted teacher T'", 0},
+        {"prompt-init", OPT_STR, &prompt_init,
+         "evaluate T' with the untrained soft prompt PromptKD starts from: the model's word embeddings of this text's "
+         "tokens, cycled or cut to --prompt-len vectors",
+         0},
+        {"prompt-len", OPT_INT, &prompt_len, "soft-prompt vectors for --prompt-init (7)", 0},
         {"seeds", OPT_STR, &seeds_arg, "comma-separated sampling seeds (10,20,30,40,50)", 0},
         {"max-new-tokens", OPT_INT, &max_new, "new tokens per answer (256)", 0},
         {"max-prompt-tokens", OPT_INT, &max_prompt, "prompts keep their first N tokens (256)", 0},
@@ -115,6 +120,14 @@ int cmd_eval(int argc, char **argv) {
     }
     if (max_new < 1 || max_prompt < 1 || batch < 1 || limit < 0) {
         cli_fail("eval", "--max-new-tokens, --max-prompt-tokens and --batch must be >= 1, --limit >= 0");
+        return 2;
+    }
+    if (prompt_path && prompt_init) {
+        cli_fail("eval", "give either --prompt FILE or --prompt-init TEXT, not both");
+        return 2;
+    }
+    if (prompt_len < 1 || prompt_len > 4096) {
+        cli_fail("eval", "--prompt-len must be between 1 and 4096");
         return 2;
     }
     if (out_path && cli_check_output("eval", "out", out_path)) return 2;
@@ -143,6 +156,20 @@ int cmd_eval(int argc, char **argv) {
     if (prompt_path && prompt_load(prompt_path, cfg->channels, &soft, &P, NULL, err)) {
         cli_fail("eval", err);
         goto done;
+    }
+    if (prompt_init) {
+        char e2[PK_ERR_LEN];
+        P = prompt_len;
+        if (!(soft = malloc((size_t)P * cfg->channels * sizeof *soft))) {
+            cli_fail("eval", "out of memory");
+            goto done;
+        }
+        if (prompt_init_from_text(tok, m.params[0], cfg->vocab_size, cfg->channels, prompt_init, P, soft, NULL, e2)) {
+            char msg[PK_ERR_LEN + 32];
+            snprintf(msg, sizeof msg, "--prompt-init: %s", e2);
+            cli_fail("eval", msg);
+            goto done;
+        }
     }
     int avail = cfg->max_seq_len - P;
     if (avail < 2) {
