@@ -14,7 +14,8 @@
  *                             labels chunk[1:]) */
 #include "minillm.h"
 
-#include <cjson/cJSON.h>
+#include "data.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,50 +325,12 @@ int minillm_pretrain_load(MinillmPretrain **out, const char *path, const Tokeniz
     if (!path || !*path) return pk_errf(err, "minillm: no pretraining text file named");
     if (chunk_len < 2) return pk_errf(err, "minillm: pretraining chunks of %d tokens, expected at least 2", chunk_len);
     if (eos_id < 0) return pk_errf(err, "minillm: the tokenizer has no <|endoftext|> to separate documents");
-    char *text = NULL;
-    size_t len = 0;
-    if (pk_read_file(path, &text, &len, err) != PK_OK) return PK_FAIL;
-    int *all = NULL;
-    size_t n_all = 0, cap = 0;
-    int rc = PK_OK, line = 0, docs = 0;
-    for (char *p = text; p < text + len && rc == PK_OK;) {
-        char *nl = memchr(p, '\n', (size_t)(text + len - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
-        line++;
-        size_t k = 0;
-        while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
-        if (k < n) {
-            cJSON *o = pk_json_escaped_nul_at(p, n) < 0 ? cJSON_ParseWithLength(p, n) : NULL;
-            const cJSON *t = o ? cJSON_GetObjectItemCaseSensitive(o, "text") : NULL;
-            if (!cJSON_IsString(t)) {
-                rc = pk_errf(err, "%s line %d: expected a JSON object with a string field \"text\"", path, line);
-            } else {
-                int *ids = NULL, m = 0;
-                char e2[PK_ERR_LEN];
-                if (tok_encode(tok, t->valuestring, strlen(t->valuestring), 0, &ids, &m, e2) != PK_OK) {
-                    rc = pk_errf(err, "%s line %d: %s", path, line, e2);
-                } else {
-                    if (n_all + (size_t)m + 1 > cap) {
-                        size_t nc = cap ? cap : 4096;
-                        while (nc < n_all + (size_t)m + 1) nc *= 2;
-                        int *grown = realloc(all, nc * sizeof(int));
-                        if (!grown) rc = pk_errf(err, "%s: out of memory reading pretraining text", path);
-                        else all = grown, cap = nc;
-                    }
-                    if (rc == PK_OK) {
-                        memcpy(all + n_all, ids, (size_t)m * sizeof(int));
-                        n_all += (size_t)m;
-                        all[n_all++] = eos_id; /* EOS after every document, as the official packing */
-                        docs++;
-                    }
-                    free(ids);
-                }
-            }
-            cJSON_Delete(o);
-        }
-        p += n + 1;
-    }
-    free(text);
+    int *all = NULL, docs = 0;
+    size_t n_all = 0;
+    int rc = data_load_corpus(path, tok, &all, &n_all, &docs, err); /* EOS after every document, as the official packing */
+    if (rc == PK_OK && tok_eos_id(tok) != eos_id)
+        rc = pk_errf(err, "%s: the tokenizer's <|endoftext|> is %d, the model's eos_token_id %d", path, tok_eos_id(tok),
+                     eos_id);
     MinillmPretrain *pt = NULL;
     if (rc == PK_OK && n_all / (size_t)chunk_len < 1)
         rc = pk_errf(err, "%s: %d documents give %zu tokens, fewer than one chunk of %d", path, docs, n_all, chunk_len);

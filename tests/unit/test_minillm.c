@@ -255,7 +255,7 @@ static void test_pretrain_packing(void) {
     CHECK(pk_write_file_atomic(path, bad, strlen(bad), err) == PK_OK);
     p = NULL;
     CHECK(minillm_pretrain_load(&p, path, tok, eos, 3, 99, err) == PK_FAIL && p == NULL);
-    CHECK(strstr(err, "line 2") && strstr(err, "\"text\""));
+    CHECK(strstr(err, ":2: ") && strstr(err, "\"text\""));
     free(a);
     free(b);
     tok_free(tok);
