@@ -33,9 +33,9 @@ else
 fi
 
 # the shipped assets are exactly what the documented commands produce
-"$PROMPTKD" synth --out "$TMP/assets" --seed 1234 --size 6000 --template-copies 200 >/dev/null 2>&1
+"$PROMPTKD" synth --out "$TMP/assets" --seed 1234 --size 6000 --template-copies 200 --pretrain-docs 4000 >/dev/null 2>&1
 same=1
-for f in train.jsonl valid.jsonl test.jsonl template.jsonl; do cmp -s "$TMP/assets/$f" "assets/data/$f" || same=0; done
+for f in train.jsonl valid.jsonl test.jsonl template.jsonl pretrain.jsonl; do cmp -s "$TMP/assets/$f" "assets/data/$f" || same=0; done
 check synth_assets_data_reproduces test $same = 1
 "$PROMPTKD" bpe-train --data "$TMP/assets/train.jsonl" "$TMP/assets/template.jsonl" --vocab-size 2048 \
     --out "$TMP/tok" >/dev/null 2>&1
