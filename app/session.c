@@ -116,8 +116,9 @@ int session_build_chart(Session *s, const char *name, Chart *c, char *err) {
         const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
         if (!strcmp(name, "loss")) {
             chart_init(c, "loss curves", "step", "loss");
+            /* KL(T'||T) per token sits with the losses: it is the precondition T' ~ T, watched */
             for (int i = 0; i < snap->n_series; i++)
-                if (strstr(snap->series[i].name, "loss"))
+                if (strstr(snap->series[i].name, "loss") || !strcmp(snap->series[i].name, "kl_tprime_t"))
                     chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
         } else if (!strcmp(name, "rouge")) {
             chart_init(c, "dev ROUGE-L", "step", "ROUGE-L");

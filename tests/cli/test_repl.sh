@@ -7,8 +7,8 @@ source tests/cli/tiny_world.sh
 PNGCHECK=${BUILD:-build}/tools/pngcheck
 check tiny_world_built tiny_world_ok
 
-# palette of views/chart.c, series 0..3
-C0=0072b2 C1=d55e00 C2=009e73 C3=cc79a7
+# palette of views/chart.c, series 0..4
+C0=0072b2 C1=d55e00 C2=009e73 C3=cc79a7 C4=e69f00
 
 cat >"$TMP/script.pk" <<EOF
 # comments and blank lines are skipped
@@ -52,7 +52,8 @@ check neighbours_listed grep -q '^p0 ' "$TMP/out"
 check plugins_loaded grep -q 'loaded plugin prompt_attention' "$TMP/out"
 check plugin_table_shown grep -q "KL(T'||S)" "$TMP/out"
 check set_event_logged grep -q '"event":"set".*"key":"lr"' "$TMP/runs/t/metrics.jsonl"
-check loss_png "$PNGCHECK" "$TMP/loss.png" 640 360 $C0 $C1 $C2 $C3
+# five series: the four PromptKD losses and kl_tprime_t, KL(T'||T) per token
+check loss_png "$PNGCHECK" "$TMP/loss.png" 640 360 $C0 $C1 $C2 $C3 $C4
 check rouge_png "$PNGCHECK" "$TMP/rouge.png" 960 540 $C0
 check exposure_png "$PNGCHECK" "$TMP/exposure.png" 500 300 $C0 $C1
 check neighbours_png "$PNGCHECK" "$TMP/neighbours.png" 960 540 $C0 $C1 $C2
