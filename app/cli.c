@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -86,9 +87,17 @@ static int set_value(const char *usage, const Opt *o, const char *val) {
         return 0;
     }
     case OPT_FLOAT: {
-        float v = strtof(val, &end);
-        if (errno || end == val || *end || !isfinite(v)) {
+        /* read as a double first: "1e-40" is a number, only too small for a float */
+        double d = strtod(val, &end);
+        if (end == val || *end || isnan(d)) {
             parse_error(usage, "--%s expects a number, got '%s'", o->name, val);
+            return 2;
+        }
+        float v = (float)d;
+        if (isinf(d) || !isfinite(v) || (d != 0 && fabs(d) < FLT_MIN)) {
+            parse_error(usage, "--%s is out of range: got '%s', expected 0 or a number whose magnitude is between %.3g "
+                               "and %.3g",
+                        o->name, val, (double)FLT_MIN, (double)FLT_MAX);
             return 2;
         }
         *(float *)o->dest = v;

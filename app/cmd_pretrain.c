@@ -51,7 +51,9 @@ int cmd_pretrain(int argc, char **argv) {
         {"init-config", OPT_STR, &init_config, "random init of the architecture in this HF config.json", 0},
         {"tokenizer", OPT_STR, &tok_dir, "folder with vocab.json + merges.txt", 1},
         {"data", OPT_STR, &data, "corpus: JSONL, one {\"text\": document} per line", 1},
-        {"out", OPT_STR, &out, "output HF folder (written atomically)", 1},
+        {"out", OPT_STR, &out,
+         "output HF folder, written atomically; an existing folder is replaced only when it holds nothing but "
+         PK_MODEL_FOLDER_FILES, 1},
         {"steps", OPT_INT, &steps, "optimizer steps (default 1000)", 0},
         {"batch", OPT_INT, &batch, "windows per step (default 16)", 0},
         {"seq", OPT_INT, &seq, "tokens per window (default: the model's n_positions)", 0},
@@ -81,6 +83,8 @@ int cmd_pretrain(int argc, char **argv) {
     if (!(lr > 0) || !isfinite(lr)) return cli_fail("pretrain", "--lr must be a number > 0");
     if (!(dropout >= 0 && dropout < 1)) return cli_fail("pretrain", "--dropout must be in [0, 1)");
     if (!out[0]) return cli_fail("pretrain", "--out must name a folder, got an empty string");
+    /* refused now, not after the training: a folder of other files, or a run folder's own parts */
+    if (model_folder_check_target(out, err) != PK_OK) return cli_fail("pretrain", err);
     if (warmup < 0) warmup = steps / 10 < 200 ? steps / 10 : 200;
     if (eval_interval <= 0) eval_interval = steps / 10 > 0 ? steps / 10 : 1;
     pk_threads_init(threads);

@@ -35,7 +35,9 @@ int cmd_sft(int argc, char **argv) {
         {"tokenizer", OPT_STR, &tok_dir, "folder with vocab.json + merges.txt", 1},
         {"data", OPT_STR, &data, "training dataset (Dolly/Alpaca/Self-Instruct/plain JSONL)", 1},
         {"valid", OPT_STR, &valid, "dev dataset: keeps the best checkpoint (else the last)", 0},
-        {"out", OPT_STR, &out, "output HF folder (written atomically)", 1},
+        {"out", OPT_STR, &out,
+         "output HF folder, written atomically; an existing folder is replaced only when it holds nothing but "
+         PK_MODEL_FOLDER_FILES, 1},
         {"steps", OPT_INT, &steps, "optimizer steps (default 1000)", 0},
         {"batch", OPT_INT, &batch, "batch size (default 8)", 0},
         {"lr", OPT_FLOAT, &lr, "peak learning rate (default 1e-3)", 0},
@@ -65,6 +67,8 @@ int cmd_sft(int argc, char **argv) {
         return cli_fail("sft", "--select expects 'loss' or 'rouge'");
     if (eval_samples < 0 || max_new < 1) return cli_fail("sft", "--eval-samples must be >= 0 and --max-new-tokens >= 1");
     if (!out[0]) return cli_fail("sft", "--out must name a folder, got an empty string");
+    /* refused now, not after the training: a folder of other files, or a run folder's own parts */
+    if (model_folder_check_target(out, err) != PK_OK) return cli_fail("sft", err);
     if (warmup < 0) warmup = steps / 10 < 100 ? steps / 10 : 100;
     if (eval_interval <= 0) eval_interval = steps / 10 > 0 ? steps / 10 : 1;
     pk_threads_init(threads);

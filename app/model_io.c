@@ -1,5 +1,4 @@
 /* promptkd model_io: the model folders commands make from scratch or write (sft, pretrain). */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,43 +44,14 @@ int model_parse_init(const char *spec, int vocab, int eos, GPT2Config *g, char *
     return gpt2_config_validate(g, "--init", err);
 }
 
-static int remove_flat_folder(const char *dir) {
-    DIR *dh = opendir(dir);
-    if (!dh) return errno == ENOENT ? 0 : -1;
-    struct dirent *e;
-    char path[4200];
-    while ((e = readdir(dh)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(dh);
-    return rmdir(dir);
+int model_folder_check_target(const char *out, char *err) {
+    if (pk_run_folder_conflict(out, NULL, err) != PK_OK) return PK_FAIL;
+    return pk_model_folder_check(out, err);
 }
+
+static int fill_model(void *ctx, const char *tmp_dir, char *err) { return gpt2_save(ctx, tmp_dir, err); }
 
 int model_save_folder_atomic(const GPT2 *m, const char *out, char *err) {
-    char tmp[4200], old[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    snprintf(old, sizeof old, "%s.old", out);
-    remove_flat_folder(tmp);
-    if (pk_mkdirs(tmp, err) != PK_OK) return PK_FAIL;
-    if (gpt2_save(m, tmp, err) != PK_OK) {
-        remove_flat_folder(tmp);
-        return PK_FAIL;
-    }
-    remove_flat_folder(old);
-    int had = pk_is_dir(out);
-    if (had && rename(out, old) != 0) {
-        remove_flat_folder(tmp);
-        return pk_errf(err, "%s: cannot move the previous folder aside (%s)", out, strerror(errno));
-    }
-    if (rename(tmp, out) != 0) {
-        int e = errno;
-        if (had) rename(old, out);
-        remove_flat_folder(tmp);
-        return pk_errf(err, "%s: cannot rename the new folder into place (%s)", out, strerror(e));
-    }
-    if (had) remove_flat_folder(old);
-    return PK_OK;
+    if (pk_run_folder_conflict(out, NULL, err) != PK_OK) return PK_FAIL;
+    return pk_model_folder_write(out, fill_model, (void *)m, err);
 }
-

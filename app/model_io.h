@@ -8,7 +8,13 @@
  * vocabulary and EOS (256 positions, n_inner 4 C, tied LM head and GPT-2's dropout 0.1 unless said). */
 int model_parse_init(const char *spec, int vocab, int eos, GPT2Config *g, char *err);
 
-/* Writes the model as an HF folder at out: built in out.tmp, then swapped in whole. */
+/* Refuses an output model folder before any work is done: one that holds files promptkd did not
+ * write (see pk_model_folder_check), or that is, holds or lies inside a run folder's own parts
+ * (pk_run_folder_conflict). PK_OK when `out` may be written. */
+int model_folder_check_target(const char *out, char *err);
+
+/* Writes the model as an HF folder at out (config.json + model.safetensors): built in
+ * out.tmp.PID, then swapped in whole; the same refusals as model_folder_check_target. */
 int model_save_folder_atomic(const GPT2 *m, const char *out, char *err);
 
 #endif

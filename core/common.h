@@ -27,6 +27,44 @@ int pk_is_dir(const char *path);
 /* Joins a folder and a file name into out (size outlen); fails if it does not fit. */
 int pk_path_join(char *out, size_t outlen, const char *dir, const char *name, char *err);
 
+/* ---- crash-left temporaries and whole folders written atomically ----------------------------
+ * Atomic writes make their temporaries beside the target: files PATH.tmp.PID (pk_write_file_atomic)
+ * or PATH.tmp.PID.XXXXXX (st_write), folders DIR.tmp.PID and DIR.old.PID (pk_model_folder_write).
+ * A process killed mid-write leaves them behind; a later write to the same target removes the ones
+ * whose process is gone, and nothing else. */
+
+/* 1 when a process with this id exists (kill(pid, 0) succeeds or is refused with EPERM). */
+int pk_pid_alive(long pid);
+/* Removes the regular files PATH.tmp.PID[.XXXXXX] beside `path` whose process is gone. Best effort. */
+void pk_clean_stale_temp_files(const char *path);
+
+/* Model folders: what promptkd writes as a whole folder (an HF GPT-2 folder from sft/pretrain
+ * --out, a checkpoint from `save`). Such a folder holds only config.json (a GPT-2 config),
+ * model.safetensors and, for checkpoints, prompt.safetensors and state.safetensors (and the
+ * run_config.json the engine adds to a run's checkpoints/step-N). A write
+ * replaces an existing folder only when it is empty or holds exactly such files (config.json and
+ * model.safetensors among them); anything else in it (another file, a subfolder, a link) refuses
+ * the write with a sentence naming the folder and the foreign entry, and nothing is changed. */
+#define PK_MODEL_FOLDER_FILES \
+    "config.json, model.safetensors, prompt.safetensors, state.safetensors, run_config.json"
+/* PK_OK when `dir` is absent, an empty folder or a promptkd model folder (see above). */
+int pk_model_folder_check(const char *dir, char *err);
+/* PK_OK unless `dir` is, holds, or lies inside what the engine writes in a run folder: the run
+ * folder itself or its config.json, metrics.jsonl, checkpoints/, best/, best.json, plots/, eval/.
+ * Run folders are `run_path` (the live run, may be NULL) and any ancestor of `dir` that holds
+ * metrics.jsonl and checkpoints/. The engine's own saves (checkpoints/step-N, best/) do not
+ * come through here. */
+int pk_run_folder_conflict(const char *dir, const char *run_path, char *err);
+/* Writes a model folder at `dir` atomically: `fill` writes the files into a fresh DIR.tmp.PID,
+ * then the previous folder (checked with pk_model_folder_check) moves to DIR.old.PID, the new one
+ * is renamed into place and the old one's files are removed. Stale temporaries of DIR from dead
+ * processes are removed first. */
+typedef int (*PkFolderFill)(void *ctx, const char *tmp_dir, char *err);
+int pk_model_folder_write(const char *dir, PkFolderFill fill, void *ctx, char *err);
+/* The absolute path with symbolic links resolved; a part that does not exist yet is appended
+ * with "." and ".." applied to the text. */
+int pk_canonical_path(const char *path, char *out, size_t outlen, char *err);
+
 /* Checked allocation: on failure fills err and returns NULL. */
 void *pk_malloc(size_t n, char *err);
 void *pk_calloc(size_t count, size_t size, char *err);

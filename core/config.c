@@ -362,32 +362,54 @@ static int edit_distance(const char *a, const char *b) {
     return d[la][lb];
 }
 
-static int unknown_key(const char *where, const char *key, char *err) {
-    /* the whole list when it fits in the message, else as much as fits and "..." */
-    char list[PK_ERR_LEN];
-    size_t room = strlen(where) + strlen(key) + 80 < PK_ERR_LEN ? PK_ERR_LEN - strlen(where) - strlen(key) - 80 : 0;
-    if (room > sizeof list) room = sizeof list;
-    size_t used = 0;
-    list[0] = 0;
-    for (int i = 0; i < N_KEYS; i++) {
-        size_t need = strlen(KEYS[i].name) + 2;
-        if (used + need + 5 > room) {
-            if (used + 5 < sizeof list) snprintf(list + used, sizeof list - used, ", ...");
-            break;
-        }
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", KEYS[i].name);
+/* Copies text into out, cut to at most `max` bytes (no split UTF-8 sequence) with "..." after
+ * a cut; keep_end keeps the end instead (for paths, whose file name is at the end). */
+static void shorten(const char *text, size_t max, int keep_end, char *out, size_t outlen) {
+    size_t n = strlen(text);
+    if (n <= max || max < 8) {
+        snprintf(out, outlen, "%.*s", (int)(n < outlen ? n : outlen - 1), text);
+        return;
     }
+    size_t keep = max - 3;
+    if (keep_end) {
+        const char *p = text + n - keep;
+        while (*p && ((unsigned char)*p & 0xC0) == 0x80) p++;
+        snprintf(out, outlen, "...%s", p);
+    } else {
+        while (keep > 0 && ((unsigned char)text[keep] & 0xC0) == 0x80) keep--;
+        snprintf(out, outlen, "%.*s...", (int)keep, text);
+    }
+}
+
+static int unknown_key(const char *where, const char *key, char *err) {
+    /* the key and the place are cut to a size that leaves room for the list of known keys:
+     * the whole list when it fits in the message, else as much as fits and "..." */
+    char shown_key[72], shown_where[200];
+    shorten(key, 60, 0, shown_key, sizeof shown_key);
+    shorten(where, 160, 1, shown_where, sizeof shown_where);
     const char *best = NULL;
     int best_d = 3;
     for (int i = 0; i < N_KEYS; i++) {
         int dd = edit_distance(key, KEYS[i].name);
         if (dd < best_d) best_d = dd, best = KEYS[i].name;
     }
-    char shown[80];
-    snprintf(shown, sizeof shown, "%s", key);
+    char list[PK_ERR_LEN];
+    size_t fixed = strlen(shown_where) + strlen(shown_key) + (best ? strlen(best) : 0) + 64;
+    size_t room = fixed < sizeof list ? sizeof list - fixed : 0;
+    size_t used = 0;
+    list[0] = 0;
+    for (int i = 0; i < N_KEYS; i++) {
+        size_t need = strlen(KEYS[i].name) + 2;
+        if (used + need + 5 > room) {
+            snprintf(list + used, sizeof list - used, "%s...", used ? ", " : "");
+            break;
+        }
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", KEYS[i].name);
+    }
     if (best)
-        return pk_errf(err, "%sunknown key '%s' (did you mean '%s'? known keys: %s)", where, shown, best, list);
-    return pk_errf(err, "%sunknown key '%s' (known keys: %s)", where, shown, list);
+        return pk_errf(err, "%sunknown key '%s' (did you mean '%s'? known keys: %s)", shown_where, shown_key, best,
+                       list);
+    return pk_errf(err, "%sunknown key '%s' (known keys: %s)", shown_where, shown_key, list);
 }
 
 int config_set(RunConfig *c, const char *key, const char *value, char *err) {
@@ -506,7 +528,25 @@ int config_load_json(RunConfig *c, const char *path, char *err) {
         for (const char *p = text; p < stop && p < text + len; p++)
             if (*p == '\n') line++;
         free(text);
-        return pk_errf(err, "%sline %d: malformed JSON (expected a JSON object of key: value)", path, line);
+        return pk_errf(err, "%sline %d: malformed JSON (expected a JSON object of key: value)", where, line);
+    }
+    /* one object and nothing after it but white space, as the dataset reader demands of a line */
+    const char *after = end ? end : text + len;
+    while (after < text + len && (*after == ' ' || *after == '\t' || *after == '\n' || *after == '\r')) after++;
+    if (after < text + len) {
+        int line = 1;
+        for (const char *p = text; p < after; p++)
+            if (*p == '\n') line++;
+        char shown[48];
+        size_t n = 0;
+        for (const char *p = after; p < text + len && n < 24 && *p != '\n' && *p != '\r'; p++)
+            shown[n++] = (unsigned char)*p >= 0x20 && *p != 0x7f ? *p : '?';
+        shown[n] = 0;
+        cJSON_Delete(root);
+        free(text);
+        return pk_errf(err, "%sline %d: trailing text after the JSON object ('%s%s'); expected one object and nothing "
+                            "after it",
+                       where, line, shown, n == 24 ? "..." : "");
     }
     free(text);
     if (!cJSON_IsObject(root)) {

@@ -29,7 +29,6 @@
  * sampling, evaluation, probes, exposure) runs without dropout. */
 #include "distill.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -1285,28 +1284,6 @@ int distill_exposure(DistillState *s, int which, const char *split, int n_prompt
 
 #define STATE_FORMAT 1
 
-/* Removes the regular files of a folder (one level: checkpoints hold nothing deeper) and the folder. */
-static int remove_folder(const char *dir, char *err) {
-    DIR *dh = opendir(dir);
-    if (!dh) {
-        if (errno == ENOENT) return PK_OK;
-        return pk_errf(err, "%s: cannot open the folder to replace it (%s)", dir, strerror(errno));
-    }
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(dh)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (unlink(path) != 0) {
-            closedir(dh);
-            return pk_errf(err, "%s: cannot remove (%s)", path, strerror(errno));
-        }
-    }
-    closedir(dh);
-    if (rmdir(dir) != 0) return pk_errf(err, "%s: cannot remove the folder (%s)", dir, strerror(errno));
-    return PK_OK;
-}
-
 static int write_state(DistillState *s, const char *path, char *err) {
     int64_t header[6] = {STATE_FORMAT, (int64_t)s->method, s->step, s->cursor, s->n_ex, s->P};
     int64_t rng[4];
@@ -1334,42 +1311,22 @@ static int write_state(DistillState *s, const char *path, char *err) {
     return rc;
 }
 
-int distill_save_checkpoint(DistillState *s, const char *dir, char *err) {
-    size_t dl = strlen(dir);
-    while (dl > 1 && dir[dl - 1] == '/') dl--;
-    char base[3000], tmp[3100], old[3100], path[3300];
-    if (dl == 0 || dl >= sizeof base) return pk_errf(err, "checkpoint folder name '%s' is empty or too long", dir);
-    memcpy(base, dir, dl);
-    base[dl] = '\0';
-    snprintf(tmp, sizeof tmp, "%s.tmp", base);
-    snprintf(old, sizeof old, "%s.old", base);
-    if (remove_folder(tmp, err) != PK_OK) return PK_FAIL;
-    if (pk_mkdirs(tmp, err) != PK_OK) return PK_FAIL;
-    if (gpt2_save(&s->student, tmp, err) != PK_OK) goto fail;
+static int fill_checkpoint(void *ctx, const char *tmp, char *err) {
+    DistillState *s = ctx;
+    char path[4400];
+    if (gpt2_save(&s->student, tmp, err) != PK_OK) return PK_FAIL;
     if (s->prompt) {
         snprintf(path, sizeof path, "%s/prompt.safetensors", tmp);
-        if (prompt_save(path, s->prompt, s->P, s->C, err) != PK_OK) goto fail;
+        if (prompt_save(path, s->prompt, s->P, s->C, err) != PK_OK) return PK_FAIL;
     }
     snprintf(path, sizeof path, "%s/state.safetensors", tmp);
-    if (write_state(s, path, err) != PK_OK) goto fail;
-    /* swap the complete folder in: the old one (if any) moves aside first and goes last */
-    if (remove_folder(old, err) != PK_OK) goto fail;
-    int had_old = pk_is_dir(base);
-    if (had_old && rename(base, old) != 0) {
-        pk_errf(err, "%s: cannot move the previous checkpoint aside (%s)", base, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, base) != 0) {
-        pk_errf(err, "%s: cannot rename the new checkpoint into place (%s)", base, strerror(errno));
-        if (had_old) rename(old, base);
-        goto fail;
-    }
-    if (had_old) remove_folder(old, err);
-    return PK_OK;
-fail:;
-    char e2[PK_ERR_LEN];
-    remove_folder(tmp, e2);
-    return PK_FAIL;
+    return write_state(s, path, err);
+}
+
+/* The folder is written whole (temp folder, then swapped in); an existing folder is replaced only
+ * when it is a promptkd model folder (pk_model_folder_check): nothing else is ever deleted. */
+int distill_save_checkpoint(DistillState *s, const char *dir, char *err) {
+    return pk_model_folder_write(dir, fill_checkpoint, s, err);
 }
 
 static int read_f32(const StFile *f, const char *name, float *out, size_t numel, const char *path, char *err) {
@@ -1377,7 +1334,15 @@ static int read_f32(const StFile *f, const char *name, float *out, size_t numel,
     if (!t) return pk_errf(err, "%s: tensor '%s' is missing", path, name);
     if (t->numel != numel)
         return pk_errf(err, "%s: tensor '%s' has %zu values, expected %zu for this run", path, name, t->numel, numel);
-    st_read_f32(f, t, out);
+    return st_read_f32_finite(f, t, out, err);
+}
+
+/* AdamW's second moments are squares: a negative one would make its update NaN. */
+static int check_nonnegative(const float *v, size_t n, const char *name, const char *path, char *err) {
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 0)
+            return pk_errf(err, "%s: tensor \"%s\" holds %g at element %zu; expected AdamW second moments >= 0", path,
+                           name, (double)v[i], i);
     return PK_OK;
 }
 
@@ -1442,6 +1407,7 @@ int distill_load_checkpoint(DistillState *s, const char *dir, char *err) {
         if (!(m = pk_malloc(np * sizeof(float), err)) || !(v = pk_malloc(np * sizeof(float), err))) goto done;
         if (read_f32(&f, "student_m", m, np, path, err) != PK_OK) goto done;
         if (read_f32(&f, "student_v", v, np, path, err) != PK_OK) goto done;
+        if (check_nonnegative(v, np, "student_v", path, err) != PK_OK) goto done;
     } else if (header[2] > 0) {
         pk_errf(err, "%s: step %lld but no student optimizer state (student_m)", path, (long long)header[2]);
         goto done;
@@ -1460,7 +1426,8 @@ int distill_load_checkpoint(DistillState *s, const char *dir, char *err) {
         float *pm = pk_malloc(3 * PC * sizeof(float), err);
         if (!pm) goto done;
         if (read_f32(&f, "prompt_m", pm, PC, path, err) != PK_OK || read_f32(&f, "prompt_v", pm + PC, PC, path, err) ||
-            read_f32(&f, "prompt_init", pm + 2 * PC, PC, path, err)) {
+            read_f32(&f, "prompt_init", pm + 2 * PC, PC, path, err) ||
+            check_nonnegative(pm + PC, PC, "prompt_v", path, err)) {
             free(pm);
             goto done;
         }

@@ -3,7 +3,8 @@
  * Reading takes what transformers writes and what the hub holds: names with or
  * without the "transformer." prefix, F32/F16/BF16 storage, a single file or shards
  * with an index, the old causal-mask buffers h.N.attn.bias / h.N.attn.masked_bias
- * (ignored), lm_head.weight stored or not. Anything else is refused by name.
+ * (ignored), lm_head.weight stored or not. Anything else is refused by name, and so is
+ * a weight that is NaN or infinite.
  * Writing produces what transformers 5 writes: prefixed F32 tensors, metadata
  * format=pt, a config.json it loads. */
 #include <cJSON.h>
@@ -406,7 +407,8 @@ int gpt2_load(GPT2 *m, const char *dir, char *err) {
                         want_s);
                 goto done;
             }
-            st_read_f32(f, t, m->params[i] + (size_t)l * slice_numel);
+            /* a NaN or an infinity would poison every forward pass: refused by name */
+            if (st_read_f32_finite(f, t, m->params[i] + (size_t)l * slice_numel, err) != PK_OK) goto done;
         }
     }
     /* With tied embeddings transformers discards a stored lm_head.weight; so do we. */

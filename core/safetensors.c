@@ -443,6 +443,32 @@ static int64_t f64_to_i64(double v) {
     return (int64_t)v;
 }
 
+int st_read_f32_finite(const StFile *f, const StTensor *t, float *out, char *err) {
+    st_read_f32(f, t, out);
+    for (size_t i = 0; i < t->numel; i++) {
+        if (isfinite(out[i])) continue;
+        /* the element's index in every dimension, last fastest */
+        char where[160] = "";
+        size_t rest = i, w = 0;
+        int64_t idx[ST_MAX_DIMS] = {0};
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            if (t->shape[d] > 0) idx[d] = (int64_t)(rest % (size_t)t->shape[d]), rest /= (size_t)t->shape[d];
+        }
+        for (int d = 0; t->ndim > 1 && d < t->ndim && w + 24 < sizeof where; d++)
+            w += (size_t)snprintf(where + w, sizeof where - w, "%s%lld", d ? ", " : " [", (long long)idx[d]);
+        if (t->ndim > 1) snprintf(where + w, sizeof where - w, "]");
+        const char *what = isnan(out[i]) ? "NaN" : out[i] > 0 ? "+infinity" : "-infinity";
+        if (t->dtype == ST_F64 && !isnan(out[i])) {
+            double v;
+            memcpy(&v, f->map + f->data_start + t->begin + 8 * i, 8);
+            if (isfinite(v)) what = "a value beyond float32's range";
+        }
+        return pk_errf(err, "%s: tensor \"%.120s\" holds %s at element %zu%s (of %zu); expected finite numbers",
+                       f->path, t->name, what, i, where, t->numel);
+    }
+    return PK_OK;
+}
+
 void st_read_i64(const StFile *f, const StTensor *t, int64_t *out) {
     const unsigned char *p = f->map + f->data_start + t->begin;
     size_t n = t->numel;
@@ -694,14 +720,16 @@ int st_write(const char *path, const StWriteEntry *entries, int n, const char *c
     size_t header_len = 0, data_len = 0;
     char *header = build_header(path, entries, n, metadata, &header_len, &data_len, err);
     if (!header) return PK_FAIL;
-    /* written beside the target, then renamed over it: readers never see half a file */
+    /* written beside the target, then renamed over it: readers never see half a file. The name
+     * carries the process id, so a later write can tell a crash-left temporary (its process gone). */
+    pk_clean_stale_temp_files(path);
     size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
+    char *tmp = malloc(pl + 40);
     if (!tmp) {
         free(header);
         return pk_errf(err, "%s: out of memory", path);
     }
-    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
+    snprintf(tmp, pl + 40, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
     int fd = mkstemp(tmp);
     if (fd < 0) {
         pk_errf(err, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));

@@ -42,6 +42,9 @@ size_t st_dtype_size(StDtype d);
 const char *st_dtype_name(StDtype d);
 /* Converts a tensor to F32 (from F32, F16, BF16, F64, or integer types). out holds t->numel. */
 void st_read_f32(const StFile *f, const StTensor *t, float *out);
+/* st_read_f32, then refuses a NaN or an infinity (also a finite F64 too large for F32):
+ * "PATH: tensor "NAME" holds NaN at element I ([i, j]); expected finite values". */
+int st_read_f32_finite(const StFile *f, const StTensor *t, float *out, char *err);
 /* Converts an integer tensor to int64. out holds t->numel. */
 void st_read_i64(const StFile *f, const StTensor *t, int64_t *out);
 

@@ -457,6 +457,12 @@ static int load_vocab(Tokenizer *t, const ByteAlphabet *alpha, const char *path,
         const char *p = token_ptr(t, id, &l);
         if (l == strlen(TOK_SPECIAL) && !memcmp(p, TOK_SPECIAL, l)) t->eos_id = id;
     }
+    if (t->eos_id < 0) {
+        pk_errf(err, "%s: the vocabulary has no " TOK_SPECIAL " token; promptkd needs it (it ends every response and "
+                     "separates pretraining documents): expected GPT-2's vocabulary or one written by promptkd "
+                     "bpe-train", path);
+        goto free_scratch;
+    }
     rc = PK_OK;
 free_scratch:
     free(token_len);

@@ -8,11 +8,11 @@
 
 typedef struct Tokenizer Tokenizer;
 
-/* Loads dir/vocab.json and dir/merges.txt. */
+/* Loads dir/vocab.json and dir/merges.txt; a vocabulary without <|endoftext|> is refused. */
 int tok_load(Tokenizer **out, const char *dir, char *err);
 void tok_free(Tokenizer *t);
 int tok_vocab_size(const Tokenizer *t);
-/* id of <|endoftext|>, or -1 when the vocabulary has none */
+/* id of <|endoftext|> (every loaded vocabulary has one) */
 int tok_eos_id(const Tokenizer *t);
 
 /* Encodes len bytes of text (any bytes; invalid UTF-8 is encoded byte-wise).

@@ -122,6 +122,78 @@ static void test_unknown_key_lists_known_keys(void) {
     CHECK_MSG(strstr(err, "missing.json"), "%s", err);
 }
 
+/* A config file is one JSON object and nothing after it but white space; the messages name the
+ * file, then ": line N:". */
+static void test_trailing_text_refused(void) {
+    RunConfig c;
+    char err[PK_ERR_LEN] = "", path[512], want[600];
+    CHECK(load_text(&c, "{\"lr\": 1e-4}\n{\"steps\": 2}\n", err, path) == PK_FAIL);
+    snprintf(want, sizeof want, "%s: line 2: trailing text after the JSON object ('{\"steps\": 2}')", path);
+    CHECK_MSG(strstr(err, want), "%s", err);
+    CHECK(c.lr == 5e-5f); /* a refused file changes nothing */
+    CHECK(load_text(&c, "{\"lr\": 1e-4} and some words that go on for quite a while", err, path) == PK_FAIL);
+    snprintf(want, sizeof want, "%s: line 1: trailing text after the JSON object ('and some words that go o...')",
+             path);
+    CHECK_MSG(strstr(err, want), "%s", err);
+    CHECK(load_text(&c, "{\"lr\": 1e-4}]", err, path) == PK_FAIL);
+    CHECK_MSG(strstr(err, "trailing text") && strstr(err, "(']')"), "%s", err);
+    /* a NUL byte after the object is trailing text too (cJSON would skip it as white space) */
+    snprintf(path, sizeof path, "%s/nul.json", tmpdir);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite("{\"lr\": 1e-4}\n\0x", 1, 15, f);
+        fclose(f);
+    }
+    config_defaults(&c);
+    CHECK(config_load_json(&c, path, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "line 2: trailing text"), "%s", err);
+    /* white space after the object is fine */
+    CHECK_MSG(load_text(&c, "{\"lr\": 1e-4}\n\n \t\r\n", err, path) == PK_OK, "%s", err);
+    CHECK(c.lr == 1e-4f);
+    /* a malformed file: "PATH: line N:", not "PATHline N:" */
+    CHECK(load_text(&c, "{\"lr\": 1e-4,\n \"steps\": }", err, path) == PK_FAIL);
+    snprintf(want, sizeof want, "%s: line 2: malformed JSON", path);
+    CHECK_MSG(strstr(err, want), "%s", err);
+}
+
+/* A key or a path too long for the message is cut, so the known keys still show. */
+static void test_unknown_huge_key_keeps_the_list(void) {
+    RunConfig c;
+    char err[PK_ERR_LEN] = "", path[512];
+    size_t n = 5000;
+    char *json = malloc(n + 32), *key = malloc(n + 1);
+    if (!json || !key) {
+        free(json), free(key);
+        CHECK(0);
+        return;
+    }
+    memset(key, 'k', n);
+    key[n] = 0;
+    snprintf(json, n + 32, "{\"%s\": 1}", key);
+    CHECK(load_text(&c, json, err, path) == PK_FAIL);
+    CHECK_MSG(strstr(err, path) && strstr(err, "unknown key 'kkkkkkkkkk") && strstr(err, "kkk...'") &&
+                  strstr(err, "known keys: method, name, ") && !strstr(err, "known keys: ,"),
+              "%s", err);
+    CHECK(config_set(&c, key, "1", err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "...' (known keys: method, name, "), "%s", err);
+    /* a deep path: its end (the file name) is kept */
+    char deep[700];
+    int w = snprintf(deep, sizeof deep, "%s", tmpdir);
+    while (w < 400) w += snprintf(deep + w, sizeof deep - (size_t)w, "/deeper-and-deeper");
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", deep);
+    CHECK(system(cmd) == 0);
+    snprintf(deep + w, sizeof deep - (size_t)w, "/deep.json");
+    write_text(deep, "{\"temprature\": 1}");
+    config_defaults(&c);
+    CHECK(config_load_json(&c, deep, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "...") && strstr(err, "deeper/deep.json: unknown key 'temprature' (did you mean "
+                                                  "'temperature'? known keys: method, name, "),
+              "%s", err);
+    free(json);
+    free(key);
+}
+
 static void test_set_get_round_trip(void) {
     RunConfig c;
     config_defaults(&c);
@@ -213,6 +285,8 @@ int main(void) {
     RUN(test_bad_values_name_key_and_form);
     RUN(test_wrong_json_type_is_named);
     RUN(test_unknown_key_lists_known_keys);
+    RUN(test_trailing_text_refused);
+    RUN(test_unknown_huge_key_keeps_the_list);
     RUN(test_set_get_round_trip);
     RUN(test_save_reload_is_identical);
     RUN(test_live_keys);

@@ -341,6 +341,10 @@ static void test_bad_vocab(void) {
     expect_load_error("{\"a\": 0, \"\\n\": 1}", merges, "vocab.json", "byte alphabet");
     expect_load_error("{\"a\": 0, \"a\": 1}", merges, "vocab.json", "same bytes");
     expect_load_error("{}", merges, "vocab.json", "empty");
+    /* every response ends with <|endoftext|>: a vocabulary without it is refused, naming the file */
+    expect_load_error("{\"a\": 0, \"b\": 1, \"ab\": 2}", "a b\n", "bad/vocab.json",
+                      "the vocabulary has no <|endoftext|> token");
+    expect_load_error("{\"a\": 0, \"<|endoftext|\": 1}", merges, "bad/vocab.json", "no <|endoftext|> token");
 }
 
 static void test_bad_merges(void) {
