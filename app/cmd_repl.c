@@ -1,12 +1,25 @@
 /* promptkd repl: the scripting prompt over a live session (readline, history,
- * completion), or a script run non-interactively with -f FILE or on stdin. */
+ * completion), or a script run non-interactively with -f FILE or on stdin.
+ *
+ * Leaving: `quit` (or Ctrl-D) while the run has unsaved steps asks whether to save a
+ * checkpoint first, as the TUI does; a script (-f FILE or stdin) saves them at `quit`,
+ * at its end, and when a failing command stops it. SIGINT (Ctrl-C), SIGTERM and SIGHUP
+ * are handled as in train and the TUI (app/run_setup.h): the current step ends, the
+ * unsaved steps are saved, the terminal is restored, exit 130 (129 for SIGHUP); a
+ * second Ctrl-C leaves at once without saving. Failed writes into the run folder
+ * (checkpoints, metrics.jsonl, ...) are printed as they happen, also above the prompt,
+ * and make the exit status 3. */
 #include <errno.h>
 #include <readline/history.h>
 #include <readline/readline.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
+#include <termios.h>
 #include <unistd.h>
+
+#include <fcntl.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -94,23 +107,175 @@ static void print_output(PkBuf *out) {
     if (out->data) out->data[0] = 0;
 }
 
-static int run_script(Session *s, FILE *in, const char *name, int keep_going, int echo) {
+/* ---------------------------------------------------------------- what the run says by itself */
+
+/* Between commands the engine may report on its own: a failed write (checkpoint,
+ * metrics.jsonl...), or a run started with `run` that finished, stopped, failed or paused
+ * on a non-finite loss. Each is said once. */
+typedef struct {
+    int write_errors;
+    EngineState state;
+    unsigned long version;
+} Seen;
+
+static int g_errors_shown; /* write errors already printed (the final report adds only new ones) */
+
+static void seen_init(Engine *e, Seen *seen) {
+    const EngineSnapshot *s = engine_snapshot_acquire(e);
+    seen->write_errors = s ? s->write_errors : 0;
+    seen->state = s ? s->state : ENGINE_LOADING;
+    seen->version = s ? s->version : 0;
+    engine_snapshot_release(e, s);
+}
+
+/* Appends to out what is new since *seen (lines ending in '\n'); returns 1 if anything. */
+static int seen_news(Engine *e, Seen *seen, PkBuf *out, int with_state) {
+    const EngineSnapshot *s = engine_snapshot_acquire(e);
+    if (!s) return 0;
+    int any = 0;
+    if (s->write_errors > seen->write_errors) {
+        int n = s->write_errors - seen->write_errors;
+        if (n > 1)
+            pk_buf_printf(out, "error: %d writes into the run folder failed; the last: %s\n", n, s->write_error);
+        else
+            pk_buf_printf(out, "error: %s\n", s->write_error);
+        seen->write_errors = s->write_errors;
+        g_errors_shown = s->write_errors;
+        any = 1;
+    }
+    if (with_state && s->state != seen->state && seen->state == ENGINE_RUNNING &&
+        (s->state == ENGINE_FINISHED || s->state == ENGINE_FAILED ||
+         (s->state == ENGINE_PAUSED && (strncmp(s->message, "paused at step", 14) || strchr(s->message, ':'))))) {
+        pk_buf_printf(out, "run: %s\n", s->message);
+        any = 1;
+    }
+    seen->state = s->state;
+    seen->version = s->version;
+    engine_snapshot_release(e, s);
+    return any;
+}
+
+/* ---------------------------------------------------------------- leaving */
+
+static int unsaved_steps(Engine *e, int *running) {
+    const EngineSnapshot *s = engine_snapshot_acquire(e);
+    int n = s ? s->unsaved_steps : 0;
+    if (running) *running = s && s->state == ENGINE_RUNNING;
+    engine_snapshot_release(e, s);
+    return n;
+}
+
+/* Pauses (so the checkpoint holds the last step taken) and saves into the run; prints the
+ * outcome. Returns PK_OK or PK_FAIL. */
+static int save_before_leaving(Engine *e) {
+    char err[PK_ERR_LEN], reply[PK_ERR_LEN + 128];
+    int running = 0;
+    unsaved_steps(e, &running);
+    if (running && engine_pause(e, err) != PK_OK) {
+        fprintf(stderr, "promptkd repl: %s\n", err);
+        return PK_FAIL;
+    }
+    if (!unsaved_steps(e, NULL)) return PK_OK;
+    if (engine_save(e, NULL, reply, sizeof reply, err) != PK_OK) {
+        fprintf(stderr, "promptkd repl: error: checkpoint not saved: %s\n", err);
+        return PK_FAIL;
+    }
+    printf("%s\n", reply);
+    fflush(stdout);
+    return PK_OK;
+}
+
+/* ---------------------------------------------------------------- scripts */
+
+/* Lines from a file descriptor, read with select() beside the signal pipe, so a signal
+ * ends a wait on a FIFO or a terminal whichever thread the kernel gave it to. */
+typedef struct {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    int eof;
+} LineReader;
+
+/* 1 with a line (without its newline) in *line (malloc'ed: the caller frees), 0 at the end,
+ * -1 when a signal came, -2 on a read error (errno). */
+static int next_line(LineReader *r, char **line) {
+    for (;;) {
+        if (run_signal_caught()) return -1;
+        char *nl = r->len ? memchr(r->buf, '\n', r->len) : NULL;
+        if (nl || (r->eof && r->len)) {
+            size_t n = nl ? (size_t)(nl - r->buf) : r->len;
+            char *out = malloc(n + 1);
+            if (!out) return -2;
+            memcpy(out, r->buf, n);
+            out[n] = 0;
+            size_t used = nl ? n + 1 : n;
+            memmove(r->buf, r->buf + used, r->len - used);
+            r->len -= used;
+            *line = out;
+            return 1;
+        }
+        if (r->eof) return 0;
+        int sfd = run_signal_fd();
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(r->fd, &fds);
+        if (sfd >= 0) FD_SET(sfd, &fds);
+        int maxfd = r->fd > sfd ? r->fd : sfd;
+        if (select(maxfd + 1, &fds, NULL, NULL, NULL) < 0) {
+            if (errno == EINTR) continue;
+            return -2;
+        }
+        if (!FD_ISSET(r->fd, &fds)) { /* the signal pipe, without a signal of ours: nothing to wait for there */
+            run_signal_drain();
+            continue;
+        }
+        if (r->cap - r->len < 4096) {
+            size_t nc = r->cap ? 2 * r->cap : 8192;
+            char *nb = realloc(r->buf, nc);
+            if (!nb) return -2;
+            r->buf = nb, r->cap = nc;
+        }
+        ssize_t got = read(r->fd, r->buf + r->len, r->cap - r->len);
+        if (got < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            return -2;
+        }
+        if (got == 0) r->eof = 1;
+        r->len += (size_t)got;
+    }
+}
+
+/* Returns the exit status: 0, 1 (a command failed), 3 (a write failed), 130/129 (signal). */
+static int run_script(Session *s, int fd, const char *name, int keep_going, int echo) {
+    Engine *e = session_engine(s);
+    LineReader r = {.fd = fd};
     char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int lineno = 0, failures = 0;
-    PkBuf out = {0};
+    int lineno = 0, failures = 0, rc_read;
+    PkBuf out = {0}, news = {0};
     char err[PK_ERR_LEN];
-    while ((n = getline(&line, &cap, in)) >= 0) {
+    Seen seen;
+    seen_init(e, &seen);
+    while ((rc_read = next_line(&r, &line)) == 1) {
         lineno++;
+        size_t n = strlen(line);
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
         const char *p = line;
         while (*p == ' ' || *p == '\t') p++;
-        if (!*p || *p == '#') continue;
+        if (!*p || *p == '#') {
+            free(line);
+            continue;
+        }
         if (echo) printf("promptkd> %s\n", p);
         err[0] = 0;
         int rc = session_exec(s, p, &out, err);
+        free(line);
+        line = NULL;
         print_output(&out);
+        if (seen_news(e, &seen, &news, 0)) {
+            fprintf(stderr, "promptkd repl: %s", news.data);
+            news.len = 0;
+        }
+        if (run_signal_caught()) break;
         if (rc == SESSION_QUIT) break;
         if (rc == SESSION_ERROR) {
             failures++;
@@ -118,46 +283,175 @@ static int run_script(Session *s, FILE *in, const char *name, int keep_going, in
             if (!keep_going) break;
         }
     }
+    if (rc_read == -2) {
+        fprintf(stderr, "promptkd repl: %s: cannot read: %s\n", name, strerror(errno));
+        failures++;
+    }
     free(line);
+    free(r.buf);
     pk_buf_free(&out);
-    return failures ? 1 : 0;
+    pk_buf_free(&news);
+    if (run_signal_caught()) return run_stop_after_signal(e, run_signal_caught(), "promptkd repl");
+    /* leaving a script is a quit: the steps it took are saved */
+    if (save_before_leaving(e) != PK_OK) return RUN_EXIT_WRITE;
+    return failures ? RUN_EXIT_FAILED : RUN_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- interactive */
+
+static struct termios g_tty_saved;
+static int g_tty_saved_ok;
+
+/* The second signal's way out: the terminal as it was (tcsetattr is async-signal-safe). */
+static void restore_tty(void) {
+    if (g_tty_saved_ok) tcsetattr(STDIN_FILENO, TCSANOW, &g_tty_saved);
+}
+
+static char *g_line;
+static int g_have_line, g_eof;
+
+static void on_line(char *line) {
+    g_have_line = 1;
+    g_eof = line == NULL;
+    g_line = line;
+    rl_callback_handler_remove(); /* the terminal is the program's again while the command runs */
+}
+
+/* Prints text above the prompt line being edited, then draws the prompt and the text typed so far again. */
+static void print_above_prompt(const char *text) {
+    int point = rl_point;
+    char *typed = rl_copy_text(0, rl_end);
+    rl_save_prompt();
+    rl_replace_line("", 0);
+    rl_redisplay();
+    fputs(text, stderr);
+    fflush(stderr);
+    rl_restore_prompt();
+    rl_replace_line(typed ? typed : "", 0);
+    rl_point = point;
+    rl_forced_update_display();
+    free(typed);
 }
 
 static int run_interactive(Session *s) {
+    Engine *e = session_engine(s);
     char hist[4096];
     int have_hist = history_path(hist, sizeof hist) == 0;
     if (have_hist) read_history(hist);
     completion_session = s;
     rl_attempted_completion_function = complete;
     rl_readline_name = "promptkd";
-    PkBuf out = {0};
+    rl_catch_signals = 0; /* SIGINT, SIGTERM, SIGHUP are the program's (run_setup.h) */
+    g_tty_saved_ok = tcgetattr(STDIN_FILENO, &g_tty_saved) == 0;
+    run_signals_on_second(restore_tty);
+    PkBuf out = {0}, news = {0};
     char err[PK_ERR_LEN];
+    Seen seen;
+    seen_init(e, &seen);
     printf("promptkd repl: type help for commands, quit to leave.\n");
-    for (;;) {
-        char *line = readline("promptkd> ");
-        if (!line) {
-            printf("\n");
+    fflush(stdout);
+    const char *main_prompt = "promptkd> ";
+    char ask_prompt[160] = "";
+    int asking = 0, installed = 0, status = RUN_EXIT_OK, leave = 0;
+    while (!leave) {
+        if (!installed) {
+            g_have_line = 0;
+            rl_callback_handler_install(asking ? ask_prompt : main_prompt, on_line);
+            installed = 1;
+        }
+        int sfd = run_signal_fd();
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(STDIN_FILENO, &fds);
+        if (sfd >= 0) FD_SET(sfd, &fds);
+        struct timeval tv = {0, 250000};
+        int n = select((sfd > STDIN_FILENO ? sfd : STDIN_FILENO) + 1, &fds, NULL, NULL, &tv);
+        if (run_signal_caught()) break;
+        if (n < 0) {
+            if (errno == EINTR) continue;
             break;
         }
-        const char *p = line;
+        if (n == 0) { /* the run may have something to say meanwhile */
+            if (seen_news(e, &seen, &news, 1)) {
+                print_above_prompt(news.data);
+                news.len = 0;
+            }
+            continue;
+        }
+        if (!FD_ISSET(STDIN_FILENO, &fds)) { /* the signal pipe without a signal of ours */
+            run_signal_drain();
+            continue;
+        }
+        rl_callback_read_char();
+        if (!g_have_line) continue;
+        installed = 0; /* on_line removed the handler */
+        char *line = g_line;
+        int eof = g_eof;
+        g_line = NULL;
+        if (eof) printf("\n");
+        const char *p = line ? line : "";
         while (*p == ' ' || *p == '\t') p++;
-        if (*p) {
+        if (asking) { /* save a checkpoint before quitting? [y/n/c] */
+            asking = 0;
+            if (eof || *p == 'y' || *p == 'Y') {
+                if (save_before_leaving(e) == PK_OK) leave = 1;
+                else if (eof) leave = 1, status = RUN_EXIT_WRITE; /* no more input to ask with */
+                else fprintf(stderr, "error: save failed, not quitting (answer n to quit without saving)\n");
+            } else if (*p == 'n' || *p == 'N') {
+                leave = 1;
+            } else {
+                printf("quit cancelled\n");
+            }
+            free(line);
+            continue;
+        }
+        int rc = SESSION_OK;
+        if (eof) {
+            rc = SESSION_QUIT; /* Ctrl-D: as quit */
+        } else if (*p) {
             add_history(p);
             /* append_history needs the file to exist; write_history creates it */
             if (have_hist && (access(hist, F_OK) == 0 ? append_history(1, hist) : write_history(hist)) != 0)
                 have_hist = 0;
+            err[0] = 0;
+            rc = session_exec(s, p, &out, err);
+            print_output(&out);
+            if (rc == SESSION_OK && !strcmp(p, "help"))
+                printf("  Ctrl-C, SIGTERM, SIGHUP: the current step ends, the unsaved steps are saved, exit 130\n"
+                       "  (129 for SIGHUP); Ctrl-C again leaves without saving. quit asks to save while steps are\n"
+                       "  unsaved.\n");
+            /* an error never ends the REPL; a command cut short by a signal is said by the signal's lines */
+            if (rc == SESSION_ERROR && !run_signal_caught()) fprintf(stderr, "error: %s\n", err);
         }
-        err[0] = 0;
-        int rc = *p ? session_exec(s, p, &out, err) : SESSION_OK;
-        print_output(&out);
         free(line);
-        if (rc == SESSION_QUIT) break;
-        if (rc == SESSION_ERROR) fprintf(stderr, "error: %s\n", err); /* an error never ends the REPL */
+        if (seen_news(e, &seen, &news, 0)) {
+            fputs(news.data, stderr);
+            news.len = 0;
+        }
+        if (rc == SESSION_QUIT) {
+            int k = unsaved_steps(e, NULL);
+            if (k > 0) {
+                snprintf(ask_prompt, sizeof ask_prompt,
+                         "save a checkpoint of the %d unsaved step%s before quitting? [y/n/c] ", k, k == 1 ? "" : "s");
+                asking = 1;
+            } else {
+                leave = 1;
+            }
+        }
+        fflush(stdout);
+    }
+    if (installed) rl_callback_handler_remove();
+    if (run_signal_caught()) {
+        printf("\n");
+        fflush(stdout);
+        status = run_stop_after_signal(e, run_signal_caught(), "promptkd repl");
     }
     if (have_hist) history_truncate_file(hist, 2000);
     completion_session = NULL;
+    run_signals_on_second(NULL);
     pk_buf_free(&out);
-    return 0;
+    pk_buf_free(&news);
+    return status;
 }
 
 int cmd_repl(int argc, char **argv) {
@@ -177,6 +471,14 @@ int cmd_repl(int argc, char **argv) {
     if (run_collect_sets("repl", &argc, argv, &sets)) return 2;
     int rc = cli_parse("promptkd repl [--config FILE] [--set KEY=VALUE]... [-f SCRIPT] [--keep-going]", argc, argv,
                        opts, sizeof opts / sizeof *opts, NULL, 0, NULL);
+    if (rc == 1)
+        printf("\nLeaving: quit (or Ctrl-D) asks to save a checkpoint while the run has unsaved steps; a script\n"
+               "saves them when it ends (quit, its last line, or a failing command).\n"
+               "Ctrl-C, SIGTERM, SIGHUP: the current step ends, the unsaved steps are saved, the terminal is\n"
+               "restored; exit 130 (129 for SIGHUP). Ctrl-C again leaves at once without saving.\n"
+               "exit status: 0 done; 1 a script command failed, or the run did not load; 2 bad arguments or\n"
+               "config; 3 a write into the run folder failed (checkpoint, metrics.jsonl, ...: said on stderr);\n"
+               "130/129 after a signal (3 if that save failed).\n");
     if (rc) return rc == 1 ? 0 : 2;
     RunConfig cfg;
     char err[PK_ERR_LEN];
@@ -184,26 +486,41 @@ int cmd_repl(int argc, char **argv) {
         fprintf(stderr, "promptkd repl: %s\n", err);
         return 2;
     }
+    int fd = -1;
+    if (script) {
+        fd = open(script, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            fprintf(stderr, "promptkd repl: %s: cannot open: %s\n", script, strerror(errno));
+            return 2;
+        }
+    }
+    run_signals_install(); /* before the session: a signal while loading counts too */
     Session *s;
     if (session_create(&s, &cfg, resume, 0, err)) {
         fprintf(stderr, "promptkd repl: %s\n", err);
+        if (fd >= 0) close(fd);
         return 1;
     }
+    Engine *e = session_engine(s);
+    run_signals_watch(e);
     int status;
     if (script) {
-        FILE *f = fopen(script, "r");
-        if (!f) {
-            fprintf(stderr, "promptkd repl: %s: cannot open: %s\n", script, strerror(errno));
-            session_destroy(s);
-            return 2;
-        }
-        status = run_script(s, f, script, keep_going, echo);
-        fclose(f);
+        status = run_script(s, fd, script, keep_going, echo);
+        close(fd);
     } else if (!isatty(STDIN_FILENO)) {
-        status = run_script(s, stdin, "<stdin>", keep_going, echo);
+        status = run_script(s, STDIN_FILENO, "<stdin>", keep_going, echo);
     } else {
         status = run_interactive(s);
     }
+    engine_stop(e, err); /* flushes and closes metrics.jsonl: its failures count too */
+    const EngineSnapshot *snap = engine_snapshot_acquire(e);
+    int loaded = snap && snap->loaded;
+    engine_snapshot_release(e, snap);
+    /* said as they happened; what came at the very end (closing the log) is said now */
+    int shown = g_errors_shown;
+    if (run_report_write_errors(e, "promptkd repl", &shown) > 0 && status != RUN_EXIT_USAGE) status = RUN_EXIT_WRITE;
+    if (!loaded && status == RUN_EXIT_OK) status = RUN_EXIT_FAILED;
+    run_signals_watch(NULL);
     session_destroy(s);
     return status;
 }

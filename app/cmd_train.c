@@ -5,10 +5,13 @@
  * Without --no-tui, on a terminal, the run opens in the workbench (as `promptkd tui`
  * does, already running); otherwise it runs headless.
  *
- * Exit status: 0 when the run finished or stopped at stop_after (a checkpoint is
- * saved either way); 1 when loading failed or a non-finite loss paused the run;
- * 2 for a bad command line or config; 130 after Ctrl-C / SIGTERM, once the current
- * step has ended and a checkpoint is saved. The run folder is printed on stdout. */
+ * Exit status (run_setup.h, printed by --help): 0 when the run finished or stopped at
+ * stop_after with its checkpoint saved; 1 when loading failed, a step failed or a
+ * non-finite loss paused the run; 2 for a bad command line or config; 3 when a write
+ * into the run folder failed (a checkpoint, metrics.jsonl, ...: the sentence is on
+ * stderr, also with --quiet); 130 after SIGINT/SIGTERM and 129 after SIGHUP, once the
+ * current step has ended and a checkpoint of the unsaved steps is saved. The run
+ * folder is printed on stdout (unless the run did not load: its new folder is removed). */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -31,24 +34,10 @@ void train_install_signals(void);
 int train_interrupted(void);
 void train_progress_line(const EngineSnapshot *s, char *out, size_t len);
 
-static volatile sig_atomic_t interrupted;
+/* compare trains one engine after another: the same handlers, without an engine to watch */
+void train_install_signals(void) { run_signals_install(); }
 
-static void on_signal(int sig) {
-    (void)sig;
-    if (interrupted) _exit(130); /* a second Ctrl-C: leave now, without the checkpoint */
-    interrupted = 1;
-}
-
-void train_install_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-int train_interrupted(void) { return interrupted != 0; }
+int train_interrupted(void) { return run_signal_caught() != 0; }
 
 static void fmt_duration(double s, char *out, size_t len) {
     if (!(s >= 0) || s > 1e8) {
@@ -98,6 +87,44 @@ static void show_progress(const EngineSnapshot *s, int tty, int final) {
     fflush(stderr);
 }
 
+static const char train_epilog[] =
+    "exit status: 0 finished, or stopped at stop_after, with its checkpoint saved; 1 the run did not\n"
+    "load, a step failed, or a non-finite loss or model paused it (the last good checkpoint is kept);\n"
+    "2 bad arguments or config (a fixed key changed on resume too), or the run folder could not be\n"
+    "made or resumed (the message says why); 3 a write into the run folder failed during the run\n"
+    "(a checkpoint, metrics.jsonl, eval/, best/, config.json: disk full, failed fsync, ...), said on\n"
+    "stderr with the full path even with --quiet; 130 SIGINT (Ctrl-C) or SIGTERM, 129 SIGHUP: the\n"
+    "current step ends and a checkpoint of the unsaved steps is saved first (3 if that fails); a\n"
+    "second Ctrl-C or SIGTERM leaves at once without saving, a repeated SIGHUP is ignored.\n"
+    "The run folder (run_dir/name) is printed on stdout; config keys: see `promptkd tui` or the README.\n";
+
+/* The exit status once the run has stopped: what went wrong said on stderr. */
+static int final_status(Engine *e, int status, int *shown_errors) {
+    int errors = run_report_write_errors(e, "promptkd train", shown_errors);
+    if (status == RUN_EXIT_FAILED || status == RUN_EXIT_USAGE) return status;
+    return errors > 0 ? RUN_EXIT_WRITE : status;
+}
+
+/* The workbench on a terminal: the same signals, exit status and write-error report. */
+static int train_in_tui(Session *session) {
+    char err[PK_ERR_LEN];
+    Engine *e = session_engine(session);
+    TuiExit how;
+    int trc = tui_run_session(session, 0, &how, err);
+    int status = RUN_EXIT_OK, shown = 0;
+    if (trc != PK_OK) {
+        fprintf(stderr, "promptkd train: %s (use --no-tui to run headless)\n", err);
+        status = RUN_EXIT_FAILED;
+    } else if (run_signal_caught()) {
+        status = run_stop_after_signal(e, run_signal_caught(), "promptkd train");
+    }
+    engine_stop(e, err);
+    status = final_status(e, status, &shown);
+    run_signals_watch(NULL);
+    session_destroy(session);
+    return status;
+}
+
 int cmd_train(int argc, char **argv) {
     const char *config_path = NULL, *resume = NULL, *set_placeholder = NULL;
     int no_tui = 0, quiet = 0;
@@ -113,10 +140,7 @@ int cmd_train(int argc, char **argv) {
     if (run_collect_sets("train", &argc, argv, &sets)) return 2;
     int rc = cli_parse(usage, argc, argv, opts, (int)(sizeof opts / sizeof *opts), NULL, 0, NULL);
     if (rc == 1) {
-        printf("exit status: 0 finished or stopped at stop_after (checkpoint saved); 1 load failure or\n"
-               "non-finite loss (the last good checkpoint is kept); 2 bad arguments or config; 130 interrupted\n"
-               "by Ctrl-C or SIGTERM (the current step ends and a checkpoint is saved first).\n"
-               "The run folder (run_dir/name) is printed on stdout; config keys: see `promptkd tui` or the README.\n");
+        fputs(train_epilog, stdout);
         return 0;
     }
     if (rc) return 2;
@@ -146,37 +170,35 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
 
-    if (!no_tui && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
-        Session *session = NULL;
-        if (session_create(&session, &cfg, resume, 1, err) != PK_OK) {
-            fprintf(stderr, "promptkd train: %s\n", err);
-            return 2;
-        }
-        TuiExit how;
-        int trc = tui_run_session(session, 0, &how, err);
-        session_destroy(session);
-        if (trc != PK_OK) {
-            fprintf(stderr, "promptkd train: %s (use --no-tui to run headless)\n", err);
-            return 1;
-        }
-        return 0;
-    }
-
-    train_install_signals();
-    /* headless too runs a session: the same engine, and a finished run's plots/ */
+    /* before the session: a signal while loading is handled like one later */
+    run_signals_install();
     Session *session = NULL;
     if (session_create(&session, &cfg, resume, 1, err) != PK_OK) {
         fprintf(stderr, "promptkd train: %s\n", err);
-        return 2;
+        return RUN_EXIT_USAGE;
     }
     Engine *e = session_engine(session);
+    run_signals_watch(e);
+    if (!no_tui && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) return train_in_tui(session);
+
+    /* headless too runs a session: the same engine, and a finished run's plots/ */
     int tty = isatty(STDERR_FILENO);
     double last_print = 0;
     unsigned long last_version = 0;
+    int shown_errors = 0, line_open = 0; /* line_open: a progress line without its newline on the terminal */
     EngineState st;
     for (;;) {
         st = engine_wait_idle(e, tty ? 0.1 : 0.25);
-        if (interrupted) break;
+        if (run_signal_caught()) break;
+        /* a failed write is said at once, with or without --quiet */
+        const EngineSnapshot *w = engine_snapshot_acquire(e);
+        int new_errors = w && w->write_errors > shown_errors;
+        engine_snapshot_release(e, w);
+        if (new_errors) {
+            if (line_open) fprintf(stderr, "\n");
+            line_open = 0;
+            run_report_write_errors(e, "promptkd train", &shown_errors);
+        }
         int idle = st != ENGINE_RUNNING && st != ENGINE_LOADING;
         if (!quiet) {
             double now = pk_now();
@@ -184,6 +206,7 @@ int cmd_train(int argc, char **argv) {
                 const EngineSnapshot *s = engine_snapshot_acquire(e);
                 if (s && s->version != last_version && s->step > 0) {
                     show_progress(s, tty, 0);
+                    line_open = tty;
                     last_version = s->version;
                     last_print = now;
                 }
@@ -193,42 +216,37 @@ int cmd_train(int argc, char **argv) {
         if (idle) break;
     }
 
-    int status = 0;
+    int status = RUN_EXIT_OK;
     const EngineSnapshot *s = engine_snapshot_acquire(e);
-    if (interrupted) {
-        /* the current step ends, then a checkpoint, then out */
-        if (tty && !quiet) fprintf(stderr, "\n");
-        fprintf(stderr, "promptkd train: interrupted; finishing the current step and saving (Ctrl-C again quits "
-                        "without saving)\n");
-        char reply[1024];
+    int loaded = s && s->loaded;
+    if (run_signal_caught()) {
         engine_snapshot_release(e, s);
-        if (engine_pause(e, err) != PK_OK) fprintf(stderr, "promptkd train: %s\n", err);
-        s = engine_snapshot_acquire(e);
-        if (s && s->state == ENGINE_FAILED)
-            fprintf(stderr, "promptkd train: %s\n", s->message);
-        else if (engine_save(e, NULL, reply, sizeof reply, err) != PK_OK)
-            fprintf(stderr, "promptkd train: %s\n", err);
-        else
-            fprintf(stderr, "promptkd train: %s\n", reply);
-        status = 130;
+        s = NULL;
+        if (line_open) fprintf(stderr, "\n");
+        status = run_stop_after_signal(e, run_signal_caught(), "promptkd train");
     } else if (st == ENGINE_FAILED) {
-        if (tty && !quiet) fprintf(stderr, "\n");
+        if (line_open) fprintf(stderr, "\n");
         fprintf(stderr, "promptkd train: %s\n", s ? s->message : "failed");
-        status = 1;
+        status = RUN_EXIT_FAILED;
     } else if (s && !strncmp(s->message, "non-finite", 10)) {
-        if (tty && !quiet) fprintf(stderr, "\n");
+        if (line_open) fprintf(stderr, "\n");
         fprintf(stderr, "promptkd train: %s\n", s->message);
-        status = 1;
-    } else {
-        if (!quiet && s) {
-            if (tty || s->version != last_version) show_progress(s, tty, 1);
-            fprintf(stderr, "promptkd train: %s\n", s->message);
-        }
+        status = RUN_EXIT_FAILED;
+    } else if (s && st == ENGINE_PAUSED && strncmp(s->message, "stopped after", 13)) {
+        /* paused by itself for another reason (the log could not be written): say why */
+        if (line_open) fprintf(stderr, "\n");
+        fprintf(stderr, "promptkd train: %s\n", s->message);
+    } else if (!quiet && s) {
+        if (tty || s->version != last_version) show_progress(s, tty, 1);
+        fprintf(stderr, "promptkd train: %s\n", s->message);
     }
-    printf("%s\n", engine_run_path(e));
-    fflush(stdout);
     engine_snapshot_release(e, s);
-    engine_stop(e, err);
+    engine_stop(e, err); /* flushes and closes metrics.jsonl: its failures count too */
+    status = final_status(e, status, &shown_errors);
+    /* the folder, unless the run did not load or recorded nothing (then it was removed) */
+    if (loaded && pk_is_dir(engine_run_path(e))) printf("%s\n", engine_run_path(e));
+    if (fflush(stdout) != 0 && status == RUN_EXIT_OK) status = RUN_EXIT_WRITE; /* the run folder line is output too */
+    run_signals_watch(NULL);
     session_destroy(session);
     return status;
 }

@@ -6,7 +6,10 @@
  * with --resume and no --config, the run folder's own config.json. Training starts
  * at once unless --paused. --frames N leaves after N redraws (tests, headless use).
  * Exit status: 0 after the person quit; 1 when the session or the terminal could not
- * be opened; 2 for a bad command line or config. */
+ * be opened; 2 for a bad command line or config; 3 when a write into the run folder
+ * failed (said on stderr after the workbench closes); 130 after SIGINT (Ctrl-C) or
+ * SIGTERM and 129 after SIGHUP, once the current step ended and the unsaved steps were
+ * saved (app/run_setup.h: the same in train and repl). */
 #include <stdio.h>
 #include <string.h>
 
@@ -33,8 +36,13 @@ int cmd_tui(int argc, char **argv) {
     if (rc) {
         if (rc == 1)
             printf("\nKeys inside: space pause/resume, e edit a hyper-parameter, Tab focus, c chart, s smoothing,\n"
-                   "l log scale, x export PNG, z zoom, n/p dev prompt, : any REPL command, ? help, q quit.\n"
-                   "--set KEY=VALUE takes any config key (repeatable), as in train and repl.\n");
+                   "l log scale, x export PNG, z zoom, n/p dev prompt, : any REPL command, ? help, q quit\n"
+                   "(asks to save while steps are unsaved).\n"
+                   "--set KEY=VALUE takes any config key (repeatable), as in train and repl.\n"
+                   "Ctrl-C, SIGTERM, SIGHUP: the current step ends, the unsaved steps are saved, the terminal is\n"
+                   "restored; exit 130 (129 for SIGHUP); Ctrl-C again leaves at once without saving.\n"
+                   "exit status: 0 quit; 1 no session or terminal; 2 bad arguments or config; 3 a write into\n"
+                   "the run folder failed (said on stderr); 130/129 after a signal (3 if that save failed).\n");
         return rc == 1 ? 0 : 2;
     }
     if (frames < 0) {
@@ -60,16 +68,25 @@ int cmd_tui(int argc, char **argv) {
         return 2;
     }
     Session *s;
+    run_signals_install(); /* the same signals as train and repl, while loading too */
     if (session_create(&s, &cfg, resume, !paused, err) != PK_OK) {
         fprintf(stderr, "promptkd tui: %s\n", err);
         return 1;
     }
+    Engine *e = session_engine(s);
+    run_signals_watch(e);
     TuiExit how;
     rc = tui_run_session(s, frames, &how, err);
-    session_destroy(s);
+    int status = RUN_EXIT_OK, shown = 0;
     if (rc != PK_OK) {
         fprintf(stderr, "promptkd tui: %s\n", err);
-        return 1;
+        status = RUN_EXIT_FAILED;
+    } else if (run_signal_caught()) {
+        status = run_stop_after_signal(e, run_signal_caught(), "promptkd tui");
     }
-    return 0;
+    engine_stop(e, err); /* flushes and closes metrics.jsonl: its failures count too */
+    if (run_report_write_errors(e, "promptkd tui", &shown) > 0 && status != RUN_EXIT_FAILED) status = RUN_EXIT_WRITE;
+    run_signals_watch(NULL);
+    session_destroy(s);
+    return status;
 }

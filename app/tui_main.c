@@ -2,6 +2,8 @@
  * Session, so each host callback forwards to the session function of the same name. */
 #include "tui_main.h"
 
+#include "run_setup.h"
+
 static int host_exec(void *ctx, const char *line, PkBuf *out, char *err) {
     int rc = session_exec(ctx, line, out, err);
     return rc == SESSION_QUIT ? TUI_EXEC_QUIT : rc == SESSION_OK ? TUI_EXEC_OK : TUI_EXEC_ERROR;
@@ -41,5 +43,14 @@ int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err) {
         .export_chart = host_export_chart,
         .plugin_table = host_plugin_table,
     };
-    return tui_run(&host, max_frames, how, err);
+    /* a signal before the workbench opened: leave it closed, the caller saves */
+    if (run_signal_caught()) {
+        if (how) *how = TUI_INTERRUPTED;
+        return PK_OK;
+    }
+    int rc = tui_run(&host, max_frames, how, err);
+    /* the workbench caught SIGINT/SIGTERM/SIGHUP with its own handler (it owns the terminal);
+     * the program's handler, back in place, must count a next one as the second */
+    if (rc == PK_OK && how && *how == TUI_INTERRUPTED) run_signal_note(tui_interrupt_signal());
+    return rc;
 }

@@ -9,7 +9,10 @@
 
 /* Runs the workbench until the person quits, or max_frames redraws (> 0) were
  * drawn. Does not destroy the session. Returns PK_OK (how says how it ended; may
- * be NULL), or PK_FAIL with a sentence in err when no terminal could be opened. */
+ * be NULL), or PK_FAIL with a sentence in err when no terminal could be opened.
+ * Signals: the caller installs run_signals_install() and watches the engine first;
+ * after SIGINT/SIGTERM/SIGHUP (how = TUI_INTERRUPTED, run_signal_caught() set, the
+ * terminal restored) it calls run_stop_after_signal to save and get the exit status. */
 int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err);
 
 #endif

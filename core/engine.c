@@ -9,8 +9,10 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 #include "distill.h"
 #include "parallel.h"
 #include "rouge.h"
+#include "safetensors.h"
 #include "tokenizer.h"
 
 #define KEEP_CHECKPOINTS 3 /* step-N folders kept besides best/; older ones are removed */
@@ -130,7 +133,9 @@ struct Engine {
     /* guarded by mu */
     RunConfig cfg; /* the worker writes it under mu; clients read it under mu */
     EngineState state;
-    char message[256];
+    char message[ENGINE_MESSAGE_LEN];
+    int write_errors;                        /* failed writes into the run folder */
+    char write_error[ENGINE_MESSAGE_LEN];    /* the last one */
     int quit;        /* engine_destroy: leave at the next boundary */
     int worker_done; /* the worker has left its loop: commands fail at once */
     Cmd *queue_head, *queue_tail;
@@ -139,12 +144,20 @@ struct Engine {
     int inject_nonfinite_step;
     EngineStepHook step_hook;
     void *step_hook_ctx;
+    volatile sig_atomic_t interrupt_requested; /* engine_interrupt (a signal handler): pause after this step */
 
     /* worker only */
     DistillState *ds;
     char run_path[CONFIG_PATH_LEN];
     char resume_dir[CONFIG_PATH_LEN];
-    FILE *metrics;
+    int created_run;     /* a new run: the folder's files are ours to remove if nothing is recorded */
+    int recorded;        /* the log got a record: a step, an eval, an exposure curve, a non-finite step */
+    int loaded;
+    /* metrics.jsonl: appended with write(2), whole lines only (see metrics_flush) */
+    int metrics_fd;      /* -1: not open */
+    off_t metrics_good;  /* size of the file up to its last complete line */
+    PkBuf metrics_pending; /* lines not yet on disk (a write failed), oldest first */
+    char metrics_path[CONFIG_PATH_LEN + 64];
     int budget;          /* steps left for run_steps; -1: run to the end / stop_after */
     int session_steps;   /* steps since the last resume, for stop_after */
     Cmd *step_waiter;    /* engine_step waiting for its steps */
@@ -200,7 +213,7 @@ static void hist_push(Engine *e, const char *name, double x, double y) {
 
 static void engine_log(Engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void engine_log(Engine *e, const char *fmt, ...) {
-    char line[512];
+    char line[ENGINE_MESSAGE_LEN + 512]; /* error sentences name full paths: never cut them */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
@@ -252,11 +265,88 @@ static void json_value_text(PkBuf *b, const char *s) {
         json_string(b, s);
 }
 
-static void metrics_write(Engine *e, PkBuf *line) {
-    if (!e->metrics) return;
-    pk_buf_append(line, "\n", 1);
-    fwrite(line->data, 1, line->len, e->metrics);
-    fflush(e->metrics);
+/* A write into the run folder failed: counted and kept for the snapshot (the front-ends
+ * show it: message line, stderr, exit status) and logged. */
+static void record_write_error(Engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void record_write_error(Engine *e, const char *fmt, ...) {
+    char msg[ENGINE_MESSAGE_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&e->mu);
+    e->write_errors++;
+    snprintf(e->write_error, sizeof e->write_error, "%s", msg);
+    pthread_mutex_unlock(&e->mu);
+    engine_log(e, "error: %s", msg);
+}
+
+/* metrics.jsonl holds whole lines only. Everything pending is appended with write(2)
+ * (O_APPEND); when a write fails or comes up short (disk full, I/O error) the file is
+ * cut back to its last complete line with ftruncate and the lines stay pending, to be
+ * retried before the next line and before any checkpoint (a checkpoint never gets
+ * ahead of its log). Returns PK_OK when nothing is pending. */
+static int metrics_flush(Engine *e, char *err) {
+    if (!e->metrics_pending.len) return PK_OK;
+    if (e->metrics_fd < 0)
+        return pk_errf(err, "%s: not open (%zu bytes of log lines not written)", e->metrics_path,
+                       e->metrics_pending.len);
+    const char *p = e->metrics_pending.data;
+    size_t left = e->metrics_pending.len;
+    while (left > 0) {
+        ssize_t w = write(e->metrics_fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int saved = w < 0 ? errno : ENOSPC;
+            if (ftruncate(e->metrics_fd, e->metrics_good) != 0)
+                return pk_errf(err, "%s: cannot append a line: %s; cutting the file back to its last complete line "
+                                    "(%lld bytes) failed too: %s",
+                               e->metrics_path, strerror(saved), (long long)e->metrics_good, strerror(errno));
+            return pk_errf(err, "%s: cannot append a line: %s (the file ends at its last complete line; the "
+                                "lines not written are kept and retried)",
+                           e->metrics_path, strerror(saved));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    e->metrics_good += (off_t)e->metrics_pending.len;
+    e->metrics_pending.len = 0;
+    return PK_OK;
+}
+
+/* Appends one JSON line (without its newline) to metrics.jsonl; a failure is recorded
+ * (the caller decides whether the run goes on) and returns PK_FAIL. */
+static int metrics_write(Engine *e, PkBuf *line) {
+    if (e->metrics_fd < 0) return PK_OK; /* not a run with a log yet (loading) */
+    char err[PK_ERR_LEN];
+    if (pk_buf_append(&e->metrics_pending, line->data ? line->data : "", line->len) != PK_OK ||
+        pk_buf_append(&e->metrics_pending, "\n", 1) != PK_OK) {
+        record_write_error(e, "%s: out of memory holding a log line", e->metrics_path);
+        return PK_FAIL;
+    }
+    if (metrics_flush(e, err) != PK_OK) {
+        record_write_error(e, "%s", err);
+        return PK_FAIL;
+    }
+    return PK_OK;
+}
+
+/* Pending lines out, then fsync: the log is on disk before a checkpoint that follows it. */
+static int metrics_sync(Engine *e, char *err) {
+    if (e->metrics_fd < 0) return PK_OK;
+    if (metrics_flush(e, err) != PK_OK) return PK_FAIL;
+    if (fsync(e->metrics_fd) != 0)
+        return pk_errf(err, "%s: cannot flush to disk (fsync): %s", e->metrics_path, strerror(errno));
+    return PK_OK;
+}
+
+/* At the end of the session: flush, fsync and close; a failure is recorded. */
+static void metrics_close(Engine *e) {
+    if (e->metrics_fd < 0) return;
+    char err[PK_ERR_LEN];
+    if (metrics_sync(e, err) != PK_OK) record_write_error(e, "%s", err);
+    if (close(e->metrics_fd) != 0) record_write_error(e, "%s: cannot close: %s", e->metrics_path, strerror(errno));
+    e->metrics_fd = -1;
 }
 
 /* Printable form of token bytes: control bytes and invalid UTF-8 escaped. */
@@ -310,7 +400,16 @@ static SnapBox *build_snapshot(Engine *e) {
     RunConfig cfg = e->cfg;
     s->state = e->state;
     snprintf(s->message, sizeof s->message, "%s", e->message);
+    s->write_errors = e->write_errors;
+    snprintf(s->write_error, sizeof s->write_error, "%s", e->write_error);
     pthread_mutex_unlock(&e->mu);
+
+    s->loaded = e->loaded;
+    s->last_checkpoint_step = e->last_ckpt_step;
+    if (e->ds && e->loaded && !e->nonfinite_flag) {
+        int step = distill_step_index(e->ds), base = e->last_ckpt_step > 0 ? e->last_ckpt_step : 0;
+        s->unsaved_steps = step > base ? step - base : 0;
+    }
 
     snprintf(s->method, sizeof s->method, "%s", cfg.method);
     snprintf(s->run_dir, sizeof s->run_dir, "%s", e->run_path);
@@ -429,6 +528,8 @@ static void publish_state(Engine *e, int st, const char *msg) {
     /* the state may have changed while building; the version orders snapshots */
     b->s.state = e->state;
     snprintf(b->s.message, sizeof b->s.message, "%s", e->message);
+    b->s.write_errors = e->write_errors;
+    snprintf(b->s.write_error, sizeof b->s.write_error, "%s", e->write_error);
     b->s.version = ++e->version;
     SnapBox *old = e->current;
     e->current = b;
@@ -464,17 +565,157 @@ static int checkpoint_dir(const Engine *e, int step, char *out, size_t len, char
     return run_file(e, name, out, len, err);
 }
 
-/* Reads checkpoints/latest ("step-N"); returns N or -1. */
-static int read_latest(const char *run_path) {
-    char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
-    if (pk_path_join(path, sizeof path, run_path, "checkpoints/latest", err) != PK_OK) return -1;
+/* The step-N folders of RUN/checkpoints, newest first, as "step-8, step-6" (for messages). */
+static void list_checkpoints(const char *run_path, char *out, size_t len) {
+    char dir[CONFIG_PATH_LEN + 64];
+    out[0] = 0;
+    if (snprintf(dir, sizeof dir, "%s/checkpoints", run_path) >= (int)sizeof dir) return;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    int steps[64], n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 64) {
+        int st;
+        char tail;
+        if (sscanf(de->d_name, "step-%d%c", &st, &tail) == 1 && st >= 0) steps[n++] = st;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
+            int t = steps[j];
+            steps[j] = steps[j - 1];
+            steps[j - 1] = t;
+        }
+    size_t used = 0;
+    for (int i = 0; i < n && used + 24 < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%sstep-%d", i ? ", " : "", steps[i]);
+}
+
+/* Reads RUN/checkpoints/latest, one line "step-N" naming the checkpoint folder a resume
+ * loads. Fills *step, or says exactly what is wrong: missing, unreadable, empty, not
+ * "step-N" (the text is quoted, escaped), or naming a folder that is not there. */
+static int read_latest(const char *run_path, int *step, char *err) {
+    char path[CONFIG_PATH_LEN + 64];
+    *step = -1;
+    if (pk_path_join(path, sizeof path, run_path, "checkpoints/latest", err) != PK_OK) return PK_FAIL;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return pk_errf(err, "%s: no checkpoint to resume from (checkpoints/latest is missing)", run_path);
+        return pk_errf(err, "%s: cannot read it: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) return pk_errf(err, "%s: not a regular file (expected one line 'step-N')", path);
     char *text = NULL;
     size_t len = 0;
-    if (pk_read_file(path, &text, &len, err) != PK_OK) return -1;
-    int step = -1;
-    if (sscanf(text, "step-%d", &step) != 1 || step < 0) step = -1;
+    if (pk_read_file(path, &text, &len, err) != PK_OK) return PK_FAIL;
+    /* "step-N", optionally followed by a newline (and trailing blanks) */
+    int n = -1, used = 0;
+    int ok = len > 0 && sscanf(text, "step-%d%n", &n, &used) == 1 && n >= 0 && (size_t)used <= len &&
+             !(text[5] == '+' || text[5] == '-' || text[5] == ' ');
+    for (size_t i = ok ? (size_t)used : len; ok && i < len; i++)
+        if (text[i] != '\n' && text[i] != ' ' && text[i] != '\t' && text[i] != '\r') ok = 0;
+    if (!ok) {
+        char shown[64];
+        size_t o = 0;
+        for (size_t i = 0; i < len && o + 6 < sizeof shown; i++) {
+            unsigned char c = (unsigned char)text[i];
+            if (c == '\n') o += (size_t)snprintf(shown + o, sizeof shown - o, "\\n");
+            else if (c < 0x20 || c >= 0x7f) o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", c);
+            else shown[o++] = (char)c;
+        }
+        shown[o] = 0;
+        free(text);
+        if (len == 0) return pk_errf(err, "%s is empty; expected one line 'step-N' naming a checkpoint folder", path);
+        return pk_errf(err, "%s holds '%s%s' (%zu bytes); expected one line 'step-N' naming a checkpoint folder", path,
+                       shown, o + 6 >= sizeof shown ? "..." : "", len);
+    }
     free(text);
-    return step;
+    char dir[CONFIG_PATH_LEN + 96], have[400];
+    snprintf(dir, sizeof dir, "%s/checkpoints/step-%d", run_path, n);
+    if (!pk_is_dir(dir)) {
+        list_checkpoints(run_path, have, sizeof have);
+        return pk_errf(err, "%s names step-%d, but %s does not exist (%s%s)", path, n, dir,
+                       have[0] ? "checkpoints there: " : "no step-N checkpoint folders there", have);
+    }
+    *step = n;
+    return PK_OK;
+}
+
+/* ---------------------------------------------------------------- finite checks */
+
+/* Index of the first NaN/Inf among n raw values of a floating dtype, or -1 (values are
+ * read by bytes: a mapped tensor need not be aligned). */
+static long first_nonfinite_raw(const unsigned char *p, size_t n, StDtype dt) {
+    for (size_t i = 0; i < n; i++) {
+        if (dt == ST_F32) {
+            uint32_t u;
+            memcpy(&u, p + 4 * i, 4);
+            if ((u & 0x7f800000u) == 0x7f800000u) return (long)i;
+        } else if (dt == ST_F16 || dt == ST_BF16) {
+            uint16_t u;
+            memcpy(&u, p + 2 * i, 2);
+            if (dt == ST_F16 ? (u & 0x7c00u) == 0x7c00u : (u & 0x7f80u) == 0x7f80u) return (long)i;
+        } else if (dt == ST_F64) {
+            uint64_t u;
+            memcpy(&u, p + 8 * i, 8);
+            if ((u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull) return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* Every floating tensor of every .safetensors file of a checkpoint folder (student
+ * weights, soft prompt, both optimizers' moments) must be finite: a checkpoint is
+ * treated as good only after this. */
+static int checkpoint_verify_finite(const char *dir, char *err) {
+    DIR *d = opendir(dir);
+    if (!d) return pk_errf(err, "%s: cannot open the checkpoint folder: %s", dir, strerror(errno));
+    int rc = PK_OK, files = 0;
+    struct dirent *de;
+    while (rc == PK_OK && (de = readdir(d))) {
+        size_t nl = strlen(de->d_name);
+        if (nl < 12 || strcmp(de->d_name + nl - 12, ".safetensors")) continue;
+        char path[CONFIG_PATH_LEN + 256];
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) continue;
+        StFile f;
+        if (st_open(&f, path, err) != PK_OK) {
+            rc = PK_FAIL;
+            break;
+        }
+        files++;
+        for (int i = 0; i < f.num_tensors && rc == PK_OK; i++) {
+            const StTensor *t = &f.tensors[i];
+            if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16 && t->dtype != ST_F64) continue;
+            long at = first_nonfinite_raw(f.map + f.data_start + t->begin, t->numel, t->dtype);
+            if (at >= 0)
+                rc = pk_errf(err, "%s: tensor '%s' holds a non-finite value (NaN or Inf) at index %ld of %zu", path,
+                             t->name, at, t->numel);
+        }
+        st_close(&f);
+    }
+    closedir(d);
+    if (rc == PK_OK && files == 0) rc = pk_errf(err, "%s: no .safetensors files in the checkpoint folder", dir);
+    return rc;
+}
+
+/* The same check on the state in memory, before anything is written (what a checkpoint
+ * would hold of the student and the prompt): names the first non-finite part, or NULL. */
+static const char *state_nonfinite(Engine *e) {
+    GPT2 *m = distill_student(e->ds);
+    if (m) {
+        size_t n = m->num_parameters;
+        if (m->params_memory && first_nonfinite_raw((const unsigned char *)m->params_memory, n, ST_F32) >= 0)
+            return "the student's weights";
+        if (m->m_memory && first_nonfinite_raw((const unsigned char *)m->m_memory, n, ST_F32) >= 0)
+            return "the student's optimizer moments (AdamW m)";
+        if (m->v_memory && first_nonfinite_raw((const unsigned char *)m->v_memory, n, ST_F32) >= 0)
+            return "the student's optimizer moments (AdamW v)";
+    }
+    int P = 0, C = 0;
+    const float *prompt = distill_prompt(e->ds, &P, &C);
+    if (prompt && first_nonfinite_raw((const unsigned char *)prompt, (size_t)P * C, ST_F32) >= 0)
+        return "the soft prompt";
+    return NULL;
 }
 
 static int remove_tree(const char *path) {
@@ -527,32 +768,116 @@ static void prune_checkpoints(Engine *e, int keep) {
     }
 }
 
-/* Writes checkpoints/step-N (atomically, by distill_save_checkpoint) and then the
- * latest pointer (atomically). */
+/* Puts prefix in front of the sentence in err (PK_ERR_LEN) when both fit; otherwise
+ * leaves the sentence whole: a message is never cut inside the path it names. */
+static void err_prefix(char *err, const char *prefix) {
+    size_t a = strlen(prefix), b = strlen(err);
+    if (a + b >= PK_ERR_LEN) return;
+    memmove(err + a, err, b + 1);
+    memcpy(err, prefix, a);
+}
+
+/* fsync of a folder, so the renames into it are on disk. */
+static int sync_dir(const char *dir, char *err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return pk_errf(err, "%s: cannot open the folder to flush it: %s", dir, strerror(errno));
+    if (fsync(fd) != 0) {
+        int saved = errno;
+        close(fd);
+        return pk_errf(err, "%s: cannot flush the folder to disk (fsync): %s", dir, strerror(saved));
+    }
+    if (close(fd) != 0) return pk_errf(err, "%s: cannot close the folder: %s", dir, strerror(errno));
+    return PK_OK;
+}
+
+#define SAVE_NONFINITE (-2) /* save_run_checkpoint: the state is not finite; nothing was kept */
+
+/* Writes checkpoints/step-N into the run, in an order that keeps `latest` pointing at a
+ * good, complete checkpoint whatever fails: the metrics log first (pending lines written,
+ * fsync: a checkpoint never gets ahead of its log), the folder (atomically, by
+ * distill_save_checkpoint), read back and checked finite, its run_config.json, then
+ * `latest` (atomically) and an fsync of checkpoints/. Returns PK_OK; PK_FAIL when a write
+ * failed (recorded as a write error; err holds the sentence, with its full path); or
+ * SAVE_NONFINITE when the model holds NaN/Inf (nothing is kept, saving stays blocked
+ * until a good step; err says what). */
 static int save_run_checkpoint(Engine *e, char *reply, size_t reply_len, char *err) {
     int step = distill_step_index(e->ds);
     if (e->nonfinite_flag) {
         if (e->last_ckpt_step >= 0)
             return pk_errf(err,
-                           "not saved: the last step had a non-finite loss; checkpoint step-%d kept (change "
-                           "settings and resume, or save to another folder)",
+                           "not saved: the last step was non-finite (a loss, or the model after it); checkpoint "
+                           "step-%d kept (change settings and resume, or save to another folder)",
                            e->last_ckpt_step);
-        return pk_errf(err, "not saved: the last step had a non-finite loss (save to another folder to keep it)");
+        return pk_errf(err, "not saved: the last step was non-finite (a loss, or the model after it); save to another "
+                            "folder to keep it");
     }
-    char dir[CONFIG_PATH_LEN + 96], latest[CONFIG_PATH_LEN + 64];
+    const char *bad = state_nonfinite(e);
+    if (bad) {
+        e->nonfinite_flag = 1;
+        pk_errf(err, "NaN or Inf in %s", bad);
+        return SAVE_NONFINITE;
+    }
+    char dir[CONFIG_PATH_LEN + 96], latest[CONFIG_PATH_LEN + 64], ckdir[CONFIG_PATH_LEN + 64];
+    char path[CONFIG_PATH_LEN + 128];
     if (checkpoint_dir(e, step, dir, sizeof dir, err) != PK_OK) return PK_FAIL;
     if (run_file(e, "checkpoints/latest", latest, sizeof latest, err) != PK_OK) return PK_FAIL;
-    if (distill_save_checkpoint(e->ds, dir, err) != PK_OK) return PK_FAIL;
+    if (run_file(e, "checkpoints", ckdir, sizeof ckdir, err) != PK_OK) return PK_FAIL;
+    if (metrics_sync(e, err) != PK_OK) {
+        record_write_error(e, "checkpoint step-%d not written: the metrics log must be on disk first: %s", step, err);
+        return PK_FAIL;
+    }
+    /* saving the same step again replaces the folder: distill_save_checkpoint replaces only a
+     * pure model folder, so our run_config.json goes first (it is written again below) */
+    if (pk_path_join(path, sizeof path, dir, "run_config.json", err) != PK_OK) return PK_FAIL;
+    if (unlink(path) != 0 && errno != ENOENT) {
+        record_write_error(e, "checkpoint step-%d not written: %s: cannot remove it to replace the folder: %s", step,
+                           path, strerror(errno));
+        return pk_errf(err, "%s: cannot remove it to replace the checkpoint: %s", path, strerror(errno));
+    }
+    if (distill_save_checkpoint(e->ds, dir, err) != PK_OK) {
+        record_write_error(e, "checkpoint step-%d not written: %s", step, err);
+        return PK_FAIL;
+    }
+    char verr[PK_ERR_LEN];
+    if (checkpoint_verify_finite(dir, verr) != PK_OK) {
+        /* read back wrong or poisoned: it must not become `latest` */
+        remove_tree(dir);
+        if (strstr(verr, "non-finite")) {
+            e->nonfinite_flag = 1;
+            snprintf(err, PK_ERR_LEN, "%s", verr);
+            err_prefix(err, "checkpoint removed: ");
+            return SAVE_NONFINITE;
+        }
+        record_write_error(e, "checkpoint step-%d removed: it does not read back: %s", step, verr);
+        snprintf(err, PK_ERR_LEN, "%s", verr);
+        return PK_FAIL;
+    }
+    /* the config it was made with: a resume checks the fixed keys against it */
+    if (pk_path_join(path, sizeof path, dir, "run_config.json", err) != PK_OK ||
+        config_save_json(&e->cfg, path, err) != PK_OK) {
+        remove_tree(dir);
+        record_write_error(e, "checkpoint step-%d not written: %s", step, err);
+        return PK_FAIL;
+    }
     char text[64];
     int n = snprintf(text, sizeof text, "step-%d\n", step);
-    if (pk_write_file_atomic(latest, text, (size_t)n, err) != PK_OK) return PK_FAIL;
+    if (pk_write_file_atomic(latest, text, (size_t)n, err) != PK_OK) {
+        char still[48] = "none yet";
+        if (e->last_ckpt_step >= 0) snprintf(still, sizeof still, "still step-%d", e->last_ckpt_step);
+        record_write_error(e, "checkpoint step-%d written, but `latest` not updated (%s): %s", step, still, err);
+        return PK_FAIL;
+    }
     e->last_ckpt_step = step;
+    if (sync_dir(ckdir, err) != PK_OK) {
+        record_write_error(e, "checkpoint step-%d: %s", step, err);
+        return PK_FAIL;
+    }
     prune_checkpoints(e, step);
     PkBuf line = {0};
     pk_buf_printf(&line, "{\"event\":\"checkpoint\",\"step\":%d,\"path\":", step);
     json_string(&line, dir);
     pk_buf_printf(&line, "}");
-    metrics_write(e, &line);
+    metrics_write(e, &line); /* a failure is recorded; the checkpoint itself is good */
     pk_buf_free(&line);
     engine_log(e, "step %d: checkpoint saved to checkpoints/step-%d", step, step);
     if (reply) snprintf(reply, reply_len, "saved checkpoint step-%d to %s", step, dir);
@@ -666,9 +991,12 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
         }
         char name[96], path[CONFIG_PATH_LEN + 128];
         snprintf(name, sizeof name, "eval/%s-step-%d.jsonl", split, step);
-        if (run_file(e, name, path, sizeof path, err) != PK_OK ||
-            pk_write_file_atomic(path, out.data ? out.data : "", out.len, err) != PK_OK)
+        if (run_file(e, name, path, sizeof path, err) != PK_OK) {
             rc = PK_FAIL;
+        } else if (pk_write_file_atomic(path, out.data ? out.data : "", out.len, err) != PK_OK) {
+            record_write_error(e, "%s", err);
+            rc = PK_FAIL;
+        }
         pk_buf_free(&out);
     }
     for (int i = 0; i < n; i++) free(preds[i]);
@@ -686,17 +1014,24 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
         e->last_eval_step = step;
         hist_push(e, "dev_rougeL", step, rouge);
         if (!isnan(rouge_tp)) hist_push(e, "dev_rougeL_tprime", step, rouge_tp);
-        if (e->best_rouge < 0 || rouge > e->best_rouge) {
+        const char *bad = NULL;
+        if ((e->best_rouge < 0 || rouge > e->best_rouge) && (bad = state_nonfinite(e)) != NULL) {
+            engine_log(e, "step %d: best/ not updated: NaN or Inf in %s", step, bad);
+        } else if (e->best_rouge < 0 || rouge > e->best_rouge) {
             char dir[CONFIG_PATH_LEN + 64], path[CONFIG_PATH_LEN + 64];
-            if (run_file(e, "best", dir, sizeof dir, err) != PK_OK ||
-                distill_save_checkpoint(e->ds, dir, err) != PK_OK)
+            if (run_file(e, "best", dir, sizeof dir, err) != PK_OK) return PK_FAIL;
+            if (distill_save_checkpoint(e->ds, dir, err) != PK_OK) {
+                record_write_error(e, "%s", err);
                 return PK_FAIL;
+            }
             char text[160];
             int len = snprintf(text, sizeof text, "{\"step\": %d, \"dev_rougeL\": %.17g, \"records\": %d}\n", step,
                                rouge, scored);
-            if (run_file(e, "best.json", path, sizeof path, err) != PK_OK ||
-                pk_write_file_atomic(path, text, (size_t)len, err) != PK_OK)
+            if (run_file(e, "best.json", path, sizeof path, err) != PK_OK) return PK_FAIL;
+            if (pk_write_file_atomic(path, text, (size_t)len, err) != PK_OK) {
+                record_write_error(e, "%s", err);
                 return PK_FAIL;
+            }
             e->best_rouge = rouge;
             e->best_step = step;
             best = 1;
@@ -713,6 +1048,7 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
     }
     pk_buf_printf(&line, ",\"records\":%d,\"best\":%s,\"seconds\":%.3f}", scored, best ? "true" : "false",
                   pk_now() - t0);
+    e->recorded = 1;
     metrics_write(e, &line);
     pk_buf_free(&line);
     char tp[48] = "";
@@ -757,6 +1093,7 @@ static int run_exposure(Engine *e, char *reply, size_t reply_len, char *err) {
         json_number(&line, curve[i]);
     }
     pk_buf_printf(&line, "]}");
+    e->recorded = 1;
     metrics_write(e, &line);
     pk_buf_free(&line);
     engine_log(e, "step %d: ExAccErr(%d) = %.2f%%", step, L, curve[L - 1]);
@@ -812,6 +1149,8 @@ static void write_event(Engine *e, const char *name) {
 
 static int run_finished(Engine *e) { return distill_step_index(e->ds) >= e->cfg.steps; }
 
+static void finish_run(Engine *e);
+
 /* Returns 1 when the worker should leave its loop. */
 static int apply_command(Engine *e, Cmd *c) {
     char local_err[PK_ERR_LEN];
@@ -819,13 +1158,14 @@ static int apply_command(Engine *e, Cmd *c) {
     if (c->kind == CMD_STOP) {
         write_event(e, "stop");
         engine_log(e, "stopped");
+        finish_run(e); /* before the stopper hears back: it reads the write errors next */
         EngineState st = e->state == ENGINE_RUNNING || e->state == ENGINE_LOADING ? ENGINE_PAUSED : e->state;
         go_idle(e, st, "stopped", PK_FAIL);
         complete(e, c, PK_OK);
         return 1;
     }
     if (!e->ds) {
-        char msg[300];
+        char msg[ENGINE_MESSAGE_LEN];
         pthread_mutex_lock(&e->mu);
         snprintf(msg, sizeof msg, "%s", e->message);
         pthread_mutex_unlock(&e->mu);
@@ -922,8 +1262,10 @@ static int apply_command(Engine *e, Cmd *c) {
         write_set_event(e, c->key, old, now);
         /* the resolved config follows the live changes, so it always describes the run */
         char path[CONFIG_PATH_LEN + 64], werr[PK_ERR_LEN];
-        if (run_file(e, "config.json", path, sizeof path, werr) != PK_OK || config_save_json(&next, path, werr) != PK_OK)
+        if (run_file(e, "config.json", path, sizeof path, werr) != PK_OK)
             engine_log(e, "config.json not updated: %s", werr);
+        else if (config_save_json(&next, path, werr) != PK_OK)
+            record_write_error(e, "%s (the run's config.json does not show 'set %s %s')", werr, c->key, now);
         engine_log(e, "step %d: set %s %s -> %s", distill_step_index(e->ds), c->key, old, now);
         if (c->reply) snprintf(c->reply, c->reply_len, "%s = %s (was %s)", c->key, now, old);
         if (e->state == ENGINE_FINISHED && !run_finished(e)) set_state(e, ENGINE_PAUSED, "paused (steps raised)");
@@ -967,6 +1309,11 @@ static int apply_command(Engine *e, Cmd *c) {
             }
         } else {
             rc = save_run_checkpoint(e, c->reply, c->reply_len, err);
+            if (rc == SAVE_NONFINITE) {
+                err_prefix(err, "not saved: ");
+                engine_log(e, "step %d: %s", distill_step_index(e->ds), err);
+                rc = PK_FAIL;
+            }
         }
         publish(e);
         break;
@@ -990,16 +1337,28 @@ static int apply_command(Engine *e, Cmd *c) {
 
 /* ---------------------------------------------------------------- a step */
 
-static void nonfinite_pause(Engine *e, int step) {
-    char msg[256];
-    if (e->last_ckpt_step >= 0)
-        snprintf(msg, sizeof msg, "non-finite loss at step %d; paused, last good checkpoint step-%d kept", step,
-                 e->last_ckpt_step);
+/* A non-finite step (what == NULL: its loss) or a model found non-finite when a
+ * checkpoint was due (what: which part, or the checkpoint file and tensor): pause,
+ * keep the last good checkpoint, write nothing into the run until a good step. */
+static void nonfinite_pause(Engine *e, int step, const char *what) {
+    char msg[ENGINE_MESSAGE_LEN + 128], cause[ENGINE_MESSAGE_LEN];
+    if (what)
+        snprintf(cause, sizeof cause, "non-finite values in the model after step %d (%s)", step, what);
     else
-        snprintf(msg, sizeof msg, "non-finite loss at step %d; paused, no checkpoint written yet", step);
+        snprintf(cause, sizeof cause, "non-finite loss at step %d", step);
+    if (e->last_ckpt_step >= 0)
+        snprintf(msg, sizeof msg, "%s; paused, last good checkpoint step-%d kept", cause, e->last_ckpt_step);
+    else
+        snprintf(msg, sizeof msg, "%s; paused, no checkpoint written yet", cause);
     e->nonfinite_flag = 1;
+    e->recorded = 1;
     PkBuf line = {0};
-    pk_buf_printf(&line, "{\"event\":\"nonfinite\",\"step\":%d,\"last_checkpoint\":%d}", step, e->last_ckpt_step);
+    pk_buf_printf(&line, "{\"event\":\"nonfinite\",\"step\":%d,\"last_checkpoint\":%d", step, e->last_ckpt_step);
+    if (what) {
+        pk_buf_printf(&line, ",\"in\":");
+        json_string(&line, what);
+    }
+    pk_buf_printf(&line, "}");
     metrics_write(e, &line);
     pk_buf_free(&line);
     engine_log(e, "%s", msg);
@@ -1012,8 +1371,8 @@ static void do_step(Engine *e) {
     char err[PK_ERR_LEN] = "";
     double t0 = pk_now();
     if (distill_step(e->ds, &st, err) != PK_OK) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "step %d failed: %.270s", distill_step_index(e->ds) + 1, err);
+        char msg[ENGINE_MESSAGE_LEN];
+        snprintf(msg, sizeof msg, "step %d failed: %s", distill_step_index(e->ds) + 1, err);
         engine_log(e, "%s", msg);
         go_idle(e, ENGINE_FAILED, msg, PK_FAIL);
         return;
@@ -1025,11 +1384,11 @@ static void do_step(Engine *e) {
     for (int i = 0; i < st.n_losses; i++)
         if (!isfinite(st.losses[i])) st.nonfinite = 1;
     if (st.nonfinite) { /* distill_step did not count it: it was the next step */
-        nonfinite_pause(e, distill_step_index(e->ds) + 1);
+        nonfinite_pause(e, distill_step_index(e->ds) + 1, NULL);
         return;
     }
     if (inject > 0 && step == inject) { /* test hook: the step was applied, then called non-finite */
-        nonfinite_pause(e, step);
+        nonfinite_pause(e, step, NULL);
         return;
     }
     e->nonfinite_flag = 0;
@@ -1057,11 +1416,10 @@ static void do_step(Engine *e) {
     int finished = step >= cfg->steps;
     int stop_due = !finished && cfg->stop_after > 0 && e->session_steps >= cfg->stop_after;
     if (finished && e->last_eval_step != step) eval_due = 1;
+    int eval_ok = 0;
     if (eval_due) {
         if (run_eval(e, "valid", NULL, 0, err) != PK_OK) engine_log(e, "step %d: eval failed: %s", step, err);
-        /* a checkpoint per evaluation: a crash loses at most one eval interval */
-        else if (!finished && !stop_due && save_run_checkpoint(e, NULL, 0, err) != PK_OK)
-            engine_log(e, "step %d: checkpoint failed: %s", step, err);
+        else eval_ok = 1;
     }
     if (cfg->gen_interval > 0 && step % cfg->gen_interval == 0) {
         if (refresh_neighbours(e, err) != PK_OK) engine_log(e, "step %d: prompt neighbours: %s", step, err);
@@ -1093,9 +1451,10 @@ static void do_step(Engine *e) {
     pk_buf_printf(&line, ",\"response_tokens\":%d,\"tokens\":%.0f,\"tokens_per_s\":%.1f,\"gflops\":%.3f,"
                          "\"step_s\":%.4f,\"elapsed_s\":%.3f}",
                   st.response_tokens, st.tokens, tps, gflops, secs, e->elapsed_s);
-    /* the step line goes before its eval/checkpoint events would read better, but
-     * those ran above; order within one step does not matter to readers keyed by step */
-    metrics_write(e, &line);
+    /* the step's eval and exposure events ran above and precede it; its checkpoint follows
+     * (a checkpoint is written only once the log holding its step is on disk) */
+    e->recorded = 1;
+    int logged = metrics_write(e, &line) == PK_OK;
     pk_buf_free(&line);
 
     pthread_mutex_lock(&e->mu);
@@ -1108,31 +1467,48 @@ static void do_step(Engine *e) {
         hook(hook_ctx, step, cfg->steps, st.n_losses, names, st.losses);
     }
 
-    if (finished) {
-        char msg[200];
-        if (save_run_checkpoint(e, NULL, 0, err) != PK_OK) {
-            engine_log(e, "step %d: final checkpoint failed: %s", step, err);
-            snprintf(msg, sizeof msg, "finished at step %d; final checkpoint failed: %.120s", step, err);
-        } else {
-            snprintf(msg, sizeof msg, "finished at step %d; checkpoint step-%d saved", step, step);
+    if (finished || stop_due) {
+        char msg[ENGINE_MESSAGE_LEN];
+        int rc = save_run_checkpoint(e, NULL, 0, err);
+        if (rc == SAVE_NONFINITE) {
+            nonfinite_pause(e, step, err);
+            return;
         }
-        write_event(e, "finished");
+        if (finished) {
+            if (rc != PK_OK)
+                snprintf(msg, sizeof msg, "finished at step %d; final checkpoint failed: %s", step, err);
+            else
+                snprintf(msg, sizeof msg, "finished at step %d; checkpoint step-%d saved", step, step);
+        } else {
+            if (rc != PK_OK)
+                snprintf(msg, sizeof msg, "stopped after %d steps (stop_after); checkpoint failed: %s",
+                         e->session_steps, err);
+            else
+                snprintf(msg, sizeof msg, "stopped after %d steps (stop_after); checkpoint step-%d saved",
+                         e->session_steps, step);
+        }
+        write_event(e, finished ? "finished" : "stop_after");
         engine_log(e, "%s", msg);
-        go_idle(e, ENGINE_FINISHED, msg, PK_OK);
+        go_idle(e, finished ? ENGINE_FINISHED : ENGINE_PAUSED, msg, PK_OK);
         return;
     }
-    if (stop_due) {
-        char msg[200];
-        if (save_run_checkpoint(e, NULL, 0, err) != PK_OK)
-            snprintf(msg, sizeof msg, "stopped after %d steps (stop_after); checkpoint failed: %.120s",
-                     e->session_steps, err);
-        else
-            snprintf(msg, sizeof msg, "stopped after %d steps (stop_after); checkpoint step-%d saved",
-                     e->session_steps, step);
-        write_event(e, "stop_after");
-        engine_log(e, "%s", msg);
-        go_idle(e, ENGINE_PAUSED, msg, PK_OK);
+    if (!logged) {
+        /* the log cannot take the step: stop here rather than train on unrecorded */
+        char msg[ENGINE_MESSAGE_LEN + 64];
+        pthread_mutex_lock(&e->mu);
+        snprintf(msg, sizeof msg, "paused at step %d: %s", step, e->write_error);
+        pthread_mutex_unlock(&e->mu);
+        go_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
         return;
+    }
+    if (eval_ok) {
+        /* a checkpoint per evaluation: a crash loses at most one eval interval */
+        int rc = save_run_checkpoint(e, NULL, 0, err);
+        if (rc == SAVE_NONFINITE) {
+            nonfinite_pause(e, step, err);
+            return;
+        }
+        if (rc != PK_OK) engine_log(e, "step %d: checkpoint failed; the run goes on", step);
     }
     if (e->budget == 0) {
         char msg[96];
@@ -1226,18 +1602,27 @@ static int load(Engine *e, char *err) {
         return PK_FAIL;
     }
     if (e->resume_dir[0]) {
-        int step = read_latest(e->run_path);
+        int step;
         char dir[CONFIG_PATH_LEN + 96];
-        if (step < 0) return pk_errf(err, "%s: no checkpoint to resume from (checkpoints/latest missing)", e->run_path);
+        if (read_latest(e->run_path, &step, err) != PK_OK) return PK_FAIL;
         if (checkpoint_dir(e, step, dir, sizeof dir, err) != PK_OK) return PK_FAIL;
+        /* only a finite checkpoint is a good one to continue from */
+        char verr[PK_ERR_LEN];
+        if (checkpoint_verify_finite(dir, verr) != PK_OK) {
+            snprintf(err, PK_ERR_LEN, "%s", verr);
+            err_prefix(err, "checkpoints/latest names a checkpoint that is not good: ");
+            return PK_FAIL;
+        }
         if (distill_load_checkpoint(e->ds, dir, err) != PK_OK) return PK_FAIL;
         e->last_ckpt_step = step;
         if (restore_metrics(e, step, err) != PK_OK) return PK_FAIL;
     }
-    char path[CONFIG_PATH_LEN + 64];
-    if (run_file(e, "metrics.jsonl", path, sizeof path, err) != PK_OK) return PK_FAIL;
-    e->metrics = fopen(path, "a");
-    if (!e->metrics) return pk_errf(err, "%s: cannot open for appending: %s", path, strerror(errno));
+    if (run_file(e, "metrics.jsonl", e->metrics_path, sizeof e->metrics_path, err) != PK_OK) return PK_FAIL;
+    e->metrics_fd = open(e->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (e->metrics_fd < 0) return pk_errf(err, "%s: cannot open for appending: %s", e->metrics_path, strerror(errno));
+    struct stat mst;
+    if (fstat(e->metrics_fd, &mst) != 0) return pk_errf(err, "%s: cannot stat: %s", e->metrics_path, strerror(errno));
+    e->metrics_good = mst.st_size;
     if (e->resume_dir[0]) {
         PkBuf line = {0};
         pk_buf_printf(&line, "{\"event\":\"resume_from\",\"step\":%d,\"checkpoint\":\"step-%d\"}",
@@ -1255,6 +1640,56 @@ static int load(Engine *e, char *err) {
     return PK_OK;
 }
 
+static int dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return errno == ENOENT;
+    struct dirent *de;
+    int empty = 1;
+    while (empty && (de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) empty = 0;
+    closedir(d);
+    return empty;
+}
+
+/* A new run that recorded nothing: no step, eval, exposure or non-finite record in its
+ * log, no checkpoint, nothing in checkpoints/, plots/, eval/, no best/ (a load failure, or
+ * a REPL/TUI session that only looked or changed settings). */
+static int run_untouched(Engine *e) {
+    if (!e->created_run || e->recorded || e->last_ckpt_step >= 0) return 0;
+    if (e->ds && distill_step_index(e->ds) > 0) return 0;
+    static const char *const sub[] = {"checkpoints", "plots", "eval"};
+    char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
+    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++)
+        if (run_file(e, sub[i], path, sizeof path, err) != PK_OK || !dir_is_empty(path)) return 0;
+    if (run_file(e, "best", path, sizeof path, err) != PK_OK || pk_file_exists(path) || pk_is_dir(path)) return 0;
+    if (run_file(e, "best.json", path, sizeof path, err) != PK_OK || pk_file_exists(path)) return 0;
+    return 1;
+}
+
+/* Removes what engine_create made for a new run (config.json, metrics.jsonl, the empty
+ * subfolders) and the folder when that empties it; files of others stay. Returns 1
+ * when the folder is gone. */
+static int remove_created_run(Engine *e) {
+    if (!e->created_run) return 0;
+    e->created_run = 0; /* once */
+    static const char *const files[] = {"config.json", "metrics.jsonl"};
+    static const char *const sub[] = {"checkpoints", "plots", "eval"};
+    char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        if (run_file(e, files[i], path, sizeof path, err) == PK_OK) unlink(path);
+    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++)
+        if (run_file(e, sub[i], path, sizeof path, err) == PK_OK) rmdir(path);
+    return rmdir(e->run_path) == 0;
+}
+
+/* The end of the session on the worker: the log flushed, fsync'ed and closed (failures
+ * recorded), and a new run that recorded nothing removed again. */
+static void finish_run(Engine *e) {
+    metrics_close(e);
+    if (run_untouched(e) && remove_created_run(e))
+        engine_log(e, "nothing was recorded: the run folder %s was removed", e->run_path);
+}
+
 static void *worker_main(void *arg) {
     Engine *e = arg;
     char err[PK_ERR_LEN] = "";
@@ -1264,8 +1699,18 @@ static void *worker_main(void *arg) {
         engine_log(e, "loading failed: %s", err);
         distill_free(e->ds); /* half-loaded (a resume that failed): nothing may use it */
         e->ds = NULL;
-        set_state(e, ENGINE_FAILED, err);
+        if (e->metrics_fd >= 0) close(e->metrics_fd);
+        e->metrics_fd = -1;
+        /* a new run that did not load leaves no folder behind (the next run gets the name) */
+        char msg[ENGINE_MESSAGE_LEN + CONFIG_PATH_LEN + 64];
+        if (!remove_created_run(e))
+            snprintf(msg, sizeof msg, "%s", err);
+        else if (snprintf(msg, sizeof msg, "%s (the new run folder %s was removed)", err, e->run_path) >=
+                 ENGINE_MESSAGE_LEN) /* the state message would cut it: keep the sentence whole */
+            snprintf(msg, sizeof msg, "%s (the new run folder was removed)", err);
+        set_state(e, ENGINE_FAILED, msg);
     } else {
+        e->loaded = 1;
         engine_log(e, "loaded %s run at step %d of %d", e->cfg.method, distill_step_index(e->ds), e->cfg.steps);
         /* the prompt's neighbours from the start (cheap); generations only when paused (they take a while) */
         if (refresh_neighbours(e, err) != PK_OK) engine_log(e, "prompt neighbours: %s", err);
@@ -1300,8 +1745,18 @@ static void *worker_main(void *arg) {
             if (apply_command(e, c)) break;
             continue;
         }
+        if (e->interrupt_requested) { /* a signal: the step before this one was the last */
+            e->interrupt_requested = 0;
+            char msg[96];
+            snprintf(msg, sizeof msg, "interrupted at step %d", distill_step_index(e->ds));
+            write_event(e, "pause");
+            engine_log(e, "%s", msg);
+            go_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
+            continue;
+        }
         do_step(e);
     }
+    finish_run(e);
 
     /* nobody may wait forever on a worker that has left */
     pthread_mutex_lock(&e->mu);
@@ -1426,6 +1881,10 @@ int engine_stop(Engine *e, char *err) {
     return submit(e, &c, err);
 }
 
+void engine_interrupt(Engine *e) {
+    if (e) e->interrupt_requested = 1;
+}
+
 void engine_debug_inject_nonfinite(Engine *e, int step) {
     pthread_mutex_lock(&e->mu);
     e->inject_nonfinite_step = step;
@@ -1469,26 +1928,55 @@ const char *engine_run_path(const Engine *e) { return e->run_path; }
 
 /* ---------------------------------------------------------------- create / destroy */
 
-/* Fixed keys must match the run being resumed (live keys may differ: that is how a
- * resumed run changes them). Paths may differ (a moved folder); shapes are checked
- * by distill_load_checkpoint. */
-static int check_resume_config(const RunConfig *cfg, const char *run_path, char *err) {
-    char path[CONFIG_PATH_LEN + 64];
+/* Keys fixed for a run: every key `set` refuses, except the ones that may differ on
+ * resume: name and run_dir follow the folder, the thread count is the machine's, and
+ * the model, tokenizer and data paths may move (shapes are checked by
+ * distill_load_checkpoint). */
+static int key_fixed_on_resume(const char *key) {
+    static const char *const may_differ[] = {"name",       "run_dir",    "threads",   "teacher",       "student",
+                                             "tokenizer",  "train_data", "valid_data", "test_data",    "pretrain_data"};
+    if (config_key_is_live(key)) return 0;
+    for (size_t i = 0; i < sizeof may_differ / sizeof *may_differ; i++)
+        if (!strcmp(key, may_differ[i])) return 0;
+    return 1;
+}
+
+/* Fixed keys must match the run being resumed: its config.json (so a --set of one is
+ * refused) and the config its checkpoint was written with (so is one edited by hand in
+ * config.json). Live keys may differ: that is how a resumed run changes them. */
+static int check_resume_config(const RunConfig *cfg, const char *run_path, int step, char *err) {
+    char path[CONFIG_PATH_LEN + 64], ck[CONFIG_PATH_LEN + 96];
     if (pk_path_join(path, sizeof path, run_path, "config.json", err) != PK_OK) return PK_FAIL;
-    if (!pk_file_exists(path)) return PK_OK;
+    if (snprintf(ck, sizeof ck, "%s/checkpoints/step-%d/run_config.json", run_path, step) >= (int)sizeof ck)
+        return pk_errf(err, "%s: path too long", run_path);
     RunConfig saved;
+    if (pk_file_exists(path)) {
+        config_defaults(&saved);
+        if (config_load_json(&saved, path, err) != PK_OK) return PK_FAIL;
+        for (const char *const *k = config_keys(); *k; k++) {
+            if (!key_fixed_on_resume(*k)) continue;
+            char a[CONFIG_PATH_LEN + 64], b[CONFIG_PATH_LEN + 64];
+            config_get(cfg, *k, a, sizeof a, err);
+            config_get(&saved, *k, b, sizeof b, err);
+            if (strcmp(a, b))
+                return pk_errf(err,
+                               "%s: key '%s' is '%s' in the run but '%s' here; only live keys may change on resume",
+                               path, *k, b, a);
+        }
+    }
+    if (!pk_file_exists(ck)) return PK_OK; /* a checkpoint written before run_config.json existed */
     config_defaults(&saved);
-    if (config_load_json(&saved, path, err) != PK_OK) return PK_FAIL;
-    static const char *const fixed[] = {"method",       "seed",         "batch_size", "max_prompt_len",
-                                        "prompt_len",   "prompt_init_text", "warmup_steps", "weight_decay",
-                                        "clip_norm",    "gkd_beta",     "gkd_student_frac", "skew_alpha"};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
-        char a[300], b[300];
-        config_get(cfg, fixed[i], a, sizeof a, err);
-        config_get(&saved, fixed[i], b, sizeof b, err);
+    if (config_load_json(&saved, ck, err) != PK_OK) return PK_FAIL;
+    for (const char *const *k = config_keys(); *k; k++) {
+        if (!key_fixed_on_resume(*k)) continue;
+        char a[CONFIG_PATH_LEN + 64], b[CONFIG_PATH_LEN + 64];
+        config_get(cfg, *k, a, sizeof a, err);
+        config_get(&saved, *k, b, sizeof b, err);
         if (strcmp(a, b))
-            return pk_errf(err, "%s: key '%s' is '%s' in the run but '%s' here; only live keys may change on resume",
-                           path, fixed[i], b, a);
+            return pk_errf(err,
+                           "%s: key '%s' is '%s', but checkpoint step-%d was made with '%s' (%s); the key is fixed "
+                           "for the run, only live keys may change on resume (put it back, or start a new run)",
+                           path, *k, a, step, b, ck);
     }
     return PK_OK;
 }
@@ -1524,6 +2012,7 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
     if (!e) return pk_errf(err, "engine: out of memory");
     e->last_ckpt_step = -1;
     e->last_eval_step = -1;
+    e->metrics_fd = -1;
     e->best_rouge = -1;
     e->budget = autostart ? -2 : -1; /* -2 tells the worker to start running once loaded */
     e->state = ENGINE_LOADING;
@@ -1540,11 +2029,9 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
             pk_errf(err, "%s: not a run folder", resume_dir);
             goto fail;
         }
-        if (read_latest(resolved) < 0) {
-            pk_errf(err, "%s: no checkpoint to resume from (checkpoints/latest is missing)", resume_dir);
-            goto fail;
-        }
-        if (check_resume_config(&cfg, resolved, err) != PK_OK) goto fail;
+        int step;
+        if (read_latest(resolved, &step, err) != PK_OK) goto fail;
+        if (check_resume_config(&cfg, resolved, step, err) != PK_OK) goto fail;
         /* the run folder is where it is: run_dir and name follow it */
         char *slash = strrchr(resolved, '/');
         snprintf(cfg.name, sizeof cfg.name, "%.63s", slash ? slash + 1 : resolved);
@@ -1559,6 +2046,7 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
         snprintf(e->resume_dir, sizeof e->resume_dir, "%s", resolved);
     } else {
         if (pick_run_path(&cfg, e->run_path, sizeof e->run_path, err) != PK_OK) goto fail;
+        e->created_run = 1;
     }
     static const char *const sub[] = {"checkpoints", "plots", "eval"};
     for (size_t i = 0; i < sizeof sub / sizeof *sub; i++) {
@@ -1590,6 +2078,7 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
     *out = e;
     return PK_OK;
 fail:
+    remove_created_run(e); /* no orphan folder when a new run cannot start */
     free(e);
     return PK_FAIL;
 }
@@ -1603,7 +2092,8 @@ void engine_destroy(Engine *e) {
         pthread_mutex_unlock(&e->mu);
         pthread_join(e->thread, NULL);
     }
-    if (e->metrics) fclose(e->metrics);
+    if (e->metrics_fd >= 0) close(e->metrics_fd); /* finish_run closed it unless the worker never ran */
+    pk_buf_free(&e->metrics_pending);
     distill_free(e->ds);
     for (int i = 0; i < e->n_hist; i++) free(e->hist[i].x), free(e->hist[i].y);
     for (int i = 0; i < e->n_exposure; i++) free(e->exposure[i].curve);

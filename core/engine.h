@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "common.h" /* PK_ERR_LEN */
 #include "config.h" /* RunConfig: every hyper-parameter, config_set/config_get by key name */
 
 typedef enum {
@@ -22,6 +23,8 @@ const char *engine_state_name(EngineState s);
 #define ENGINE_MAX_SERIES 32
 #define ENGINE_MAX_CURVES 6
 #define ENGINE_LOG_LINES 64
+/* room for a sentence of PK_ERR_LEN (which names full paths) and what the engine says around it */
+#define ENGINE_MESSAGE_LEN (2 * PK_ERR_LEN)
 
 /* One named curve over steps (loss terms, dev ROUGE-L, ...). */
 typedef struct {
@@ -41,7 +44,8 @@ typedef struct {
 typedef struct {
     unsigned long version; /* bumps with every publish */
     EngineState state;
-    char message[256];     /* last status or error sentence */
+    char message[ENGINE_MESSAGE_LEN]; /* last status or error sentence, never cut */
+    int loaded;            /* models and data loaded (0 while LOADING, and when loading failed) */
     char method[32];
     char run_dir[512];
 
@@ -78,6 +82,17 @@ typedef struct {
     /* the last log lines (events, commands, errors), oldest first */
     int n_log;
     const char *const *log;
+
+    /* checkpoints: the newest good one in the run (written, read back and found finite; or the
+     * one resumed from), -1 for none; unsaved_steps: steps since then that a `save` into the
+     * run would keep (0 while a non-finite step blocks saving) */
+    int last_checkpoint_step;
+    int unsaved_steps;
+    /* writes into the run folder that failed (checkpoints, metrics.jsonl, eval/, best/,
+     * config.json): how many so far, and the last one's sentence with its full path.
+     * Front-ends show each new one (message line, stderr) and exit non-zero. */
+    int write_errors;
+    char write_error[ENGINE_MESSAGE_LEN];
 } EngineSnapshot;
 
 typedef struct Engine Engine;
@@ -89,13 +104,22 @@ typedef struct Engine Engine;
  * New run: the folder is run_dir/name, or name-2, name-3, ... when that folder
  * already holds a run (snapshot run_dir and engine_run_path() tell which); it gets
  * config.json (resolved), an empty metrics.jsonl, checkpoints/, plots/, eval/.
- * Resume: resume_dir's checkpoints/latest is loaded; metrics.jsonl is cut back to
- * that step and the curves are rebuilt from it; keys fixed for the run must match
- * resume_dir/config.json (live keys may differ). The next step equals the
- * uninterrupted run's bit for bit (same thread count).
+ * When loading fails, or the session ends with nothing recorded (no step, no
+ * checkpoint, nothing in checkpoints/ plots/ eval/ best/), the files the engine
+ * made there are removed again (and the folder, when that empties it): no orphan
+ * run folders, and the next session gets the name back.
+ * Resume: resume_dir's checkpoints/latest ("step-N") names the checkpoint; a
+ * missing, unreadable or malformed `latest`, or one naming a missing folder, is
+ * refused saying which; the checkpoint must hold finite values only. metrics.jsonl
+ * is cut back to that step and the curves are rebuilt from it. Keys fixed for the
+ * run (every key `set` refuses, except name, run_dir, threads and the data and
+ * model paths, which may move) must match resume_dir/config.json and the config
+ * the checkpoint was written with (checkpoints/step-N/run_config.json), so a
+ * fixed key edited by hand in config.json is refused like a --set, naming the
+ * key. The next step equals the uninterrupted run's bit for bit (same thread count).
  *
- * Fails at once (config_validate, run folder, resume folder); a load failure
- * shows later as state FAILED with the message.
+ * Fails at once (config_validate, run folder, resume folder, fixed keys); a load
+ * failure shows later as state FAILED with the message.
  *
  * stop_after counts the steps since the run was started or last resumed
  * (engine_resume): the run then saves a checkpoint and pauses. At total steps it
@@ -104,6 +128,23 @@ typedef struct Engine Engine;
  * writes a checkpoint (the newest 3 step-N folders are kept). A non-finite loss
  * pauses the run with "non-finite loss at step N; paused, last good checkpoint
  * step-M kept"; until a good step follows, no checkpoint is written into the run.
+ *
+ * A checkpoint is good only when it is finite: before `latest` points at it, the
+ * folder is read back and every tensor (student weights, soft prompt, both
+ * optimizers' moments) checked; one holding NaN/Inf is removed, and the run pauses
+ * as for a non-finite loss ("non-finite values in the model after step N (...);
+ * paused, last good checkpoint step-M kept"). metrics.jsonl is written and fsync'ed
+ * before the checkpoint that follows it, then the checkpoint folder, its
+ * run_config.json, `latest`, and the checkpoints/ folder itself (fsync).
+ *
+ * Failed writes: every write into the run folder is checked (write, fsync,
+ * rename, close). metrics.jsonl only ever holds whole lines: a line that cannot be
+ * appended (disk full) is cut off again (ftruncate to the last complete line) and
+ * kept in memory, retried before the next line and before any checkpoint; the run
+ * pauses ("metrics.jsonl could not be written ...; paused at step N"). A failed
+ * checkpoint at an evaluation is reported and the run goes on; a failed final or
+ * stop_after checkpoint is in the state message. Each failure counts in the
+ * snapshot's write_errors/write_error.
  *
  * metrics.jsonl, one JSON object per line:
  *   a step:  {"step":N, "student_loss":.., ["prompt_loss", "prompt_reg_loss", "prompt_guide_loss",
@@ -118,7 +159,9 @@ typedef struct Engine Engine;
  *            "stop_after", "finished" with their step. */
 int engine_create(Engine **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err);
 /* Stops the worker (after the current step) and frees everything. Does not save.
- * Every acquired snapshot must have been released before. */
+ * Every acquired snapshot must have been released before. Front-ends that report
+ * write errors call engine_stop first: stopping flushes, fsyncs and closes
+ * metrics.jsonl, and a failure there shows in the snapshot's write_errors. */
 void engine_destroy(Engine *e);
 /* The run folder (run_dir/name as created, or the resumed folder). */
 const char *engine_run_path(const Engine *e);
@@ -142,6 +185,12 @@ int engine_exposure(Engine *e, char *reply, size_t len, char *err); /* measures 
 int engine_save(Engine *e, const char *dir, char *reply, size_t len, char *err); /* NULL dir: the run's checkpoints/ */
 int engine_select_dev(Engine *e, int delta, char *err); /* next/previous dev prompt for the generations panel */
 int engine_stop(Engine *e, char *err);                   /* finish the current step and stop the worker */
+
+/* Async-signal-safe (it only sets a flag): the run pauses after the current step
+ * ("interrupted at step N"), and an engine_step waiting for its steps returns
+ * PK_FAIL with that sentence. The front-ends call it from their SIGINT, SIGTERM and
+ * SIGHUP handlers, then pause, save and leave (app/run_setup.h). */
+void engine_interrupt(Engine *e);
 
 /* Wait until the state is not RUNNING/LOADING, or timeout_s passes; returns the state. */
 EngineState engine_wait_idle(Engine *e, double timeout_s);

@@ -207,6 +207,24 @@ int chart_draw_raster(const Chart *c, Raster *r, char *err) {
     return PK_OK;
 }
 
+/* libpng's errors come here instead of its default handler, which prints "libpng error:
+ * Write Error" on stderr: the message and errno are kept for one sentence of ours. */
+typedef struct {
+    char msg[160];
+    int err; /* errno when libpng gave up (its write function's fwrite failing) */
+} PngError;
+
+static void png_on_error(png_structp png, png_const_charp msg) {
+    PngError *pe = png_get_error_ptr(png);
+    if (pe) {
+        pe->err = errno;
+        snprintf(pe->msg, sizeof pe->msg, "%s", msg ? msg : "");
+    }
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
+
 int raster_write_png(const Raster *r, const char *path, char *err) {
     size_t pl = strlen(path);
     char *tmp = malloc(pl + 32);
@@ -218,13 +236,19 @@ int raster_write_png(const Raster *r, const char *path, char *err) {
         free(tmp);
         return PK_FAIL;
     }
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    PngError pe = {"", 0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &pe, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info || setjmp(png_jmpbuf(png))) {
+        if (!png || !info)
+            pk_errf(err, "%s: out of memory starting the PNG writer", path);
+        else if (pe.err && strstr(pe.msg, "Write Error"))
+            pk_errf(err, "%s: cannot write the image (temporary file %s): %s", path, tmp, strerror(pe.err));
+        else
+            pk_errf(err, "%s: the PNG writer failed: %s", path, pe.msg[0] ? pe.msg : "unknown error");
         png_destroy_write_struct(&png, &info);
         fclose(fp);
         unlink(tmp);
-        pk_errf(err, "%s: libpng failed while writing", path);
         free(tmp);
         return PK_FAIL;
     }
@@ -236,13 +260,20 @@ int raster_write_png(const Raster *r, const char *path, char *err) {
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
     if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+        int saved = errno;
         fclose(fp);
         unlink(tmp);
-        pk_errf(err, "%s: cannot flush: %s", path, strerror(errno));
+        pk_errf(err, "%s: cannot flush the image to disk (temporary file %s): %s", path, tmp, strerror(saved));
         free(tmp);
         return PK_FAIL;
     }
-    fclose(fp);
+    if (fclose(fp) != 0) {
+        int saved = errno;
+        unlink(tmp);
+        pk_errf(err, "%s: cannot close the image (temporary file %s): %s", path, tmp, strerror(saved));
+        free(tmp);
+        return PK_FAIL;
+    }
     if (rename(tmp, path) != 0) {
         unlink(tmp);
         pk_errf(err, "%s: cannot rename into place: %s", path, strerror(errno));

@@ -73,8 +73,10 @@ typedef struct {
     char **log;              /* the log panel: engine log lines merged with command output */
     int n_log;
 
-    char msg[512];           /* transient status message */
+    char msg[ENGINE_MESSAGE_LEN]; /* transient status message */
     int msg_err;
+    int msg_sticky;          /* shown until the next key (a write error), not MSG_SECONDS */
+    int seen_write_errors;   /* the snapshot's write_errors already shown */
     double msg_time;
 
     Mode mode;
@@ -99,11 +101,15 @@ typedef struct {
 /* ------------------------------------------------------------------ signals */
 
 static volatile sig_atomic_t g_curses_active;
-static volatile sig_atomic_t g_sigint;
+static volatile sig_atomic_t g_interrupt_sig; /* SIGINT, SIGTERM or SIGHUP: leave, the caller saves */
+static Engine *volatile g_tui_engine;
+static pid_t g_tui_pid; /* the process running the workbench: a forked child must not touch the terminal */
 static int g_atexit_registered;
-static const int fatal_signals[] = {SIGTERM, SIGSEGV, SIGABRT, SIGHUP, SIGBUS, SIGFPE, SIGQUIT};
+static const int fatal_signals[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGQUIT};
 #define N_FATAL ((int)(sizeof fatal_signals / sizeof *fatal_signals))
-static struct sigaction g_old_fatal[N_FATAL], g_old_int;
+static const int interrupt_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_INTERRUPT ((int)(sizeof interrupt_signals / sizeof *interrupt_signals))
+static struct sigaction g_old_fatal[N_FATAL], g_old_interrupt[N_INTERRUPT];
 
 static void restore_terminal(void) {
     if (g_curses_active) {
@@ -114,15 +120,40 @@ static void restore_terminal(void) {
 
 /* Terminal first, then the default action, so a crash never leaves a raw terminal. */
 static void on_fatal_signal(int sig) {
-    restore_terminal();
+    if (getpid() == g_tui_pid) restore_terminal();
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-static void on_sigint(int sig) {
-    (void)sig;
-    g_sigint++;
+/* SIGINT, SIGTERM, SIGHUP: as the REPL and headless train (app/run_setup.h). The first
+ * pauses the engine after the current step and makes the loop leave (the caller saves);
+ * a second SIGINT/SIGTERM restores the terminal and leaves without saving; a repeated
+ * SIGHUP is ignored. Async-signal-safe but for endwin, as on_fatal_signal. */
+static void on_interrupt_signal(int sig) {
+    if (getpid() != g_tui_pid) { /* a child forked before it reset its handlers: the default action */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    if (g_interrupt_sig) {
+        if (sig == SIGHUP) return;
+        restore_terminal();
+        static const char msg[] = "promptkd: a second signal: leaving without saving\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+        _exit(130);
+    }
+    g_interrupt_sig = sig;
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, NULL); /* a hung-up terminal must not kill the save that follows */
+    Engine *e = g_tui_engine;
+    if (e) engine_interrupt(e);
 }
+
+int tui_interrupt_signal(void) { return g_interrupt_sig; }
 
 static void install_signals(void) {
     struct sigaction sa;
@@ -130,13 +161,19 @@ static void install_signals(void) {
     sigemptyset(&sa.sa_mask);
     sa.sa_handler = on_fatal_signal;
     for (int i = 0; i < N_FATAL; i++) sigaction(fatal_signals[i], &sa, &g_old_fatal[i]);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &g_old_int);
+    sa.sa_handler = on_interrupt_signal;
+    for (int i = 0; i < N_INTERRUPT; i++) sigaddset(&sa.sa_mask, interrupt_signals[i]);
+    for (int i = 0; i < N_INTERRUPT; i++) {
+        sigaction(interrupt_signals[i], &sa, &g_old_interrupt[i]);
+        /* under nohup SIGHUP stays ignored, as in train and repl */
+        if (interrupt_signals[i] == SIGHUP && g_old_interrupt[i].sa_handler == SIG_IGN)
+            sigaction(SIGHUP, &g_old_interrupt[i], NULL);
+    }
 }
 
 static void uninstall_signals(void) {
     for (int i = 0; i < N_FATAL; i++) sigaction(fatal_signals[i], &g_old_fatal[i], NULL);
-    sigaction(SIGINT, &g_old_int, NULL);
+    for (int i = 0; i < N_INTERRUPT; i++) sigaction(interrupt_signals[i], &g_old_interrupt[i], NULL);
 }
 
 /* ------------------------------------------------------------------ drawing primitives */
@@ -264,6 +301,7 @@ static void set_msg(Tui *t, int is_err, const char *fmt, ...) {
     vsnprintf(t->msg, sizeof t->msg, fmt, ap);
     va_end(ap);
     t->msg_err = is_err;
+    t->msg_sticky = 0;
     t->msg_time = pk_now();
 }
 
@@ -296,6 +334,17 @@ static int poll_snapshot(Tui *t) {
     merge_engine_log(t, s);
     if (t->snap) engine_snapshot_release(t->engine, t->snap);
     t->snap = s;
+    /* a failed write into the run folder (checkpoint, metrics.jsonl, ...) stays on the message
+     * line until a key: the engine goes on, so nothing else would stop to show it */
+    if (s->write_errors > t->seen_write_errors) {
+        int n = s->write_errors - t->seen_write_errors;
+        if (n > 1)
+            set_msg(t, 1, "error (%d writes failed, the last): %s", n, s->write_error);
+        else
+            set_msg(t, 1, "error: %s", s->write_error);
+        t->msg_sticky = 1;
+        t->seen_write_errors = s->write_errors;
+    }
     return 1;
 }
 
@@ -752,7 +801,7 @@ static void draw_bottom(Tui *t) {
         put_text(t, y, 0, t->cols, t->ask, A_BOLD | A_REVERSE, color_pair(t, PAIR_PAUSE));
         return;
     }
-    if (t->msg[0] && pk_now() - t->msg_time < MSG_SECONDS) {
+    if (t->msg[0] && (t->msg_sticky || pk_now() - t->msg_time < MSG_SECONDS)) {
         put_text(t, y, 0, t->cols, t->msg, t->msg_err ? A_BOLD : A_NORMAL, color_pair(t, t->msg_err ? PAIR_ERR : 0));
         return;
     }
@@ -825,7 +874,8 @@ static void show_now(Tui *t) {
 }
 
 static const char *const help_notes[] = {
-    "Ctrl-C         as q; a second Ctrl-C at the question quits without saving",
+    "Ctrl-C, SIGTERM, SIGHUP: finish the step, save the unsaved steps, leave (exit",
+    "               130; 129 for SIGHUP); Ctrl-C again leaves at once without saving",
     "editor and :   Enter accepts, Esc cancels, Up/Down history, Ctrl-A/E/U/K",
     "* marks live hyper-parameters (editable while paused); others are fixed",
     "charts: braille when the locale is UTF-8, ASCII otherwise; NO_COLOR honoured",
@@ -883,13 +933,10 @@ static int read_key(int *code) {
 }
 
 /* Waits for the next key while keeping the screen live (new snapshots, resizes).
- * Returns 0 when a Ctrl-C arrived instead (the flag is consumed). */
+ * Returns 0 when SIGINT/SIGTERM/SIGHUP arrived instead (the main loop then leaves). */
 static int wait_key(Tui *t, int *code) {
     for (;;) {
-        if (g_sigint) {
-            g_sigint = 0;
-            return 0;
-        }
+        if (g_interrupt_sig) return 0;
         if (read_key(code)) {
             if (*code == -KEY_RESIZE) {
                 draw_all(t);
@@ -1274,11 +1321,13 @@ static int act_help(Tui *t) {
     return R_DRAW;
 }
 
-/* q, Ctrl-C and the quit command: while running, offer a checkpoint first. */
+/* q and the quit command: while the run has unsaved steps (or is running), offer a
+ * checkpoint first. SIGINT/SIGTERM/SIGHUP do not come here: they save and leave. */
 static int quit_flow(Tui *t) {
     poll_snapshot(t);
-    if (snap_state(t) != ENGINE_RUNNING) return R_QUIT;
+    if (snap_state(t) != ENGINE_RUNNING && !(t->snap && t->snap->unsaved_steps > 0)) return R_QUIT;
     int a = ask_key(t, " save a checkpoint before quitting? [y/n/c] ", "ync");
+    if (g_interrupt_sig) return R_QUIT; /* a signal came while asking: the caller saves */
     if (a == 'c') {
         set_msg(t, 0, "quit cancelled");
         return R_DRAW;
@@ -1286,8 +1335,10 @@ static int quit_flow(Tui *t) {
     if (a == 'y') {
         char err[PK_ERR_LEN] = "";
         PkBuf out = {0};
-        set_msg(t, 0, "saving a checkpoint...");
+        set_msg(t, 0, "finishing the current step, then saving a checkpoint...");
         show_now(t);
+        /* paused first, so the checkpoint holds the last step taken */
+        if (snap_state(t) == ENGINE_RUNNING && engine_pause(t->engine, err) != PK_OK) log_text(t, "error: ", err);
         int rc = t->host->exec ? t->host->exec(t->host->ctx, "save", &out, err) : TUI_EXEC_ERROR;
         if (!t->host->exec) snprintf(err, sizeof err, "no command table in this session");
         if (out.data && out.len) log_text(t, "", out.data);
@@ -1299,7 +1350,7 @@ static int quit_flow(Tui *t) {
         }
         t->exit_how = TUI_QUIT_SAVED;
     }
-    return R_QUIT; /* 'n', or a second Ctrl-C */
+    return R_QUIT; /* 'n' */
 }
 
 static int act_quit(Tui *t) { return quit_flow(t); }
@@ -1425,8 +1476,10 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
         atexit(restore_terminal);
         g_atexit_registered = 1;
     }
+    g_interrupt_sig = 0;
+    g_tui_engine = t->engine;
+    g_tui_pid = getpid();
     install_signals();
-    g_sigint = 0;
     cbreak();
     noecho();
     nonl();
@@ -1449,12 +1502,7 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
                 break;
             }
         }
-        if (g_sigint) {
-            g_sigint = 0;
-            if (quit_flow(t) == R_QUIT) break;
-            redraw = 1;
-            continue;
-        }
+        if (g_interrupt_sig) break; /* the caller saves and exits 130 (129 for SIGHUP) */
         int k;
         double t0 = pk_now();
         if (read_key(&k)) {
@@ -1470,6 +1518,10 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
                 else t->help = 0;
                 redraw = 1;
                 continue;
+            }
+            if (t->msg_sticky) { /* the key that dismisses a write error still acts */
+                t->msg_sticky = 0;
+                redraw = 1;
             }
             const KeyBinding *b = binding_for(k);
             if (b) {
@@ -1489,10 +1541,12 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
                 redraw = 1;
         }
     }
+    if (g_interrupt_sig) t->exit_how = TUI_INTERRUPTED;
     curs_set(1);
     restore_terminal();
     delscreen(scr);
     uninstall_signals();
+    g_tui_engine = NULL;
     setlocale(LC_CTYPE, old_ctype);
     if (how) *how = t->exit_how;
     tui_free(t);

@@ -38,9 +38,10 @@ typedef struct {
 
 /* How the workbench ended. */
 typedef enum {
-    TUI_QUIT,       /* q / quit command / Ctrl-C, answered "n" or nothing to save */
-    TUI_QUIT_SAVED, /* q answered "y": a checkpoint was saved through the `save` command */
-    TUI_FRAMES_DONE /* max_frames redraws were drawn */
+    TUI_QUIT,        /* q / quit command, answered "n" or nothing to save */
+    TUI_QUIT_SAVED,  /* q answered "y": a checkpoint was saved through the `save` command */
+    TUI_FRAMES_DONE, /* max_frames redraws were drawn */
+    TUI_INTERRUPTED  /* SIGINT (Ctrl-C), SIGTERM or SIGHUP: see tui_interrupt_signal() */
 } TuiExit;
 
 /* Runs the workbench on the controlling terminal until the person quits, or
@@ -48,11 +49,20 @@ typedef enum {
  * tick then redraws). Sets LC_CTYPE from the environment while it runs (braille
  * charts when the codeset is UTF-8, ASCII otherwise; LC_NUMERIC is left alone),
  * honours NO_COLOR, and restores the terminal on every exit path and on
- * SIGTERM/SIGSEGV/SIGABRT/SIGHUP/SIGBUS/SIGFPE/SIGQUIT (then re-raised); SIGINT
- * asks like q.
+ * SIGSEGV/SIGABRT/SIGBUS/SIGFPE/SIGQUIT (then re-raised).
+ * SIGINT (Ctrl-C), SIGTERM and SIGHUP are handled as the REPL and headless train
+ * handle them (app/run_setup.h): the first asks the engine to pause after the current
+ * step (engine_interrupt), the workbench leaves at once, restores the terminal and
+ * returns TUI_INTERRUPTED; the caller then saves the unsaved steps and exits 130 (129
+ * for SIGHUP). A second SIGINT or SIGTERM before the workbench is gone restores the
+ * terminal and exits 130 without saving; a repeated SIGHUP is ignored.
+ * q (and the quit command) asks whether to save first while the run has unsaved steps.
+ * Write errors of the run (snapshot write_errors) show on the message line until a key.
  * Returns PK_OK with *how filled (may be NULL), or PK_FAIL with a sentence in err
  * when no terminal could be opened. */
 int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err);
+/* The signal that ended the last tui_run with TUI_INTERRUPTED, else 0. */
+int tui_interrupt_signal(void);
 
 /* Text helpers shared by the panels (pure functions, unit-testable). */
 

@@ -149,3 +149,9 @@ check plugin_bad_samples grep -q "bad7.pk:3: plugin token_divergence: usage: plu
 check plugin_too_many_args grep -q "bad7.pk:4: plugin token_divergence: usage:" "$TMP/err"
 check plugin_interval_range grep -q "bad7.pk:5: plugin prompt_attention: INTERVAL must be a whole number from 0 to 1000000, got '99999999'" "$TMP/err"
 check plugin_loaded_twice grep -q "bad7.pk:6: .*already loaded" "$TMP/err"
+
+# a session that only looks leaves no run folder behind: the next one gets the same name
+printf 'status\n' | "$PROMPTKD" repl --config "$W/cfg.json" --set name=look >/dev/null 2>&1
+printf 'status\n' | "$PROMPTKD" repl --config "$W/cfg.json" --set name=look >"$TMP/out" 2>&1
+check looking_leaves_no_run_folder test ! -e "$TMP/runs/look" -a ! -e "$TMP/runs/look-2"
+check looking_reuses_the_name grep -q "run folder: $TMP/runs/look$" "$TMP/out"

@@ -1,6 +1,7 @@
 # promptkd train on a tiny world made here (BPE from the data, random teacher and student
 # written by `promptkd sft --init`): the run folder, --set, clear refusals, exact resume
-# from the command line, Ctrl-C saving a checkpoint, and a non-finite run stopping.
+# from the command line, Ctrl-C saving a checkpoint, a non-finite run stopping, no orphan
+# folders, resume refusals that say what is wrong, and only finite checkpoints kept.
 source tests/cli/lib.sh
 
 source tests/cli/tiny_world.sh
@@ -100,3 +101,44 @@ rc=$?
 check nonfinite_exit_1 test $rc -eq 1
 check nonfinite_message grep -q 'non-finite loss at step [0-9]*; paused, no checkpoint written yet' "$TMP/err7"
 check nonfinite_no_checkpoint test ! -e "$TMP/runs/nan/checkpoints/latest"
+
+# 8. no orphan run folders: a run that does not load leaves none, and the next run gets the name
+expect_error load_failure_exit_1 "teacher" "$PROMPTKD" train --config "$W/cfg.json" --no-tui --quiet --set name=orphan \
+    --set "teacher=$TMP/nope"
+check load_failure_leaves_no_folder test ! -e "$TMP/runs/orphan"
+out=$("$PROMPTKD" train --config "$W/cfg.json" --no-tui --quiet --set name=orphan --set steps=1 2>/dev/null)
+check next_run_gets_the_name test "$out" = "$TMP/runs/orphan"
+
+# 9. resume says what is wrong: a fixed key edited by hand, a broken `latest`, a non-finite checkpoint
+copy_run() { rm -rf "$TMP/runs/$1" && cp -r "$TMP/runs/res" "$TMP/runs/$1"; }
+copy_run edit
+sed -i 's/"seed":[[:space:]]*3/"seed": 9/' "$TMP/runs/edit/config.json"
+expect_error resume_refuses_fixed_key_edited_in_config "edit/config.json: key 'seed' is '9', but checkpoint step-4 was made with '3'" \
+    "$PROMPTKD" train --resume "$TMP/runs/edit" --no-tui --quiet
+copy_run garbage
+printf 'hello\n' >"$TMP/runs/garbage/checkpoints/latest"
+expect_error resume_garbage_latest "garbage/checkpoints/latest holds 'hello\\\\n' .*expected one line 'step-N'" \
+    "$PROMPTKD" train --resume "$TMP/runs/garbage" --no-tui --quiet
+printf 'step-99\n' >"$TMP/runs/garbage/checkpoints/latest"
+expect_error resume_latest_names_missing_folder "names step-99, but .*checkpoints/step-99 does not exist \(checkpoints there: step-4, step-2\)" \
+    "$PROMPTKD" train --resume "$TMP/runs/garbage" --no-tui --quiet
+copy_run nanck
+python3 - "$TMP/runs/nanck/checkpoints/step-4/state.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]
+d = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", d[:8])[0]
+o = 8 + n + json.loads(d[8:8 + n])["prompt_m"]["data_offsets"][0]
+d[o:o + 4] = struct.pack("<f", float("nan"))
+open(p, "wb").write(d)
+PY
+expect_error resume_refuses_nonfinite_checkpoint "latest names a checkpoint that is not good: .*step-4/state.safetensors: tensor 'prompt_m' holds a non-finite value" \
+    "$PROMPTKD" train --resume "$TMP/runs/nanck" --no-tui --quiet
+
+# 10. the last good checkpoint is finite: a model blown up by an update (finite loss, Inf weights) is not saved
+printf 'step 2\nset lr 1e38\nstep 1\nsave\n' >"$TMP/poison.pk"
+"$PROMPTKD" repl --config "$W/cfg.json" --set name=poison --set eval_interval=1 --keep-going -f "$TMP/poison.pk" >/dev/null 2>"$TMP/err10"
+check poisoned_model_pauses grep -q "non-finite values in the model after step 3 (NaN or Inf in the student's weights); paused, last good checkpoint step-2 kept" "$TMP/err10"
+check poisoned_model_save_refused grep -q "poison.pk:4: not saved: the last step was non-finite.*checkpoint step-2 kept" "$TMP/err10"
+check poisoned_model_latest_stays grep -qx 'step-2' "$TMP/runs/poison/checkpoints/latest"
+check poisoned_model_no_step_3 test ! -e "$TMP/runs/poison/checkpoints/step-3"

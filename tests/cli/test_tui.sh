@@ -3,7 +3,8 @@
 # hyper-parameter editor (valid value shown, invalid refused, "pause first" while
 # running), the ':' command line (export a PNG), x export, help, zoom, resize,
 # the quit question (n quits, y saves a checkpoint), terminal restored after q and
-# after SIGTERM, NO_COLOR, ASCII charts under LANG=C, --frames, bad arguments.
+# after SIGTERM (exit 130, as train and repl: tests/cli/test_signals.sh covers saving),
+# NO_COLOR, ASCII charts under LANG=C, --frames, bad arguments.
 source tests/cli/lib.sh
 
 if ! command -v tmux >/dev/null; then
@@ -186,10 +187,6 @@ keys main q
 check tui_q_asks_to_save wait_for main 'save a checkpoint before quitting\? \[y/n/c\]' 5
 keys main c
 check tui_quit_cancel_keeps_running wait_for main 'quit cancelled' 5
-keys main C-c
-check tui_ctrl_c_asks_like_q wait_for main 'save a checkpoint before quitting' 5
-keys main c
-wait_for main 'quit cancelled' 5
 keys main q
 wait_for main 'save a checkpoint' 5
 keys main n
@@ -254,12 +251,12 @@ check tui_tiny_terminal_focus_moves wait_for tiny '━ Log' 5
 keys tiny q
 check tui_tiny_terminal_quits wait_for tiny '^EXIT=0' 10
 
-# --- SIGTERM restores the terminal, then the signal's default action ------------------
+# --- SIGTERM restores the terminal and exits 130, as train and repl do ------------------
 start term 90 26 -- --paused
 wait_for term '^ PAUSED' 20
 pid=$(pgrep -n -f "promptkd tui --config $CFG")
 [ -n "$pid" ] && kill -TERM "$pid"
-if wait_for term '^EXIT=143' 10; then pass tui_sigterm_exits_by_signal; else fail tui_sigterm_exits_by_signal "$(screen term | tail -3)"; fi
+if wait_for term '^EXIT=130' 10; then pass tui_sigterm_exits_130; else fail tui_sigterm_exits_130 "$(screen term | tail -3)"; fi
 check tui_sigterm_restores_terminal test "$("${T[@]}" display -p -t term '#{alternate_on}')" = 0
 
 # --- --frames N exits by itself, on a terminal and headless ------------------------------
