@@ -17,6 +17,7 @@ CORE_SRC   = $(wildcard core/*.c)
 VIEWS_SRC  = $(wildcard views/*.c)
 APP_SRC    = $(wildcard app/*.c)
 PLUGIN_SRC = $(wildcard plugins/*.c)
+TEST_PLUGIN_SRC = $(wildcard tests/plugins/*.c)
 TEST_SRC   = $(wildcard tests/unit/test_*.c)
 TOOL_SRC   = $(wildcard tests/tools/*.c)
 
@@ -24,6 +25,7 @@ CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 VIEWS_OBJ = $(VIEWS_SRC:%.c=$(BUILD)/obj/%.o)
 APP_OBJ   = $(APP_SRC:%.c=$(BUILD)/obj/%.o)
 PLUGINS   = $(PLUGIN_SRC:plugins/%.c=$(BUILD)/plugins/%.so)
+TEST_PLUGINS = $(TEST_PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 TESTS     = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS     = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
@@ -31,7 +33,7 @@ TOOLS     = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BUILD)/promptkd $(BUILD)/libpromptkd.a $(PLUGINS) $(TESTS) $(TOOLS)
+build: $(BUILD)/promptkd $(BUILD)/libpromptkd.a $(PLUGINS) $(TEST_PLUGINS) $(TESTS) $(TOOLS)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -69,6 +71,11 @@ $(BUILD)/promptkd: $(APP_OBJ) $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.
 	$(CC) $(CFLAGS_ALL) -rdynamic -o $@ $(APP_OBJ) $(BUILD)/libpromptkd_views.a $(BUILD)/libpromptkd.a $(APP_LIBS)
 
 $(BUILD)/plugins/%.so: plugins/%.c plugins/promptkd_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -shared -o $@ $<
+
+# Misbehaving plugins for tests/cli/test_plugin_faults.sh (crash, abort, hang, hostile arguments).
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c plugins/promptkd_plugin.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -shared -o $@ $<
 

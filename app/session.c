@@ -371,6 +371,11 @@ static int cmd_exposure(Session *s, int argc, char **argv, const char *rest, PkB
 static int cmd_save(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)rest;
     if (argc > 2) return pk_errf(err, "usage: save [DIR]");
+    /* DIR is a folder of its own: never the run folder or what the engine writes in it, and never
+     * a folder of other files (the engine's write checks that again, and replaces only a model folder) */
+    if (argc == 2 && (pk_run_folder_conflict(argv[1], engine_run_path(s->engine), err) != PK_OK ||
+                      pk_model_folder_check(argv[1], err) != PK_OK))
+        return PK_FAIL;
     char reply[1024];
     if (engine_save(s->engine, argc == 2 ? argv[1] : NULL, reply, sizeof reply, err)) return PK_FAIL;
     pk_buf_printf(out, "%s\n", reply);
@@ -407,28 +412,83 @@ static int cmd_export(Session *s, int argc, char **argv, const char *rest, PkBuf
     return PK_OK;
 }
 
+#define PLUGIN_USAGE \
+    "usage: plugin load FILE [--timeout S] | unload NAME | list | run NAME [--timeout S] [ARGS...] | timeout [S] | " \
+    "export FILE.json"
+
+/* Seconds for --timeout / plugin timeout: a number in (0, PLUGIN_HOST_MAX_TIMEOUT]. */
+static int parse_timeout(const char *what, const char *arg, double *out, char *err) {
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end || !(v > 0 && v <= PLUGIN_HOST_MAX_TIMEOUT))
+        return pk_errf(err, "%s: expected seconds, a number greater than 0 and at most %d, got '%s'", what,
+                       PLUGIN_HOST_MAX_TIMEOUT, arg);
+    *out = v;
+    return PK_OK;
+}
+
+/* Takes `--timeout S` / `--timeout=S` out of words[0..*n) (not after a `--`, which is
+ * itself dropped so plugin arguments may look like options). */
+static int take_timeout(const char *what, char **words, int *n, double *timeout, char *err) {
+    int o = 0, literal = 0;
+    for (int i = 0; i < *n; i++) {
+        if (!literal && !strcmp(words[i], "--")) {
+            literal = 1;
+        } else if (!literal && !strcmp(words[i], "--timeout")) {
+            if (i + 1 >= *n) return pk_errf(err, "%s: --timeout needs seconds", what);
+            if (parse_timeout(what, words[++i], timeout, err)) return PK_FAIL;
+        } else if (!literal && !strncmp(words[i], "--timeout=", 10)) {
+            if (parse_timeout(what, words[i] + 10, timeout, err)) return PK_FAIL;
+        } else {
+            words[o++] = words[i];
+        }
+    }
+    *n = o;
+    return PK_OK;
+}
+
 static int cmd_plugin(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)rest;
-    if (argc < 2) return pk_errf(err, "usage: plugin load FILE | unload NAME | list | run NAME [ARGS...] | export FILE.json");
+    if (argc < 2) return pk_errf(err, PLUGIN_USAGE);
     const char *sub = argv[1];
     if (!strcmp(sub, "list") && argc == 2) {
         plugin_host_list(s->plugins, out);
         return PK_OK;
     }
-    if (!strcmp(sub, "load") && argc == 3) return plugin_host_load(s->plugins, argv[2], out, err);
+    if (!strcmp(sub, "load") && argc >= 3) {
+        int n = argc - 2;
+        double timeout = 0;
+        if (take_timeout("plugin load", argv + 2, &n, &timeout, err)) return PK_FAIL;
+        if (n != 1) return pk_errf(err, "usage: plugin load FILE [--timeout S]");
+        return plugin_host_load(s->plugins, argv[2], timeout, out, err);
+    }
     if (!strcmp(sub, "unload") && argc == 3) {
-        if (plugin_host_unload(s->plugins, argv[2], err)) return PK_FAIL;
+        if (plugin_host_unload(s->plugins, argv[2], out, err)) return PK_FAIL;
         pk_buf_printf(out, "unloaded %s\n", argv[2]);
         return PK_OK;
     }
-    if (!strcmp(sub, "run") && argc >= 3)
-        return plugin_host_run(s->plugins, argv[2], argc - 3, (const char *const *)argv + 3, out, err);
+    if (!strcmp(sub, "run") && argc >= 3) {
+        int n = argc - 3;
+        double timeout = 0;
+        if (take_timeout("plugin run", argv + 3, &n, &timeout, err)) return PK_FAIL;
+        return plugin_host_run(s->plugins, argv[2], n, (const char *const *)argv + 3, timeout, out, err);
+    }
+    if (!strcmp(sub, "timeout") && argc <= 3) {
+        if (argc == 3) {
+            double v = 0;
+            if (parse_timeout("plugin timeout", argv[2], &v, err) || plugin_host_set_timeout(s->plugins, v, err))
+                return PK_FAIL;
+        }
+        pk_buf_printf(out, "plugin calls time out after %g s\n", plugin_host_timeout(s->plugins));
+        return PK_OK;
+    }
     if (!strcmp(sub, "export") && argc == 3) {
         if (plugin_host_export_json(s->plugins, argv[2], err)) return PK_FAIL;
         pk_buf_printf(out, "wrote %s\n", argv[2]);
         return PK_OK;
     }
-    return pk_errf(err, "usage: plugin load FILE | unload NAME | list | run NAME [ARGS...] | export FILE.json");
+    return pk_errf(err, PLUGIN_USAGE);
 }
 
 static int cmd_view(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
@@ -490,11 +550,18 @@ static const SessionCommand session_commands[] = {
     {"generate", "generate TEXT", "generations of T', T and S for an instruction", cmd_generate},
     {"neighbours", "neighbours [K]", "nearest vocabulary tokens of each soft-prompt vector", cmd_neighbours},
     {"exposure", "exposure", "measure exposure bias (ExAccErr) now", cmd_exposure},
-    {"save", "save [DIR]", "write a checkpoint (to the run's checkpoints/ or DIR)", cmd_save},
+    {"save", "save [DIR]",
+     "write a checkpoint to the run's checkpoints/, or to DIR outside the run folder: a new or empty folder, or "
+     "one promptkd wrote (only " PK_MODEL_FOLDER_FILES "), which it replaces",
+     cmd_save},
     {"export", "export CHART FILE.png [--size WxH] | export all DIR", "write a chart as PNG", cmd_export},
     {"charts", "charts", "list the charts that export", cmd_charts},
     {"view", "view CHART [ema X] [log on|off]", "smoothing and log scale of a chart (terminal and PNG)", cmd_view},
-    {"plugin", "plugin load FILE | unload NAME | list | run NAME [ARGS] | export FILE.json", "analysis plugins",
+    {"plugin",
+     "plugin load FILE [--timeout S] | unload NAME | list | run NAME [--timeout S] [ARGS] | timeout [S] | "
+     "export FILE.json",
+     "analysis plugins, each call in a child process: a crash or a call past its time limit (60 s unless set) "
+     "unloads the plugin with a message; the session and its training go on",
      cmd_plugin},
     {"help", "help [COMMAND]", "list commands, or describe one", cmd_help},
     {"quit", "quit", "leave (the TUI asks whether to save first)", cmd_quit},
@@ -613,6 +680,7 @@ int session_exec(Session *s, const char *line, PkBuf *out, char *err) {
                 rest = rest_buf;
             }
             int r = c->fn(s, argc, argv, rest, out, err);
+            plugin_host_take_notices(s->plugins, out); /* plugin faults during training (on_step) */
             free(rest_buf);
             rc = r == SESSION_QUIT ? SESSION_QUIT : r == PK_OK ? SESSION_OK : SESSION_ERROR;
         }

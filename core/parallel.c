@@ -20,6 +20,7 @@ static struct {
     unsigned long start_generation; /* generation when the workers were (re)started */
     unsigned long pending;    /* workers still running the current job (atomic) */
     int quit;
+    int forked_child;         /* pk_threads_fork_child ran: everything inline, no pool */
     /* the current job */
     pk_range_fn fn;
     void *ctx;
@@ -115,6 +116,7 @@ static void stop_workers(void) {
 }
 
 void pk_threads_init(int n) {
+    if (pool.forked_child) return;
     if (n <= 0) {
         const char *env = getenv("PROMPTKD_THREADS");
         n = env ? atoi(env) : 0;
@@ -137,6 +139,17 @@ void pk_threads_init(int n) {
     /* OpenBLAS stays single-threaded unless PROMPTKD_GEMM=blas hands it the cores. */
     const char *gemm = getenv("PROMPTKD_GEMM");
     pk_gemm_set_mode(gemm && !strcmp(gemm, "blas") ? PK_GEMM_BLAS : pk_gemm_mode());
+}
+
+/* Only the calling thread survives fork(): the workers' copies are gone and any lock
+ * another thread held stays held. From now on every parallel_for runs inline (the
+ * nthreads == 1 path takes no lock) and OpenBLAS gets one thread. */
+void pk_threads_fork_child(void) {
+    pool.forked_child = 1;
+    pool.nthreads = 1;
+    pool.started = 1;
+    in_parallel_region = 0;
+    pk_gemm_set_mode(pk_gemm_mode());
 }
 
 int pk_num_threads(void) {

@@ -11,6 +11,12 @@
 void pk_threads_init(int n);
 int pk_num_threads(void);
 
+/* In a child made by fork() (plugin calls): only the calling thread exists there, so
+ * every later parallel_for runs inline on it, OpenBLAS is set to one thread, and no
+ * lock of the pool is ever taken (another thread may have held one at the fork).
+ * pk_threads_init becomes a no-op. Call it first thing in the child. */
+void pk_threads_fork_child(void);
+
 /* Calls fn(ctx, begin, end) on disjoint contiguous ranges covering [0, n),
  * one range per thread, and returns when all are done. Nested calls (from
  * inside fn) run serially on the calling thread. */

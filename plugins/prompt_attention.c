@@ -1,7 +1,9 @@
 /* prompt_attention: how much attention each teacher layer puts on the soft-prompt
  * positions, and how far each prompt vector has moved from its initialisation,
  * now (analyze) and over training (every INTERVAL steps, from on_step).
- *   plugin run prompt_attention [INTERVAL]   (INTERVAL 0 stops tracking) */
+ *   plugin run prompt_attention [INTERVAL]   (INTERVAL 0 stops tracking)
+ * Its one setting lives in the host-owned state block (ABI 2): each call runs in
+ * its own process, so static variables or malloc'ed state would not survive. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +18,7 @@ typedef struct {
 static int measure(const PkHostApi *api, int step, int publish_now, char *err) {
     const float *prompt, *init;
     int P, C;
-    if (!api->prompt(api->host, &prompt, &init, &P, &C)) {
+    if (api->prompt(api->host, &prompt, &init, &P, &C) != 1) {
         snprintf(err, PK_PLUGIN_ERR_LEN, "this run has no soft prompt (method without a prompted teacher)");
         return -1;
     }
@@ -30,8 +32,13 @@ static int measure(const PkHostApi *api, int step, int publish_now, char *err) {
     if (api->encode(api->host, text, &ids, &n, err)) return -1;
     int L = api->num_layers(api->host, PK_MODEL_PROMPTED_TEACHER);
     double mass[1024];
-    if (L > 1024) L = 1024;
-    int rc = api->prompt_attention(api->host, ids, n, mass, err);
+    if (L < 1) {
+        snprintf(err, PK_PLUGIN_ERR_LEN, "%s", api->last_error(api->host));
+        api->free_ids(ids);
+        return -1;
+    }
+    if (L > 1024) L = 1024; /* prompt_attention refuses a deeper teacher: mass holds 1024 */
+    int rc = api->prompt_attention(api->host, ids, n, mass, L, err);
     api->free_ids(ids);
     if (rc) return -1;
     double drift[1024];
@@ -77,26 +84,19 @@ static int measure(const PkHostApi *api, int step, int publish_now, char *err) {
     return 0;
 }
 
-static int on_load(const PkHostApi *api, void **state, char *err) {
-    (void)api;
-    State *s = calloc(1, sizeof *s);
-    if (!s) {
-        snprintf(err, PK_PLUGIN_ERR_LEN, "out of memory");
-        return -1;
-    }
+static int on_load(const PkHostApi *api, void *state, char *err) {
+    (void)api, (void)err;
+    State *s = state; /* zeroed by the host */
     s->interval = 10;
-    *state = s;
     return 0;
 }
-
-static void on_unload(void *state) { free(state); }
 
 static int on_step(const PkHostApi *api, void *state, const PkPluginStepInfo *info, char *err) {
     State *s = state;
     if (s->interval <= 0 || info->step % s->interval != 0) return 0;
     const float *p, *i;
     int P, C;
-    if (!api->prompt(api->host, &p, &i, &P, &C)) return 0; /* nothing to track in a run without prompt */
+    if (api->prompt(api->host, &p, &i, &P, &C) != 1) return 0; /* nothing to track in a run without prompt */
     return measure(api, info->step, 0, err);
 }
 
@@ -122,8 +122,8 @@ static const PkPluginDescriptor descriptor = {
     .abi_version = PROMPTKD_PLUGIN_ABI,
     .name = "prompt_attention",
     .description = "attention mass of each teacher layer on the prompt, and prompt drift from init, over training",
+    .state_size = sizeof(State),
     .on_load = on_load,
-    .on_unload = on_unload,
     .on_step = on_step,
     .analyze = analyze,
 };

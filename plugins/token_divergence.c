@@ -87,6 +87,10 @@ static int analyze(const PkHostApi *api, void *state, int argc, const char *cons
         return -1;
     }
     int V = api->vocab_size(api->host);
+    if (V < 1) {
+        snprintf(err, PK_PLUGIN_ERR_LEN, "%s", api->last_error(api->host));
+        return -1;
+    }
     TokenScore *scores = NULL;
     int n_scores = 0, cap = 0;
     double pos_fkl[512] = {0}, pos_rkl[512] = {0};
@@ -115,7 +119,9 @@ static int analyze(const PkHostApi *api, void *state, int argc, const char *cons
         } else if (nr > 0) {
             memcpy(seq, pids, sizeof(int) * np);
             memcpy(seq + np, rids, sizeof(int) * nr);
-            if (api->forward(api->host, oracle, seq, n, lt, err) || api->forward(api->host, PK_MODEL_STUDENT, seq, n, ls, err)) {
+            size_t len = (size_t)V * n;
+            if (api->forward(api->host, oracle, seq, n, lt, len, err) ||
+                api->forward(api->host, PK_MODEL_STUDENT, seq, n, ls, len, err)) {
                 rc = -1;
             } else {
                 /* position np - 1 + j predicts response token j */

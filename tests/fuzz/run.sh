@@ -3,7 +3,8 @@
 # runs each for $FUZZ_SECONDS seconds from a seed corpus (tests/fuzz/seeds plus
 # tests/fixtures). Fails on any finding; reproducers are kept in build-fuzz/findings/.
 #   FUZZ_SECONDS=60 bash tests/fuzz/run.sh [target...]
-# Targets: safetensors, config, tokenizer_load, tokenizer_roundtrip, data.
+# Targets: safetensors, config, tokenizer_load, tokenizer_roundtrip, data, plugin_wire (the frames a
+# plugin child sends the session: app/plugin_wire.c, compiled into its target).
 set -u
 cd "$(dirname "$0")/../.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
@@ -13,10 +14,10 @@ if [ -z "$CLANG" ]; then
     echo "fuzz: clang is not installed (apt-get install clang)" >&2
     exit 2
 fi
-ALL_TARGETS="safetensors config tokenizer_load tokenizer_roundtrip data"
+ALL_TARGETS="safetensors config tokenizer_load tokenizer_roundtrip data plugin_wire"
 TARGETS=${*:-$ALL_TARGETS}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-std=c11 -g -O1 $SAN -pthread -D_GNU_SOURCE -Icore $(pkg-config --cflags openblas libcjson)"
+CFLAGS="-std=c11 -g -O1 $SAN -pthread -D_GNU_SOURCE -Icore -Iapp -Iplugins $(pkg-config --cflags openblas libcjson)"
 LIBS="$(pkg-config --libs openblas libcjson) -lm -ldl -pthread"
 
 mkdir -p "$OUT/obj" "$OUT/findings"
@@ -54,6 +55,7 @@ for t in $TARGETS; do
         safetensors) max_len=16384 ;;
         tokenizer_load) max_len=65536 ;;
         tokenizer_roundtrip) max_len=8192 ;;
+        plugin_wire) max_len=16384 ;;
         *) max_len=4096 ;;
     esac
     echo "fuzz: $t for ${FUZZ_SECONDS}s"
