@@ -64,7 +64,7 @@ static char **complete(const char *text, int start, int end) {
         nwords++;
         i = j;
     }
-    static const char *plugin_subs[] = {"load", "unload", "list", "run", "export", NULL};
+    static const char *plugin_subs[] = {"load", "unload", "list", "run", "timeout", "export", NULL};
     static const char *splits[] = {"valid", "test", "train", NULL};
     gen_words = NULL;
     if (nwords == 0) gen_words = session_command_names();

@@ -564,7 +564,7 @@ static const SessionCommand session_commands[] = {
      "unloads the plugin with a message; the session and its training go on",
      cmd_plugin},
     {"help", "help [COMMAND]", "list commands, or describe one", cmd_help},
-    {"quit", "quit", "leave (the TUI asks whether to save first)", cmd_quit},
+    {"quit", "quit", "leave; while steps are unsaved the REPL and the TUI ask whether to save first (a script saves)", cmd_quit},
 };
 #define N_SESSION_COMMANDS ((int)(sizeof session_commands / sizeof *session_commands))
 
