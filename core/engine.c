@@ -1944,40 +1944,43 @@ static int key_fixed_on_resume(const char *key) {
 /* Fixed keys must match the run being resumed: its config.json (so a --set of one is
  * refused) and the config its checkpoint was written with (so is one edited by hand in
  * config.json). Live keys may differ: that is how a resumed run changes them. */
+/* The first key fixed on resume whose value differs between the two configs: its name and both
+ * values (now = cfg's, then = saved's); NULL when none differs. */
+static const char *first_fixed_key_change(const RunConfig *cfg, const RunConfig *saved, char *now, char *then,
+                                          size_t len, char *err) {
+    for (const char *const *k = config_keys(); *k; k++) {
+        if (!key_fixed_on_resume(*k)) continue;
+        config_get(cfg, *k, now, len, err);
+        config_get(saved, *k, then, len, err);
+        if (strcmp(now, then)) return *k;
+    }
+    return NULL;
+}
+
 static int check_resume_config(const RunConfig *cfg, const char *run_path, int step, char *err) {
     char path[CONFIG_PATH_LEN + 64], ck[CONFIG_PATH_LEN + 96];
     if (pk_path_join(path, sizeof path, run_path, "config.json", err) != PK_OK) return PK_FAIL;
     if (snprintf(ck, sizeof ck, "%s/checkpoints/step-%d/run_config.json", run_path, step) >= (int)sizeof ck)
         return pk_errf(err, "%s: path too long", run_path);
     RunConfig saved;
+    char a[CONFIG_PATH_LEN + 64], b[CONFIG_PATH_LEN + 64];
+    const char *key;
     if (pk_file_exists(path)) {
         config_defaults(&saved);
         if (config_load_json(&saved, path, err) != PK_OK) return PK_FAIL;
-        for (const char *const *k = config_keys(); *k; k++) {
-            if (!key_fixed_on_resume(*k)) continue;
-            char a[CONFIG_PATH_LEN + 64], b[CONFIG_PATH_LEN + 64];
-            config_get(cfg, *k, a, sizeof a, err);
-            config_get(&saved, *k, b, sizeof b, err);
-            if (strcmp(a, b))
-                return pk_errf(err,
-                               "%s: key '%s' is '%s' in the run but '%s' here; only live keys may change on resume",
-                               path, *k, b, a);
-        }
+        if ((key = first_fixed_key_change(cfg, &saved, a, b, sizeof a, err)) != NULL)
+            return pk_errf(err,
+                           "%s: key '%s' is '%s' in the run but '%s' here; only live keys may change on resume",
+                           path, key, b, a);
     }
     if (!pk_file_exists(ck)) return PK_OK; /* a checkpoint written before run_config.json existed */
     config_defaults(&saved);
     if (config_load_json(&saved, ck, err) != PK_OK) return PK_FAIL;
-    for (const char *const *k = config_keys(); *k; k++) {
-        if (!key_fixed_on_resume(*k)) continue;
-        char a[CONFIG_PATH_LEN + 64], b[CONFIG_PATH_LEN + 64];
-        config_get(cfg, *k, a, sizeof a, err);
-        config_get(&saved, *k, b, sizeof b, err);
-        if (strcmp(a, b))
-            return pk_errf(err,
-                           "%s: key '%s' is '%s', but checkpoint step-%d was made with '%s' (%s); the key is fixed "
-                           "for the run, only live keys may change on resume (put it back, or start a new run)",
-                           path, *k, a, step, b, ck);
-    }
+    if ((key = first_fixed_key_change(cfg, &saved, a, b, sizeof a, err)) != NULL)
+        return pk_errf(err,
+                       "%s: key '%s' is '%s', but checkpoint step-%d was made with '%s' (%s); the key is fixed "
+                       "for the run, only live keys may change on resume (put it back, or start a new run)",
+                       path, key, a, step, b, ck);
     return PK_OK;
 }
 
