@@ -61,6 +61,39 @@ void chart_format_tick(double v, char *out, size_t len) {
     else snprintf(out, len, "%.3g", v);
 }
 
+/* Digits after the point that tell ticks `step` apart (step > 0): 0.25 -> 2, 5 -> 0. */
+static int decimals_for_step(double step) {
+    int d = (int)ceil(-log10(step) - 1e-9);
+    if (d < 0) d = 0;
+    /* a 2.5-type step needs one digit more than its power of ten */
+    double scaled = step * pow(10, d);
+    if (fabs(scaled - floor(scaled + 0.5)) > 1e-6 * scaled) d++;
+    return d;
+}
+
+void chart_format_tick_step(double v, double step, char *out, size_t len) {
+    double a = fabs(v);
+    if (!(step > 0) || !isfinite(step)) {
+        chart_format_tick(v, out, len);
+        return;
+    }
+    if (a < step * 1e-9) {
+        snprintf(out, len, "0");
+    } else if (a >= 1e6 || (a < 1e-3 && step < 1e-3)) {
+        /* significant digits from the leading digit of v down to the step's */
+        int sig = (int)floor(log10(a)) - (int)floor(log10(step) + 1e-9) + 1;
+        if (sig < 1) sig = 1;
+        if (sig > 6) sig = 6;
+        snprintf(out, len, "%.*e", sig - 1, v);
+    } else if (a >= 1e4 && step >= 100) {
+        snprintf(out, len, "%.*fk", decimals_for_step(step / 1e3), v / 1e3);
+    } else {
+        int d = decimals_for_step(step);
+        if (d > 6) d = 6;
+        snprintf(out, len, "%.*f", d, v);
+    }
+}
+
 /* "Nice" tick step for a range: 1, 2 or 5 times a power of ten. */
 static double nice_step(double range, int max_ticks) {
     if (!(range > 0)) return 1;
@@ -70,17 +103,39 @@ static double nice_step(double range, int max_ticks) {
     return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
 }
 
+/* Ticks at lo, lo + step, ... <= hi (nice multiples), with labels that differ. On a log axis
+ * (lo, hi in log10 units) a span of a decade or more gets ticks at whole decades (every k-th when
+ * there are many); a shorter span gets nice values of the data's own units, placed at their log. */
 static int make_ticks(double lo, double hi, int max_ticks, int log_axis, double *ticks, char labels[][16]) {
     if (max_ticks < 2) max_ticks = 2;
     if (max_ticks > 16) max_ticks = 16;
-    double step = nice_step(hi - lo, max_ticks);
-    if (log_axis && step < 1 && hi - lo >= 1) step = 1;
-    double start = ceil(lo / step - 1e-9) * step;
     int n = 0;
+    if (log_axis && hi - lo < 1) {
+        double vlo = pow(10, lo), vhi = pow(10, hi);
+        double step = nice_step(vhi - vlo, max_ticks);
+        for (double t = ceil(vlo / step - 1e-9) * step; t <= vhi + step * 1e-9 && n < 16; t += step) {
+            if (!(t > 0)) continue;
+            ticks[n] = log10(t);
+            chart_format_tick_step(t, step, labels[n], 16);
+            n++;
+        }
+        if (n >= 2) return n;
+        n = 0; /* too narrow for two nice values: fall back to exponent ticks */
+    }
+    double step = nice_step(hi - lo, max_ticks);
+    if (log_axis && hi - lo >= 1) step = step < 1 ? 1 : ceil(step);
+    double start = ceil(lo / step - 1e-9) * step;
     for (double t = start; t <= hi + step * 1e-9 && n < 16; t += step) {
         double v = fabs(t) < step * 1e-9 ? 0 : t;
         ticks[n] = v;
-        chart_format_tick(log_axis ? pow(10, v) : v, labels[n], 16);
+        if (log_axis) {
+            double value = pow(10, v);
+            /* a whole decade reads exactly (0.01, 1, 1000); a fractional exponent as before */
+            if (fabs(v - floor(v + 0.5)) < 1e-9) chart_format_tick_step(value, value, labels[n], 16);
+            else chart_format_tick(value, labels[n], 16);
+        } else {
+            chart_format_tick_step(v, step, labels[n], 16);
+        }
         n++;
     }
     return n;

@@ -66,5 +66,8 @@ void chart_cells_free(ChartCells *cells);
 
 /* Formats a tick value compactly ("0.25", "1.2k", "3e-05"). */
 void chart_format_tick(double v, char *out, size_t len);
+/* Formats a tick value with the precision its axis step needs, so neighbouring ticks never read
+ * alike: (400.5, 0.5) -> "400.5", (1.0005, 0.0005) -> "1.0005", (15000, 500) -> "15.0k". */
+void chart_format_tick_step(double v, double step, char *out, size_t len);
 
 #endif

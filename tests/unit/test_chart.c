@@ -1,5 +1,7 @@
 /* The chart model in both renderings: terminal cells and PNG read back with libpng. */
+#include <math.h>
 #include <png.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,6 +54,72 @@ static void test_prepare_ticks_and_ranges(void) {
     CHECK(chart_prepare(&c, &g, 6, 5) == 0);
     CHECK_NEAR(g.y[0][0], 5.0, 1e-12);
     CHECK(g.y[0][10] > 5.0 / 11);
+    chart_geometry_free(&g);
+    chart_free(&c);
+}
+
+static void check_labels_distinct(const ChartGeometry *g, int yaxis) {
+    int n = yaxis ? g->n_yticks : g->n_xticks;
+    CHECK(n >= 2);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            const char *a = yaxis ? g->ytick_labels[i] : g->xtick_labels[i];
+            const char *b = yaxis ? g->ytick_labels[j] : g->xtick_labels[j];
+            CHECK_MSG(strcmp(a, b) != 0, "ticks %d and %d both read '%s'", i, j, a);
+        }
+}
+
+/* Labels as precise as the step: narrow ranges never repeat a label; log axes read in the
+ * data's units (decades, or nice values inside one decade), never as 0.398 0.501 0.631. */
+static void test_tick_labels(void) {
+    char out[32];
+    chart_format_tick_step(400.5, 0.5, out, sizeof out);
+    CHECK_MSG(!strcmp(out, "400.5"), "%s", out);
+    chart_format_tick_step(1.0005, 0.0005, out, sizeof out);
+    CHECK_MSG(!strcmp(out, "1.0005"), "%s", out);
+    chart_format_tick_step(0.25, 0.25, out, sizeof out);
+    CHECK_MSG(!strcmp(out, "0.25"), "%s", out);
+    chart_format_tick_step(15500, 500, out, sizeof out);
+    CHECK_MSG(!strcmp(out, "15.5k"), "%s", out);
+    chart_format_tick_step(300, 100, out, sizeof out);
+    CHECK_MSG(!strcmp(out, "300"), "%s", out);
+
+    double x[20], y[20];
+    Chart c;
+    ChartGeometry g;
+    for (int i = 0; i < 20; i++) x[i] = 400 + i / 19.0, y[i] = 1 + (i - 10) * 1e-4;
+    chart_init(&c, "narrow", "step", "loss");
+    CHECK(chart_add_series(&c, "a", x, y, 20) == 0);
+    CHECK(chart_prepare(&c, &g, 5, 5) == 0);
+    check_labels_distinct(&g, 0);
+    check_labels_distinct(&g, 1);
+    chart_geometry_free(&g);
+    chart_free(&c);
+
+    /* less than a decade on a log axis: nice values, each placed at its log */
+    for (int i = 0; i < 20; i++) x[i] = i, y[i] = 0.3 + 0.4 * i / 19.0;
+    chart_init(&c, "log narrow", "step", "loss");
+    c.log_y = 1;
+    CHECK(chart_add_series(&c, "a", x, y, 20) == 0);
+    CHECK(chart_prepare(&c, &g, 5, 5) == 0);
+    check_labels_distinct(&g, 1);
+    for (int i = 0; i < g.n_yticks; i++) {
+        double v = strtod(g.ytick_labels[i], NULL);
+        CHECK_NEAR(log10(v), g.yticks[i], 1e-9);
+        CHECK_NEAR(v * 20, floor(v * 20 + 0.5), 1e-9); /* multiples of 0.05 at least */
+    }
+    chart_geometry_free(&g);
+    chart_free(&c);
+
+    /* three decades: ticks at 0.01, 0.1, 1, 10 */
+    for (int i = 0; i < 20; i++) x[i] = i, y[i] = 0.01 * pow(1000, i / 19.0);
+    chart_init(&c, "log wide", "step", "loss");
+    c.log_y = 1;
+    CHECK(chart_add_series(&c, "a", x, y, 20) == 0);
+    CHECK(chart_prepare(&c, &g, 6, 6) == 0);
+    const char *want[] = {"0.01", "0.1", "1", "10"};
+    CHECK(g.n_yticks == 4);
+    for (int i = 0; i < g.n_yticks && i < 4; i++) CHECK_MSG(!strcmp(g.ytick_labels[i], want[i]), "%s", g.ytick_labels[i]);
     chart_geometry_free(&g);
     chart_free(&c);
 }
@@ -176,6 +244,7 @@ static void test_empty_chart(void) {
 int main(void) {
     RUN(test_font_loads_ascii);
     RUN(test_prepare_ticks_and_ranges);
+    RUN(test_tick_labels);
     RUN(test_cells_braille_and_ascii);
     RUN(test_png_export_reads_back);
     RUN(test_empty_chart);
