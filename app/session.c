@@ -84,7 +84,7 @@ void session_set_chart_view(Session *s, const char *name, double ema, int log_y)
     v->log_y = log_y;
 }
 
-static const char *builtin_charts[] = {"loss", "rouge", "exposure", "neighbours", NULL};
+static const char *builtin_charts[] = {"loss", "rouge", "exposure", "neighbours", "lr", "grad_norm", NULL};
 
 int session_chart_names(Session *s, char names[][64], int max) {
     int n = 0;
@@ -137,6 +137,15 @@ int session_build_chart(Session *s, const char *name, Chart *c, char *err) {
                 chart_add_series(c, label, x, e->exaccerr, e->n);
                 free(x);
             }
+        } else if (!strcmp(name, "lr") || !strcmp(name, "grad_norm")) {
+            /* the optimizer's view: learning rates, and global gradient norms before clipping */
+            int lr = !strcmp(name, "lr");
+            chart_init(c, lr ? "learning rate (student, prompt)" : "gradient norm before clipping (student, prompt)",
+                       "step", lr ? "learning rate" : "global L2 norm");
+            const char *want0 = lr ? "lr" : "grad_norm", *want1 = lr ? "prompt_lr" : "prompt_grad_norm";
+            for (int i = 0; i < snap->n_series; i++)
+                if (!strcmp(snap->series[i].name, want0) || !strcmp(snap->series[i].name, want1))
+                    chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
         } else { /* neighbours: top-1 cosine similarity of each prompt vector over training */
             chart_init(c, "prompt tokens: similarity to nearest vocabulary token", "step", "cosine similarity");
             for (int i = 0; i < snap->n_series; i++)

@@ -1407,6 +1407,7 @@ static void do_step(Engine *e) {
     hist_push(e, "lr", step, st.lr);
     if (distill_has_prompt(e->ds)) hist_push(e, "prompt_lr", step, st.prompt_lr);
     hist_push(e, "grad_norm", step, st.grad_norm);
+    if (distill_has_prompt(e->ds)) hist_push(e, "prompt_grad_norm", step, st.prompt_grad_norm);
     hist_push(e, "tokens_per_s", step, tps);
 
     /* periodic work, counted in the step's wall time */
@@ -1548,7 +1549,8 @@ static int restore_metrics(Engine *e, int ckpt_step, char *err) {
                     if (!cJSON_IsNumber(it) || !strcmp(it->string, "step")) continue;
                     if (strstr(it->string, "loss") || !strcmp(it->string, "lr") ||
                         !strcmp(it->string, "grad_norm") || !strcmp(it->string, "tokens_per_s") ||
-                        (!strcmp(it->string, "prompt_lr") && distill_has_prompt(e->ds)) ||
+                        ((!strcmp(it->string, "prompt_lr") || !strcmp(it->string, "prompt_grad_norm")) &&
+                         distill_has_prompt(e->ds)) ||
                         !strcmp(it->string, "on_policy") || !strcmp(it->string, "kl_tprime_t"))
                         hist_push(e, it->string, step, it->valuedouble);
                 }

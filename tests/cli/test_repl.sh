@@ -63,6 +63,9 @@ for f in loss rouge exposure neighbours token_divergence-kl_per_position prompt_
     prompt_attention-attention_over_training prompt_attention-drift_over_training; do
     check "export_all_$f" "$PNGCHECK" "$TMP/plots/$f.png" 960 540
 done
+# the optimizer's charts: student and prompt series in each
+check lr_chart_png "$PNGCHECK" "$TMP/plots/lr.png" 960 540 $C0 $C1
+check grad_norm_chart_png "$PNGCHECK" "$TMP/plots/grad_norm.png" 960 540 $C0 $C1
 check plugin_json_written grep -q '"chart":.*"token_divergence/kl_per_position"' "$TMP/plugins.json"
 check save_wrote_checkpoint test -f "$TMP/saved/model.safetensors" -a -f "$TMP/saved/prompt.safetensors"
 
