@@ -1379,7 +1379,7 @@ const KeyBinding tui_key_table[] = {
     {{K(KEY_END), 'G'}, "End, G", "bottom of the list (Log: follow the newest)", act_end},
     {{K(KEY_LEFT)}, "Left", "previous chart in Charts, else previous panel", act_left},
     {{K(KEY_RIGHT)}, "Right", "next chart in Charts, else next panel", act_right},
-    {{'c'}, "c", "next chart: loss, rouge, neighbours, exposure, plugins", act_chart_next},
+    {{'c'}, "c", "next chart: loss, rouge, exposure, neighbours, lr, grad_norm, plugins", act_chart_next},
     {{'C'}, "C", "previous chart", act_chart_prev},
     {{'s'}, "s", "EMA smoothing of the focused chart: 0, 0.6, 0.9", act_smooth},
     {{'l'}, "l", "log-scale y axis of the focused chart on/off", act_logscale},

@@ -160,6 +160,7 @@ check tui_s_sets_ema wait_for main 'Charts: loss.*ema 0.6' 5
 keys main '?'
 check tui_help_overlay wait_for main 'Help: keys' 5
 check tui_help_lists_keys grep -q 'pause / resume training' <<<"$(screen main)"
+check tui_help_lists_charts_in_cycle_order grep -q 'loss, rouge, exposure, neighbours, lr, grad_norm' <<<"$(screen main)"
 keys main Escape
 keys main 6 z
 sleep 0.5
