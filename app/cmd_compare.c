@@ -59,7 +59,6 @@ void train_install_signals(void);
 int train_interrupted(void);
 void train_progress_line(const EngineSnapshot *s, char *out, size_t len);
 
-#define MAX_METHODS 16
 #define MAX_SEEDS 64
 #define MAX_DECODE_SEEDS 5
 #define REFERENCE_METHOD "promptkd"
@@ -68,10 +67,16 @@ void train_progress_line(const EngineSnapshot *s, char *out, size_t len);
 #define RUN_SCORES_FILE "compare-scores.json"
 #define REFERENCE_SCORES_FILE "reference-scores.json"
 
-/* Every method the program has, in table order (the reference last). config.c keeps its
- * list private, so each is offered only when config_set accepts it: a method added there
- * shows up here without another edit. */
-static const char *const CANDIDATE_METHODS[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "minillm", "promptkd"};
+/* The methods to compare by default: every one of the method table, the reference last. */
+static int default_methods(char *out, size_t len) {
+    int o = 0, ref = method_find(REFERENCE_METHOD);
+    for (int i = 0; i < N_METHODS; i++) {
+        int m = i < ref ? i : i + 1 < N_METHODS ? i + 1 : ref;
+        o += snprintf(out + o, len - (size_t)o, "%s%s", i ? "," : "", method_info((MethodId)m)->name);
+        if ((size_t)o >= len) return -1;
+    }
+    return 0;
+}
 
 static unsigned long long decode_seed(int j) { return 10ULL * (unsigned long long)(j + 1); }
 
@@ -267,7 +272,7 @@ static cJSON *score_exposure(DistillState *ds, const ScoreSettings *st, char *er
 static cJSON *score_student(const RunConfig *base, const char *student_dir, const ScoreSettings *st,
                             cJSON **teacher_out, char *err) {
     RunConfig c = *base;
-    snprintf(c.method, sizeof c.method, "rkl"); /* loads the teacher, no prompt */
+    snprintf(c.method, sizeof c.method, "%s", method_info(METHOD_RKL)->name); /* loads the teacher, no prompt */
     if (strlen(student_dir) >= sizeof c.student) {
         pk_errf(err, "%s: path too long", student_dir);
         return NULL;
@@ -742,21 +747,18 @@ int cmd_compare(int argc, char **argv) {
         for (int s = 0; s < seeds_n; s++) train_seeds[n_seeds++] = cfg.seed + (unsigned long long)s;
 
     /* methods: known, no repeats, in the order given (default: every one the program has) */
-    char available[256] = "";
-    for (size_t i = 0; i < sizeof CANDIDATE_METHODS / sizeof *CANDIDATE_METHODS; i++) {
-        RunConfig probe = cfg;
-        if (config_set(&probe, "method", CANDIDATE_METHODS[i], err) != PK_OK) continue;
-        if (available[0]) strcat(available, ",");
-        strcat(available, CANDIDATE_METHODS[i]);
+    char available[256];
+    if (default_methods(available, sizeof available) != 0) {
+        fprintf(stderr, "promptkd compare: the method names do not fit in %zu bytes\n", sizeof available);
+        return 2;
     }
-    char methods[MAX_METHODS][16];
+    char methods[N_METHODS][sizeof cfg.method];
     int n_methods = 0;
     {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", methods_arg ? methods_arg : available);
         for (char *save = NULL, *m = strtok_r(buf, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
-            RunConfig probe = cfg;
-            if (config_set(&probe, "method", m, err) != PK_OK || strlen(m) >= sizeof methods[0]) {
+            if (method_find(m) < 0) {
                 fprintf(stderr, "promptkd compare: --methods: '%s' is not a method (expected some of %s)\n", m,
                         available);
                 return 2;
@@ -766,10 +768,6 @@ int cmd_compare(int argc, char **argv) {
                     fprintf(stderr, "promptkd compare: --methods: '%s' appears twice\n", m);
                     return 2;
                 }
-            if (n_methods == MAX_METHODS) {
-                fprintf(stderr, "promptkd compare: --methods: at most %d methods\n", MAX_METHODS);
-                return 2;
-            }
             snprintf(methods[n_methods++], sizeof methods[0], "%s", m);
         }
         if (n_methods == 0) {
@@ -780,7 +778,7 @@ int cmd_compare(int argc, char **argv) {
     {
         /* every row is scored next to the teacher, so the config must have a usable one */
         RunConfig probe = cfg;
-        snprintf(probe.method, sizeof probe.method, "rkl");
+        snprintf(probe.method, sizeof probe.method, "%s", method_info(METHOD_RKL)->name);
         if (config_validate(&probe, err) != PK_OK) {
             fprintf(stderr, "promptkd compare: %s: %s\n", config_path, err);
             return 2;
@@ -876,7 +874,7 @@ int cmd_compare(int argc, char **argv) {
 
     /* train (or skip, or continue) and score every run */
     train_install_signals();
-    static cJSON *run_scores[MAX_METHODS][MAX_SEEDS];
+    static cJSON *run_scores[N_METHODS][MAX_SEEDS];
     memset(run_scores, 0, sizeof run_scores);
     cJSON *settings = settings_json(&st);
     int status = 0;
@@ -1012,7 +1010,7 @@ int cmd_compare(int argc, char **argv) {
     if (!status && train_interrupted()) status = 130;
 
     /* statistics */
-    static Summary sum_final[MAX_METHODS], sum_best[MAX_METHODS];
+    static Summary sum_final[N_METHODS], sum_best[N_METHODS];
     memset(sum_final, 0, sizeof sum_final);
     memset(sum_best, 0, sizeof sum_best);
     Summary teacher_s = {0}, init_s = {0};
@@ -1043,8 +1041,8 @@ int cmd_compare(int argc, char **argv) {
             status = 1;
         }
     if (!status && reference >= 0) {
-        Summary *all[2 * MAX_METHODS + 2];
-        const double *ref_rec[2 * MAX_METHODS + 2];
+        Summary *all[2 * N_METHODS + 2];
+        const double *ref_rec[2 * N_METHODS + 2];
         int n_all = 0;
         for (int m = 0; m < n_methods; m++) {
             all[n_all] = &sum_final[m], ref_rec[n_all++] = sum_final[reference].per_record;

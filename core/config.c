@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ typedef struct {
 /* clang-format off */
 static const KeyInfo KEYS[] = {
     {"method", KEY_METHOD, OFF(method), SZ(method), 0, 0, 0, 0, 0, 0,
-     "distillation method: one of sft, kd, seqkd, rkl, gkd, distillm, promptkd, minillm"},
+     "distillation method: one of "}, /* the names follow, from the method table (config_key_help) */
     {"name", KEY_NAME, OFF(name), SZ(name), 0, 0, 0, 0, 0, 0,
      "run name (letters, digits, '.', '_', '-'); the run folder is run_dir/name"},
     {"run_dir", KEY_PATH, OFF(run_dir), SZ(run_dir), 0, 0, 0, 0, 0, 0, "folder holding run folders"},
@@ -127,8 +128,33 @@ static const KeyInfo KEYS[] = {
 /* clang-format on */
 #define N_KEYS ((int)(sizeof KEYS / sizeof *KEYS))
 
-static const char *const METHODS[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "promptkd", "minillm"};
-#define N_METHODS ((int)(sizeof METHODS / sizeof *METHODS))
+/* The one list of methods; MethodId (config.h) follows its order. */
+static const MethodInfo METHODS[N_METHODS] = {
+    [METHOD_SFT] = {"sft", 0, 0},           [METHOD_KD] = {"kd", 1, 0},
+    [METHOD_SEQKD] = {"seqkd", 1, 0},       [METHOD_RKL] = {"rkl", 1, 0},
+    [METHOD_GKD] = {"gkd", 1, 0},           [METHOD_DISTILLM] = {"distillm", 1, 0},
+    [METHOD_PROMPTKD] = {"promptkd", 1, 1}, [METHOD_MINILLM] = {"minillm", 1, 0},
+};
+
+const MethodInfo *method_info(MethodId id) { return &METHODS[id]; }
+
+int method_find(const char *name) {
+    for (int i = 0; i < N_METHODS; i++)
+        if (name && !strcmp(name, METHODS[i].name)) return i;
+    return -1;
+}
+
+void method_names_joined(char *out, size_t len, const char *sep, const char *last_sep) {
+    size_t o = 0;
+    if (len == 0) return;
+    out[0] = 0;
+    for (int i = 0; i < N_METHODS && o < len; i++) {
+        const char *before = i == 0 ? "" : i == N_METHODS - 1 ? last_sep : sep;
+        int n = snprintf(out + o, len - o, "%s%s", before, METHODS[i].name);
+        if (n < 0) break;
+        o += (size_t)n;
+    }
+}
 
 static int resolve_path(const char *in, char *out, size_t outlen);
 
@@ -153,14 +179,26 @@ int config_key_is_live(const char *key) {
     return k ? k->live : 0;
 }
 
+static char method_help[160];
+
+static void fill_method_help(void) {
+    size_t n = (size_t)snprintf(method_help, sizeof method_help, "%s", find_key("method")->help);
+    method_names_joined(method_help + n, sizeof method_help - n, ", ", ", ");
+}
+
 const char *config_key_help(const char *key) {
     const KeyInfo *k = find_key(key);
+    if (k && k->kind == KEY_METHOD) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, fill_method_help);
+        return method_help;
+    }
     return k ? k->help : NULL;
 }
 
 void config_defaults(RunConfig *c) {
     memset(c, 0, sizeof *c);
-    snprintf(c->method, sizeof c->method, "promptkd");
+    snprintf(c->method, sizeof c->method, "%s", METHODS[METHOD_PROMPTKD].name);
     snprintf(c->name, sizeof c->name, "run");
     /* absolute like every path set later; "runs" if the current folder cannot be named */
     if (resolve_path("runs", c->run_dir, sizeof c->run_dir) != PK_OK) snprintf(c->run_dir, sizeof c->run_dir, "runs");
@@ -224,7 +262,11 @@ static void expected_form(const KeyInfo *k, char *out, size_t len) {
     int unbounded = k->max == INT_MAX || k->max >= BIG;
     const char *what = k->kind == KEY_FLOAT ? "a number" : "an integer";
     switch (k->kind) {
-    case KEY_METHOD: snprintf(out, len, "one of sft, kd, seqkd, rkl, gkd, distillm, promptkd, minillm"); return;
+    case KEY_METHOD: {
+        int n = snprintf(out, len, "one of ");
+        if (n > 0 && (size_t)n < len) method_names_joined(out + n, len - (size_t)n, ", ", ", ");
+        return;
+    }
     case KEY_NAME: snprintf(out, len, "a non-empty name of letters, digits, '.', '_' or '-'"); return;
     case KEY_STR: snprintf(out, len, "a non-empty string of at most %zu bytes", k->size - 1); return;
     case KEY_PATH:
@@ -289,11 +331,10 @@ static int set_from_text(RunConfig *c, const KeyInfo *k, const char *value, cons
     char *field = (char *)c + k->offset;
     switch (k->kind) {
     case KEY_METHOD:
-        for (int i = 0; i < N_METHODS; i++)
-            if (!strcmp(value, METHODS[i])) {
-                snprintf(field, k->size, "%s", value);
-                return PK_OK;
-            }
+        if (method_find(value) >= 0) {
+            snprintf(field, k->size, "%s", value);
+            return PK_OK;
+        }
         break;
     case KEY_NAME:
         if (valid_name(value) && strlen(value) < k->size) {
@@ -592,13 +633,13 @@ int config_validate(const RunConfig *c, char *err) {
         if (set_from_text(&probe, &KEYS[i], value, shown, "", err) != PK_OK) return PK_FAIL;
     }
     if (!*c->run_dir) return pk_errf(err, "key 'run_dir' is not set: expected a folder for run folders");
-    int uses_teacher = strcmp(c->method, "sft") != 0;
-    if (uses_teacher && need_path("teacher", c->teacher, 1, err) != PK_OK) return PK_FAIL;
+    int m = method_find(c->method); /* known: checked with every key above */
+    if (m >= 0 && METHODS[m].has_teacher && need_path("teacher", c->teacher, 1, err) != PK_OK) return PK_FAIL;
     if (need_path("student", c->student, 1, err) != PK_OK) return PK_FAIL;
     if (need_path("tokenizer", c->tokenizer, 1, err) != PK_OK) return PK_FAIL;
     if (need_path("train_data", c->train_data, 0, err) != PK_OK) return PK_FAIL;
     if (need_path("valid_data", c->valid_data, 0, err) != PK_OK) return PK_FAIL;
-    if (!strcmp(c->method, "minillm") && c->lm_coef > 0) {
+    if (m == METHOD_MINILLM && c->lm_coef > 0) {
         if (!*c->pretrain_data)
             return pk_errf(err, "key 'pretrain_data' is not set: minillm with lm_coef %g > 0 needs pretraining text "
                                 "(JSONL, a \"text\" field per line); name a file or set lm_coef=0",

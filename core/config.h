@@ -11,7 +11,7 @@
 
 typedef struct {
     /* what to run */
-    char method[16];        /* sft | kd | seqkd | rkl | gkd | distillm | promptkd | minillm */
+    char method[16];        /* a name of the method table (MethodInfo) */
     char name[64];          /* run name; the run folder is run_dir/name */
     char run_dir[CONFIG_PATH_LEN];
     char teacher[CONFIG_PATH_LEN];   /* HF GPT-2 folder (unused by sft) */
@@ -75,6 +75,35 @@ typedef struct {
     int exposure_len;       /* max generation length l */
     int neighbours_k;
 } RunConfig;
+
+/* The distillation methods: the one table of them is in config.c, in this order; distill.c
+ * dispatches on the ids, every other place reads names and needs from the table. A checkpoint's
+ * state.safetensors records the id, so a new method goes at the end. */
+typedef enum {
+    METHOD_SFT,
+    METHOD_KD,
+    METHOD_SEQKD,
+    METHOD_RKL,
+    METHOD_GKD,
+    METHOD_DISTILLM,
+    METHOD_PROMPTKD,
+    METHOD_MINILLM
+} MethodId;
+#define N_METHODS (METHOD_MINILLM + 1)
+
+typedef struct {
+    const char *name; /* the value of the key `method` */
+    int has_teacher;  /* loads the teacher T (every method but sft) */
+    int has_prompt;   /* trains a soft prompt on the teacher, giving T' (promptkd) */
+} MethodInfo;
+
+/* The table row of a method id in [0, N_METHODS). */
+const MethodInfo *method_info(MethodId id);
+/* The id of a method name, or -1 when no method has that name. */
+int method_find(const char *name);
+/* The names in table order, "sft, kd, ..., promptkd or minillm" (sep between them, last_sep
+ * before the last), NUL-terminated in out and cut at len. */
+void method_names_joined(char *out, size_t len, const char *sep, const char *last_sep);
 
 /* Built-in defaults (the paper's settings where they apply). */
 void config_defaults(RunConfig *c);

@@ -46,16 +46,13 @@
 #include "safetensors.h"
 #include "sample.h"
 
-typedef enum { M_SFT, M_KD, M_SEQKD, M_RKL, M_GKD, M_DISTILLM, M_PROMPTKD, M_MINILLM } Method;
-static const char *const method_names[] = {"sft", "kd", "seqkd", "rkl", "gkd", "distillm", "promptkd", "minillm"};
-#define N_METHODS 8
 
 enum { SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST, N_SPLITS };
 static const char *const split_names[N_SPLITS] = {"train", "valid", "test"};
 
 struct DistillState {
     RunConfig cfg;
-    Method method;
+    MethodId method;
     Tokenizer *tok;
     int eos;
     Dataset data[N_SPLITS];
@@ -76,15 +73,6 @@ struct DistillState {
 };
 
 /* ------------------------------------------------------------------ small helpers */
-
-static int parse_method(const char *name, Method *out) {
-    for (int i = 0; i < N_METHODS; i++)
-        if (strcmp(name, method_names[i]) == 0) {
-            *out = (Method)i;
-            return PK_OK;
-        }
-    return PK_FAIL;
-}
 
 static int split_index(const char *split) {
     for (int i = 0; i < N_SPLITS; i++)
@@ -157,10 +145,14 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
     if (!s) return PK_FAIL;
     s->cfg = *cfg;
     const RunConfig *c = &s->cfg;
-    if (parse_method(c->method, &s->method) != PK_OK) {
-        pk_errf(err, "key 'method': expected sft, kd, seqkd, rkl, gkd, distillm, promptkd or minillm, got '%s'", c->method);
+    int method = method_find(c->method);
+    if (method < 0) {
+        char names[160];
+        method_names_joined(names, sizeof names, ", ", " or ");
+        pk_errf(err, "key 'method': expected %s, got '%s'", names, c->method);
         goto fail;
     }
+    s->method = (MethodId)method;
     if (c->batch_size < 1) {
         pk_errf(err, "key 'batch_size': expected at least 1, got %d", c->batch_size);
         goto fail;
@@ -201,7 +193,7 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
         goto fail;
     }
     int positions = s->student.config.max_seq_len;
-    if (s->method != M_SFT) {
+    if (method_info(s->method)->has_teacher) {
         if (!*c->teacher) {
             pk_errf(err, "key 'teacher': expected a Hugging Face GPT-2 folder for method %s", c->method);
             goto fail;
@@ -213,7 +205,7 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
                     c->teacher, s->teacher.config.vocab_size, V);
             goto fail;
         }
-        if (s->method == M_PROMPTKD && init_prompt(s, err) != PK_OK) goto fail;
+        if (method_info(s->method)->has_prompt && init_prompt(s, err) != PK_OK) goto fail;
         positions = min_int(positions, s->teacher.config.max_seq_len - s->P);
     }
     /* dropout >= 0 replaces the probabilities the checkpoints' config.json gave both models */
@@ -221,7 +213,7 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
         gpt2_set_dropout(&s->student, c->dropout, c->dropout, c->dropout);
         if (s->has_teacher) gpt2_set_dropout(&s->teacher, c->dropout, c->dropout, c->dropout);
     }
-    if (s->method == M_MINILLM && c->lm_coef > 0) {
+    if (s->method == METHOD_MINILLM && c->lm_coef > 0) {
         if (!*c->pretrain_data) {
             pk_errf(err, "key 'pretrain_data' is not set: minillm with lm_coef %g > 0 needs pretraining text "
                          "(JSONL, a \"text\" field per line); name a file or set lm_coef=0", (double)c->lm_coef);
@@ -760,19 +752,19 @@ static int build_seqs(DistillState *s, const int *which, int G, int B, Seqs *q, 
     unsigned long long seed = 0;
     int sampled = 0;
     GPT2 *sampler = &s->student;
-    int P = s->method == M_PROMPTKD ? s->P : 0;
+    int P = method_info(s->method)->has_prompt ? s->P : 0;
     switch (s->method) {
-    case M_SFT:
-    case M_KD: sampled = 0; break;
-    case M_SEQKD: sampled = 1, sampler = &s->teacher; break;
-    case M_GKD:
+    case METHOD_SFT:
+    case METHOD_KD: sampled = 0; break;
+    case METHOD_SEQKD: sampled = 1, sampler = &s->teacher; break;
+    case METHOD_GKD:
         /* one coin per step from the run's RNG: student samples or ground truth */
         sampled = pk_rng_double(&s->rng) < (double)c->gkd_student_frac;
         break;
-    case M_RKL:
-    case M_DISTILLM:
-    case M_PROMPTKD: sampled = 1; break; /* (1) on-policy student samples, no grad */
-    case M_MINILLM: return PK_OK;        /* step_minillm samples its own batch */
+    case METHOD_RKL:
+    case METHOD_DISTILLM:
+    case METHOD_PROMPTKD: sampled = 1; break; /* (1) on-policy student samples, no grad */
+    case METHOD_MINILLM: return PK_OK;        /* step_minillm samples its own batch */
     }
     if (sampled) seed = pk_rng_u64(&s->rng); /* one draw per optimizer step */
     for (int g = 0; g < G; g++) {
@@ -991,21 +983,21 @@ int distill_step(DistillState *s, DistillStepStats *st, char *err) {
     int applied = 0, rc = PK_FAIL, sampled = 0;
     if (build_seqs(s, which, G, B, q, &sampled, err) == PK_OK) {
         switch (s->method) {
-        case M_SFT:
-        case M_SEQKD: rc = step_cross_entropy(s, q, G, st, &applied, err); break;
-        case M_KD: rc = step_divergence(s, q, G, DIV_FKL, 0, st, &applied, err); break;
-        case M_RKL: rc = step_divergence(s, q, G, DIV_RKL, 0, st, &applied, err); break;
-        case M_GKD:
+        case METHOD_SFT:
+        case METHOD_SEQKD: rc = step_cross_entropy(s, q, G, st, &applied, err); break;
+        case METHOD_KD: rc = step_divergence(s, q, G, DIV_FKL, 0, st, &applied, err); break;
+        case METHOD_RKL: rc = step_divergence(s, q, G, DIV_RKL, 0, st, &applied, err); break;
+        case METHOD_GKD:
             rc = step_divergence(s, q, G, DIV_JSD, c->gkd_beta, st, &applied, err);
             add_loss(st, "on_policy", sampled);
             break;
-        case M_DISTILLM:
+        case METHOD_DISTILLM:
             /* DistiLLM's skew KL, kept simple: skew FKL KL(T || a T + (1 - a) S) on student samples
              * (no adaptive mixing with ground truth) */
             rc = step_divergence(s, q, G, DIV_SKEW_FKL, c->skew_alpha, st, &applied, err);
             break;
-        case M_PROMPTKD: rc = step_promptkd(s, q, G, st, &applied, err); break;
-        case M_MINILLM: rc = step_minillm(s, which, G * B, q, st, &applied, err); break; /* one batch of G * B */
+        case METHOD_PROMPTKD: rc = step_promptkd(s, q, G, st, &applied, err); break;
+        case METHOD_MINILLM: rc = step_minillm(s, which, G * B, q, st, &applied, err); break; /* one batch of G * B */
         }
     }
     if (rc == PK_OK) {
@@ -1305,7 +1297,7 @@ static int write_state(DistillState *s, const char *path, char *err) {
         e[n++] = (StWriteEntry){"prompt_v", ST_F32, 2, {s->P, s->C}, s->prompt_v};
         e[n++] = (StWriteEntry){"prompt_init", ST_F32, 2, {s->P, s->C}, s->prompt_init};
     }
-    const char *meta[] = {"format", "promptkd-state", "method", method_names[s->method], NULL};
+    const char *meta[] = {"format", "promptkd-state", "method", method_info(s->method)->name, NULL};
     int rc = st_write(path, e, n, meta, err);
     free(order);
     return rc;
@@ -1372,7 +1364,8 @@ int distill_load_checkpoint(DistillState *s, const char *dir, char *err) {
     }
     if (header[1] != (int64_t)s->method) {
         pk_errf(err, "%s: saved by method %s, but this run's method is %s", path,
-                header[1] >= 0 && header[1] < N_METHODS ? method_names[header[1]] : "?", method_names[s->method]);
+                header[1] >= 0 && header[1] < N_METHODS ? method_info((MethodId)header[1])->name : "?",
+                method_info(s->method)->name);
         goto done;
     }
     if (header[4] != s->n_ex || (int64_t)to->numel != s->n_ex || header[5] != s->P) {

@@ -277,6 +277,32 @@ static void test_validate(void) {
     CHECK_MSG(strstr(err, "stop_after"), "%s", err);
 }
 
+/* The method table is the one list: config validation, the key's help and its expected form
+ * all read it, and each method's needs come from it. */
+static void test_method_table(void) {
+    char names[160], err[PK_ERR_LEN];
+    method_names_joined(names, sizeof names, ", ", " or ");
+    CHECK_MSG(!strcmp(names, "sft, kd, seqkd, rkl, gkd, distillm, promptkd or minillm"), "%s", names);
+    for (int i = 0; i < N_METHODS; i++) {
+        const MethodInfo *m = method_info((MethodId)i);
+        CHECK(method_find(m->name) == i);
+        CHECK(m->has_teacher == (i != METHOD_SFT));
+        CHECK(m->has_prompt == (i == METHOD_PROMPTKD));
+        CHECK_MSG(strstr(config_key_help("method"), m->name), "%s", config_key_help("method"));
+        RunConfig c;
+        config_defaults(&c);
+        CHECK(config_set(&c, "method", m->name, err) == PK_OK && !strcmp(c.method, m->name));
+    }
+    CHECK(method_find("tinykd") == -1 && method_find("") == -1 && method_find(NULL) == -1);
+    char tiny[12];
+    method_names_joined(tiny, sizeof tiny, ", ", " or ");
+    CHECK_MSG(!strcmp(tiny, "sft, kd, se"), "%s", tiny);
+    RunConfig c;
+    config_defaults(&c);
+    CHECK(config_set(&c, "method", "tinykd", err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "one of sft, kd, seqkd, rkl, gkd, distillm, promptkd, minillm"), "%s", err);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pk_test_config_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
@@ -291,6 +317,7 @@ int main(void) {
     RUN(test_save_reload_is_identical);
     RUN(test_live_keys);
     RUN(test_validate);
+    RUN(test_method_table);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) printf("could not remove %s\n", tmpdir);
