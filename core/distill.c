@@ -97,12 +97,10 @@ static AdamWParams adamw_params(float lr, float weight_decay) {
     return hp;
 }
 
-double distill_lr_scale(const RunConfig *cfg, int t) {
-    if (cfg->warmup_steps > 0 && t < cfg->warmup_steps) return (double)(t + 1) / cfg->warmup_steps;
-    return 1.0;
+/* The rate of a step with t steps done before it: optim's schedule (1-based), warm-up then constant. */
+static float lr_at(const RunConfig *cfg, float base, int t) {
+    return lr_schedule(t + 1, cfg->warmup_steps, base, cfg->steps, 0);
 }
-
-static float lr_at(const RunConfig *cfg, float base, int t) { return (float)(base * distill_lr_scale(cfg, t)); }
 
 /* Forward-only work counted as a third of a training pass (no backward). */
 static double forward_flops(const GPT2Config *c, int B, int T) { return gpt2_train_flops(c, B, T) / 3.0; }

@@ -160,7 +160,4 @@ int distill_exposure(DistillState *s, int which, const char *split, int n_prompt
 int distill_save_checkpoint(DistillState *s, const char *dir, char *err);
 int distill_load_checkpoint(DistillState *s, const char *dir, char *err);
 
-/* Learning-rate multiplier of step t (0-based): linear warm-up over warmup_steps, then constant. */
-double distill_lr_scale(const RunConfig *cfg, int t);
-
 #endif

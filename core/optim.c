@@ -162,7 +162,8 @@ int gpt2_adamw_step(GPT2 *m, const AdamWParams *hp, int t, char *err) {
 
 float lr_schedule(int step, int warmup_steps, float base_lr, int total_steps, int cosine) {
     if (step < 1) step = 1;
-    if (warmup_steps > 0 && step <= warmup_steps) return base_lr * (float)step / (float)warmup_steps;
+    /* the fraction in double, then one rounding to float: the rates training has always used */
+    if (warmup_steps > 0 && step <= warmup_steps) return (float)(base_lr * ((double)step / warmup_steps));
     if (!cosine || total_steps <= warmup_steps) return base_lr;
     double progress = (double)(step - (warmup_steps > 0 ? warmup_steps : 0)) /
                       (double)(total_steps - (warmup_steps > 0 ? warmup_steps : 0));

@@ -14,6 +14,7 @@
 #include "data.h"
 #include "distill.h"
 #include "gpt2.h"
+#include "optim.h"
 #include "parallel.h"
 #include "test.h"
 #include "tiny_world.h"
@@ -131,6 +132,30 @@ static void check_method_learns(const char *method, int steps) {
     double first = mean_loss(losses, 0, 4), last = mean_loss(losses, steps - 4, steps);
     CHECK_MSG(last < 0.9 * first, "%s: loss %g over the first 4 steps, %g over the last 4", method, first, last);
     if (!strcmp(method, "gkd")) CHECK(on_policy > 0 && on_policy < steps);
+    distill_free(s);
+}
+
+/* The rates of the first steps follow optim's lr_schedule (warm-up, then constant), rounded
+ * once to float from the fraction in double: the numbers training has always used. */
+static void test_warmup_rates(void) {
+    if (!setup_ok) return;
+    RunConfig c;
+    base_config(&c, "promptkd");
+    c.warmup_steps = 3;
+    c.steps = 5;
+    c.lr = 7e-3f;
+    c.prompt_lr = 3e-2f;
+    DistillState *s = make_state(&c);
+    CHECK(s != NULL);
+    if (!s) return;
+    char err[PK_ERR_LEN];
+    for (int i = 0; i < 5; i++) {
+        DistillStepStats st;
+        CHECK_MSG(distill_step(s, &st, err) == PK_OK, "%s", err);
+        double frac = i < 3 ? (double)(i + 1) / 3 : 1.0;
+        CHECK(st.lr == (double)(float)(c.lr * frac) && st.lr == lr_schedule(i + 1, 3, c.lr, 5, 0));
+        CHECK(st.prompt_lr == (double)(float)(c.prompt_lr * frac));
+    }
     distill_free(s);
 }
 
@@ -432,6 +457,7 @@ int main(void) {
     RUN(test_prompt_init_is_teacher_wte);
     RUN(test_prompt_gradient_matches_finite_differences);
     RUN(test_prompt_updates_bring_teacher_to_student);
+    RUN(test_warmup_rates);
     RUN(test_kd_learns);
     RUN(test_seqkd_learns);
     RUN(test_rkl_learns);
