@@ -1,0 +1,331 @@
+/* The workbench's key table and its actions, in htop's manner: each key calls one
+ * function that returns R_* flags for the loop. The actions that act on the run
+ * (pause/resume, set, dev prompt, the : command line, save on quit) are here and
+ * nowhere else; the panels only draw.
+ *
+ * Engine commands (pause, set, save, ...) wait for the current step to end; the
+ * status line says what is being waited for before each one. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "tui_internal.h"
+
+static int act_pause(Tui *t) {
+    char err[PK_ERR_LEN];
+    EngineState st = tui_snap_state(t);
+    int rc;
+    if (st == ENGINE_RUNNING) {
+        tui_set_msg(t, 0, "pausing after the current step...");
+        tui_draw_all(t);
+        rc = engine_pause(t->engine, err);
+        if (rc == PK_OK) tui_set_msg(t, 0, "paused: e edits a hyper-parameter, space resumes");
+    } else if (st == ENGINE_LOADING) {
+        tui_set_msg(t, 1, "still loading; space works once the run is ready");
+        return R_DRAW;
+    } else {
+        rc = engine_resume(t->engine, err);
+        if (rc == PK_OK) tui_set_msg(t, 0, "running");
+    }
+    if (rc != PK_OK) {
+        tui_set_msg(t, 1, "%s", err);
+        tui_log_text(t, "error: ", err);
+    }
+    tui_poll_snapshot(t);
+    return R_DRAW;
+}
+
+static int act_edit(Tui *t) {
+    const EngineSnapshot *s = t->snap;
+    if (!s || s->n_hparams == 0) return R_NONE;
+    if (s->state == ENGINE_RUNNING) {
+        tui_set_msg(t, 1, "pause first (space)");
+        return R_DRAW;
+    }
+    if (s->state == ENGINE_LOADING) {
+        tui_set_msg(t, 1, "still loading; edit once the run is ready");
+        return R_DRAW;
+    }
+    int order[TUI_HPARAM_MAX];
+    int n = tui_hparam_order(s, order, TUI_HPARAM_MAX);
+    int k = order[tui_hparam_selected(t, s, order, n)];
+    char key[64], value[TUI_EDIT_MAX * 4], label[160], err[PK_ERR_LEN];
+    snprintf(key, sizeof key, "%s", s->hparam_keys[k]);
+    const char *help = config_key_help(key);
+    snprintf(label, sizeof label, "set %s%s = ", key, config_key_is_live(key) ? "" : " (fixed for the run)");
+    if (!tui_line_edit(t, label, help, s->hparam_values[k], value, sizeof value, 0)) {
+        tui_set_msg(t, 0, "edit cancelled");
+        return R_DRAW;
+    }
+    if (tui_snap_state(t) == ENGINE_RUNNING) { /* resumed from the command line meanwhile */
+        tui_set_msg(t, 1, "pause first (space)");
+        return R_DRAW;
+    }
+    if (engine_set(t->engine, key, value, err) != PK_OK) {
+        tui_set_msg(t, 1, "refused: %s", err);
+        tui_log_text(t, "error: ", err);
+    } else {
+        tui_set_msg(t, 0, "%s = %s", key, value);
+    }
+    tui_poll_snapshot(t);
+    return R_DRAW;
+}
+
+static int act_focus_next(Tui *t) {
+    do t->focus = (t->focus + 1) % P_COUNT;
+    while (!tui_panel_available(t, t->focus));
+    return R_DRAW;
+}
+
+static int act_focus_prev(Tui *t) {
+    do t->focus = (t->focus + P_COUNT - 1) % P_COUNT;
+    while (!tui_panel_available(t, t->focus));
+    return R_DRAW;
+}
+
+static int act_focus_digit(Tui *t) {
+    int p = t->last_key - '1';
+    if (p < 0 || p >= P_COUNT || !tui_panel_available(t, p)) return R_NONE;
+    t->focus = p;
+    return R_DRAW;
+}
+
+static int panel_page(const Tui *t) {
+    int h = t->rect[t->focus].h - 3;
+    return h > 1 ? h : 1;
+}
+
+static int scroll_by(Tui *t, int d) {
+    switch (t->focus) {
+    case P_HPARAM: t->hp_sel += d; break;
+    case P_LOG: t->scroll[P_LOG] -= d; break; /* up = older */
+    case P_GEN:
+    case P_NEIGH:
+    case P_PLUGIN: t->scroll[t->focus] += d; break;
+    default: return R_NONE;
+    }
+    if (t->hp_sel < 0) t->hp_sel = 0;
+    if (t->snap && t->hp_sel >= t->snap->n_hparams) t->hp_sel = t->snap->n_hparams - 1;
+    if (t->scroll[t->focus] < 0) t->scroll[t->focus] = 0;
+    return R_DRAW;
+}
+
+static int act_up(Tui *t) { return t->focus == P_CHART || t->focus == P_EXPOSURE ? act_focus_prev(t) : scroll_by(t, -1); }
+static int act_down(Tui *t) { return t->focus == P_CHART || t->focus == P_EXPOSURE ? act_focus_next(t) : scroll_by(t, 1); }
+static int act_pgup(Tui *t) { return scroll_by(t, -panel_page(t)); }
+static int act_pgdn(Tui *t) { return scroll_by(t, panel_page(t)); }
+static int act_home(Tui *t) { return scroll_by(t, -100000); }
+static int act_end(Tui *t) { return scroll_by(t, 100000); }
+
+static int act_chart_next(Tui *t) {
+    tui_refresh_chart_names(t);
+    if (t->n_charts == 0) return R_NONE;
+    snprintf(t->chart, sizeof t->chart, "%s", t->chart_names[(tui_chart_index(t) + 1) % t->n_charts]);
+    t->focus = P_CHART;
+    return R_DRAW;
+}
+
+static int act_chart_prev(Tui *t) {
+    tui_refresh_chart_names(t);
+    if (t->n_charts == 0) return R_NONE;
+    snprintf(t->chart, sizeof t->chart, "%s", t->chart_names[(tui_chart_index(t) + t->n_charts - 1) % t->n_charts]);
+    t->focus = P_CHART;
+    return R_DRAW;
+}
+
+static int act_left(Tui *t) { return t->focus == P_CHART ? act_chart_prev(t) : act_focus_prev(t); }
+static int act_right(Tui *t) { return t->focus == P_CHART ? act_chart_next(t) : act_focus_next(t); }
+
+static int act_smooth(Tui *t) {
+    static const double steps[] = {0.0, 0.6, 0.9};
+    const char *name = tui_focused_chart(t);
+    double ema = 0;
+    int log_y = 0;
+    if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &ema, &log_y);
+    int next = 0;
+    for (int i = 0; i < 3; i++)
+        if (fabs(ema - steps[i]) < 1e-9) next = (i + 1) % 3;
+    if (t->host->set_chart_view) t->host->set_chart_view(t->host->ctx, name, steps[next], log_y);
+    tui_set_msg(t, 0, "%s: EMA smoothing %.1f", name, steps[next]);
+    return R_DRAW;
+}
+
+static int act_logscale(Tui *t) {
+    const char *name = tui_focused_chart(t);
+    double ema = 0;
+    int log_y = 0;
+    if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &ema, &log_y);
+    if (t->host->set_chart_view) t->host->set_chart_view(t->host->ctx, name, ema, !log_y);
+    tui_set_msg(t, 0, "%s: %s y axis", name, !log_y ? "log10" : "linear");
+    return R_DRAW;
+}
+
+static int act_zoom(Tui *t) {
+    t->zoom = !t->zoom;
+    return R_DRAW;
+}
+
+static int act_export(Tui *t) {
+    if (t->focus != P_CHART && t->focus != P_EXPOSURE) {
+        tui_set_msg(t, 1, "x exports a chart: focus the Charts or Exposure bias panel (Tab)");
+        return R_DRAW;
+    }
+    const char *name = tui_focused_chart(t);
+    if (!t->host->export_chart || !t->snap) return R_NONE;
+    char file[96], dir[CONFIG_PATH_LEN + 16], path[CONFIG_PATH_LEN + 128], err[PK_ERR_LEN];
+    snprintf(file, sizeof file, "%s.png", name);
+    for (char *c = file; *c; c++)
+        if (*c == '/') *c = '-';
+    snprintf(dir, sizeof dir, "%s/plots", t->snap->run_dir);
+    if (pk_mkdirs(dir, err) != PK_OK || pk_path_join(path, sizeof path, dir, file, err) != PK_OK ||
+        t->host->export_chart(t->host->ctx, name, path, TUI_EXPORT_W, TUI_EXPORT_H, err) != PK_OK) {
+        tui_set_msg(t, 1, "export failed: %s", err);
+        tui_log_text(t, "error: export failed: ", err);
+        return R_DRAW;
+    }
+    char line[CONFIG_PATH_LEN + 400];
+    snprintf(line, sizeof line, "exported %s to %s (%dx%d)", name, path, TUI_EXPORT_W, TUI_EXPORT_H);
+    tui_log_add(t, line);
+    tui_set_msg(t, 0, "%s", line);
+    return R_DRAW;
+}
+
+static int act_dev(Tui *t, int delta) {
+    char err[PK_ERR_LEN];
+    tui_set_msg(t, 0, "generating on the %s dev prompt...", delta > 0 ? "next" : "previous");
+    tui_draw_all(t);
+    if (engine_select_dev(t->engine, delta, err) != PK_OK) {
+        tui_set_msg(t, 1, "%s", err);
+        tui_log_text(t, "error: ", err);
+    } else {
+        tui_set_msg(t, 0, "dev prompt selected");
+    }
+    t->scroll[P_GEN] = 0;
+    tui_poll_snapshot(t);
+    return R_DRAW;
+}
+static int act_dev_next(Tui *t) { return act_dev(t, 1); }
+static int act_dev_prev(Tui *t) { return act_dev(t, -1); }
+
+static int quit_flow(Tui *t);
+
+static int act_command(Tui *t) {
+    char line[TUI_EDIT_MAX * 4], err[PK_ERR_LEN];
+    if (!tui_line_edit(t, ":", "Enter runs, Esc cancels, Up/Down history, :help lists commands", "", line, sizeof line, 1))
+        return R_DRAW;
+    char *p = line;
+    while (*p == ' ' || *p == '\t') p++;
+    if (!*p) return R_DRAW;
+    tui_hist_add(t, p);
+    char echo[TUI_EDIT_MAX * 4 + 4];
+    snprintf(echo, sizeof echo, "> %s", p);
+    tui_log_add(t, echo);
+    if (!t->host->exec) {
+        tui_set_msg(t, 1, "no command table in this session");
+        return R_DRAW;
+    }
+    tui_set_msg(t, 0, "running: %s", p);
+    tui_draw_all(t);
+    PkBuf out = {0};
+    err[0] = 0;
+    int rc = t->host->exec(t->host->ctx, p, &out, err);
+    if (out.data && out.len) tui_log_text(t, "", out.data);
+    pk_buf_free(&out);
+    tui_poll_snapshot(t);
+    if (rc == TUI_EXEC_ERROR) {
+        tui_set_msg(t, 1, "%s", err);
+        tui_log_text(t, "error: ", err);
+        return R_DRAW;
+    }
+    tui_set_msg(t, 0, "done: %s", p);
+    if (rc == TUI_EXEC_QUIT) return quit_flow(t);
+    return R_DRAW;
+}
+
+static int act_help(Tui *t) {
+    t->help = !t->help;
+    t->help_top = 0;
+    return R_DRAW;
+}
+
+/* q and the quit command: while the run has unsaved steps (or is running), offer a
+ * checkpoint first. SIGINT/SIGTERM/SIGHUP do not come here: they save and leave. */
+static int quit_flow(Tui *t) {
+    tui_poll_snapshot(t);
+    if (tui_snap_state(t) != ENGINE_RUNNING && !(t->snap && t->snap->unsaved_steps > 0)) return R_QUIT;
+    int a = tui_ask_key(t, " save a checkpoint before quitting? [y/n/c] ", "ync");
+    if (tui_interrupt_signal()) return R_QUIT; /* a signal came while asking: the caller saves */
+    if (a == 'c') {
+        tui_set_msg(t, 0, "quit cancelled");
+        return R_DRAW;
+    }
+    if (a == 'y') {
+        char err[PK_ERR_LEN] = "";
+        PkBuf out = {0};
+        tui_set_msg(t, 0, "finishing the current step, then saving a checkpoint...");
+        tui_draw_all(t);
+        /* paused first, so the checkpoint holds the last step taken */
+        if (tui_snap_state(t) == ENGINE_RUNNING && engine_pause(t->engine, err) != PK_OK) tui_log_text(t, "error: ", err);
+        int rc = t->host->exec ? t->host->exec(t->host->ctx, "save", &out, err) : TUI_EXEC_ERROR;
+        if (!t->host->exec) snprintf(err, sizeof err, "no command table in this session");
+        if (out.data && out.len) tui_log_text(t, "", out.data);
+        pk_buf_free(&out);
+        if (rc == TUI_EXEC_ERROR) {
+            tui_set_msg(t, 1, "save failed, not quitting: %s", err);
+            tui_log_text(t, "error: save failed: ", err);
+            return R_DRAW;
+        }
+        t->exit_how = TUI_QUIT_SAVED;
+    }
+    return R_QUIT; /* 'n' */
+}
+
+static int act_quit(Tui *t) { return quit_flow(t); }
+
+static int act_redraw(Tui *t) {
+    (void)t;
+    clearok(curscr, TRUE);
+    return R_DRAW;
+}
+
+static int act_enter(Tui *t) { return t->focus == P_HPARAM ? act_edit(t) : R_NONE; }
+
+#define K(k) (-(k))
+const KeyBinding tui_key_table[] = {
+    {{' '}, "space", "pause / resume training", act_pause},
+    {{'e'}, "e", "edit the selected hyper-parameter (while paused)", act_edit},
+    {{'\n', '\r', K(KEY_ENTER)}, "Enter", "in Hyper-parameters: edit the selected one", act_enter},
+    {{'1', '2', '3', '4', '5', '6', '7'}, "1-7", "focus: Charts Exposure Generations Neighbours Hyper-params Log Plugins", act_focus_digit},
+    {{'\t'}, "Tab", "focus the next panel", act_focus_next},
+    {{K(KEY_BTAB)}, "Shift-Tab", "focus the previous panel", act_focus_prev},
+    {{K(KEY_UP), 'k'}, "Up, k", "select / scroll up in the focused list", act_up},
+    {{K(KEY_DOWN), 'j'}, "Down, j", "select / scroll down in the focused list", act_down},
+    {{K(KEY_PPAGE)}, "PgUp", "a page up", act_pgup},
+    {{K(KEY_NPAGE)}, "PgDn", "a page down", act_pgdn},
+    {{K(KEY_HOME), 'g'}, "Home, g", "top of the list (Log: oldest)", act_home},
+    {{K(KEY_END), 'G'}, "End, G", "bottom of the list (Log: follow the newest)", act_end},
+    {{K(KEY_LEFT)}, "Left", "previous chart in Charts, else previous panel", act_left},
+    {{K(KEY_RIGHT)}, "Right", "next chart in Charts, else next panel", act_right},
+    {{'c'}, "c", "next chart: loss, rouge, exposure, neighbours, lr, grad_norm, plugins", act_chart_next},
+    {{'C'}, "C", "previous chart", act_chart_prev},
+    {{'s'}, "s", "EMA smoothing of the focused chart: 0, 0.6, 0.9", act_smooth},
+    {{'l'}, "l", "log-scale y axis of the focused chart on/off", act_logscale},
+    {{'x'}, "x", "export the focused chart to RUN/plots/NAME.png", act_export},
+    {{'z'}, "z", "zoom the focused panel to the full screen / restore", act_zoom},
+    {{'n'}, "n", "next dev prompt in Generations", act_dev_next},
+    {{'p'}, "p", "previous dev prompt in Generations", act_dev_prev},
+    {{':'}, ":", "command line: every REPL command (output in Log)", act_command},
+    {{'?', K(KEY_F(1))}, "?, F1", "this help", act_help},
+    {{12}, "Ctrl-L", "redraw the screen", act_redraw},
+    {{'q', 'Q'}, "q", "quit (asks to save a checkpoint while running)", act_quit},
+    {{0}, NULL, NULL, NULL},
+};
+
+const KeyBinding *tui_binding_for(int code) {
+    for (const KeyBinding *b = tui_key_table; b->fn; b++)
+        for (int i = 0; i < 8; i++)
+            if (b->codes[i] != 0 && b->codes[i] == code) return b;
+    return NULL;
+}
