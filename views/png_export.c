@@ -106,10 +106,15 @@ int chart_draw_raster(const Chart *c, Raster *r, char *err) {
         if (tw > label_w) label_w = tw;
     }
     int left = 12 + (c->ylabel[0] ? font.height + 6 : 0) + label_w + 8;
-    int top = 10 + bold.height + 10;
-    int legend_h = c->n_series > 0 ? font.height + 10 : 0;
-    int bottom = 8 + font.height + 6 + (c->xlabel[0] ? font.height + 6 : 0) + legend_h;
     int right = 20;
+    /* the legend lists every series with its last value, wrapped into as many rows as it needs */
+    ChartLegendItem items[CHART_MAX_SERIES];
+    int legend_cols = (W - 24) / font.width;
+    int legend_rows = chart_legend_layout(c, legend_cols > 1 ? legend_cols : 1, items);
+    int row_h = font.height + 4;
+    int legend_h = legend_rows ? legend_rows * row_h + 6 : 0;
+    int top = 10 + bold.height + 10;
+    int bottom = 8 + font.height + 6 + (g.xlabel[0] ? font.height + 6 : 0) + legend_h;
     int pw = W - left - right, ph = H - top - bottom;
     if (pw < 20 || ph < 20) {
         chart_geometry_free(&g);
@@ -117,8 +122,12 @@ int chart_draw_raster(const Chart *c, Raster *r, char *err) {
         font_free(&bold);
         return pk_errf(err, "image %dx%d is too small for chart '%s'", W, H, c->title);
     }
-    /* title, centred */
-    draw_text(r, &bold, (W - font_text_width(&bold, c->title)) / 2, 10, c->title, ink);
+    /* title, centred, saying how the values are shown: "loss curves (smoothed 0.6, log y)" */
+    char view[96], title[256];
+    chart_view_text(c, view, sizeof view);
+    if (view[0]) snprintf(title, sizeof title, "%s (%s)", c->title, view);
+    else snprintf(title, sizeof title, "%s", c->title);
+    draw_text(r, &bold, (W - font_text_width(&bold, title)) / 2, 10, title, ink);
     double xs = pw / (g.xmax - g.xmin), ys = ph / (g.ymax - g.ymin);
 #define PX(v) (left + ((v) - g.xmin) * xs)
 #define PY(v) (top + ph - ((v) - g.ymin) * ys)
@@ -142,9 +151,9 @@ int chart_draw_raster(const Chart *c, Raster *r, char *err) {
     }
     raster_fill_rect(r, left, top, 1, ph + 1, axis);
     raster_fill_rect(r, left, top + ph, pw, 1, axis);
-    if (c->xlabel[0])
-        draw_text(r, &font, left + (pw - font_text_width(&font, c->xlabel)) / 2, top + ph + 8 + font.height + 6,
-                  c->xlabel, ink);
+    if (g.xlabel[0])
+        draw_text(r, &font, left + (pw - font_text_width(&font, g.xlabel)) / 2, top + ph + 8 + font.height + 6,
+                  g.xlabel, ink);
     if (c->ylabel[0]) {
         char yl[80];
         snprintf(yl, sizeof yl, "%s%s", c->ylabel, c->log_y ? " (log)" : "");
@@ -159,41 +168,46 @@ int chart_draw_raster(const Chart *c, Raster *r, char *err) {
         return pk_errf(err, "out of memory drawing chart '%s'", c->title);
     }
     for (int y = 0; y < ph; y++) memcpy(plot.rgb + (size_t)y * pw * 3, r->rgb + ((size_t)(top + y) * W + left) * 3, (size_t)pw * 3);
-    for (int s = 0; s < g.n_series; s++) {
-        uint32_t col = chart_series_rgb(c, s);
-        int have = 0;
-        double px = 0, py = 0;
-        double bar_w = g.n[s] > 1 ? fmax(2, 0.6 * pw / (g.n[s] * (double)g.n_series)) : 20;
-        for (int i = 0; i < g.n[s]; i++) {
-            double y = g.y[s][i];
-            if (!isfinite(y)) {
-                have = 0;
-                continue;
+    /* smoothing as TensorBoard draws it: every raw line first, faint (a third of the colour on
+     * white), then each smoothed line over them in the full colour */
+    for (int pass = 0; pass < 2; pass++)
+        for (int s = 0; s < g.n_series; s++) {
+            const double *vals = pass ? g.y[s] : g.raw[s];
+            if (!vals) continue;
+            uint32_t col = chart_series_rgb(c, s);
+            if (!pass) col = chart_mix_rgb(col, 0xFFFFFF, 0.7);
+            int have = 0;
+            double px = 0, py = 0;
+            for (int i = 0; i < g.n[s]; i++) {
+                double y = vals[i];
+                if (!isfinite(y) || !isfinite(g.x[s][i])) {
+                    have = 0;
+                    continue;
+                }
+                double x = PX(g.x[s][i]) - left, yy = PY(y) - top;
+                if (c->kind == CHART_BARS) {
+                    double base = PY(g.ymin <= 0 && g.ymax >= 0 ? 0 : g.ymin) - top;
+                    double b0, b1;
+                    chart_bar_extent(&g, s, g.x[s][i], &b0, &b1);
+                    int x0 = (int)lround(PX(b0) - left), x1 = (int)lround(PX(b1) - left);
+                    int y0 = (int)lround(fmin(base, yy)), hh = (int)lround(fabs(base - yy));
+                    raster_fill_rect(&plot, x0, y0, x1 - x0 > 1 ? x1 - x0 : 1, hh < 1 ? 1 : hh, col);
+                } else {
+                    double width = pass ? 2.0 : 1.2;
+                    if (have) raster_line(&plot, px, py, x, yy, width, col);
+                    else raster_line(&plot, x, yy, x, yy, width + 1, col);
+                }
+                px = x, py = yy, have = 1;
             }
-            double x = PX(g.x[s][i]) - left, yy = PY(y) - top;
-            if (c->kind == CHART_BARS) {
-                double base = PY(g.ymin <= 0 && g.ymax >= 0 ? 0 : g.ymin) - top;
-                double off = (s - (g.n_series - 1) / 2.0) * bar_w;
-                int x0 = (int)lround(x + off - bar_w / 2);
-                int y0 = (int)lround(fmin(base, yy)), hh = (int)lround(fabs(base - yy));
-                raster_fill_rect(&plot, x0, y0, (int)lround(bar_w), hh < 1 ? 1 : hh, col);
-            } else {
-                if (have) raster_line(&plot, px, py, x, yy, 2.0, col);
-                else raster_line(&plot, x, yy, x, yy, 3.0, col);
-            }
-            px = x, py = yy, have = 1;
         }
-    }
     for (int y = 0; y < ph; y++) memcpy(r->rgb + ((size_t)(top + y) * W + left) * 3, plot.rgb + (size_t)y * pw * 3, (size_t)pw * 3);
     free(plot.rgb);
-    /* legend row under the axes */
-    int lx = left, ly = H - legend_h + 2;
+    /* legend rows under the axes: a colour swatch, then "name last-value" */
+    int ly0 = H - legend_h + 2;
     for (int s = 0; s < c->n_series; s++) {
-        int tw = font_text_width(&font, c->series[s].name);
-        if (lx + 22 + tw > W - right && lx > left) break;
-        raster_fill_rect(r, lx, ly + font.height / 2 - 2, 16, 5, chart_series_rgb(c, s));
-        draw_text(r, &font, lx + 22, ly, c->series[s].name, ink);
-        lx += 22 + tw + 18;
+        int lx = 12 + items[s].col * font.width, ly = ly0 + items[s].row * row_h;
+        raster_fill_rect(r, lx, ly + font.height / 2 - 2, 12, 5, chart_series_rgb(c, s));
+        draw_text(r, &font, lx + 2 * font.width, ly, items[s].text, ink);
     }
     if (g.empty) {
         const char *msg = "(no data)";

@@ -188,6 +188,20 @@ static int count_colour(const unsigned char *rgb, int n, uint32_t c) {
     return k;
 }
 
+/* Exports the chart at w x h and reads the picture back (NULL on failure); the file is removed. */
+static unsigned char *png_of(const Chart *c, int w, int h) {
+    char dir[] = "/tmp/pk_chart_XXXXXX", path[256], err[PK_ERR_LEN];
+    if (!mkdtemp(dir)) return NULL;
+    snprintf(path, sizeof path, "%s/c.png", dir);
+    unsigned char *rgb = NULL;
+    int rw = 0, rh = 0;
+    CHECK_MSG(chart_export_png(c, w, h, path, err) == 0, "%s", err);
+    CHECK(read_png(path, &rw, &rh, &rgb) == 0 && rw == w && rh == h);
+    unlink(path);
+    rmdir(dir);
+    return rgb;
+}
+
 static void test_png_export_reads_back(void) {
     char dir[] = "/tmp/pk_chart_XXXXXX", path[256], err[PK_ERR_LEN];
     CHECK(mkdtemp(dir) != NULL);
@@ -241,6 +255,309 @@ static void test_empty_chart(void) {
     chart_free(&c);
 }
 
+/* Many ranges, narrow and wide, offset and negative, linear and log: the step is 1, 2 or 5 times a
+ * power of ten, and no two labels on an axis read alike. */
+static void test_ticks_on_many_ranges(void) {
+    const double los[] = {0, 1, 400, -3, 1e-6, 0.98, 12345, 1e5, -0.001, 7.25};
+    const double spans[] = {1e-5, 3e-4, 0.002, 0.05, 0.7, 1, 3.3, 17, 240, 5000, 1e6};
+    int ranges = 0;
+    for (int a = 0; a < 10; a++)
+        for (int b = 0; b < 11; b++)
+            for (int log_y = 0; log_y < 2; log_y++)
+                for (int maxt = 3; maxt <= 9; maxt += 3) {
+                    double lo = los[a], span = spans[b];
+                    if (log_y && lo <= 0) lo = fabs(lo) + 1e-3;
+                    double x[2] = {lo, lo + span}, y[2] = {lo, lo + span};
+                    Chart c;
+                    ChartGeometry g;
+                    chart_init(&c, "r", "step", "v");
+                    c.log_y = log_y;
+                    CHECK(chart_add_series(&c, "a", x, y, 2) == 0);
+                    CHECK(chart_prepare(&c, &g, maxt, maxt) == 0);
+                    check_labels_distinct(&g, 0);
+                    check_labels_distinct(&g, 1);
+                    double step = g.xticks[1] - g.xticks[0];
+                    double m = step / pow(10, floor(log10(step) + 1e-9));
+                    CHECK_MSG(fabs(m - 1) < 1e-3 || fabs(m - 2) < 1e-3 || fabs(m - 5) < 1e-3,
+                              "x step %g on [%g, %g]", step, lo, lo + span);
+                    chart_geometry_free(&g);
+                    chart_free(&c);
+                    ranges++;
+                }
+    CHECK(ranges == 10 * 11 * 2 * 3);
+}
+
+/* A log axis over decades ticks at whole powers of ten only (every k-th when there are many). */
+static void test_log_decade_ticks(void) {
+    const double spans[][2] = {{1e-4, 1e2}, {0.05, 30}, {1, 1e9}, {3e-3, 0.2}};
+    for (int k = 0; k < 4; k++) {
+        double x[30], y[30];
+        for (int i = 0; i < 30; i++) x[i] = i, y[i] = spans[k][0] * pow(spans[k][1] / spans[k][0], i / 29.0);
+        Chart c;
+        ChartGeometry g;
+        chart_init(&c, "log", "step", "loss");
+        c.log_y = 1;
+        CHECK(chart_add_series(&c, "a", x, y, 30) == 0);
+        CHECK(chart_prepare(&c, &g, 5, 5) == 0);
+        check_labels_distinct(&g, 1);
+        CHECK(g.n_yticks >= 2 && g.n_yticks <= 16);
+        for (int i = 0; i < g.n_yticks; i++) {
+            CHECK_MSG(fabs(g.yticks[i] - floor(g.yticks[i] + 0.5)) < 1e-9, "tick %g is not a decade", g.yticks[i]);
+            char *end;
+            double v = strtod(g.ytick_labels[i], &end);
+            if (*end == 'k') v *= 1000;
+            CHECK_NEAR(log10(v), g.yticks[i], 1e-9);
+        }
+        chart_geometry_free(&g);
+        chart_free(&c);
+    }
+}
+
+/* The row of cells as a narrow string (ASCII cells only). */
+static void cells_row(const ChartCells *o, int row, char *out) {
+    for (int x = 0; x < o->w; x++) out[x] = o->ch[row * o->w + x] < 128 ? (char)o->ch[row * o->w + x] : '?';
+    out[o->w] = 0;
+}
+
+static void make_seven_series(Chart *c) {
+    double x[20], y[20];
+    chart_init(c, "neighbours", "step", "cosine similarity");
+    for (int s = 0; s < 7; s++) {
+        for (int i = 0; i < 20; i++) x[i] = i * 10, y[i] = 0.1 * s + 0.01 * i;
+        char name[32];
+        snprintf(name, sizeof name, "neighbour_sim_p%d", s);
+        CHECK(chart_add_series(c, name, x, y, 20) == 0);
+    }
+}
+
+/* Every series is in the legend with its last value, wrapped onto more rows when it needs them,
+ * in the terminal and in the PNG. */
+static void test_legend_lists_every_series(void) {
+    Chart c;
+    make_seven_series(&c);
+    ChartLegendItem items[CHART_MAX_SERIES];
+    int rows = chart_legend_layout(&c, 60, items);
+    CHECK(rows >= 3);
+    for (int s = 0; s < 7; s++) {
+        char want[64];
+        snprintf(want, sizeof want, "neighbour_sim_p%d %.4g", s, 0.1 * s + 0.19);
+        CHECK_MSG(!strcmp(items[s].text, want), "%s", items[s].text);
+        CHECK(items[s].col + 2 + (int)strlen(items[s].text) <= 60);
+    }
+    CHECK(chart_legend_layout(&c, 10000, items) == 1);
+    ChartCells o;
+    CHECK(chart_render_cells(&c, 60, 20, 0, &o) == 0);
+    CHECK(o.legend_rows == rows);
+    for (int s = 0; s < 7; s++) {
+        char want[64], line[64];
+        snprintf(want, sizeof want, "neighbour_sim_p%d %.4g", s, 0.1 * s + 0.19);
+        int found = 0;
+        for (int r = o.h - o.legend_rows; r < o.h; r++) {
+            cells_row(&o, r, line);
+            found |= strstr(line, want) != NULL;
+        }
+        CHECK_MSG(found, "legend lacks '%s'", want);
+    }
+    chart_cells_free(&o);
+    /* PNG: each of the seven colours is in the picture (lines and legend swatches) */
+    int w = 480, h = 320;
+    unsigned char *rgb = png_of(&c, w, h);
+    if (rgb) {
+        /* the bottom rows hold the legend (rows of the 14-pixel font and 4 between): every swatch is there */
+        int legend_top = h - chart_legend_layout(&c, (w - 24) / 8, items) * 18 - 6;
+        for (int s = 0; s < 7; s++)
+            CHECK_MSG(count_colour(rgb + (size_t)legend_top * w * 3, (h - legend_top) * w, chart_series_rgb(&c, s)) >= 40,
+                      "no legend swatch of series %d", s);
+        free(rgb);
+    }
+    chart_free(&c);
+}
+
+/* Without colour every series draws with its own glyph, listed in the legend. */
+static void test_glyph_per_series(void) {
+    for (int utf8 = 0; utf8 < 2; utf8++)
+        for (int i = 0; i < CHART_MAX_SERIES; i++) {
+            wchar_t gi = chart_series_glyph(i, utf8);
+            CHECK(gi > ' ' && gi != '|' && gi != '.' && gi != '-');
+            for (int j = i + 1; j < CHART_MAX_SERIES; j++) CHECK(gi != chart_series_glyph(j, utf8));
+        }
+    Chart c;
+    make_seven_series(&c);
+    for (int utf8 = 0; utf8 < 2; utf8++) {
+        ChartCells o;
+        CHECK(chart_render_cells(&c, 70, 24, CHART_CELLS_MONO | (utf8 ? CHART_CELLS_UTF8 : 0), &o) == 0);
+        for (int s = 0; s < 7; s++) {
+            CHECK(o.glyph[s] == chart_series_glyph(s, utf8));
+            int plotted = 0, legend = 0;
+            for (int i = 0; i < o.w * o.h; i++) {
+                if (o.series[i] != s || o.ch[i] != o.glyph[s]) continue;
+                if (i / o.w >= o.h - o.legend_rows) legend++;
+                else plotted++;
+            }
+            CHECK_MSG(plotted >= 5 && legend == 1, "series %d: %d cells, %d in the legend", s, plotted, legend);
+        }
+        chart_cells_free(&o);
+    }
+    chart_free(&c);
+}
+
+/* TensorBoard's smoothing: debiased (the first smoothed point is the first raw one), drawn over
+ * a faint raw line; the view is written in the PNG's title. */
+static void test_smoothing(void) {
+    double x[40], y[40];
+    for (int i = 0; i < 40; i++) x[i] = i, y[i] = 3 + ((i * 7) % 5) - 0.05 * i;
+    Chart c;
+    chart_init(&c, "loss", "step", "loss");
+    CHECK(chart_add_series(&c, "student_loss", x, y, 40) == 0);
+    c.ema = 0.6;
+    ChartGeometry g;
+    CHECK(chart_prepare(&c, &g, 5, 5) == 0);
+    CHECK(g.raw[0] != NULL);
+    CHECK_NEAR(g.y[0][0], y[0], 1e-12);
+    CHECK_NEAR(g.raw[0][0], y[0], 1e-12);
+    double acc = 0, wsum = 0;
+    for (int i = 0; i < 40; i++) {
+        acc = 0.6 * acc + 0.4 * y[i];
+        wsum = 0.6 * wsum + 0.4;
+        CHECK_NEAR(g.y[0][i], acc / wsum, 1e-12);
+        CHECK_NEAR(g.raw[0][i], y[i], 1e-12);
+    }
+    chart_geometry_free(&g);
+    c.ema = 0;
+    CHECK(chart_prepare(&c, &g, 5, 5) == 0);
+    CHECK(g.raw[0] == NULL);
+    chart_geometry_free(&g);
+    char view[96];
+    c.ema = 0.6, c.log_y = 1;
+    chart_view_text(&c, view, sizeof view);
+    CHECK_MSG(!strcmp(view, "smoothed 0.6, log y"), "%s", view);
+    c.log_y = 0;
+    /* terminal: the raw line shows as faint cells */
+    ChartCells o;
+    CHECK(chart_render_cells(&c, 60, 16, CHART_CELLS_UTF8, &o) == 0);
+    int faint = 0, bright = 0;
+    for (int i = 0; i < o.w * o.h; i++)
+        if (o.series[i] == 0) faint += o.faint[i], bright += !o.faint[i];
+    CHECK(faint > 5 && bright > 5);
+    chart_cells_free(&o);
+    /* PNG: the smoothed line in the series colour, the raw one in its faint mix */
+    unsigned char *rgb = png_of(&c, 480, 300);
+    if (rgb) {
+        CHECK(count_colour(rgb, 480 * 300, chart_series_rgb(&c, 0)) > 100);
+        CHECK(count_colour(rgb, 480 * 300, chart_mix_rgb(chart_series_rgb(&c, 0), 0xFFFFFF, 0.7)) > 50);
+        free(rgb);
+    }
+    chart_free(&c);
+}
+
+/* Grouped bars: every bar, the outermost included, lies inside the x range drawn. */
+static void test_bars_inside_plot(void) {
+    double x[5] = {0, 1, 2, 3, 4}, a[5] = {1, 2, 3, 2, 1}, b[5] = {2, 1, 2, 1, 2}, d[5] = {0.5, 0.5, 1, 1, 3};
+    Chart c;
+    chart_init(&c, "attention by layer", "layer", "weight");
+    c.kind = CHART_BARS;
+    CHECK(chart_add_series(&c, "a", x, a, 5) == 0);
+    CHECK(chart_add_series(&c, "b", x, b, 5) == 0);
+    CHECK(chart_add_series(&c, "c", x, d, 5) == 0);
+    ChartGeometry g;
+    CHECK(chart_prepare(&c, &g, 6, 5) == 0);
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < 5; i++) {
+            double x0, x1;
+            chart_bar_extent(&g, s, x[i], &x0, &x1);
+            CHECK_MSG(x0 >= g.xmin - 1e-12 && x1 <= g.xmax + 1e-12, "bar %d of series %d at [%g, %g] outside [%g, %g]",
+                      i, s, x0, x1, g.xmin, g.xmax);
+            CHECK(x1 > x0);
+            if (s > 0) {
+                double p0, p1;
+                chart_bar_extent(&g, s - 1, x[i], &p0, &p1);
+                CHECK(p1 <= x0 + 1e-12); /* side by side, not overlapping */
+            }
+        }
+    chart_geometry_free(&g);
+    /* the PNG: both outer series' bars are drawn */
+    unsigned char *rgb = png_of(&c, 400, 260);
+    if (rgb) {
+        int c0 = count_colour(rgb, 400 * 260, chart_series_rgb(&c, 0)), c2 = count_colour(rgb, 400 * 260, chart_series_rgb(&c, 2));
+        CHECK(c0 > 200 && c2 > 200);
+        free(rgb);
+    }
+    /* terminal: the first and last series both have cells */
+    ChartCells o;
+    CHECK(chart_render_cells(&c, 50, 14, CHART_CELLS_UTF8, &o) == 0);
+    int s0 = 0, s2 = 0;
+    for (int i = 0; i < o.w * (o.h - o.legend_rows); i++) s0 += o.series[i] == 0, s2 += o.series[i] == 2;
+    CHECK(s0 >= 5 && s2 >= 5);
+    chart_cells_free(&o);
+    chart_free(&c);
+}
+
+/* A window of the last N steps, and a wall-clock x axis from each point's time. */
+static void test_window_and_time_axis(void) {
+    double x[50], y[50], t[50];
+    for (int i = 0; i < 50; i++) x[i] = i + 1, y[i] = 10 - 0.1 * i, t[i] = 2.5 * i;
+    Chart c;
+    chart_init(&c, "loss", "step", "loss");
+    CHECK(chart_add_series_t(&c, "student_loss", x, y, t, 50) == 0);
+    c.window = 10;
+    ChartGeometry g;
+    CHECK(chart_prepare(&c, &g, 5, 5) == 0);
+    CHECK(g.xmin >= 40 && g.xmax <= 51);
+    for (int i = 0; i < 50; i++) CHECK(isfinite(g.y[0][i]) == (x[i] > 40));
+    chart_geometry_free(&g);
+    c.window = 0;
+    c.x_time = 1;
+    CHECK(chart_prepare(&c, &g, 5, 5) == 0);
+    CHECK_NEAR(g.x[0][49], 122.5, 1e-12);
+    CHECK(!strcmp(g.xlabel, "elapsed time (s)"));
+    chart_geometry_free(&g);
+    char view[96];
+    c.window = 10;
+    chart_view_text(&c, view, sizeof view);
+    CHECK_MSG(!strcmp(view, "last 10 steps, wall-clock x"), "%s", view);
+    chart_free(&c);
+}
+
+/* CSV: a header, one row per x with a column per series (raw values), empty cells where a
+ * series has no point, elapsed seconds when known. */
+static void test_csv_export(void) {
+    double x1[3] = {1, 2, 3}, y1[3] = {0.5, 0.25, 0.125}, t1[3] = {1.5, 3, 4.5};
+    double x2[2] = {2, 4}, y2[2] = {7, 8}, t2[2] = {3, 6};
+    Chart c;
+    chart_init(&c, "loss", "step", "loss");
+    c.ema = 0.9; /* raw values, not smoothed ones */
+    CHECK(chart_add_series_t(&c, "student_loss", x1, y1, t1, 3) == 0);
+    CHECK(chart_add_series_t(&c, "a, \"b\"", x2, y2, t2, 2) == 0);
+    char dir[] = "/tmp/pk_chart_XXXXXX", path[256], err[PK_ERR_LEN];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/loss.csv", dir);
+    CHECK_MSG(chart_export_csv(&c, path, err) == 0, "%s", err);
+    char *text = NULL;
+    size_t len = 0;
+    CHECK(pk_read_file(path, &text, &len, err) == 0);
+    if (text) {
+        CHECK_MSG(!strcmp(text, "step,elapsed_s,student_loss,\"a, \"\"b\"\"\"\n"
+                                "1,1.5,0.5,\n2,3,0.25,7\n3,4.5,0.125,\n4,6,,8\n"),
+                  "%s", text);
+        free(text);
+    }
+    /* two runs: no single elapsed column */
+    c.series[1].run = 1;
+    c.window = 2;
+    CHECK_MSG(chart_export_csv(&c, path, err) == 0, "%s", err);
+    CHECK(pk_read_file(path, &text, &len, err) == 0);
+    if (text) {
+        CHECK_MSG(!strcmp(text, "step,student_loss,\"a, \"\"b\"\"\"\n3,0.125,\n4,,8\n"), "%s", text);
+        free(text);
+    }
+    snprintf(path, sizeof path, "%s/missing/x.csv", dir);
+    CHECK(chart_export_csv(&c, path, err) != 0);
+    snprintf(path, sizeof path, "%s/loss.csv", dir);
+    unlink(path);
+    rmdir(dir);
+    chart_free(&c);
+}
+
 int main(void) {
     RUN(test_font_loads_ascii);
     RUN(test_prepare_ticks_and_ranges);
@@ -248,5 +565,13 @@ int main(void) {
     RUN(test_cells_braille_and_ascii);
     RUN(test_png_export_reads_back);
     RUN(test_empty_chart);
+    RUN(test_ticks_on_many_ranges);
+    RUN(test_log_decade_ticks);
+    RUN(test_legend_lists_every_series);
+    RUN(test_glyph_per_series);
+    RUN(test_smoothing);
+    RUN(test_bars_inside_plot);
+    RUN(test_window_and_time_axis);
+    RUN(test_csv_export);
     TEST_EXIT();
 }
