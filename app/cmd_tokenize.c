@@ -42,31 +42,10 @@ static int append_json_string(PkBuf *out, const char *text, size_t len) {
             i++;
             continue;
         }
-        int n = 0;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) n = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        }
-        int k = 1; /* bytes of a well-formed prefix */
-        if (n) {
-            if (i + 1 < len && s[i + 1] >= lo && s[i + 1] <= hi) {
-                k = 2;
-                while (k < n && i + (size_t)k < len && (s[i + k] & 0xC0) == 0x80) k++;
-            }
-        }
-        if (n && k == n) {
-            if (pk_buf_append(out, s + i, (size_t)n) != PK_OK) return PK_FAIL;
-        } else if (pk_buf_append(out, "\xEF\xBF\xBD", 3) != PK_OK) {
-            return PK_FAIL;
-        }
-        i += (size_t)k;
+        uint32_t cp;
+        int n = pk_utf8_decode(text + i, len - i, &cp);
+        if (n > 0 ? pk_buf_append(out, s + i, (size_t)n) : pk_buf_append(out, "\xEF\xBF\xBD", 3)) return PK_FAIL;
+        i += (size_t)(n > 0 ? n : -n);
     }
     return pk_buf_append(out, "\"", 1);
 }
@@ -76,16 +55,6 @@ static int append_ids(PkBuf *out, const int *ids, int n) {
     for (int i = 0; i < n; i++)
         if (pk_buf_printf(out, i ? ",%d" : "%d", ids[i]) != PK_OK) return PK_FAIL;
     return pk_buf_append(out, "]", 1);
-}
-
-/* cJSON cuts a string at an escaped NUL; find one so it is refused instead of silently cut. */
-static int has_escaped_nul(const char *line, size_t len) {
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (line[i] != '\\') continue;
-        if (line[i + 1] == 'u' && i + 5 < len && !memcmp(line + i + 2, "0000", 4)) return 1;
-        i++; /* skip the escaped character */
-    }
-    return 0;
 }
 
 /* One input line; returns 0 or fills msg. */
@@ -110,7 +79,7 @@ static int process_line(const Tokenizer *tok, int decode, const char *line, size
             pk_errf(msg, "\"text\" must be a string");
             goto done;
         }
-        if (has_escaped_nul(line, len)) {
+        if (pk_json_escaped_nul_at(line, len) >= 0) {
             pk_errf(msg, "the line contains \\u0000, which cannot be tokenized through this command");
             goto done;
         }

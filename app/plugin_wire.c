@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common.h"
+
 const char *pw_phase_name(int phase) {
     switch (phase) {
     case PW_IN_DLOPEN: return "its constructors (dlopen)";
@@ -102,25 +104,11 @@ int pw_printable(const char *s, size_t len) {
     return 1;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid. */
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid or a C1 control. */
 static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    size_t k;
-    unsigned cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) k = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef) k = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4) k = 4, cp = c & 0x07;
-    else return 0;
-    if (k > n) return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((k == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (k == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    if (cp >= 0x80 && cp <= 0x9f) return 0; /* C1 controls */
-    return k;
+    uint32_t cp;
+    int k = pk_utf8_decode((const char *)s, n, &cp);
+    return k > 0 && !(cp >= 0x80 && cp <= 0x9f) ? (size_t)k : 0;
 }
 
 /* A NUL-terminated copy with control characters (tab: space) and bytes that are not

@@ -292,26 +292,73 @@ long pk_json_escaped_nul_at(const char *s, size_t len) {
     return -1;
 }
 
-long pk_utf8_invalid_at(const char *str, size_t len) {
+int pk_utf8_decode(const char *str, size_t n, uint32_t *cp) {
     const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        size_t n;
+    unsigned c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    /* the second byte's range excludes overlong forms, surrogates and values above U+10FFFF */
+    int len;
+    uint32_t v;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3, v = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4, v = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *cp = 0xFFFD;
+        return -1;
+    }
+    int k = 1;
+    for (; k < len && (size_t)k < n; k++) {
+        unsigned b = s[k];
+        if (k == 1 ? b < lo || b > hi : (b & 0xC0) != 0x80) break;
+        v = (v << 6) | (b & 0x3F);
+    }
+    if (k < len) {
+        *cp = 0xFFFD;
+        return -k;
+    }
+    *cp = v;
+    return len;
+}
+
+int pk_utf8_encode(uint32_t cp, char *out) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+long pk_utf8_invalid_at(const char *s, size_t len) {
+    for (size_t i = 0; i < len;) {
         uint32_t cp;
-        if (c < 0x80) { i++; continue; }
-        else if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-        else return (long)i;
-        for (size_t k = 1; k <= n; k++) {
-            if (i + k >= len || (s[i + k] & 0xC0) != 0x80) return (long)i;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return (long)i;
-        i += n + 1;
+        int n = pk_utf8_decode(s + i, len - i, &cp);
+        if (n < 0) return (long)i;
+        i += (size_t)n;
     }
     return -1;
 }

@@ -101,6 +101,15 @@ double pk_now(void);
 /* CPU seconds of this process so far, every thread (steal and waits not counted). */
 double pk_cpu_seconds(void);
 
+/* The one UTF-8 decoder. Reads the character at s[0..n) (n >= 1): when the bytes there are a
+ * well-formed sequence, stores its code point in *cp and returns its length, 1 to 4; otherwise
+ * stores U+FFFD and returns minus the length of the longest start of a sequence that is there
+ * (1 to 3 bytes: what one replacement character stands for, Unicode's "maximal subpart").
+ * Not well-formed: a stray continuation byte, C0/C1/F5..FF, an overlong form, a surrogate, a
+ * value above U+10FFFF, a sequence cut short. */
+int pk_utf8_decode(const char *s, size_t n, uint32_t *cp);
+/* One code point as UTF-8 into out[4]; returns the length (cp is a scalar value). */
+int pk_utf8_encode(uint32_t cp, char *out);
 /* Validate UTF-8: returns the byte offset of the first invalid sequence, or -1 when valid. */
 long pk_utf8_invalid_at(const char *s, size_t len);
 /* Offset of the first \u0000 escape in JSON text, or -1. cJSON ends a string at a

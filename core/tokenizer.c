@@ -59,63 +59,9 @@ static void byte_alphabet_init(ByteAlphabet *a) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * UTF-8 and code point classes. */
+ * Code point classes (UTF-8 is decoded by pk_utf8_decode, common.h). */
 
 enum { CLS_OTHER = 0, CLS_LETTER = 1, CLS_NUMBER = 2, CLS_SPACE = 3 };
-
-/* Decodes one well-formed UTF-8 sequence at s[0..avail): returns its length, or 0 when the bytes
- * there are not well-formed (overlong, surrogate, above U+10FFFF, truncated, stray continuation). */
-static int utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp) {
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    int n;
-    uint32_t v, lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) n = 2, v = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3, v = c & 0x0F;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4, v = c & 0x07;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else return 0;
-    if (avail < (size_t)n) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    v = (v << 6) | (s[1] & 0x3F);
-    for (int i = 2; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    *cp = v;
-    return n;
-}
-
-static int utf8_encode(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 static int in_ranges(const PkUnicodeRange *r, int n, uint32_t cp) {
     int lo = 0, hi = n - 1;
@@ -178,13 +124,12 @@ typedef int (*PieceFn)(void *ctx, const char *piece, size_t len, char *err);
 static int pretokenize(const char *text, size_t len, CharScratch *cs, PieceFn emit, void *ctx, char *err) {
     if (len == 0) return PK_OK;
     if (char_scratch_reserve(cs, len, err) != PK_OK) return PK_FAIL;
-    const unsigned char *s = (const unsigned char *)text;
     size_t nc = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        int n = utf8_decode(s + i, len - i, &cp);
+        int n = pk_utf8_decode(text + i, len - i, &cp);
         cs->offset[nc] = i;
-        if (n == 0) { /* an invalid byte: a character of its own, neither letter, number nor space */
+        if (n < 0) { /* an invalid byte: a character of its own, neither letter, number nor space */
             cs->cls[nc] = CLS_OTHER;
             cs->ascii[nc] = 0;
             i += 1;
@@ -352,8 +297,8 @@ static long alphabet_to_bytes(const ByteAlphabet *a, const char *s, size_t len, 
     long n = 0;
     while (i < len) {
         uint32_t cp;
-        int k = utf8_decode((const unsigned char *)s + i, len - i, &cp);
-        if (k == 0 || cp >= 324 || a->cp_to_byte[cp] < 0) return -1;
+        int k = pk_utf8_decode(s + i, len - i, &cp);
+        if (k < 0 || cp >= 324 || a->cp_to_byte[cp] < 0) return -1;
         out[n++] = (char)a->cp_to_byte[cp];
         i += (size_t)k;
     }
@@ -1100,7 +1045,7 @@ static int append_token_text(PkBuf *out, const ByteAlphabet *alpha, const char *
     for (size_t i = 0; i < len; i++) {
         uint32_t cp = alpha->byte_to_cp[(unsigned char)bytes[i]];
         char u[4];
-        int n = utf8_encode(cp, u);
+        int n = pk_utf8_encode(cp, u);
         if (json && (cp == '"' || cp == '\\') && pk_buf_append(out, "\\", 1) != PK_OK) return PK_FAIL;
         if (pk_buf_append(out, u, (size_t)n) != PK_OK) return PK_FAIL;
     }

@@ -8,20 +8,11 @@
 #include "common.h"
 
 uint32_t utf8_next(const char **sp) {
-    const unsigned char *s = (const unsigned char *)*sp;
-    uint32_t c = s[0];
-    int n = 0;
-    if (c < 0x80) n = 0;
-    else if ((c & 0xE0) == 0xC0) { n = 1; c &= 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { n = 2; c &= 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { n = 3; c &= 0x07; }
-    else { *sp += 1; return 0xFFFD; }
-    for (int i = 1; i <= n; i++) {
-        if ((s[i] & 0xC0) != 0x80) { *sp += i; return 0xFFFD; }
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    *sp += n + 1;
-    return c;
+    uint32_t cp;
+    size_t left = strnlen(*sp, 4); /* the string's NUL ends a sequence cut short */
+    int n = pk_utf8_decode(*sp, left ? left : 1, &cp);
+    *sp += n > 0 ? n : -n;
+    return cp;
 }
 
 static uint32_t rd32(const unsigned char *p) { return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24); }

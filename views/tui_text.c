@@ -11,44 +11,12 @@
 #include "tui_internal.h"
 
 int tui_utf8_next(const char *s, size_t n, uint32_t *cp) {
-    const unsigned char *u = (const unsigned char *)s;
     if (n == 0) {
         *cp = 0;
         return 0;
     }
-    unsigned c = u[0];
-    int len;
-    uint32_t v, min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c < 0xe0) {
-        len = 2, v = c & 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c < 0xf0) {
-        len = 3, v = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c < 0xf5) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        *cp = 0xfffd;
-        return 1;
-    }
-    if ((size_t)len > n) {
-        *cp = 0xfffd;
-        return 1;
-    }
-    for (int i = 1; i < len; i++) {
-        if ((u[i] & 0xc0) != 0x80) {
-            *cp = 0xfffd;
-            return 1;
-        }
-        v = (v << 6) | (u[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v < 0xe000)) {
-        *cp = 0xfffd;
-        return 1;
-    }
-    *cp = v;
-    return len;
+    int len = pk_utf8_decode(s, n, cp);
+    return len > 0 ? len : 1; /* one U+FFFD per bad byte */
 }
 
 int tui_cp_width(uint32_t cp, int utf8) {
