@@ -103,7 +103,7 @@ int cmd_neighbours(int argc, char **argv) {
             for (int j = 0; j < k; j++) {
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddNumberToObject(e, "id", ids[p * k + j]);
-                token_printable(tok, ids[p * k + j], text, sizeof text);
+                tok_token_printable(tok, ids[p * k + j], text, sizeof text);
                 cJSON_AddStringToObject(e, "token", text);
                 cJSON_AddNumberToObject(e, "similarity", sims[p * k + j]);
                 cJSON_AddItemToArray(nb, e);
@@ -123,7 +123,7 @@ int cmd_neighbours(int argc, char **argv) {
         for (int p = 0; p < P; p++) {
             printf("%3d ", p);
             for (int j = 0; j < k; j++) {
-                token_printable(tok, ids[p * k + j], text, sizeof text);
+                tok_token_printable(tok, ids[p * k + j], text, sizeof text);
                 printf(" \"%s\" %.4f (%d)", text, sims[p * k + j], ids[p * k + j]);
             }
             printf("\n");

@@ -27,10 +27,4 @@ int prompt_save(const char *path, const float *prompt, int P, int C, char *err);
 int prompt_neighbours(const float *prompt, int P, const float *wte, int V, int C, int k, int *ids, float *sims,
                       char *err);
 
-/* A token's bytes as printable UTF-8 text in out (outlen bytes, NUL-terminated, cut at a
- * character boundary when too long): JSON-style escapes for backslash, the double quote and
- * \n \r \t, \xNN for other control bytes and for bytes that are not valid UTF-8. Returns the
- * length written, or -1 for an id out of range (out = ""). */
-int token_printable(const Tokenizer *tok, int id, char *out, size_t outlen);
-
 #endif

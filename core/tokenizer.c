@@ -282,6 +282,41 @@ const char *tok_token_bytes(const Tokenizer *t, int id, size_t *len) {
     return token_ptr(t, id, len);
 }
 
+int tok_token_printable(const Tokenizer *t, int id, char *out, size_t outlen) {
+    if (outlen == 0) return -1;
+    out[0] = 0;
+    size_t n = 0;
+    const char *b = tok_token_bytes(t, id, &n);
+    if (!b) return -1;
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        char piece[8];
+        int plen;
+        uint32_t cp;
+        int adv = pk_utf8_decode(b + i, n - i, &cp);
+        unsigned char c = (unsigned char)b[i];
+        if (adv < 0 || cp < 0x20 || cp == 0x7f || cp == '\\' || cp == '"') {
+            const char *e = c == '\\' ? "\\\\"
+                            : c == '"'  ? "\\\""
+                            : c == '\n' ? "\\n"
+                            : c == '\r' ? "\\r"
+                            : c == '\t' ? "\\t"
+                                        : NULL;
+            plen = e ? snprintf(piece, sizeof piece, "%s", e) : snprintf(piece, sizeof piece, "\\x%02X", c);
+            adv = 1; /* an ill-formed sequence shows every byte */
+        } else {
+            memcpy(piece, b + i, (size_t)adv);
+            plen = adv;
+        }
+        if (w + (size_t)plen + 1 > outlen) break;
+        memcpy(out + w, piece, (size_t)plen);
+        w += (size_t)plen;
+        i += (size_t)adv;
+    }
+    out[w] = 0;
+    return (int)w;
+}
+
 /* Line number (1-based) of position pos in text. */
 static int line_of(const char *text, size_t pos) {
     int line = 1;

@@ -24,6 +24,12 @@ int tok_encode(const Tokenizer *t, const char *text, size_t len, int allow_speci
 int tok_decode(const Tokenizer *t, const int *ids, int n, char **text, size_t *len, char *err);
 /* The bytes of one token (not NUL-terminated); NULL for an id out of range. */
 const char *tok_token_bytes(const Tokenizer *t, int id, size_t *len);
+/* The one printable form of a token, for every place that shows one: its bytes as UTF-8 text in
+ * out (outlen bytes, NUL-terminated, cut at a character boundary when too long), JSON-style
+ * escapes for backslash, the double quote and \n \r \t, \xNN for other control bytes and for
+ * bytes that are not well-formed UTF-8. Returns the length written, or -1 for an id out of
+ * range (out = ""). */
+int tok_token_printable(const Tokenizer *t, int id, char *out, size_t outlen);
 
 /* Trains a byte-level BPE on the given texts: 256 byte tokens, merges until
  * vocab_size - 1 tokens, then <|endoftext|>. Deterministic. Writes vocab.json

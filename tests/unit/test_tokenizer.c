@@ -478,7 +478,34 @@ static void remove_tree(void) {
     if (system(cmd) != 0) printf("    could not remove %s\n", tmp_root);
 }
 
+/* The one printable form of a token (the neighbours table, the TUI, the REPL show it). */
+static void test_token_printable(void) {
+    char err[PK_ERR_LEN], out[64];
+    Tokenizer *tok = NULL;
+    if (tok_load(&tok, "tests/fixtures/gpt2-tokenizer", err)) {
+        printf("    %s\n", err);
+        CHECK(0);
+        return;
+    }
+    CHECK(tok_token_printable(tok, 345, out, sizeof out) == 4 && !strcmp(out, " you"));
+    CHECK(tok_token_printable(tok, 198, out, sizeof out) == 2 && !strcmp(out, "\\n"));
+    CHECK(tok_token_printable(tok, 1, out, sizeof out) == 2 && !strcmp(out, "\\\""));
+    CHECK(tok_token_printable(tok, 59, out, sizeof out) == 2 && !strcmp(out, "\\\\"));
+    CHECK(tok_token_printable(tok, 0, out, sizeof out) == 1 && !strcmp(out, "!"));
+    /* a token that is half of a UTF-8 character shows its bytes */
+    size_t n = 0;
+    const unsigned char *b = (const unsigned char *)tok_token_bytes(tok, 447, &n);
+    CHECK(b && n == 2 && b[0] == 0xE2 && b[1] == 0x80);
+    CHECK(tok_token_printable(tok, 447, out, sizeof out) == 8 && !strcmp(out, "\\xE2\\x80"));
+    CHECK(tok_token_printable(tok, 50256, out, sizeof out) > 0 && !strcmp(out, "<|endoftext|>"));
+    CHECK(tok_token_printable(tok, 50257, out, sizeof out) == -1 && out[0] == 0);
+    /* cut at a piece boundary when the buffer is short */
+    CHECK(tok_token_printable(tok, 447, out, 6) == 4 && !strcmp(out, "\\xE2"));
+    tok_free(tok);
+}
+
 int main(void) {
+    RUN(test_token_printable);
     char err[PK_ERR_LEN];
     snprintf(tmp_root, sizeof tmp_root, "/tmp/pk-tokenizer-XXXXXX");
     if (!mkdtemp(tmp_root)) {
