@@ -112,7 +112,9 @@ int tui_chart_index(const Tui *t) {
 }
 
 /* The chart a chart key (s, l, x) acts on: the focused chart panel's, else the main one. */
-const char *tui_focused_chart(const Tui *t) { return t->focus == P_EXPOSURE ? "exposure" : t->chart; }
+const char *tui_focused_chart(const Tui *t) {
+    return t->focus == P_EXPOSURE ? "exposure" : t->focus == P_CHART ? t->chart : NULL;
+}
 
 void tui_draw_chart(Tui *t, Rect r, const char *name) {
     if (r.w < 4 || r.h < 2) return;

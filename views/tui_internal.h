@@ -174,7 +174,7 @@ int tui_clamp_scroll(Tui *t, int p, int n_lines, int view_h);
 int tui_last_series_value(const EngineSnapshot *s, const char *name, double *v);
 void tui_refresh_chart_names(Tui *t);
 int tui_chart_index(const Tui *t);
-/* The chart a chart key (s, l, x) acts on: the focused chart panel's, else the main one. */
+/* The chart in the focused panel (Charts or Exposure bias); NULL when another panel has the focus. */
 const char *tui_focused_chart(const Tui *t);
 void tui_draw_chart(Tui *t, Rect r, const char *name);
 /* base plus the chart's view settings (" ema 0.6 log"). */

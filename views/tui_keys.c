@@ -138,9 +138,20 @@ static int act_chart_prev(Tui *t) {
 static int act_left(Tui *t) { return t->focus == P_CHART ? act_chart_prev(t) : act_focus_prev(t); }
 static int act_right(Tui *t) { return t->focus == P_CHART ? act_chart_next(t) : act_focus_next(t); }
 
+/* The chart a chart key (s, l, x) acts on: the focused one. Without a chart in focus, NULL
+ * and the message line says where the key works, so no chart changes out of sight. */
+static const char *key_chart(Tui *t, const char *what) {
+    const char *name = tui_focused_chart(t);
+    if (!name)
+        tui_set_msg(t, 1, "%s works on a chart: focus Charts (1) or Exposure bias (2); %s has the focus", what,
+                    tui_panel_titles[t->focus]);
+    return name;
+}
+
 static int act_smooth(Tui *t) {
     static const double steps[] = {0.0, 0.6, 0.9};
-    const char *name = tui_focused_chart(t);
+    const char *name = key_chart(t, "s (smoothing)");
+    if (!name) return R_DRAW;
     double ema = 0;
     int log_y = 0;
     if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &ema, &log_y);
@@ -153,7 +164,8 @@ static int act_smooth(Tui *t) {
 }
 
 static int act_logscale(Tui *t) {
-    const char *name = tui_focused_chart(t);
+    const char *name = key_chart(t, "l (log scale)");
+    if (!name) return R_DRAW;
     double ema = 0;
     int log_y = 0;
     if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &ema, &log_y);
@@ -168,11 +180,8 @@ static int act_zoom(Tui *t) {
 }
 
 static int act_export(Tui *t) {
-    if (t->focus != P_CHART && t->focus != P_EXPOSURE) {
-        tui_set_msg(t, 1, "x exports a chart: focus the Charts or Exposure bias panel (Tab)");
-        return R_DRAW;
-    }
-    const char *name = tui_focused_chart(t);
+    const char *name = key_chart(t, "x (export)");
+    if (!name) return R_DRAW;
     if (!t->host->export_chart || !t->snap) return R_NONE;
     char file[96], dir[CONFIG_PATH_LEN + 16], path[CONFIG_PATH_LEN + 128], err[PK_ERR_LEN];
     snprintf(file, sizeof file, "%s.png", name);
@@ -308,10 +317,10 @@ const KeyBinding tui_key_table[] = {
     {{K(KEY_END), 'G'}, "End, G", "bottom of the list (Log: follow the newest)", act_end},
     {{K(KEY_LEFT)}, "Left", "previous chart in Charts, else previous panel", act_left},
     {{K(KEY_RIGHT)}, "Right", "next chart in Charts, else next panel", act_right},
-    {{'c'}, "c", "next chart: loss, rouge, exposure, neighbours, lr, grad_norm, plugins", act_chart_next},
+    {{'c'}, "c", "next chart in Charts, of these:", act_chart_next},
     {{'C'}, "C", "previous chart", act_chart_prev},
-    {{'s'}, "s", "EMA smoothing of the focused chart: 0, 0.6, 0.9", act_smooth},
-    {{'l'}, "l", "log-scale y axis of the focused chart on/off", act_logscale},
+    {{'s'}, "s", "EMA smoothing of the focused chart: 0, 0.6, 0.9 (Charts, Exposure)", act_smooth},
+    {{'l'}, "l", "log-scale y axis of the focused chart on/off (Charts, Exposure)", act_logscale},
     {{'x'}, "x", "export the focused chart to RUN/plots/NAME.png", act_export},
     {{'z'}, "z", "zoom the focused panel to the full screen / restore", act_zoom},
     {{'n'}, "n", "next dev prompt in Generations", act_dev_next},

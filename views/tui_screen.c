@@ -57,6 +57,9 @@ static void layout(Tui *t) {
         }
     }
 }
+
+/* ------------------------------------------------------------------ status and bottom lines */
+
 static void draw_status(Tui *t) {
     tui_fill_row(t, 0, 0, t->cols, A_REVERSE, 0);
     const EngineSnapshot *s = t->snap;
@@ -70,10 +73,20 @@ static void draw_status(Tui *t) {
     int x = tui_put_text(t, 0, 0, t->cols, state, A_BOLD | (t->colors ? 0 : A_REVERSE), tui_pair(t, pair));
     if (!t->colors) x += tui_put_text(t, 0, x, t->cols - x, " ", A_REVERSE, 0);
     if (!s) return;
-    char tps[32], gfl[32], eta[32], line[1200];
-    tui_format_rate(s->tokens_per_s, tps, sizeof tps);
-    tui_format_rate(s->gflops, gfl, sizeof gfl);
-    tui_format_duration(s->eta_s, eta, sizeof eta);
+    char tps[32] = "-", gfl[32] = "-", eta[48] = "-", line[1200];
+    /* rates are of running steps: a paused run has none (its last ones would read as live);
+     * the ETA counts running time only, so a paused run shows what is left to run */
+    if (st == ENGINE_RUNNING) {
+        tui_format_rate(s->tokens_per_s, tps, sizeof tps);
+        tui_format_rate(s->gflops, gfl, sizeof gfl);
+        tui_format_duration(s->eta_s, eta, sizeof eta);
+    } else if (st == ENGINE_PAUSED && s->eta_s > 0) {
+        char left[32];
+        tui_format_duration(s->eta_s, left, sizeof left);
+        snprintf(eta, sizeof eta, "paused (%s to run)", left);
+    } else if (st == ENGINE_PAUSED) {
+        snprintf(eta, sizeof eta, "paused");
+    }
     const char *sep = t->utf8 ? " \u2502 " : " | ";
     const char *right = " ? help ";
     int rw = (int)strlen(right);
@@ -189,20 +202,38 @@ static const char *const help_notes[] = {
 };
 #define N_HELP_NOTES ((int)(sizeof help_notes / sizeof *help_notes))
 
-static int help_lines(void) {
+/* The help overlay's lines: every binding of the key table (under c the charts this session
+ * has, wrapped), then the notes. Returns the count; *n_keys: how many lines are keys. */
+enum { HELP_MAX_LINES = 96, HELP_LINE = 200 };
+static int help_build(Tui *t, int width, char lines[][HELP_LINE], int *n_keys) {
     int n = 0;
-    while (tui_key_table[n].fn) n++;
-    return n + N_HELP_NOTES;
+    for (const KeyBinding *b = tui_key_table; b->fn && n < HELP_MAX_LINES; b++) {
+        snprintf(lines[n++], HELP_LINE, "%-14s %s", b->keys, b->help);
+        if (b->codes[0] != 'c') continue;
+        /* under c, the charts as they are now, in its order (plugin charts join once drawn) */
+        PkBuf list = {0};
+        for (int i = 0; i < t->n_charts; i++)
+            pk_buf_printf(&list, "%s%s", t->chart_names[i], i + 1 < t->n_charts ? ", " : "");
+        if (!list.data) continue;
+        int starts[16], lens[16];
+        int k = tui_wrap(list.data, width - 17, t->utf8, starts, lens, 16);
+        for (int i = 0; i < k && i < 16 && n < HELP_MAX_LINES; i++)
+            snprintf(lines[n++], HELP_LINE, "%-14s   %.*s", "", lens[i], list.data + starts[i]);
+        pk_buf_free(&list);
+    }
+    *n_keys = n;
+    for (int i = 0; i < N_HELP_NOTES && n < HELP_MAX_LINES; i++) snprintf(lines[n++], HELP_LINE, "%s", help_notes[i]);
+    return n;
 }
 
-/* The help overlay: every binding of the key table, then the notes; scrolls when
- * the terminal is too short (from line t->help_top). */
+/* The help overlay; scrolls when the terminal is too short (from line t->help_top). */
 static void draw_help(Tui *t) {
-    int n_keys = 0;
-    while (tui_key_table[n_keys].fn) n_keys++;
-    int total = help_lines();
-    int h = total + 2, w = 80;
+    int w = 80;
     if (w > t->cols) w = t->cols;
+    static char lines[HELP_MAX_LINES][HELP_LINE];
+    int n_keys;
+    int total = help_build(t, w - 3, lines, &n_keys);
+    int h = total + 2;
     if (h > t->rows - 2) h = t->rows - 2;
     if (h < 3 || w < 10) return;
     int view = h - 2;
@@ -215,11 +246,6 @@ static void draw_help(Tui *t) {
     Rect in = tui_inner(r);
     for (int row = 0; row < in.h && t->help_top + row < total; row++) {
         int i = t->help_top + row;
-        char line[200];
-        if (i < n_keys)
-            snprintf(line, sizeof line, "%-14s %s", tui_key_table[i].keys, tui_key_table[i].help);
-        else
-            snprintf(line, sizeof line, "%s", help_notes[i - n_keys]);
-        tui_put_text(t, in.y + row, in.x + 1, in.w - 1, line, i < n_keys ? A_NORMAL : A_DIM, 0);
+        tui_put_text(t, in.y + row, in.x + 1, in.w - 1, lines[i], i < n_keys ? A_NORMAL : A_DIM, 0);
     }
 }

@@ -104,6 +104,8 @@ check tui_colours_by_default grep -qE $'\e\\[[0-9;]*(3[0-7]|38;5;[0-9]+)m' <<<"$
 # pause
 keys main Space
 if wait_for main '^ PAUSED' 10; then pass tui_space_pauses; else fail tui_space_pauses "$(screen main | head -1)"; fi
+# a paused run has no rate; its ETA says paused (running time left), it does not freeze
+check tui_paused_status_no_frozen_rates grep -qE '^ PAUSED .* - tok/s.* - GFLOP/s.*ETA paused' <<<"$(screen main)"
 
 # edit the learning rate: focus Hyper-parameters (5); the selection starts on lr
 keys main 5 e
@@ -155,6 +157,15 @@ keys main c
 check tui_c_cycles_charts wait_for main 'Charts: rouge' 5
 keys main C s
 check tui_s_sets_ema wait_for main 'Charts: loss.*ema 0.6' 5
+# s with another panel focused says where it works and leaves the chart alone
+title_before=$(screen main | grep -oE 'Charts: [^━─]*' | head -1)
+keys main 6 s
+check tui_s_outside_a_chart_says_where wait_for main 's \(smoothing\) works on a chart: focus Charts \(1\).*Log has the focus' 5
+check tui_s_outside_a_chart_changes_nothing grep -qE 'Charts: loss.*ema 0.6 ' <<<"$(screen main)"
+keys main l
+check tui_l_outside_a_chart_says_where wait_for main 'l \(log scale\) works on a chart' 5
+check tui_l_outside_a_chart_changes_nothing test "$(screen main | grep -oE 'Charts: [^━─]*' | head -1)" = "$title_before"
+keys main 1
 
 # help, zoom
 keys main '?'
