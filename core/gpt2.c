@@ -1,7 +1,6 @@
 /* GPT-2 forward, backward, input-only backward and KV-cache decoding on the
  * kernels of core/kernels.c. Checkpoint I/O lives in core/hf_gpt2.c. */
 #include "gpt2.h"
-#include "optim.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -527,11 +526,6 @@ void gpt2_zero_grad(GPT2 *m) {
     if (m->grads_memory && !m->grads_zero)
         pk_parallel_for_grain((long)m->num_parameters, 1L << 16, zero_range, m->grads_memory);
     m->grads_zero = 1;
-}
-
-float gpt2_grad_norm(const GPT2 *m) {
-    /* max_norm 0: the norm only, nothing is scaled */
-    return m->grads_memory ? grad_clip_global_norm(m->grads_memory, m->num_parameters, 0.0f) : 0.0f;
 }
 
 void gpt2_free(GPT2 *m) {

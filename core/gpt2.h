@@ -130,8 +130,6 @@ int gpt2_backward_inputs_only(GPT2 *m, const float *dlogits, float *dprompt, flo
 /* Sets every parameter gradient to zero; nothing to do when they are known to be
  * zero already (after gpt2_adamw_step, which zeroes them as it reads them). */
 void gpt2_zero_grad(GPT2 *m);
-/* L2 norm of the whole gradient. */
-float gpt2_grad_norm(const GPT2 *m);
 
 /* KV-cache incremental decoding. A cache is tied to one model and holds up to
  * B rows x max_T slots. prefill runs the prompt slots [B, T] (same conventions as

@@ -132,6 +132,11 @@ float grad_clip_global_norm(float *grads, size_t n, float max_norm) {
     return norm;
 }
 
+float gpt2_grad_norm(const GPT2 *m) {
+    /* max_norm 0: the norm only, nothing is scaled */
+    return m->grads_memory ? grad_clip_global_norm(m->grads_memory, m->num_parameters, 0.0f) : 0.0f;
+}
+
 int gpt2_adamw_step(GPT2 *m, const AdamWParams *hp, int t, char *err) {
     if (!m->grads_memory) return pk_errf(err, "gpt2_adamw_step: the model has no gradients (run a full backward first)");
     if (!m->m_memory) {

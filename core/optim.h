@@ -1,5 +1,6 @@
 /* AdamW (decoupled weight decay, PyTorch's order of operations), global-norm
- * gradient clipping and the learning-rate schedule, on the pk pool. */
+ * gradient clipping and the learning-rate schedule, on the pk pool. The optimizer
+ * sits above the model: it reads gpt2.h, and gpt2.c never calls back into it. */
 #ifndef PK_OPTIM_H
 #define PK_OPTIM_H
 
@@ -20,6 +21,9 @@ void adamw_step(float *params, const float *grads, float *m, float *v, size_t n,
 /* Returns the L2 norm of grads[n] before clipping, and scales grads in place by
  * max_norm / norm when the norm exceeds max_norm (max_norm <= 0: no clipping). */
 float grad_clip_global_norm(float *grads, size_t n, float max_norm);
+
+/* L2 norm of the model's whole gradient (0 without gradients). */
+float gpt2_grad_norm(const GPT2 *m);
 
 /* AdamW on every parameter of the model (after a full backward). Allocates m/v
  * (zeroed) on first use; weight decay per gpt2_param_info().decay. Consumes the
