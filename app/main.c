@@ -1,8 +1,10 @@
 /* promptkd: subcommand dispatch. A bare `promptkd` opens the workbench on the default experiment. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "parallel.h"
 
 typedef struct {
     const char *name; /* as typed: underscores become dashes */
@@ -34,7 +36,16 @@ static void usage(FILE *out) {
     fprintf(out, "\n`promptkd COMMAND --help` describes a command.\n");
 }
 
+/* The environment is read here, once for the whole process; core takes what it says as
+ * parameters. PROMPTKD_THREADS: the thread count when a command or config says 0;
+ * PROMPTKD_GEMM=blas: OpenBLAS's own threads for GEMMs instead of the pool. */
+static void read_environment(void) {
+    const char *threads = getenv("PROMPTKD_THREADS"), *gemm = getenv("PROMPTKD_GEMM");
+    pk_threads_defaults(threads ? atoi(threads) : 0, gemm && !strcmp(gemm, "blas") ? PK_GEMM_BLAS : PK_GEMM_POOL);
+}
+
 int main(int argc, char **argv) {
+    read_environment();
     if (argc < 2) {
         char *tui_argv[] = {"tui", "--config", "assets/configs/default.json", NULL};
         return cmd_tui(3, tui_argv);

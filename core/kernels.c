@@ -10,16 +10,6 @@
 
 /* ------------------------------------------------------------------ GEMM */
 
-static int gemm_mode = PK_GEMM_POOL;
-
-void pk_gemm_set_mode(int mode) {
-    gemm_mode = mode == PK_GEMM_BLAS ? PK_GEMM_BLAS : PK_GEMM_POOL;
-    /* Only one of the two pools may have more than one thread at a time. */
-    openblas_set_num_threads(gemm_mode == PK_GEMM_BLAS ? pk_num_threads() : 1);
-}
-
-int pk_gemm_mode(void) { return gemm_mode; }
-
 /* One single-threaded product; a row vector (M == 1) goes to sgemv, which reads
  * the matrix once instead of packing it (KV-cache decoding is all M == 1). */
 static void gemm_serial(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
@@ -295,6 +285,7 @@ void pk_sgemm_small_m(int trans_b, int M, int N, int K, float alpha, const float
 
 void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc) {
+    PkGemmMode gemm_mode = pk_gemm_mode();
     double flops = 2.0 * M * N * K;
     int nt = pk_num_threads();
     /* Few rows times a long matrix stored [N, K] (the LM head in KV-cache decoding):

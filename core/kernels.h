@@ -10,7 +10,8 @@
  * trans_a / trans_b is set (lda/ldb are the row strides of A and B as stored).
  * Large products are split over the pool by rows of M or columns of N (over K when
  * K is at least the longer of them), each part a single-threaded cblas_sgemm
- * (or sgemv when M == 1). Results do not depend on timing. */
+ * (or sgemv when M == 1), or handed whole to OpenBLAS in pk_gemm_mode() PK_GEMM_BLAS.
+ * Results do not depend on timing. */
 void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);
 
@@ -21,14 +22,6 @@ void pk_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
 #define PK_SMALL_M 8
 void pk_sgemm_small_m(int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc);
-
-/* How GEMMs use the cores: PK_GEMM_POOL splits them over the pk pool with OpenBLAS
- * single-threaded (the default); PK_GEMM_BLAS hands each GEMM to OpenBLAS with
- * pk_num_threads() threads while the pool's workers sleep. PROMPTKD_GEMM=pool|blas
- * in the environment picks one at pk_threads_init. */
-enum { PK_GEMM_POOL = 0, PK_GEMM_BLAS = 1 };
-void pk_gemm_set_mode(int mode);
-int pk_gemm_mode(void);
 
 /* out[N, OC] = inp[N, C] . weight[C, OC] + bias[OC]   (Hugging Face Conv1D layout, bias may be NULL) */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);

@@ -1,12 +1,12 @@
 #include "parallel.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common.h"
-#include "kernels.h"
 
 #define PK_MAX_THREADS 64
 
@@ -29,6 +29,18 @@ static struct {
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work_cv = PTHREAD_COND_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER};
 
 static __thread int in_parallel_region;
+
+static int default_threads; /* pk_threads_defaults: what pk_threads_init(0) takes; 0: every core */
+static PkGemmMode gemm_mode = PK_GEMM_POOL;
+
+/* Only one of the two pools may have more than one thread at a time. */
+static void apply_gemm_mode(void) { openblas_set_num_threads(gemm_mode == PK_GEMM_BLAS ? pool.nthreads : 1); }
+
+void pk_threads_defaults(int threads, PkGemmMode gemm) {
+    default_threads = threads > 0 ? threads : 0;
+    gemm_mode = gemm == PK_GEMM_BLAS ? PK_GEMM_BLAS : PK_GEMM_POOL;
+    if (pool.started) apply_gemm_mode();
+}
 
 /* Before sleeping on a condition variable, a worker waiting for the next job and
  * the caller waiting for the workers spin this long: a training step issues a few
@@ -117,11 +129,7 @@ static void stop_workers(void) {
 
 void pk_threads_init(int n) {
     if (pool.forked_child) return;
-    if (n <= 0) {
-        const char *env = getenv("PROMPTKD_THREADS");
-        n = env ? atoi(env) : 0;
-        if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    }
+    if (n <= 0) n = default_threads > 0 ? default_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1) n = 1;
     if (n > PK_MAX_THREADS) n = PK_MAX_THREADS;
     if (pool.started && pool.nthreads == n) return;
@@ -136,9 +144,8 @@ void pk_threads_init(int n) {
         }
         pool.started = i + 1;
     }
-    /* OpenBLAS stays single-threaded unless PROMPTKD_GEMM=blas hands it the cores. */
-    const char *gemm = getenv("PROMPTKD_GEMM");
-    pk_gemm_set_mode(gemm && !strcmp(gemm, "blas") ? PK_GEMM_BLAS : pk_gemm_mode());
+    /* OpenBLAS stays single-threaded unless the BLAS mode hands it the cores. */
+    apply_gemm_mode();
 }
 
 /* Only the calling thread survives fork(): the workers' copies are gone and any lock
@@ -149,13 +156,21 @@ void pk_threads_fork_child(void) {
     pool.nthreads = 1;
     pool.started = 1;
     in_parallel_region = 0;
-    pk_gemm_set_mode(pk_gemm_mode());
+    apply_gemm_mode();
 }
 
 int pk_num_threads(void) {
     if (!pool.started) pk_threads_init(0);
     return pool.nthreads;
 }
+
+void pk_gemm_set_mode(PkGemmMode mode) {
+    gemm_mode = mode == PK_GEMM_BLAS ? PK_GEMM_BLAS : PK_GEMM_POOL;
+    if (!pool.started) pk_threads_init(0);
+    apply_gemm_mode();
+}
+
+PkGemmMode pk_gemm_mode(void) { return gemm_mode; }
 
 void pk_parallel_for_grain(long n, long grain, pk_range_fn fn, void *ctx) {
     if (n <= 0) return;

@@ -5,11 +5,24 @@
 #ifndef PK_PARALLEL_H
 #define PK_PARALLEL_H
 
-/* Sets the number of threads (including the caller). n <= 0 means: the
- * PROMPTKD_THREADS environment variable, else the number of online cores.
+/* How GEMMs use the cores: PK_GEMM_POOL splits them over the pk pool with OpenBLAS
+ * single-threaded (the default); PK_GEMM_BLAS hands each GEMM to OpenBLAS with
+ * pk_num_threads() threads while the pool's workers sleep. */
+typedef enum { PK_GEMM_POOL = 0, PK_GEMM_BLAS = 1 } PkGemmMode;
+
+/* The process's settings, given once by the program before any work (promptkd reads them
+ * from PROMPTKD_THREADS and PROMPTKD_GEMM in app/main.c; core reads no environment): the
+ * thread count pk_threads_init(0) takes (<= 0: every online core) and the GEMM mode. */
+void pk_threads_defaults(int threads, PkGemmMode gemm);
+
+/* Sets the number of threads (including the caller); n <= 0: pk_threads_defaults' count.
  * Safe to call again; not safe to call while a parallel_for runs. */
 void pk_threads_init(int n);
 int pk_num_threads(void);
+
+/* The GEMM mode, and a change of it (starts the pool when it has not started). */
+void pk_gemm_set_mode(PkGemmMode mode);
+PkGemmMode pk_gemm_mode(void);
 
 /* In a child made by fork() (plugin calls): only the calling thread exists there, so
  * every later parallel_for runs inline on it, OpenBLAS is set to one thread, and no

@@ -45,6 +45,19 @@ assert d["mode"] == "decode" and d["tokens_per_s"] > 0 and math.isfinite(d["toke
 assert d["ms_prefill"] > 0, d
 PY
 
+# the environment reaches the pool through app/main.c: PROMPTKD_THREADS is the count when none is
+# given, PROMPTKD_GEMM=blas the GEMM mode; --threads and --gemm win over them
+PROMPTKD_THREADS=3 PROMPTKD_GEMM=blas $PROMPTKD bench decode $SHAPE --batch 1 --prompt-len 2 --new-tokens 2 \
+    >"$TMP/env.json" 2>/dev/null
+PROMPTKD_THREADS=3 PROMPTKD_GEMM=blas $PROMPTKD bench decode $SHAPE --batch 1 --prompt-len 2 --new-tokens 2 \
+    --threads 1 --gemm pool >"$TMP/flags.json" 2>/dev/null
+check bench_environment python3 - "$TMP/env.json" "$TMP/flags.json" <<'PY'
+import json, sys
+env, flags = (json.loads(open(p).read()) for p in sys.argv[1:3])
+assert env["threads"] == 3 and env["gemm"] == "blas", env
+assert flags["threads"] == 1 and flags["gemm"] == "pool", flags
+PY
+
 expect_error bench_rejects_heads "multiple of --heads" $PROMPTKD bench train --layers 1 --embd 30 --heads 4 --vocab 10
 expect_error bench_rejects_zero_steps "positive" $PROMPTKD bench train --layers 1 --embd 8 --heads 2 --vocab 10 --steps 0
 expect_error bench_rejects_mode "expected 'train' or 'decode'" $PROMPTKD bench infer

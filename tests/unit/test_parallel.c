@@ -129,6 +129,24 @@ static void test_restart_while_spinning(void) {
     pk_threads_init(2);
 }
 
+/* The program's settings (app/main.c passes PROMPTKD_THREADS and PROMPTKD_GEMM): the count
+ * pk_threads_init(0) takes, and the GEMM mode; an explicit count wins. */
+static void test_defaults_from_the_program(void) {
+    pk_threads_defaults(3, PK_GEMM_BLAS);
+    pk_threads_init(0);
+    CHECK(pk_num_threads() == 3 && pk_gemm_mode() == PK_GEMM_BLAS);
+    pk_threads_init(2);
+    CHECK(pk_num_threads() == 2 && pk_gemm_mode() == PK_GEMM_BLAS);
+    static int hits[3000];
+    CHECK(covered_once(3000, 7, hits));
+    pk_gemm_set_mode(PK_GEMM_POOL);
+    CHECK(pk_gemm_mode() == PK_GEMM_POOL);
+    pk_threads_defaults(0, PK_GEMM_POOL); /* 0: every online core */
+    pk_threads_init(0);
+    CHECK(pk_num_threads() >= 1 && pk_gemm_mode() == PK_GEMM_POOL);
+    pk_threads_init(2);
+}
+
 int main(void) {
     pk_threads_init(2);
     RUN(test_cover_sizes_and_thread_counts);
@@ -137,5 +155,6 @@ int main(void) {
     RUN(test_nested_call_runs_serially);
     RUN(test_two_callers);
     RUN(test_restart_while_spinning);
+    RUN(test_defaults_from_the_program);
     TEST_EXIT();
 }
