@@ -15,15 +15,23 @@
 
 typedef struct {
     char chart[64];
-    double ema;
-    int log_y;
+    SessionChartView view;
 } ChartView;
+
+/* A finished run drawn in the same charts, through a read-only engine. */
+typedef struct {
+    Engine *engine;
+    char name[64];  /* the run folder's name, made unique */
+    char path[4096]; /* canonical */
+} OverlayRun;
 
 struct Session {
     Engine *engine;
     PluginHost *plugins;
     int n_views;
     ChartView views[SESSION_MAX_VIEWS];
+    int n_overlay;
+    OverlayRun overlay[SESSION_MAX_OVERLAY];
 };
 
 int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err) {
@@ -57,7 +65,65 @@ void session_destroy(Session *s) {
 
 Engine *session_engine(Session *s) { return s->engine; }
 
-/* ---- chart views ---- */
+/* ---- charts ---- */
+
+/* The built-in charts, in the order the TUI's c key cycles through them. */
+typedef struct {
+    const char *name, *title, *xlabel, *ylabel;
+} BuiltinChart;
+static const BuiltinChart builtin_charts[] = {
+    {"loss", "loss curves", "step", "loss"},
+    {"rouge", "dev ROUGE-L", "step", "ROUGE-L"},
+    {"exposure", "exposure bias: ExAccErr over generation length", "generation length l", "ExAccErr (%)"},
+    {"neighbours", "prompt tokens: similarity to nearest vocabulary token", "step", "cosine similarity"},
+    {"lr", "learning rate (student, prompt)", "step", "learning rate"},
+    {"grad_norm", "gradient norm before clipping (student, prompt)", "step", "global L2 norm"},
+    {"throughput", "throughput", "step", "tokens/s"},
+    {"exaccerr", "exposure bias over training: ExAccErr at the longest l", "step", "ExAccErr (%)"},
+};
+#define N_BUILTIN_CHARTS ((int)(sizeof builtin_charts / sizeof *builtin_charts))
+
+static const BuiltinChart *find_builtin_chart(const char *name) {
+    for (int i = 0; i < N_BUILTIN_CHARTS; i++)
+        if (!strcmp(builtin_charts[i].name, name)) return &builtin_charts[i];
+    return NULL;
+}
+
+/* Which chart a series of metrics.jsonl belongs to, and that chart's default scale and smoothing. */
+typedef struct {
+    const char *key, *chart;
+    int log_y, smooth;
+} SeriesChart;
+static const SeriesChart series_charts[] = {
+    {"student_loss", "loss", 1, 1},    {"prompt_loss", "loss", 1, 1},     {"prompt_reg_loss", "loss", 1, 1},
+    {"prompt_guide_loss", "loss", 1, 1}, {"kl_tprime_t", "loss", 1, 1},   {"pg_loss", "loss", 1, 1},
+    {"reg_loss", "loss", 1, 1},        {"pt_loss", "loss", 1, 1},         {"lr", "lr", 0, 0},
+    {"prompt_lr", "lr", 0, 0},         {"grad_norm", "grad_norm", 1, 1},  {"prompt_grad_norm", "grad_norm", 1, 1},
+    {"tokens_per_s", "throughput", 0, 1}, {"dev_rougeL", "rouge", 0, 0}, {"dev_rougeL_tprime", "rouge", 0, 0},
+    {"exaccerr", "exaccerr", 0, 0},
+};
+
+/* The chart of a series: from the table, else by its name (plugin-free series of older runs). */
+static const char *series_chart(const char *key) {
+    for (size_t i = 0; i < sizeof series_charts / sizeof *series_charts; i++)
+        if (!strcmp(series_charts[i].key, key)) return series_charts[i].chart;
+    if (!strncmp(key, "neighbour_sim", 13)) return "neighbours";
+    if (strstr(key, "rouge")) return "rouge";
+    if (strstr(key, "loss")) return "loss";
+    return NULL;
+}
+
+/* A chart's default view: the scale and smoothing its series table gives (smoothing 0.6 as
+ * TensorBoard's default), the whole run over steps. */
+static void chart_default_view(const char *name, SessionChartView *v) {
+    memset(v, 0, sizeof *v);
+    for (size_t i = 0; i < sizeof series_charts / sizeof *series_charts; i++)
+        if (!strcmp(series_charts[i].chart, name)) {
+            v->log_y = series_charts[i].log_y;
+            v->ema = series_charts[i].smooth ? 0.6 : 0;
+            return;
+        }
+}
 
 static ChartView *find_view(Session *s, const char *name, int create) {
     for (int i = 0; i < s->n_views; i++)
@@ -65,42 +131,109 @@ static ChartView *find_view(Session *s, const char *name, int create) {
     if (!create || s->n_views >= SESSION_MAX_VIEWS) return NULL;
     ChartView *v = &s->views[s->n_views++];
     snprintf(v->chart, sizeof v->chart, "%s", name);
-    v->ema = 0;
-    /* loss curves start in log scale: losses span orders of magnitude */
-    v->log_y = !strcmp(name, "loss");
+    chart_default_view(name, &v->view);
     return v;
 }
 
-void session_chart_view(Session *s, const char *name, double *ema, int *log_y) {
+void session_chart_settings(Session *s, const char *name, SessionChartView *out) {
     ChartView *v = find_view(s, name, 1);
-    *ema = v ? v->ema : 0;
-    *log_y = v ? v->log_y : 0;
+    if (v) *out = v->view;
+    else chart_default_view(name, out);
+}
+
+int session_set_chart_settings(Session *s, const char *name, const SessionChartView *view, char *err) {
+    if (!(view->ema >= 0 && view->ema < 1)) return pk_errf(err, "%s: smoothing must be in [0, 1), got %g", name, view->ema);
+    if (view->window < 0) return pk_errf(err, "%s: the window must be a number of steps, got %d", name, view->window);
+    ChartView *v = find_view(s, name, 1);
+    if (!v) return pk_errf(err, "%s: no room for the view settings of more than %d charts", name, SESSION_MAX_VIEWS);
+    v->view = *view;
+    return PK_OK;
+}
+
+void session_chart_view(Session *s, const char *name, double *ema, int *log_y) {
+    SessionChartView v;
+    session_chart_settings(s, name, &v);
+    *ema = v.ema;
+    *log_y = v.log_y;
 }
 
 void session_set_chart_view(Session *s, const char *name, double ema, int log_y) {
-    ChartView *v = find_view(s, name, 1);
-    if (!v) return;
-    v->ema = ema;
-    v->log_y = log_y;
+    SessionChartView v;
+    char err[PK_ERR_LEN];
+    session_chart_settings(s, name, &v);
+    v.ema = ema;
+    v.log_y = log_y;
+    session_set_chart_settings(s, name, &v, err);
 }
-
-static const char *builtin_charts[] = {"loss", "rouge", "exposure", "neighbours", "lr", "grad_norm", NULL};
 
 int session_chart_names(Session *s, char names[][64], int max) {
     int n = 0;
-    for (int i = 0; builtin_charts[i] && n < max; i++) snprintf(names[n++], 64, "%s", builtin_charts[i]);
+    for (int i = 0; i < N_BUILTIN_CHARTS && n < max; i++) snprintf(names[n++], 64, "%s", builtin_charts[i].name);
     if (n < max) n += plugin_host_chart_names(s->plugins, names + n, max - n);
     return n;
 }
 
-static int is_builtin_chart(const char *name) {
-    for (int i = 0; builtin_charts[i]; i++)
-        if (!strcmp(builtin_charts[i], name)) return 1;
-    return 0;
+/* The elapsed seconds of a series' points, when the engine knows them. */
+static const double *series_times(const EngineSeries *se) {
+    (void)se; /* the engine publishes no times yet */
+    return NULL;
+}
+
+/* Adds run `run`'s series of chart `b` from its snapshot. In an overlay each series is named
+ * "RUN: series" and coloured in the run's hue; alone, names and palette are the plain ones.
+ * Returns how many points were added. */
+static int add_run_series(Chart *c, const BuiltinChart *b, const EngineSnapshot *snap, int run, const char *run_name,
+                          int overlay) {
+    int first = c->n_series, points = 0;
+    char label[64];
+    if (!strcmp(b->name, "exposure")) {
+        /* ExAccErr over l: every curve of the run, or only its latest in an overlay */
+        for (int i = overlay ? snap->n_exposure - 1 : 0; i >= 0 && i < snap->n_exposure; i++) {
+            const EngineExposureCurve *e = &snap->exposure[i];
+            double *x = malloc(sizeof(double) * (e->n ? e->n : 1));
+            if (!x) continue;
+            for (int l = 0; l < e->n; l++) x[l] = l + 1;
+            if (overlay) snprintf(label, sizeof label, "%.40s: step %d", run_name, e->step);
+            else snprintf(label, sizeof label, "step %d", e->step);
+            if (chart_add_series(c, label, x, e->exaccerr, e->n) == 0) points += e->n;
+            free(x);
+        }
+    } else {
+        for (int i = 0; i < snap->n_series; i++) {
+            const EngineSeries *se = &snap->series[i];
+            const char *chart = series_chart(se->name);
+            if (!chart || strcmp(chart, b->name)) continue;
+            if (overlay) snprintf(label, sizeof label, "%.40s: %s", run_name, se->name);
+            else snprintf(label, sizeof label, "%s", se->name);
+            if (chart_add_series_t(c, label, se->x, se->y, series_times(se), se->n) == 0) points += se->n;
+        }
+    }
+    for (int k = first; k < c->n_series; k++) {
+        c->series[k].run = run;
+        if (overlay) c->series[k].rgb = chart_run_shade(run, k - first);
+    }
+    return points;
+}
+
+/* Drops the series from index `from` on. */
+static void chart_truncate(Chart *c, int from) {
+    for (int i = from; i < c->n_series; i++) {
+        free(c->series[i].x);
+        free(c->series[i].y);
+        free(c->series[i].t);
+    }
+    c->n_series = from;
+}
+
+static const char *own_run_name(Session *s) {
+    const char *run = engine_run_path(s->engine);
+    const char *slash = run ? strrchr(run, '/') : NULL;
+    return slash ? slash + 1 : run && run[0] ? run : "this run";
 }
 
 int session_build_chart(Session *s, const char *name, Chart *c, char *err) {
-    if (!is_builtin_chart(name)) {
+    const BuiltinChart *b = find_builtin_chart(name);
+    if (!b) {
         if (strchr(name, '/')) {
             if (plugin_host_build_chart(s->plugins, name, c, err)) return PK_FAIL;
         } else {
@@ -113,59 +246,36 @@ int session_build_chart(Session *s, const char *name, Chart *c, char *err) {
             return PK_FAIL;
         }
     } else {
+        chart_init(c, b->title, b->xlabel, b->ylabel);
+        int overlay = s->n_overlay > 0;
         const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
-        if (!strcmp(name, "loss")) {
-            chart_init(c, "loss curves", "step", "loss");
-            /* KL(T'||T) per token sits with the losses: it is the precondition T' ~ T, watched */
-            for (int i = 0; i < snap->n_series; i++)
-                if (strstr(snap->series[i].name, "loss") || !strcmp(snap->series[i].name, "kl_tprime_t"))
-                    chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
-        } else if (!strcmp(name, "rouge")) {
-            chart_init(c, "dev ROUGE-L", "step", "ROUGE-L");
-            for (int i = 0; i < snap->n_series; i++)
-                if (strstr(snap->series[i].name, "rouge"))
-                    chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
-        } else if (!strcmp(name, "exposure")) {
-            chart_init(c, "exposure bias: ExAccErr over generation length", "generation length l", "ExAccErr (%)");
-            for (int i = 0; i < snap->n_exposure; i++) {
-                const EngineExposureCurve *e = &snap->exposure[i];
-                double *x = malloc(sizeof(double) * (e->n ? e->n : 1));
-                if (!x) continue;
-                for (int l = 0; l < e->n; l++) x[l] = l + 1;
-                char label[48];
-                snprintf(label, sizeof label, "step %d", e->step);
-                chart_add_series(c, label, x, e->exaccerr, e->n);
-                free(x);
-            }
-        } else if (!strcmp(name, "lr") || !strcmp(name, "grad_norm")) {
-            /* the optimizer's view: learning rates, and global gradient norms before clipping */
-            int lr = !strcmp(name, "lr");
-            chart_init(c, lr ? "learning rate (student, prompt)" : "gradient norm before clipping (student, prompt)",
-                       "step", lr ? "learning rate" : "global L2 norm");
-            const char *want0 = lr ? "lr" : "grad_norm", *want1 = lr ? "prompt_lr" : "prompt_grad_norm";
-            for (int i = 0; i < snap->n_series; i++)
-                if (!strcmp(snap->series[i].name, want0) || !strcmp(snap->series[i].name, want1))
-                    chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
-        } else { /* neighbours: top-1 cosine similarity of each prompt vector over training */
-            chart_init(c, "prompt tokens: similarity to nearest vocabulary token", "step", "cosine similarity");
-            for (int i = 0; i < snap->n_series; i++)
-                if (!strncmp(snap->series[i].name, "neighbour_sim", 13))
-                    chart_add_series(c, snap->series[i].name, snap->series[i].x, snap->series[i].y, snap->series[i].n);
-        }
+        /* the session's own run; in an overlay only when it has points to show */
+        if (add_run_series(c, b, snap, 0, own_run_name(s), overlay) == 0 && overlay) chart_truncate(c, 0);
         engine_snapshot_release(s->engine, snap);
+        for (int r = 0; r < s->n_overlay; r++) {
+            const EngineSnapshot *o = engine_snapshot_acquire(s->overlay[r].engine);
+            add_run_series(c, b, o, r + 1, s->overlay[r].name, 1);
+            engine_snapshot_release(s->overlay[r].engine, o);
+        }
     }
-    double ema;
-    int log_y;
-    session_chart_view(s, name, &ema, &log_y);
-    c->ema = ema;
-    c->log_y = log_y;
+    SessionChartView v;
+    session_chart_settings(s, name, &v);
+    c->ema = v.ema;
+    c->log_y = v.log_y;
+    c->window = v.window;
+    c->x_time = v.x_time;
     return PK_OK;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t l = strlen(s), k = strlen(suffix);
+    return l > k && !strcmp(s + l - k, suffix);
 }
 
 int session_export_chart(Session *s, const char *name, const char *path, int w, int h, char *err) {
     Chart c;
     if (session_build_chart(s, name, &c, err)) return PK_FAIL;
-    int rc = chart_export_png(&c, w, h, path, err);
+    int rc = ends_with(path, ".csv") ? chart_export_csv(&c, path, err) : chart_export_png(&c, w, h, path, err);
     chart_free(&c);
     return rc;
 }
@@ -174,14 +284,15 @@ int session_export_all(Session *s, const char *dir, int w, int h, char *err) {
     if (pk_mkdirs(dir, err)) return PK_FAIL;
     char names[64][64];
     int n = session_chart_names(s, names, 64);
-    for (int i = 0; i < n; i++) {
-        char file[72], path[4096];
-        snprintf(file, sizeof file, "%.63s.png", names[i]);
-        for (char *p = file; *p; p++)
-            if (*p == '/') *p = '-';
-        if (pk_path_join(path, sizeof path, dir, file, err)) return PK_FAIL;
-        if (session_export_chart(s, names[i], path, w, h, err)) return PK_FAIL;
-    }
+    for (int i = 0; i < n; i++)
+        for (int csv = 0; csv < 2; csv++) {
+            char file[72], path[4096];
+            snprintf(file, sizeof file, "%.63s.%s", names[i], csv ? "csv" : "png");
+            for (char *p = file; *p; p++)
+                if (*p == '/') *p = '-';
+            if (pk_path_join(path, sizeof path, dir, file, err)) return PK_FAIL;
+            if (session_export_chart(s, names[i], path, w, h, err)) return PK_FAIL;
+        }
     return PK_OK;
 }
 
@@ -190,7 +301,12 @@ int session_write_run_plots(Session *s, char *err) {
     if (!run || !run[0]) return pk_errf(err, "this session has no run folder");
     char dir[4096];
     if (pk_path_join(dir, sizeof dir, run, "plots", err)) return PK_FAIL;
-    return session_export_all(s, dir, 960, 540, err);
+    /* the run's own plots show the run alone, whatever is overlaid on screen */
+    int n_overlay = s->n_overlay;
+    s->n_overlay = 0;
+    int rc = session_export_all(s, dir, 960, 540, err);
+    s->n_overlay = n_overlay;
+    return rc;
 }
 
 char *session_plugin_table_text(Session *s, int i, char *title, size_t title_len) {
@@ -404,20 +520,22 @@ static int cmd_export(Session *s, int argc, char **argv, const char *rest, PkBuf
         } else if (npos < 2) {
             pos[npos++] = argv[i];
         } else {
-            return pk_errf(err, "usage: export CHART FILE.png [--size WxH] | export all DIR [--size WxH]");
+            return pk_errf(err, "usage: export CHART FILE.png [--size WxH] | export CHART FILE.csv | export all DIR [--size WxH]");
         }
     }
-    if (npos != 2) return pk_errf(err, "usage: export CHART FILE.png [--size WxH] | export all DIR [--size WxH]");
+    if (npos != 2)
+        return pk_errf(err, "usage: export CHART FILE.png [--size WxH] | export CHART FILE.csv | export all DIR [--size WxH]");
     if (!strcmp(pos[0], "all")) {
         if (session_export_all(s, pos[1], w, h, err)) return PK_FAIL;
-        pk_buf_printf(out, "wrote every chart to %s/ (%dx%d)\n", pos[1], w, h);
+        pk_buf_printf(out, "wrote every chart to %s/ (PNG %dx%d and CSV)\n", pos[1], w, h);
         return PK_OK;
     }
-    size_t l = strlen(pos[1]);
-    if (l < 5 || strcmp(pos[1] + l - 4, ".png"))
-        return pk_errf(err, "export: the file name must end in .png, got '%s'", pos[1]);
+    int csv = ends_with(pos[1], ".csv");
+    if (!csv && !ends_with(pos[1], ".png"))
+        return pk_errf(err, "export: the file name must end in .png or .csv, got '%s'", pos[1]);
     if (session_export_chart(s, pos[0], pos[1], w, h, err)) return PK_FAIL;
-    pk_buf_printf(out, "wrote %s (%dx%d)\n", pos[1], w, h);
+    if (csv) pk_buf_printf(out, "wrote %s\n", pos[1]);
+    else pk_buf_printf(out, "wrote %s (%dx%d)\n", pos[1], w, h);
     return PK_OK;
 }
 
@@ -500,33 +618,50 @@ static int cmd_plugin(Session *s, int argc, char **argv, const char *rest, PkBuf
     return pk_errf(err, PLUGIN_USAGE);
 }
 
+#define VIEW_USAGE "usage: view CHART [ema X] [log on|off] [window N|all] [x step|time]"
+
 static int cmd_view(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)rest;
-    if (argc < 2) return pk_errf(err, "usage: view CHART [ema X] [log on|off]");
+    if (argc < 2) return pk_errf(err, VIEW_USAGE);
     Chart probe;
     if (session_build_chart(s, argv[1], &probe, err)) return PK_FAIL;
     chart_free(&probe);
-    double ema;
-    int log_y;
-    session_chart_view(s, argv[1], &ema, &log_y);
+    SessionChartView v;
+    session_chart_settings(s, argv[1], &v);
     for (int i = 2; i < argc; i += 2) {
-        if (i + 1 >= argc) return pk_errf(err, "view: '%s' needs a value", argv[i]);
-        if (!strcmp(argv[i], "ema")) {
-            char *end;
-            double v = strtod(argv[i + 1], &end);
-            if (end == argv[i + 1] || *end || !(v >= 0 && v < 1))
-                return pk_errf(err, "view: ema expects a number in [0, 1), got '%s'", argv[i + 1]);
-            ema = v;
+        if (i + 1 >= argc) return pk_errf(err, "view: '%s' needs a value (%s)", argv[i], VIEW_USAGE);
+        const char *val = argv[i + 1];
+        char *end;
+        if (!strcmp(argv[i], "ema") || !strcmp(argv[i], "smooth")) {
+            double x = strtod(val, &end);
+            if (end == val || *end || !(x >= 0 && x < 1))
+                return pk_errf(err, "view: ema expects a number in [0, 1), got '%s'", val);
+            v.ema = x;
         } else if (!strcmp(argv[i], "log")) {
-            if (!strcmp(argv[i + 1], "on")) log_y = 1;
-            else if (!strcmp(argv[i + 1], "off")) log_y = 0;
-            else return pk_errf(err, "view: log expects on or off, got '%s'", argv[i + 1]);
+            if (!strcmp(val, "on")) v.log_y = 1;
+            else if (!strcmp(val, "off")) v.log_y = 0;
+            else return pk_errf(err, "view: log expects on or off, got '%s'", val);
+        } else if (!strcmp(argv[i], "window")) {
+            if (!strcmp(val, "all") || !strcmp(val, "off")) {
+                v.window = 0;
+            } else {
+                int n = 0;
+                if (parse_count("view window", "steps", val, &n, err)) return PK_FAIL;
+                v.window = n;
+            }
+        } else if (!strcmp(argv[i], "x")) {
+            if (!strcmp(val, "step")) v.x_time = 0;
+            else if (!strcmp(val, "time")) v.x_time = 1;
+            else return pk_errf(err, "view: x expects step or time, got '%s'", val);
         } else {
-            return pk_errf(err, "view: unknown setting '%s' (ema, log)", argv[i]);
+            return pk_errf(err, "view: unknown setting '%s' (ema, log, window, x)", argv[i]);
         }
     }
-    session_set_chart_view(s, argv[1], ema, log_y);
-    pk_buf_printf(out, "%s: ema %.2f, log %s\n", argv[1], ema, log_y ? "on" : "off");
+    if (session_set_chart_settings(s, argv[1], &v, err)) return PK_FAIL;
+    char window[32] = "all";
+    if (v.window) snprintf(window, sizeof window, "last %d steps", v.window);
+    pk_buf_printf(out, "%s: ema %.2f, log %s, window %s, x %s\n", argv[1], v.ema, v.log_y ? "on" : "off", window,
+                  v.x_time ? "time" : "step");
     return PK_OK;
 }
 
@@ -563,9 +698,11 @@ static const SessionCommand session_commands[] = {
      "write a checkpoint to the run's checkpoints/, or to DIR outside the run folder: a new or empty folder, or "
      "one promptkd wrote (only " PK_MODEL_FOLDER_FILES "), which it replaces",
      cmd_save},
-    {"export", "export CHART FILE.png [--size WxH] | export all DIR", "write a chart as PNG", cmd_export},
+    {"export", "export CHART FILE.png [--size WxH] | export CHART FILE.csv | export all DIR",
+     "write a chart as PNG, or its raw values as CSV (a row per step); all: both for every chart", cmd_export},
     {"charts", "charts", "list the charts that export", cmd_charts},
-    {"view", "view CHART [ema X] [log on|off]", "smoothing and log scale of a chart (terminal and PNG)", cmd_view},
+    {"view", "view CHART [ema X] [log on|off] [window N|all] [x step|time]",
+     "how a chart is drawn (terminal and exports): smoothing, log scale, the last N steps, wall-clock x", cmd_view},
     {"plugin",
      "plugin load FILE [--timeout S] | unload NAME | list | run NAME [--timeout S] [ARGS] | timeout [S] | "
      "export FILE.json",

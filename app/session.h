@@ -32,20 +32,37 @@ const char *const *session_command_names(void);
 const char *session_command_usage(const char *name);
 const char *session_command_help(const char *name);
 
-/* Charts: "loss", "rouge", "exposure", "neighbours", and each plugin chart as
- * "PLUGIN/CHART". View settings (EMA weight, log scale) are per chart and used by
- * both the terminal and the PNG export. */
+/* Charts: "loss", "rouge", "exposure" (ExAccErr over l), "neighbours", "lr", "grad_norm",
+ * "throughput", "exaccerr" (ExAccErr at the longest l over steps), and each plugin chart as
+ * "PLUGIN/CHART". With runs in the overlay the built-in charts draw every run, one hue
+ * per run, series named "RUN: series". */
 int session_chart_names(Session *s, char names[][64], int max);
 int session_build_chart(Session *s, const char *name, Chart *out, char *err);
+
+/* How a chart is viewed, per chart, by the terminal and the exports alike. Defaults: the
+ * series table's (losses and gradient norms smoothed 0.6 on a log axis), whole run, steps. */
+typedef struct {
+    double ema;  /* smoothing weight in [0, 1) (TensorBoard's debiased EMA over a faint raw line) */
+    int log_y;   /* log10 y axis */
+    int window;  /* > 0: only the last N steps */
+    int x_time;  /* x axis: elapsed wall-clock time instead of steps */
+} SessionChartView;
+void session_chart_settings(Session *s, const char *name, SessionChartView *out);
+int session_set_chart_settings(Session *s, const char *name, const SessionChartView *v, char *err);
+/* The smoothing and scale alone (the other settings kept). */
 void session_chart_view(Session *s, const char *name, double *ema, int *log_y);
 void session_set_chart_view(Session *s, const char *name, double ema, int log_y);
-/* Renders chart `name` to PNG (w x h), atomically. */
+/* Writes chart `name`, atomically: as CSV when path ends in ".csv" (raw values, a row per
+ * step), else as PNG (w x h). */
 int session_export_chart(Session *s, const char *name, const char *path, int w, int h, char *err);
-/* Writes every chart to DIR/NAME.png (plugin charts as PLUGIN-CHART.png). */
+/* Writes every chart to DIR/NAME.png and DIR/NAME.csv (plugin charts as PLUGIN-CHART.*). */
 int session_export_all(Session *s, const char *dir, int w, int h, char *err);
 
-/* Writes every chart (960x540) into the run folder's plots/. */
+/* Writes every chart (960x540, and CSV) into the run folder's plots/. */
 int session_write_run_plots(Session *s, char *err);
+
+/* Runs overlaid in the same charts (at most this many). */
+#define SESSION_MAX_OVERLAY 8
 
 /* Plugin tables, for the TUI's plugin panel: the i-th published table, as text
  * lines (header first) formatted into columns; NULL past the end. Caller frees. */

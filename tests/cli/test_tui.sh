@@ -155,8 +155,8 @@ check tui_x_says_where_in_log wait_for main 'exported loss to .*plots/loss.png' 
 # chart cycling, smoothing and log toggles go through the session's chart views
 keys main c
 check tui_c_cycles_charts wait_for main 'Charts: rouge' 5
-keys main C s
-check tui_s_sets_ema wait_for main 'Charts: loss.*ema 0.6' 5
+keys main C s # the loss chart starts smoothed at 0.6: s steps on to 0.9
+check tui_s_sets_ema wait_for main 'Charts: loss.*ema 0.9' 5
 # s with another panel focused says where it works and leaves the chart alone
 title_before=$(screen main | grep -oE 'Charts: [^━─]*' | head -1)
 keys main 6 s
