@@ -339,6 +339,23 @@ typedef struct {
     const char *a[4];
 } QaForms;
 
+/* A question about a context: a form drawn from qs, the context from one of its templates, then
+ * one of the form's first three questions and one of its answers (draws in this order, which the
+ * records of a seed depend on). */
+static void fill_qa(Draft *d, PkRng *r, const QaForms *qs, int n_forms, const char *const *ctx, int n_ctx,
+                    const Slot *s, int n_slots) {
+    const QaForms *q = &qs[pk_rng_below(r, (uint64_t)n_forms)];
+    fill(d, d->context, ctx[pk_rng_below(r, (uint64_t)n_ctx)], s, n_slots);
+    fill(d, d->instruction, q->q[pk_rng_below(r, 3)], s, n_slots);
+    fill(d, d->response, PICK(r, q->a), s, n_slots);
+}
+#define FILL_QA(d, r, qs, ctx, slots) fill_qa((d), (r), (qs), COUNT(qs), (ctx), COUNT(ctx), (slots), COUNT(slots))
+
+/* The key of a record known by its instruction and context alone. */
+static void set_pair_key(Draft *d) {
+    snprintf(d->key, KEY_CAP, "pair:%016llx", (unsigned long long)pair_hash(d->instruction, d->context));
+}
+
 static const QaForms town_forms[3] = {
     {{"Which river flows through {town}?", "What river runs through the town of {town}?",
       "Name the river that {town} lies on.", "{town} is built on which river?", "On which river is {town} located?",
@@ -463,10 +480,7 @@ static int gen_closed_qa(const World *w, PkRng *r, int heldout, Draft *d) {
               "What number of {animals} did {first} keep?"},
              {"{first} kept {count} {animals}.", "{count} {animals}.", "{count}.", "{first} had {count} {animals}."}},
         };
-        const QaForms *q = &qs[pk_rng_below(r, COUNT(qs))];
-        FILL(d, context, PICK(r, ctx), s);
-        FILL(d, instruction, q->q[pk_rng_below(r, 3)], s);
-        FILL(d, response, PICK(r, q->a), s);
+        FILL_QA(d, r, qs, ctx, s);
     } else if (family == 1) { /* a voyage */
         static const char *const ship_adj[] = {"Silver", "Red", "Swift", "Morning", "Northern", "Golden", "Quiet", "Brave"};
         static const char *const ship_noun[] = {"Gull", "Star", "Wave", "Heron", "Lantern", "Crown", "Arrow", "Whale"};
@@ -499,10 +513,7 @@ static int gen_closed_qa(const World *w, PkRng *r, int heldout, Draft *d) {
             {{"What did the {ship} carry?", "What was the cargo of the ship?", "What goods were on the {ship}?"},
              {"The {ship} carried {cargo}.", "{^cargo}.", "Its cargo was {cargo}.", "It carried {cargo}."}},
         };
-        const QaForms *q = &qs[pk_rng_below(r, COUNT(qs))];
-        FILL(d, context, PICK(r, ctx), s);
-        FILL(d, instruction, q->q[pk_rng_below(r, 3)], s);
-        FILL(d, response, PICK(r, q->a), s);
+        FILL_QA(d, r, qs, ctx, s);
     } else { /* a shop */
         static const char *const shops[] = {"bakery", "bookshop", "tea house", "pharmacy", "flower shop", "toy shop"};
         person_name(w, r, full, &first);
@@ -534,12 +545,9 @@ static int gen_closed_qa(const World *w, PkRng *r, int heldout, Draft *d) {
             {{"On which day is the {shop} closed?", "Which day does the shop not open?", "When is the {shop} closed?"},
              {"It is closed on {closed}.", "On {closed}.", "{closed}.", "The {shop} is closed on {closed}."}},
         };
-        const QaForms *q = &qs[pk_rng_below(r, COUNT(qs))];
-        FILL(d, context, PICK(r, ctx), s);
-        FILL(d, instruction, q->q[pk_rng_below(r, 3)], s);
-        FILL(d, response, PICK(r, q->a), s);
+        FILL_QA(d, r, qs, ctx, s);
     }
-    snprintf(d->key, KEY_CAP, "pair:%016llx", (unsigned long long)pair_hash(d->instruction, d->context));
+    set_pair_key(d);
     return 1;
 }
 
@@ -677,11 +685,8 @@ static int gen_extraction(const World *w, PkRng *r, int heldout, Draft *d) {
          {"Name: {name}\nDate: {day} {month} {year}\nTown: {town}", "- {name}\n- {day} {month} {year}\n- {town}",
           "name: {name}; date: {day} {month} {year}; town: {town}", "Name: {name}, date: {day} {month} {year}, town: {town}."}},
     };
-    const QaForms *q = &qs[pk_rng_below(r, COUNT(qs))];
-    FILL(d, context, PICK(r, ctx), s);
-    FILL(d, instruction, q->q[pk_rng_below(r, 3)], s);
-    FILL(d, response, PICK(r, q->a), s);
-    snprintf(d->key, KEY_CAP, "pair:%016llx", (unsigned long long)pair_hash(d->instruction, d->context));
+    FILL_QA(d, r, qs, ctx, s);
+    set_pair_key(d);
     return 1;
 }
 
@@ -753,7 +758,7 @@ static int gen_summarization(const World *w, PkRng *r, int heldout, Draft *d) {
             set_key(d, "sheet:%d:%d:%d", c, layout, form);
             return 1;
         }
-        snprintf(d->key, KEY_CAP, "pair:%016llx", (unsigned long long)pair_hash(d->instruction, d->context));
+        set_pair_key(d);
         return 1;
     }
     return 0;
@@ -845,7 +850,7 @@ static int gen_rewriting(const World *w, PkRng *r, int heldout, Draft *d) {
         FILL(d, context, n->q[0], s);
         FILL(d, response, n->a[pk_rng_below(r, 3)], s);
     }
-    snprintf(d->key, KEY_CAP, "pair:%016llx", (unsigned long long)pair_hash(d->instruction, d->context));
+    set_pair_key(d);
     return 1;
 }
 
