@@ -108,17 +108,17 @@ static int read_training_file(const char *path, TextList *l, char *err) {
     }
     /* JSON lines */
     int lineno = 0;
-    for (size_t pos = 0; pos < len && rc == PK_OK;) {
-        const char *nl = memchr(data + pos, '\n', len - pos);
-        size_t end = nl ? (size_t)(nl - data) : len;
+    size_t pos = 0, start, n;
+    while (rc == PK_OK && pk_next_line(data, len, &pos, &start, &n)) {
         lineno++;
-        data[end] = 0; /* the file buffer is NUL-terminated at len, so this is in bounds */
-        size_t k = pos;
-        while (k < end && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r')) k++;
-        if (k < end) {
-            int has_nul = memchr(data + pos, 0, end - pos) != NULL;
-            long escaped_nul = pk_json_escaped_nul_at(data + pos, end - pos);
-            cJSON *obj = has_nul || escaped_nul >= 0 ? NULL : cJSON_ParseWithOpts(data + pos, NULL, 1);
+        char *line = data + start;
+        line[n] = 0; /* the file buffer is NUL-terminated at len, so this is in bounds */
+        size_t k = 0;
+        while (k < n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r')) k++;
+        if (k < n) {
+            int has_nul = memchr(line, 0, n) != NULL;
+            long escaped_nul = pk_json_escaped_nul_at(line, n);
+            cJSON *obj = has_nul || escaped_nul >= 0 ? NULL : cJSON_ParseWithOpts(line, NULL, 1);
             if (has_nul)
                 rc = pk_errf(err, "%s:%d: a NUL byte in the line (expected JSON text)", path, lineno);
             else if (escaped_nul >= 0)
@@ -129,7 +129,6 @@ static int read_training_file(const char *path, TextList *l, char *err) {
             else rc = collect_strings(obj, l, err);
             cJSON_Delete(obj);
         }
-        pos = end + 1;
     }
     free(data);
     return rc;

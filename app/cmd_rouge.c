@@ -139,15 +139,11 @@ int cmd_rouge(int argc, char **argv) {
     PkBuf out = {0};
     int line_no = 0, n_scored = 0;
     double total = 0;
-    size_t pos_in = 0;
+    size_t pos_in = 0, start, len;
     int rc = 0;
-    while (pos_in < in.len) {
+    while (pk_next_line(in.data, in.len, &pos_in, &start, &len)) {
         line_no++;
-        const char *s = in.data + pos_in;
-        const char *nl = memchr(s, '\n', in.len - pos_in);
-        size_t len = nl ? (size_t)(nl - s) : in.len - pos_in;
-        pos_in += len + (nl ? 1 : 0);
-        if (len > 0 && s[len - 1] == '\r') len--;
+        const char *s = in.data + start;
         size_t k = 0;
         while (k < len && (s[k] == ' ' || s[k] == '\t')) k++;
         if (k == len) continue; /* blank line */

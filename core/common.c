@@ -175,6 +175,17 @@ int pk_path_join(char *out, size_t outlen, const char *dir, const char *name, ch
     return PK_OK;
 }
 
+int pk_next_line(const char *text, size_t len, size_t *pos, size_t *start, size_t *line_len) {
+    if (*pos >= len) return 0;
+    const char *s = text + *pos, *nl = memchr(s, '\n', len - *pos);
+    size_t n = nl ? (size_t)(nl - s) : len - *pos;
+    *start = *pos;
+    *pos += n + (nl ? 1 : 0);
+    if (n > 0 && s[n - 1] == '\r') n--;
+    *line_len = n;
+    return 1;
+}
+
 int pk_buf_append(PkBuf *b, const void *data, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t nc = b->cap ? b->cap : 256;

@@ -26,6 +26,10 @@ int pk_file_exists(const char *path);
 int pk_is_dir(const char *path);
 /* Joins a folder and a file name into out (size outlen); fails if it does not fit. */
 int pk_path_join(char *out, size_t outlen, const char *dir, const char *name, char *err);
+/* The next line of text[*pos..len), the one line splitter of line-based files: its start offset
+ * in *start and its length without the '\n' (and a '\r' before it) in *line_len; *pos moves past
+ * the '\n'. Returns 0 when no text is left. */
+int pk_next_line(const char *text, size_t len, size_t *pos, size_t *start, size_t *line_len);
 
 /* ---- crash-left temporaries and whole folders written atomically ----------------------------
  * Atomic writes make their temporaries beside the target: files PATH.tmp.PID (pk_write_file_atomic)

@@ -282,14 +282,10 @@ static int load_array(Dataset *d, const char *path, const char *text, size_t len
 static int load_jsonl(Dataset *d, const char *path, char *text, size_t len, int skip_bad, char *err) {
     int cap = 0;
     int line = 0;
-    size_t pos = 0;
-    while (pos < len) {
+    size_t pos = 0, start, line_len;
+    while (pk_next_line(text, len, &pos, &start, &line_len)) {
         line++;
-        char *nl = memchr(text + pos, '\n', len - pos);
-        size_t line_len = nl ? (size_t)(nl - (text + pos)) : len - pos;
-        char *s = text + pos;
-        pos += line_len + (nl ? 1 : 0);
-        if (line_len > 0 && s[line_len - 1] == '\r') line_len--;
+        char *s = text + start;
         s[line_len] = 0;
         if (is_blank(s)) continue;
 
@@ -396,15 +392,11 @@ int data_load_corpus(const char *path, const Tokenizer *tok, int **ids, size_t *
     char *text = NULL;
     size_t len = 0;
     if (pk_read_file(path, &text, &len, err)) return PK_FAIL;
-    size_t pos = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0, cap = 0;
+    size_t pos = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0, cap = 0, start, line_len;
     int line = 0, docs = 0, rc = PK_OK;
-    while (pos < len && rc == PK_OK) {
+    while (rc == PK_OK && pk_next_line(text, len, &pos, &start, &line_len)) {
         line++;
-        char *nl = memchr(text + pos, '\n', len - pos);
-        size_t line_len = nl ? (size_t)(nl - (text + pos)) : len - pos;
-        char *s = text + pos;
-        pos += line_len + (nl ? 1 : 0);
-        if (line_len > 0 && s[line_len - 1] == '\r') line_len--;
+        char *s = text + start;
         s[line_len] = 0;
         if (is_blank(s)) continue;
         long at = pk_utf8_invalid_at(s, line_len);

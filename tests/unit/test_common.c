@@ -1,4 +1,4 @@
-/* core/common.c: the UTF-8 decoder and encoder every reader of text shares. */
+/* core/common.c: the UTF-8 decoder and encoder and the line splitter every reader of text shares. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,9 +68,25 @@ static void test_utf8_encode_round_trip(void) {
     }
 }
 
+/* The one line splitter: '\n' ends a line, a '\r' before it goes, the last line needs no '\n'. */
+static void test_next_line(void) {
+    const char text[] = "a\r\n\nbc\rd\n\r\nlast";
+    size_t len = sizeof text - 1, pos = 0, start, n;
+    char got[128] = "";
+    size_t o = 0;
+    while (pk_next_line(text, len, &pos, &start, &n))
+        o += (size_t)snprintf(got + o, sizeof got - o, "[%.*s]", (int)n, text + start);
+    CHECK_MSG(!strcmp(got, "[a][][bc\rd][][last]"), "%s", got);
+    CHECK(pos == len && !pk_next_line(text, len, &pos, &start, &n));
+    pos = 0;
+    CHECK(!pk_next_line("", 0, &pos, &start, &n));
+    CHECK(pk_next_line("x\n", 2, &pos, &start, &n) && n == 1 && pos == 2 && !pk_next_line("x\n", 2, &pos, &start, &n));
+}
+
 int main(void) {
     RUN(test_utf8_decode_well_formed);
     RUN(test_utf8_decode_ill_formed);
     RUN(test_utf8_encode_round_trip);
+    RUN(test_next_line);
     TEST_EXIT();
 }
