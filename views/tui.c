@@ -295,6 +295,19 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
     tui_log_add(t, "promptkd workbench: ? lists the keys, : takes any REPL command");
 
     tui_poll_snapshot(t);
+    /* the view this run was left in (--resume, --open) */
+    char verr[PK_ERR_LEN];
+    int found = 0;
+    if (tui_view_load(t, &found, verr) != PK_OK) {
+        /* the message line names the file inside the run (the log has the full path) */
+        const char *dir = engine_run_path(t->engine), *shown = verr;
+        size_t n = dir ? strlen(dir) : 0;
+        if (n && !strncmp(verr, dir, n) && verr[n] == '/') shown = verr + n + 1;
+        tui_set_msg(t, 1, "%s; the default view is used", shown);
+        tui_log_text(t, "error: ", verr);
+    } else if (found) {
+        tui_log_add(t, "view restored from view.json");
+    }
     int redraw = 1, quit = 0;
     while (!quit) {
         if (redraw) {
@@ -345,12 +358,18 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
         }
     }
     if (g_interrupt_sig) t->exit_how = TUI_INTERRUPTED;
+    /* the view is kept for the next opening of the run; a run that recorded nothing yet has
+     * no folder to keep (the engine removes what it made there) */
+    tui_poll_snapshot(t);
+    int save_view = t->snap && t->snap->step > 0, view_saved = 1;
+    if (save_view) view_saved = tui_view_save(t, verr) == PK_OK;
     curs_set(1);
     restore_terminal();
     delscreen(scr);
     uninstall_signals();
     g_tui_engine = NULL;
     setlocale(LC_CTYPE, old_ctype);
+    if (!view_saved) fprintf(stderr, "promptkd: the view was not kept: %s\n", verr);
     if (how) *how = t->exit_how;
     tui_free(t);
     free(t);

@@ -195,6 +195,15 @@ int tui_hparam_order(const EngineSnapshot *s, int *order, int max);
  * selection is the student learning rate, the key most often changed. */
 int tui_hparam_selected(Tui *t, const EngineSnapshot *s, const int *order, int n);
 
+/* ------------------------------------------------------------------ tui_view.c: RUN/view.json */
+
+/* Writes the view (chart, focus, zoom, every chart's smoothing and log scale) to
+ * RUN/view.json atomically. */
+int tui_view_save(Tui *t, char *err);
+/* Applies RUN/view.json when there is one (*found = 1). A bad file changes nothing:
+ * PK_FAIL with a sentence naming the file and the field. */
+int tui_view_load(Tui *t, int *found, char *err);
+
 /* ------------------------------------------------------------------ line_edit.c */
 
 void tui_hist_add(Tui *t, const char *line);
