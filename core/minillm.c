@@ -178,9 +178,27 @@ double minillm_soft_cross_entropy(const float *t_logits, const float *s_logits, 
 
 /* One group of rows that fit the models' positions together (left padding to the group's
  * longest prompt, then each row's budget). */
-static int mixed_group(GPT2 *student, GPT2 *teacher, const int *const *prompts, const int *prompt_lens,
-                       const int *rows, int G, float alpha, int max_new_tokens, int eos_id, unsigned long long seed,
-                       const long *row_index, const int *budget, int *out_tokens, int *out_lens, char *err) {
+typedef struct {
+    GPT2 *student, *teacher;
+    const int *const *prompts;
+    const int *prompt_lens;
+    float alpha;
+    int max_new_tokens, eos_id;
+    unsigned long long seed;
+    const long *row_index;
+    int *out_tokens, *out_lens;
+} MixedCtx;
+
+static int mixed_group(void *vctx, const int *rows, int G, const int *budget, char *err) {
+    const MixedCtx *c = vctx;
+    GPT2 *student = c->student, *teacher = c->teacher;
+    const int *const *prompts = c->prompts;
+    const int *prompt_lens = c->prompt_lens;
+    float alpha = c->alpha;
+    int max_new_tokens = c->max_new_tokens, eos_id = c->eos_id;
+    unsigned long long seed = c->seed;
+    const long *row_index = c->row_index;
+    int *out_tokens = c->out_tokens, *out_lens = c->out_lens;
     int V = student->config.vocab_size;
     int T_pad = 0, max_budget = 0;
     for (int g = 0; g < G; g++) {
@@ -269,45 +287,9 @@ int minillm_sample_mixed(GPT2 *student, GPT2 *teacher, const int *const *prompts
                                prompts[b][t], V);
     }
     for (size_t i = 0; i < (size_t)B * max_new_tokens; i++) out_tokens[i] = -1;
-    int *budget = pk_malloc((size_t)B * sizeof(int), err);
-    int *order = budget ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
-    if (!order) {
-        free(budget);
-        return PK_FAIL;
-    }
-    for (int b = 0; b < B; b++) {
-        int room = maxT - prompt_lens[b];
-        budget[b] = max_new_tokens < room ? max_new_tokens : room;
-        out_lens[b] = 0;
-    }
-    /* rows by prompt length (then index); consecutive rows share a cache while they fit */
-    for (int i = 0; i < B; i++) order[i] = i;
-    for (int i = 1; i < B; i++) {
-        int x = order[i], j = i - 1;
-        while (j >= 0 && (prompt_lens[order[j]] > prompt_lens[x] ||
-                          (prompt_lens[order[j]] == prompt_lens[x] && order[j] > x))) {
-            order[j + 1] = order[j];
-            j--;
-        }
-        order[j + 1] = x;
-    }
-    int rc = PK_OK;
-    for (int g0 = 0; g0 < B && rc == PK_OK;) {
-        int g1 = g0 + 1, max_budget = budget[order[g0]];
-        while (g1 < B) {
-            int cand = order[g1];
-            int mb = budget[cand] > max_budget ? budget[cand] : max_budget;
-            if (prompt_lens[cand] + mb > maxT) break; /* cand has the group's longest prompt */
-            max_budget = mb;
-            g1++;
-        }
-        rc = mixed_group(student, teacher, prompts, prompt_lens, order + g0, g1 - g0, alpha, max_new_tokens, eos_id,
-                         seed, row_index, budget, out_tokens, out_lens, err);
-        g0 = g1;
-    }
-    free(budget);
-    free(order);
-    return rc;
+    MixedCtx c = {student, teacher, prompts, prompt_lens, alpha, max_new_tokens, eos_id, seed, row_index, out_tokens,
+                  out_lens};
+    return sample_in_groups(prompt_lens, B, 0, maxT, max_new_tokens, out_lens, mixed_group, &c, err);
 }
 
 /* ------------------------------------------------------------------ pretraining text */

@@ -217,10 +217,30 @@ static void choose_rows(void *vctx, long begin, long end) {
     }
 }
 
+typedef struct {
+    GPT2 *m;
+    const int *const *prompts;
+    const int *prompt_lens;
+    const float *soft_prompt;
+    int P;
+    const SampleOptions *o;
+    unsigned long long seed;
+    const long *row_index;
+    int *out_tokens, *out_lens;
+} GenerateCtx;
+
 /* One KV-cache run over a group of rows that fits the cache: rows[g] indexes the caller's rows. */
-static int generate_group(GPT2 *m, const int *const *prompts, const int *prompt_lens, const int *rows, int G,
-                          const float *soft_prompt, int P, const SampleOptions *o, unsigned long long seed,
-                          const long *row_index, const int *budget, int *out_tokens, int *out_lens, char *err) {
+static int generate_group(void *vctx, const int *rows, int G, const int *budget, char *err) {
+    const GenerateCtx *c = vctx;
+    GPT2 *m = c->m;
+    const int *const *prompts = c->prompts;
+    const int *prompt_lens = c->prompt_lens;
+    const float *soft_prompt = c->soft_prompt;
+    int P = c->P;
+    const SampleOptions *o = c->o;
+    const long *row_index = c->row_index;
+    unsigned long long seed = c->seed;
+    int *out_tokens = c->out_tokens, *out_lens = c->out_lens;
     int V = m->config.vocab_size;
     int T_pad = 0, max_budget = 0;
     for (int g = 0; g < G; g++) {
@@ -341,21 +361,23 @@ int sample_generate(GPT2 *m, const int *const *prompts, const int *prompt_lens, 
     }
     for (size_t i = 0; i < (size_t)B * o->max_new_tokens; i++) out_tokens[i] = -1;
 
+    GenerateCtx c = {m, prompts, prompt_lens, soft_prompt, P, o, seed, row_index, out_tokens, out_lens};
+    return sample_in_groups(prompt_lens, B, P, maxT, o->max_new_tokens, out_lens, generate_group, &c, err);
+}
+
+int sample_in_groups(const int *prompt_lens, int B, int P, int max_positions, int max_new_tokens, int *out_lens,
+                     SampleGroupFn run_group, void *ctx, char *err) {
     int *budget = pk_malloc((size_t)B * sizeof(int), err);
-    int *order = pk_malloc((size_t)B * sizeof(int), err);
-    if (!budget || !order) {
+    int *order = budget ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    if (!order) {
         free(budget);
-        free(order);
         return PK_FAIL;
     }
     for (int b = 0; b < B; b++) {
-        int room = maxT - P - prompt_lens[b];
-        budget[b] = o->max_new_tokens < room ? o->max_new_tokens : room;
+        int room = max_positions - P - prompt_lens[b];
+        budget[b] = max_new_tokens < room ? max_new_tokens : room;
         out_lens[b] = 0;
     }
-    /* Left padding makes a row occupy T_pad + P + its budget slots. When the rows cannot share
-     * n_positions slots, they run in groups of similar prompt length (shortest first); rows
-     * never influence each other, so grouping changes nothing in the outputs. */
     order_by_length(order, B, prompt_lens);
     int rc = PK_OK;
     for (int g0 = 0; g0 < B && rc == PK_OK;) {
@@ -363,12 +385,11 @@ int sample_generate(GPT2 *m, const int *const *prompts, const int *prompt_lens, 
         while (g1 < B) {
             int cand = order[g1];
             int mb = budget[cand] > max_budget ? budget[cand] : max_budget;
-            if (prompt_lens[cand] + P + mb > maxT) break; /* longest prompt so far is cand's */
+            if (prompt_lens[cand] + P + mb > max_positions) break; /* longest prompt so far is cand's */
             max_budget = mb;
             g1++;
         }
-        rc = generate_group(m, prompts, prompt_lens, order + g0, g1 - g0, soft_prompt, P, o, seed, row_index, budget,
-                            out_tokens, out_lens, err);
+        rc = run_group(ctx, order + g0, g1 - g0, budget, err);
         g0 = g1;
     }
     free(budget);

@@ -77,6 +77,16 @@ int sample_generate(GPT2 *m, const int *const *prompts, const int *prompt_lens, 
                     int P, const SampleOptions *o, unsigned long long seed, const long *row_index, int *out_tokens,
                     int *out_lens, char *err);
 
+/* The batching of every KV-cache decode (sample_generate, minillm's teacher-mixed sampling):
+ * row b may generate budget[b] = min(max_new_tokens, max_positions - P - prompt_lens[b])
+ * tokens (out_lens[b] starts at 0); rows sorted by prompt length (then index) share one cache
+ * while left padding to the group's longest prompt, P soft-prompt slots and the group's largest
+ * budget fit max_positions. run_group decodes one such group, rows[g] indexing the caller's
+ * rows; grouping changes nothing in the outputs, rows never influence each other. */
+typedef int (*SampleGroupFn)(void *ctx, const int *rows, int G, const int *budget, char *err);
+int sample_in_groups(const int *prompt_lens, int B, int P, int max_positions, int max_new_tokens, int *out_lens,
+                     SampleGroupFn run_group, void *ctx, char *err);
+
 /* Teacher-forcing layout for scoring sampled responses (on-policy losses, exposure errors).
  * Sequence of row b: s = prompt_b + response_b, n = prompt_lens[b], L = n + resp_lens[b], with
  * response_b = responses + b * resp_stride (EOS included when it was generated).
