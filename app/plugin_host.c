@@ -6,14 +6,17 @@
  * into one message; the plugin is then unloaded. The model is documented for plugin
  * authors in plugins/promptkd_plugin.h.
  *
- * Threads: the child is a copy of the calling thread only (the REPL/TUI thread for
- * load, run and unload, with the engine paused; the training worker for on_step,
- * between two steps). It never takes a lock another thread may have held at the fork:
- * pk_threads_fork_child makes every parallel_for inline and OpenBLAS single-threaded,
- * host functions read the DistillState directly (no engine mutex) and publish to the
- * pipe (no host mutex), and the tokenizer's cache lock is only ever taken by the
- * training worker, which is either the forking thread or idle (paused). glibc resets
- * malloc's and stdio's locks in the child. */
+ * Threads: every call forks from the training worker, between two steps: on_step from
+ * its step hook, load, run and unload as queued work (ENGINE_CMD_WORK: the client posts,
+ * the worker runs the call; a running run goes on afterwards, it is never paused for a
+ * plugin). So the worker alone touches the model memory, and the plugin list and what
+ * plugins published change only on the worker (the views read them under the host
+ * mutex). The child is a copy of the worker thread only; it never takes a lock another
+ * thread may have held at the fork: pk_threads_fork_child makes every parallel_for
+ * inline and OpenBLAS single-threaded, host functions read the DistillState handed to
+ * the call (no engine mutex) and publish to the pipe (no host mutex), and the
+ * tokenizer's cache lock is only ever taken by the worker, the forking thread. glibc
+ * resets malloc's and stdio's locks in the child. */
 #include "plugin_host.h"
 
 #include <dlfcn.h>
@@ -101,6 +104,7 @@ typedef struct {
     const char *const *argv;
     const PkPluginStepInfo *info;
     double timeout_s;
+    DistillState *ds; /* the run's state, handed over by the worker for this call */
 } Call;
 
 typedef struct {
@@ -112,6 +116,7 @@ typedef struct {
 /* Everything a child knows; only ever used in a child (one per process, single-threaded). */
 static struct {
     PluginHost *h;
+    DistillState *ds; /* the run as it was at the fork */
     int fd; /* the pipe's write end */
     char plugin[PK_PLUGIN_NAME_MAX + 1];
     char last_error[PK_PLUGIN_ERR_LEN];
@@ -155,7 +160,7 @@ static const char *model_word(int which) {
     return which == PK_MODEL_STUDENT ? "student" : which == PK_MODEL_TEACHER ? "teacher" : "prompted teacher (soft prompt)";
 }
 
-static DistillState *child_ds(void) { return engine_distill_state(C.h->engine); }
+static DistillState *child_ds(void) { return C.ds; }
 
 static GPT2 *child_model(int which) {
     DistillState *ds = child_ds();
@@ -630,7 +635,7 @@ static void child_on_exit(int status, void *arg) {
  * the plugin's allocations in a child that _exits. */
 extern void __lsan_disable(void) __attribute__((weak));
 
-static void child_setup(PluginHost *h, int wfd, pid_t parent) {
+static void child_setup(PluginHost *h, DistillState *ds, int wfd, pid_t parent) {
     /* die with the session; our own process group, so a timeout kills what the plugin started */
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -662,9 +667,10 @@ static void child_setup(PluginHost *h, int wfd, pid_t parent) {
 
     memset(&C, 0, sizeof C);
     C.h = h;
+    C.ds = ds;
     C.fd = wfd;
-    /* what the session holds, for the limits (a consistent copy: only the forking
-     * thread's own code path changes these lists) */
+    /* what the session holds, for the limits (a consistent copy: only the worker, the
+     * forking thread, changes these lists) */
     for (int i = 0; i < h->n_series; i++) {
         snprintf(C.series[i].chart, sizeof C.series[i].chart, "%s", h->series[i].chart);
         snprintf(C.series[i].series, sizeof C.series[i].series, "%s", h->series[i].series);
@@ -676,7 +682,6 @@ static void child_setup(PluginHost *h, int wfd, pid_t parent) {
     C.n_tables = h->n_tables;
     child_api_init();
     /* evaluation mode for every forward a plugin runs (this copy only) */
-    DistillState *ds = engine_distill_state(h->engine);
     if (ds) {
         GPT2 *s = distill_student(ds);
         gpt2_train_mode(s, 0, s->dropout_seed);
@@ -689,7 +694,7 @@ static void child_setup(PluginHost *h, int wfd, pid_t parent) {
 
 static void child_main(PluginHost *h, const Call *c, int wfd, pid_t parent) __attribute__((noreturn));
 static void child_main(PluginHost *h, const Call *c, int wfd, pid_t parent) {
-    child_setup(h, wfd, parent);
+    child_setup(h, c->ds, wfd, parent);
 
     child_phase(PW_IN_DLOPEN);
     char so[64];
@@ -1114,11 +1119,11 @@ static void drop_plugin(PluginHost *h, int i) {
 }
 
 /* Runs on the worker thread after every step (engine step hook): each on_step in a child. */
-static void host_on_step(void *ctx, int step, int total_steps, int n_losses, const char *const *names,
-                         const double *losses) {
+static void host_on_step(void *ctx, DistillState *ds, int step, int total_steps, int n_losses,
+                         const char *const *names, const double *losses) {
     PluginHost *h = ctx;
     PkPluginStepInfo info = {step, total_steps, n_losses, names, losses};
-    /* the list changes only here (a fault) or while paused, never under a running hook */
+    /* the list changes only on the worker: here (a fault) or in a queued load/unload */
     for (int i = 0; i < h->n_plugins;) {
         LoadedPlugin *p = &h->plugins[i];
         if (!(p->flags & PW_HAS_ON_STEP)) {
@@ -1126,7 +1131,7 @@ static void host_on_step(void *ctx, int step, int total_steps, int n_losses, con
             continue;
         }
         Call c = {.kind = CALL_STEP, .path = p->path, .fd = p->fd, .p = p, .info = &info,
-                  .timeout_s = call_timeout(h, p->timeout_s)};
+                  .timeout_s = call_timeout(h, p->timeout_s), .ds = ds};
         Outcome o;
         run_call(h, &c, &o);
         check_state(&o, p);
@@ -1158,10 +1163,11 @@ static void host_on_step(void *ctx, int step, int total_steps, int n_losses, con
 }
 
 /* Runs plugin i's on_unload in a child (when it has one), then forgets it. */
-static void unload_at(PluginHost *h, int i, PkBuf *out) {
+static void unload_at(PluginHost *h, DistillState *ds, int i, PkBuf *out) {
     LoadedPlugin *p = &h->plugins[i];
     if (p->flags & PW_HAS_ON_UNLOAD) {
-        Call c = {.kind = CALL_UNLOAD, .path = p->path, .fd = p->fd, .p = p, .timeout_s = call_timeout(h, p->timeout_s)};
+        Call c = {.kind = CALL_UNLOAD, .path = p->path, .fd = p->fd, .p = p, .timeout_s = call_timeout(h, p->timeout_s),
+                  .ds = ds};
         Outcome o;
         run_call(h, &c, &o);
         char line[800] = "";
@@ -1177,11 +1183,24 @@ static void unload_at(PluginHost *h, int i, PkBuf *out) {
     drop_plugin(h, i);
 }
 
+/* Every plugin's on_unload, on the worker (or here once the worker has stopped). */
+static int unload_all_work(void *ctx, DistillState *ds, PkBuf *out, char *err) {
+    (void)out, (void)err;
+    PluginHost *h = ctx;
+    while (h->n_plugins > 0) unload_at(h, ds, h->n_plugins - 1, NULL);
+    return PK_OK;
+}
+
 void plugin_host_destroy(PluginHost *h) {
     if (!h) return;
     engine_set_step_hook(h->engine, NULL, NULL);
-    engine_pause(h->engine, (char[PK_ERR_LEN]){0});
-    while (h->n_plugins > 0) unload_at(h, h->n_plugins - 1, NULL);
+    if (h->n_plugins > 0) {
+        PkBuf out = {0};
+        char err[PK_ERR_LEN];
+        if (engine_work(h->engine, unload_all_work, h, &out, err) != PK_OK) /* the run never loaded */
+            while (h->n_plugins > 0) drop_plugin(h, h->n_plugins - 1);
+        pk_buf_free(&out);
+    }
     if (h->notices.len) fprintf(stderr, "%s", h->notices.data); /* faults nobody was shown yet */
     pk_buf_free(&h->notices);
     for (int i = 0; i < h->n_tables; i++) free_table(&h->tables[i]);
@@ -1214,29 +1233,96 @@ static void resolve_plugin_path(const char *name, char *out, size_t len) {
     snprintf(out, len, "%s", name);
 }
 
-int plugin_host_load(PluginHost *h, const char *name, double timeout_s, PkBuf *out, char *err) {
+/* A plugin command (load, unload, run) as work for the worker: made on the client thread
+ * (arguments checked and copied, the file opened), run on the worker between two steps. */
+typedef enum { JOB_LOAD, JOB_UNLOAD, JOB_RUN } JobKind;
+struct PluginJob {
+    PluginHost *h;
+    JobKind kind;
+    char name[1024]; /* load: the resolved path; unload, run: the plugin's name */
+    int fd;          /* load: the file, -1 once it belongs to the loaded plugin */
+    double timeout_s;
+    int argc;
+    char **argv;
+};
+
+void plugin_job_free(void *ctx) {
+    PluginJob *j = ctx;
+    if (!j) return;
+    if (j->fd >= 0) close(j->fd);
+    for (int i = 0; i < j->argc; i++) free(j->argv[i]);
+    free(j->argv);
+    free(j);
+}
+
+static PluginJob *job_new(PluginHost *h, JobKind kind, const char *name, char *err) {
+    PluginJob *j = calloc(1, sizeof *j);
+    if (!j) {
+        pk_errf(err, "plugin: out of memory");
+        return NULL;
+    }
+    j->h = h;
+    j->kind = kind;
+    j->fd = -1;
+    snprintf(j->name, sizeof j->name, "%s", name);
+    return j;
+}
+
+PluginJob *plugin_job_load(PluginHost *h, const char *name, double timeout_s, char *err) {
     char path[1024];
     resolve_plugin_path(name, path, sizeof path);
     if (access(path, R_OK) != 0) {
-        if (strchr(name, '/')) return pk_errf(err, "plugin %s: no such file", name);
-        return pk_errf(err, "plugin %s: no such file (also looked for build/plugins/%s.so)", name, name);
+        if (strchr(name, '/')) return pk_errf(err, "plugin %s: no such file", name), NULL;
+        return pk_errf(err, "plugin %s: no such file (also looked for build/plugins/%s.so)", name, name), NULL;
     }
-    if (h->n_plugins >= HOST_MAX_PLUGINS) return pk_errf(err, "plugin %s: at most %d plugins at once", path, HOST_MAX_PLUGINS);
     if (timeout_s < 0 || timeout_s > PLUGIN_HOST_MAX_TIMEOUT)
-        return pk_errf(err, "plugin %s: the time limit must be from 0 (the default) to %d s", path, PLUGIN_HOST_MAX_TIMEOUT);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pk_errf(err, "plugin %s: cannot open: %s", path, strerror(errno));
-    /* the child reads the run: pause so it sees it between two steps */
-    if (engine_pause(h->engine, err)) {
-        close(fd);
-        return PK_FAIL;
+        return pk_errf(err, "plugin %s: the time limit must be from 0 (the default) to %d s", path,
+                       PLUGIN_HOST_MAX_TIMEOUT), NULL;
+    PluginJob *j = job_new(h, JOB_LOAD, path, err);
+    if (!j) return NULL;
+    j->timeout_s = timeout_s;
+    j->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (j->fd < 0) {
+        pk_errf(err, "plugin %s: cannot open: %s", path, strerror(errno));
+        plugin_job_free(j);
+        return NULL;
     }
+    return j;
+}
+
+PluginJob *plugin_job_unload(PluginHost *h, const char *name, char *err) { return job_new(h, JOB_UNLOAD, name, err); }
+
+PluginJob *plugin_job_run(PluginHost *h, const char *name, int argc, const char *const *argv, double timeout_s,
+                          char *err) {
+    if (timeout_s < 0 || timeout_s > PLUGIN_HOST_MAX_TIMEOUT)
+        return pk_errf(err, "plugin run: the time limit must be from 0 (the default) to %d s", PLUGIN_HOST_MAX_TIMEOUT),
+               NULL;
+    PluginJob *j = job_new(h, JOB_RUN, name, err);
+    if (!j) return NULL;
+    j->timeout_s = timeout_s;
+    j->argv = calloc((size_t)argc + 1, sizeof *j->argv);
+    if (!j->argv) {
+        plugin_job_free(j);
+        return pk_errf(err, "plugin run: out of memory"), NULL;
+    }
+    for (; j->argc < argc; j->argc++)
+        if (!(j->argv[j->argc] = strdup(argv[j->argc]))) {
+            plugin_job_free(j);
+            return pk_errf(err, "plugin run: out of memory"), NULL;
+        }
+    return j;
+}
+
+static int job_load(PluginJob *j, DistillState *ds, PkBuf *out, char *err) {
+    PluginHost *h = j->h;
+    const char *path = j->name;
+    if (h->n_plugins >= HOST_MAX_PLUGINS) return pk_errf(err, "plugin %s: at most %d plugins at once", path, HOST_MAX_PLUGINS);
     LoadedPlugin p;
     memset(&p, 0, sizeof p);
     snprintf(p.path, sizeof p.path, "%s", path);
-    p.fd = fd;
-    p.timeout_s = timeout_s;
-    Call c = {.kind = CALL_LOAD, .path = path, .fd = fd, .timeout_s = call_timeout(h, timeout_s)};
+    p.fd = j->fd;
+    p.timeout_s = j->timeout_s;
+    Call c = {.kind = CALL_LOAD, .path = path, .fd = j->fd, .timeout_s = call_timeout(h, j->timeout_s), .ds = ds};
     Outcome o;
     run_call(h, &c, &o);
     const char *who = o.r.have_desc ? o.r.name : path;
@@ -1267,59 +1353,33 @@ int plugin_host_load(PluginHost *h, const char *name, double timeout_s, PkBuf *o
             pthread_mutex_lock(&h->mu);
             h->plugins[h->n_plugins++] = p;
             pthread_mutex_unlock(&h->mu);
+            j->fd = -1; /* the plugin's now */
             engine_set_step_hook(h->engine, host_on_step, h);
             pk_buf_printf(out, "loaded plugin %s: %s\n", p.name, p.description);
             rc = PK_OK;
         }
     }
     pw_reply_free(&o.r);
-    if (rc != PK_OK) close(fd);
     return rc;
 }
 
-int plugin_host_unload(PluginHost *h, const char *name, PkBuf *out, char *err) {
-    if (find_plugin(h, name) < 0) return pk_errf(err, "plugin unload: no plugin named '%s' is loaded", name);
-    if (engine_pause(h->engine, err)) return PK_FAIL;
-    int i = find_plugin(h, name); /* again: an on_step fault may have unloaded it meanwhile */
-    if (i < 0) return pk_errf(err, "plugin unload: no plugin named '%s' is loaded", name);
-    unload_at(h, i, out);
+static int job_unload(PluginJob *j, DistillState *ds, PkBuf *out, char *err) {
+    int i = find_plugin(j->h, j->name); /* here: an on_step fault may have unloaded it meanwhile */
+    if (i < 0) return pk_errf(err, "plugin unload: no plugin named '%s' is loaded", j->name);
+    unload_at(j->h, ds, i, out);
+    pk_buf_printf(out, "unloaded %s\n", j->name);
     return PK_OK;
 }
 
-void plugin_host_list(PluginHost *h, PkBuf *out) {
-    pthread_mutex_lock(&h->mu);
-    if (h->n_plugins == 0) pk_buf_printf(out, "no plugins loaded\n");
-    for (int i = 0; i < h->n_plugins; i++) {
-        const LoadedPlugin *p = &h->plugins[i];
-        pk_buf_printf(out, "%-20s %s (%s)", p->name, p->description, p->path);
-        if (p->timeout_s > 0) pk_buf_printf(out, " [time limit %g s]", p->timeout_s);
-        pk_buf_printf(out, "\n");
-    }
-    pthread_mutex_unlock(&h->mu);
-}
-
-void plugin_host_take_notices(PluginHost *h, PkBuf *out) {
-    pthread_mutex_lock(&h->mu);
-    if (h->notices.len) {
-        pk_buf_printf(out, "%s", h->notices.data);
-        h->notices.len = 0;
-        h->notices.data[0] = 0;
-    }
-    pthread_mutex_unlock(&h->mu);
-}
-
-int plugin_host_run(PluginHost *h, const char *name, int argc, const char *const *argv, double timeout_s, PkBuf *out,
-                    char *err) {
-    if (find_plugin(h, name) < 0) return pk_errf(err, "plugin run: no plugin named '%s' is loaded (plugin list)", name);
-    if (timeout_s < 0 || timeout_s > PLUGIN_HOST_MAX_TIMEOUT)
-        return pk_errf(err, "plugin run: the time limit must be from 0 (the default) to %d s", PLUGIN_HOST_MAX_TIMEOUT);
-    if (engine_pause(h->engine, err)) return PK_FAIL;
-    int i = find_plugin(h, name); /* again: an on_step fault may have unloaded it meanwhile */
+static int job_run(PluginJob *j, DistillState *ds, PkBuf *out, char *err) {
+    PluginHost *h = j->h;
+    const char *name = j->name;
+    int i = find_plugin(h, name);
     if (i < 0) return pk_errf(err, "plugin run: no plugin named '%s' is loaded (plugin list)", name);
-    if (!engine_distill_state(h->engine)) return pk_errf(err, "plugin run: the run has not finished loading");
     LoadedPlugin *p = &h->plugins[i];
-    Call c = {.kind = CALL_ANALYZE, .path = p->path, .fd = p->fd, .p = p, .argc = argc, .argv = argv,
-              .timeout_s = timeout_s > 0 ? timeout_s : call_timeout(h, p->timeout_s)};
+    Call c = {.kind = CALL_ANALYZE, .path = p->path, .fd = p->fd, .p = p, .argc = j->argc,
+              .argv = (const char *const *)j->argv, .timeout_s = j->timeout_s > 0 ? j->timeout_s : call_timeout(h, p->timeout_s),
+              .ds = ds};
     Outcome o;
     run_call(h, &c, &o);
     check_state(&o, p);
@@ -1354,6 +1414,60 @@ int plugin_host_run(PluginHost *h, const char *name, int argc, const char *const
     for (int ci = 0; ci < n; ci++)
         if (!strncmp(names[ci], name, strlen(name)) && names[ci][strlen(name)] == '/') pk_buf_printf(out, "chart %s\n", names[ci]);
     return PK_OK;
+}
+
+
+int plugin_job_work(void *ctx, DistillState *ds, PkBuf *out, char *err) {
+    PluginJob *j = ctx;
+    switch (j->kind) {
+    case JOB_LOAD: return job_load(j, ds, out, err);
+    case JOB_UNLOAD: return job_unload(j, ds, out, err);
+    case JOB_RUN: return job_run(j, ds, out, err);
+    }
+    return pk_errf(err, "plugin: unknown job");
+}
+
+/* The blocking forms: the job on the worker, waited for. */
+static int job_wait(PluginHost *h, PluginJob *j, PkBuf *out, char *err) {
+    if (!j) return PK_FAIL;
+    int rc = engine_work(h->engine, plugin_job_work, j, out, err);
+    plugin_job_free(j);
+    return rc;
+}
+
+int plugin_host_load(PluginHost *h, const char *name, double timeout_s, PkBuf *out, char *err) {
+    return job_wait(h, plugin_job_load(h, name, timeout_s, err), out, err);
+}
+
+int plugin_host_unload(PluginHost *h, const char *name, PkBuf *out, char *err) {
+    return job_wait(h, plugin_job_unload(h, name, err), out, err);
+}
+
+int plugin_host_run(PluginHost *h, const char *name, int argc, const char *const *argv, double timeout_s, PkBuf *out,
+                    char *err) {
+    return job_wait(h, plugin_job_run(h, name, argc, argv, timeout_s, err), out, err);
+}
+
+void plugin_host_list(PluginHost *h, PkBuf *out) {
+    pthread_mutex_lock(&h->mu);
+    if (h->n_plugins == 0) pk_buf_printf(out, "no plugins loaded\n");
+    for (int i = 0; i < h->n_plugins; i++) {
+        const LoadedPlugin *p = &h->plugins[i];
+        pk_buf_printf(out, "%-20s %s (%s)", p->name, p->description, p->path);
+        if (p->timeout_s > 0) pk_buf_printf(out, " [time limit %g s]", p->timeout_s);
+        pk_buf_printf(out, "\n");
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+void plugin_host_take_notices(PluginHost *h, PkBuf *out) {
+    pthread_mutex_lock(&h->mu);
+    if (h->notices.len) {
+        pk_buf_printf(out, "%s", h->notices.data);
+        h->notices.len = 0;
+        h->notices.data[0] = 0;
+    }
+    pthread_mutex_unlock(&h->mu);
 }
 
 int plugin_host_chart_names(PluginHost *h, char names[][64], int max) {

@@ -34,11 +34,25 @@ int plugin_host_load(PluginHost *h, const char *path, double timeout_s, PkBuf *o
 /* Runs on_unload (in a child; a fault is reported in out and it is unloaded anyway). */
 int plugin_host_unload(PluginHost *h, const char *name, PkBuf *out, char *err);
 void plugin_host_list(PluginHost *h, PkBuf *out);
-/* Pauses the engine, runs the plugin's analyze (timeout_s > 0: this call's limit),
- * and appends its log lines and tables to out. A fault unloads the plugin and fails
- * with the sentence. */
+/* Runs the plugin's analyze (timeout_s > 0: this call's limit) on the engine's worker
+ * between two steps (a running run goes on afterwards), and appends its log lines and
+ * tables to out. A fault unloads the plugin and fails with the sentence. */
 int plugin_host_run(PluginHost *h, const char *name, int argc, const char *const *argv, double timeout_s, PkBuf *out,
                     char *err);
+/* The same three commands as work for the engine's queue (ENGINE_CMD_WORK): the job is
+ * made on the client thread (arguments checked and copied, a plugin file opened; NULL
+ * with err when refused), run by plugin_job_work on the worker, and freed by
+ * plugin_job_free (the engine's ctx_free). load, unload and run above are a job posted
+ * and waited for (engine_work). */
+typedef struct PluginJob PluginJob;
+PluginJob *plugin_job_load(PluginHost *h, const char *path, double timeout_s, char *err);
+PluginJob *plugin_job_unload(PluginHost *h, const char *name, char *err);
+PluginJob *plugin_job_run(PluginHost *h, const char *name, int argc, const char *const *argv, double timeout_s,
+                          char *err);
+struct DistillState;
+int plugin_job_work(void *job, struct DistillState *ds, PkBuf *out, char *err);
+void plugin_job_free(void *job);
+
 /* Moves the messages of faults seen outside a command (an on_step that crashed or
  * timed out during training: the plugin was unloaded) into out; they are also in the
  * run's log. Whatever is left at plugin_host_destroy goes to stderr. */

@@ -157,6 +157,7 @@ void method_names_joined(char *out, size_t len, const char *sep, const char *las
 }
 
 static int resolve_path(const char *in, char *out, size_t outlen);
+static int unknown_key(const char *where, const char *key, char *err);
 
 static const KeyInfo *find_key(const char *name) {
     for (int i = 0; i < N_KEYS; i++)
@@ -174,9 +175,39 @@ const char *const *config_keys(void) {
     return names;
 }
 
-int config_key_is_live(const char *key) {
+/* ---- when a key may change: the one place these rules are written ---- */
+
+int config_key_is_live(const char *key) { return config_key_set_when(key) != CONFIG_SET_NEVER; }
+
+ConfigSetWhen config_key_set_when(const char *key) {
     const KeyInfo *k = find_key(key);
-    return k ? k->live : 0;
+    return k && k->live ? CONFIG_SET_ANYTIME : CONFIG_SET_NEVER;
+}
+
+int config_check_set(const char *key, int running, char *err) {
+    const KeyInfo *k = find_key(key);
+    if (!k) return unknown_key("", key, err);
+    ConfigSetWhen when = config_key_set_when(key);
+    if (when == CONFIG_SET_ANYTIME || (when == CONFIG_SET_PAUSED && !running)) return PK_OK;
+    if (when == CONFIG_SET_PAUSED) return pk_errf(err, "key '%s' changes only while the run is paused", key);
+    char live[600];
+    size_t used = 0;
+    live[0] = 0;
+    for (int i = 0; i < N_KEYS; i++)
+        if (KEYS[i].live && used + strlen(KEYS[i].name) + 3 < sizeof live)
+            used += (size_t)snprintf(live + used, sizeof live - used, "%s%s", used ? ", " : "", KEYS[i].name);
+    return pk_errf(err, "key '%s' is fixed for the run (live keys: %s)", key, live);
+}
+
+int config_key_fixed_on_resume(const char *key) {
+    /* name and run_dir follow the folder, the thread count is the machine's, and the model,
+     * tokenizer and data paths may move (distill_load_checkpoint checks the shapes) */
+    static const char *const may_move[] = {"name",      "run_dir",    "threads",    "teacher",   "student",
+                                           "tokenizer", "train_data", "valid_data", "test_data", "pretrain_data"};
+    if (!find_key(key) || config_key_set_when(key) != CONFIG_SET_NEVER) return 0;
+    for (size_t i = 0; i < sizeof may_move / sizeof *may_move; i++)
+        if (!strcmp(key, may_move[i])) return 0;
+    return 1;
 }
 
 static char method_help[160];

@@ -121,9 +121,20 @@ int config_save_json(const RunConfig *c, const char *path, char *err);
 
 /* All key names, NULL-terminated, in a stable order (for completion and display). */
 const char *const *config_keys(void);
-/* 1 when the key may change while a run is paused (learning rates, base_coef,
- * sampling settings, eval interval, ...); 0 when it is fixed for the run. */
+/* When `set` may change a key of a live run (the engine applies a change at the next
+ * step boundary): every step boundary, running or paused (learning rates, base_coef,
+ * sampling settings, eval interval, ...); only while paused; or never (fixed for the run).
+ * These rules are written here only: the engine, the session and the views ask. */
+typedef enum { CONFIG_SET_NEVER = 0, CONFIG_SET_ANYTIME, CONFIG_SET_PAUSED } ConfigSetWhen;
+ConfigSetWhen config_key_set_when(const char *key);
+/* 1 when set may change the key in a live run at all (CONFIG_SET_NEVER: 0). */
 int config_key_is_live(const char *key);
+/* PK_OK when `set KEY` may apply now (running: the run is stepping); else the sentence
+ * (unknown key with the known ones, or fixed for the run with the live keys). */
+int config_check_set(const char *key, int running, char *err);
+/* 1 when a resumed run must keep the key's value: the keys fixed for the run, except name,
+ * run_dir (they follow the folder), threads, and the model, tokenizer and data paths. */
+int config_key_fixed_on_resume(const char *key);
 /* One-line description of a key and its expected form, or NULL for an unknown key. */
 const char *config_key_help(const char *key);
 

@@ -53,23 +53,37 @@ typedef enum {
     CMD_EXPOSURE,
     CMD_SAVE,
     CMD_SELECT_DEV,
-    CMD_STOP
+    CMD_STOP,
+    CMD_WORK
 } CmdKind;
 
-/* Lives on the caller's stack: the caller waits until done, so the strings and the
- * reply/err buffers stay valid while the worker uses them. */
+/* A posted command, owned by the queue from engine_post until its reply is queued as
+ * an event: its strings are copies, its reply and error buffers its own. */
 typedef struct Cmd {
+    unsigned long id;
     CmdKind kind;
     int n;         /* steps, or dev delta */
     int wait;      /* CMD_RUN_STEPS: done only when the steps are done */
-    const char *key, *value, *text, *split, *dir;
+    char *key, *value, *text, *split, *dir;
+    EngineWorkFn work; /* CMD_WORK */
+    void *ctx;
+    void (*ctx_free)(void *ctx);
+    PkBuf output;      /* CMD_WORK: what the work said */
     char *reply;
     size_t reply_len;
     char *err;
-    int rc;
-    int done;
+    char err_buf[PK_ERR_LEN];
+    struct EventNode *node; /* the reply's event, allocated when posted */
     struct Cmd *next;
 } Cmd;
+
+/* A queued event: replies and what the worker reports by itself, oldest first. */
+typedef struct EventNode {
+    EngineEvent ev;
+    struct EventNode *next;
+} EventNode;
+
+#define ENGINE_MAX_EVENTS 1024 /* events nobody polls (a headless run): the oldest are dropped, replies never */
 
 /* ---------------------------------------------------------------- snapshots */
 
@@ -131,7 +145,7 @@ struct Engine {
     pthread_cond_t cv; /* broadcast on every change: queue, command done, state */
 
     /* guarded by mu */
-    RunConfig cfg; /* the worker writes it under mu; clients read it under mu */
+    RunConfig cfg; /* the one RunConfig: the worker alone writes it (under mu); clients read the snapshot's copy */
     EngineState state;
     char message[ENGINE_MESSAGE_LEN];
     int write_errors;                        /* failed writes into the run folder */
@@ -139,6 +153,9 @@ struct Engine {
     int quit;        /* engine_destroy: leave at the next boundary */
     int worker_done; /* the worker has left its loop: commands fail at once */
     Cmd *queue_head, *queue_tail;
+    unsigned long next_id;            /* the id engine_post gives the next command */
+    EventNode *events_head, *events_tail; /* replies and reports, oldest first */
+    int n_events;                     /* of them, events that are not replies */
     SnapBox *current;
     unsigned long version;
     int inject_nonfinite_step;
@@ -228,6 +245,64 @@ static void engine_log(Engine *e, const char *fmt, ...) {
     e->log[e->n_log++] = copy;
 }
 
+/* ---------------------------------------------------------------- events */
+
+/* Queues an event (mu held) and wakes whoever waits. Reports past ENGINE_MAX_EVENTS drop
+ * the oldest report; replies are never dropped (someone may wait for them). */
+static void push_event_locked(Engine *e, EventNode *n) {
+    n->next = NULL;
+    if (e->events_tail)
+        e->events_tail->next = n;
+    else
+        e->events_head = n;
+    e->events_tail = n;
+    if (n->ev.kind != ENGINE_EVENT_REPLY && ++e->n_events > ENGINE_MAX_EVENTS) {
+        EventNode *prev = NULL;
+        for (EventNode *it = e->events_head; it; prev = it, it = it->next) {
+            if (it->ev.kind == ENGINE_EVENT_REPLY) continue;
+            if (prev)
+                prev->next = it->next;
+            else
+                e->events_head = it->next;
+            if (e->events_tail == it) e->events_tail = prev;
+            e->n_events--;
+            engine_event_clear(&it->ev);
+            free(it);
+            break;
+        }
+    }
+    pthread_cond_broadcast(&e->cv);
+}
+
+static int current_step(Engine *e);
+
+/* A report of the worker's own (not a reply): kind, the value it measured, and its sentence. */
+static void emit(Engine *e, EngineEventKind kind, double value, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void emit(Engine *e, EngineEventKind kind, double value, const char *fmt, ...) {
+    EventNode *n = calloc(1, sizeof *n);
+    if (!n) return;
+    char text[ENGINE_MESSAGE_LEN + 512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    n->ev.kind = kind;
+    n->ev.value = value;
+    n->ev.step = current_step(e);
+    n->ev.text = strdup(text);
+    pthread_mutex_lock(&e->mu);
+    n->ev.state = e->state;
+    push_event_locked(e, n);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_event_clear(EngineEvent *ev) {
+    if (!ev) return;
+    free(ev->text);
+    free(ev->output);
+    memset(ev, 0, sizeof *ev);
+}
+
 static void json_string(PkBuf *b, const char *s) {
     pk_buf_append(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -279,6 +354,7 @@ static void record_write_error(Engine *e, const char *fmt, ...) {
     snprintf(e->write_error, sizeof e->write_error, "%s", msg);
     pthread_mutex_unlock(&e->mu);
     engine_log(e, "error: %s", msg);
+    emit(e, ENGINE_EVENT_WRITE_ERROR, 0, "%s", msg);
 }
 
 /* metrics.jsonl holds whole lines only. Everything pending is appended with write(2)
@@ -411,6 +487,7 @@ static SnapBox *build_snapshot(Engine *e) {
         s->unsaved_steps = step > base ? step - base : 0;
     }
 
+    s->config = cfg;
     snprintf(s->method, sizeof s->method, "%s", cfg.method);
     snprintf(s->run_dir, sizeof s->run_dir, "%s", e->run_path);
     s->step = e->ds ? distill_step_index(e->ds) : 0;
@@ -880,6 +957,7 @@ static int save_run_checkpoint(Engine *e, char *reply, size_t reply_len, char *e
     metrics_write(e, &line); /* a failure is recorded; the checkpoint itself is good */
     pk_buf_free(&line);
     engine_log(e, "step %d: checkpoint saved to checkpoints/step-%d", step, step);
+    if (!reply) emit(e, ENGINE_EVENT_CHECKPOINT, step, "step %d: checkpoint saved to checkpoints/step-%d", step, step);
     if (reply) snprintf(reply, reply_len, "saved checkpoint step-%d to %s", step, dir);
     return PK_OK;
 }
@@ -1053,8 +1131,11 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
     pk_buf_free(&line);
     char tp[48] = "";
     if (!isnan(rouge_tp)) snprintf(tp, sizeof tp, " (T' %.2f)", rouge_tp);
-    engine_log(e, "step %d: %s ROUGE-L %.2f%s over %d records%s", step, split, rouge, tp, scored,
-               best ? " (best so far, saved to best/)" : "");
+    char said[256];
+    snprintf(said, sizeof said, "step %d: %s ROUGE-L %.2f%s over %d records%s", step, split, rouge, tp, scored,
+             best ? " (best so far, saved to best/)" : "");
+    engine_log(e, "%s", said);
+    if (!reply) emit(e, ENGINE_EVENT_EVAL, rouge, "%s", said); /* a command hears it in its reply */
     if (reply)
         snprintf(reply, reply_len, "%s ROUGE-L %.2f%s over %d records at step %d%s", split, rouge, tp, scored, step,
                  best ? " (best so far, saved to best/)" : "");
@@ -1097,18 +1178,45 @@ static int run_exposure(Engine *e, char *reply, size_t reply_len, char *err) {
     metrics_write(e, &line);
     pk_buf_free(&line);
     engine_log(e, "step %d: ExAccErr(%d) = %.2f%%", step, L, curve[L - 1]);
+    if (!reply) emit(e, ENGINE_EVENT_EXPOSURE, curve[L - 1], "step %d: ExAccErr(%d) = %.2f%%", step, L, curve[L - 1]);
     if (reply) snprintf(reply, reply_len, "ExAccErr at l=%d: %.2f%% (step %d)", L, curve[L - 1], step);
     return PK_OK;
 }
 
 /* ---------------------------------------------------------------- commands on the worker */
 
+static int current_step(Engine *e) { return e->ds ? distill_step_index(e->ds) : 0; }
+
+static void cmd_free(Cmd *c) {
+    if (!c) return;
+    if (c->ctx_free) c->ctx_free(c->ctx);
+    free(c->key), free(c->value), free(c->text), free(c->split), free(c->dir), free(c->reply);
+    free(c->node);
+    pk_buf_free(&c->output);
+    free(c);
+}
+
+/* The command is done: its reply (the reply text, or the error sentence and what a WORK
+ * said before failing) is queued as an event for whoever waits or polls, and the command
+ * freed. */
 static void complete(Engine *e, Cmd *c, int rc) {
+    EventNode *n = c->node; /* allocated by engine_post: a reply is never lost to memory */
+    c->node = NULL;
+    n->ev.kind = ENGINE_EVENT_REPLY;
+    n->ev.id = c->id;
+    n->ev.status = rc == PK_OK ? PK_OK : PK_FAIL;
+    n->ev.step = current_step(e);
+    if (rc != PK_OK) {
+        n->ev.text = strdup(c->err);
+        if (c->output.len) n->ev.output = strdup(c->output.data);
+    } else {
+        n->ev.text = strdup(c->kind == CMD_WORK ? (c->output.data ? c->output.data : "") : c->reply);
+    }
     pthread_mutex_lock(&e->mu);
-    c->rc = rc;
-    c->done = 1;
-    pthread_cond_broadcast(&e->cv);
+    n->ev.state = e->state;
+    push_event_locked(e, n);
     pthread_mutex_unlock(&e->mu);
+    cmd_free(c);
 }
 
 /* The worker leaves RUNNING: whoever waits for steps hears about it. */
@@ -1122,9 +1230,18 @@ static void go_idle(Engine *e, EngineState st, const char *msg, int waiter_rc) {
         if (waiter_rc != PK_OK) snprintf(e->step_waiter->err, PK_ERR_LEN, "%s", msg ? msg : "interrupted");
         Cmd *w = e->step_waiter;
         e->step_waiter = NULL;
+        snprintf(w->reply, w->reply_len, "%s", msg ? msg : "");
         complete(e, w, waiter_rc);
     }
     e->budget = -1;
+}
+
+/* go_idle by the run's own doing (finished, a non-finite step, a signal, ...): reported as
+ * an event, unless a `step N` waiting for its steps hears it in its reply. */
+static void report_idle(Engine *e, EngineState st, const char *msg, int waiter_rc) {
+    int waited = e->step_waiter != NULL;
+    go_idle(e, st, msg, waiter_rc);
+    if (!waited) emit(e, ENGINE_EVENT_STATE, 0, "%s", msg);
 }
 
 static void write_set_event(Engine *e, const char *key, const char *old, const char *new_value) {
@@ -1153,14 +1270,14 @@ static void finish_run(Engine *e);
 
 /* Returns 1 when the worker should leave its loop. */
 static int apply_command(Engine *e, Cmd *c) {
-    char local_err[PK_ERR_LEN];
-    char *err = c->err ? c->err : local_err;
+    char *err = c->err;
     if (c->kind == CMD_STOP) {
         write_event(e, "stop");
         engine_log(e, "stopped");
         finish_run(e); /* before the stopper hears back: it reads the write errors next */
         EngineState st = e->state == ENGINE_RUNNING || e->state == ENGINE_LOADING ? ENGINE_PAUSED : e->state;
         go_idle(e, st, "stopped", PK_FAIL);
+        snprintf(c->reply, c->reply_len, "stopped at step %d", current_step(e));
         complete(e, c, PK_OK);
         return 1;
     }
@@ -1182,9 +1299,12 @@ static int apply_command(Engine *e, Cmd *c) {
             write_event(e, "pause");
             engine_log(e, "%s", msg);
             go_idle(e, ENGINE_PAUSED, msg, PK_OK);
+            snprintf(c->reply, c->reply_len, "%s", msg);
             complete(e, c, PK_OK);
             return 0;
         }
+        snprintf(c->reply, c->reply_len, "%s at step %d (not running)", engine_state_name(e->state),
+                 distill_step_index(e->ds));
         break;
     case CMD_RESUME:
     case CMD_RUN_STEPS: {
@@ -1204,13 +1324,17 @@ static int apply_command(Engine *e, Cmd *c) {
         if (e->step_waiter) { /* a newer order replaces an older one */
             Cmd *w = e->step_waiter;
             e->step_waiter = NULL;
+            snprintf(w->reply, w->reply_len, "at step %d a newer run order took over", distill_step_index(e->ds));
             complete(e, w, PK_OK);
         }
         e->budget = c->kind == CMD_RUN_STEPS ? c->n : -1;
         if (c->kind == CMD_RESUME) e->session_steps = 0;
         write_event(e, "resume");
-        engine_log(e, c->kind == CMD_RESUME ? "running from step %d" : "running %d step(s)",
-                   c->kind == CMD_RESUME ? distill_step_index(e->ds) : c->n);
+        if (c->kind == CMD_RESUME)
+            snprintf(c->reply, c->reply_len, "running from step %d", distill_step_index(e->ds));
+        else
+            snprintf(c->reply, c->reply_len, "running %d step(s) from step %d", c->n, distill_step_index(e->ds));
+        engine_log(e, "%s", c->reply);
         set_state(e, ENGINE_RUNNING, "running");
         if (c->kind == CMD_RUN_STEPS && c->wait) {
             e->step_waiter = c; /* completed when the steps are done or the run stops */
@@ -1219,19 +1343,9 @@ static int apply_command(Engine *e, Cmd *c) {
         break;
     }
     case CMD_SET: {
-        if (!config_key_help(c->key)) {
-            RunConfig probe = e->cfg;
-            rc = config_set(&probe, c->key, c->value, err); /* the unknown-key message */
-            break;
-        }
-        if (!config_key_is_live(c->key)) {
-            char live[400];
-            size_t used = 0;
-            live[0] = 0;
-            for (const char *const *k = config_keys(); *k; k++)
-                if (config_key_is_live(*k) && used + strlen(*k) + 3 < sizeof live)
-                    used += (size_t)snprintf(live + used, sizeof live - used, "%s%s", used ? ", " : "", *k);
-            rc = pk_errf(err, "key '%s' is fixed for the run (live keys: %s)", c->key, live);
+        /* when a key may change is config.c's rule alone */
+        if (config_check_set(c->key, e->state == ENGINE_RUNNING, err) != PK_OK) {
+            rc = PK_FAIL;
             break;
         }
         RunConfig next = e->cfg;
@@ -1267,13 +1381,13 @@ static int apply_command(Engine *e, Cmd *c) {
         else if (config_save_json(&next, path, werr) != PK_OK)
             record_write_error(e, "%s (the run's config.json does not show 'set %s %s')", werr, c->key, now);
         engine_log(e, "step %d: set %s %s -> %s", distill_step_index(e->ds), c->key, old, now);
-        if (c->reply) snprintf(c->reply, c->reply_len, "%s = %s (was %s)", c->key, now, old);
+        snprintf(c->reply, c->reply_len, "%s: %s -> %s", c->key, old, now);
         if (e->state == ENGINE_FINISHED && !run_finished(e)) set_state(e, ENGINE_PAUSED, "paused (steps raised)");
         publish(e);
         break;
     }
     case CMD_EVAL:
-        rc = run_eval(e, c->split && *c->split ? c->split : "valid", c->reply, c->reply_len, err);
+        rc = run_eval(e, c->split ? c->split : "valid", c->reply, c->reply_len, err);
         publish(e);
         break;
     case CMD_GENERATE: {
@@ -1288,8 +1402,7 @@ static int apply_command(Engine *e, Cmd *c) {
         rc = generate_all(e, prompt, &pt, &t, &s, err);
         free(prompt);
         if (rc != PK_OK) break;
-        if (c->reply)
-            snprintf(c->reply, c->reply_len, "T': %s\nT:  %s\nS:  %s", pt ? pt : "(no prompted teacher)",
+        snprintf(c->reply, c->reply_len, "T': %s\nT:  %s\nS:  %s", pt ? pt : "(no prompted teacher)",
                      t ? t : "(no teacher)", s ? s : "");
         set_generations(e, strdup(c->text), pt, t, s);
         publish(e);
@@ -1304,8 +1417,7 @@ static int apply_command(Engine *e, Cmd *c) {
             rc = distill_save_checkpoint(e->ds, c->dir, err);
             if (rc == PK_OK) {
                 engine_log(e, "step %d: saved to %s", distill_step_index(e->ds), c->dir);
-                if (c->reply)
-                    snprintf(c->reply, c->reply_len, "saved step %d to %s", distill_step_index(e->ds), c->dir);
+                snprintf(c->reply, c->reply_len, "saved step %d to %s", distill_step_index(e->ds), c->dir);
             }
         } else {
             rc = save_run_checkpoint(e, c->reply, c->reply_len, err);
@@ -1326,9 +1438,14 @@ static int apply_command(Engine *e, Cmd *c) {
         e->dev_index = (int)(((long long)e->dev_index + c->n) % dev->n);
         if (e->dev_index < 0) e->dev_index += dev->n;
         rc = refresh_generations(e, err);
+        if (rc == PK_OK) snprintf(c->reply, c->reply_len, "dev prompt %d of %d", e->dev_index + 1, dev->n);
         publish(e);
         break;
     }
+    case CMD_WORK:
+        rc = c->work(c->ctx, e->ds, &c->output, err);
+        publish(e); /* what it logged, shown now even while paused */
+        break;
     case CMD_STOP: break;
     }
     complete(e, c, rc);
@@ -1362,7 +1479,7 @@ static void nonfinite_pause(Engine *e, int step, const char *what) {
     metrics_write(e, &line);
     pk_buf_free(&line);
     engine_log(e, "%s", msg);
-    go_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
+    report_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
 }
 
 static void do_step(Engine *e) {
@@ -1374,7 +1491,7 @@ static void do_step(Engine *e) {
         char msg[ENGINE_MESSAGE_LEN];
         snprintf(msg, sizeof msg, "step %d failed: %s", distill_step_index(e->ds) + 1, err);
         engine_log(e, "%s", msg);
-        go_idle(e, ENGINE_FAILED, msg, PK_FAIL);
+        report_idle(e, ENGINE_FAILED, msg, PK_FAIL);
         return;
     }
     pthread_mutex_lock(&e->mu);
@@ -1419,15 +1536,22 @@ static void do_step(Engine *e) {
     if (finished && e->last_eval_step != step) eval_due = 1;
     int eval_ok = 0;
     if (eval_due) {
-        if (run_eval(e, "valid", NULL, 0, err) != PK_OK) engine_log(e, "step %d: eval failed: %s", step, err);
-        else eval_ok = 1;
+        if (run_eval(e, "valid", NULL, 0, err) != PK_OK) {
+            engine_log(e, "step %d: eval failed: %s", step, err);
+            emit(e, ENGINE_EVENT_ERROR, 0, "step %d: eval failed: %s", step, err);
+        } else {
+            eval_ok = 1;
+        }
     }
     if (cfg->gen_interval > 0 && step % cfg->gen_interval == 0) {
         if (refresh_neighbours(e, err) != PK_OK) engine_log(e, "step %d: prompt neighbours: %s", step, err);
         if (refresh_generations(e, err) != PK_OK) engine_log(e, "step %d: generations: %s", step, err);
     }
     if (cfg->exposure_interval > 0 && step % cfg->exposure_interval == 0 && distill_has_teacher(e->ds))
-        if (run_exposure(e, NULL, 0, err) != PK_OK) engine_log(e, "step %d: exposure: %s", step, err);
+        if (run_exposure(e, NULL, 0, err) != PK_OK) {
+            engine_log(e, "step %d: exposure: %s", step, err);
+            emit(e, ENGINE_EVENT_ERROR, 0, "step %d: exposure: %s", step, err);
+        }
 
     double wall = pk_now() - t0;
     e->elapsed_s += wall;
@@ -1465,7 +1589,7 @@ static void do_step(Engine *e) {
     if (hook) {
         const char *names[DISTILL_MAX_LOSSES];
         for (int i = 0; i < st.n_losses; i++) names[i] = st.loss_names[i];
-        hook(hook_ctx, step, cfg->steps, st.n_losses, names, st.losses);
+        hook(hook_ctx, e->ds, step, cfg->steps, st.n_losses, names, st.losses);
     }
 
     if (finished || stop_due) {
@@ -1490,7 +1614,7 @@ static void do_step(Engine *e) {
         }
         write_event(e, finished ? "finished" : "stop_after");
         engine_log(e, "%s", msg);
-        go_idle(e, finished ? ENGINE_FINISHED : ENGINE_PAUSED, msg, PK_OK);
+        report_idle(e, finished ? ENGINE_FINISHED : ENGINE_PAUSED, msg, PK_OK);
         return;
     }
     if (!logged) {
@@ -1499,7 +1623,7 @@ static void do_step(Engine *e) {
         pthread_mutex_lock(&e->mu);
         snprintf(msg, sizeof msg, "paused at step %d: %s", step, e->write_error);
         pthread_mutex_unlock(&e->mu);
-        go_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
+        report_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
         return;
     }
     if (eval_ok) {
@@ -1509,12 +1633,15 @@ static void do_step(Engine *e) {
             nonfinite_pause(e, step, err);
             return;
         }
-        if (rc != PK_OK) engine_log(e, "step %d: checkpoint failed; the run goes on", step);
+        if (rc != PK_OK) {
+            engine_log(e, "step %d: checkpoint failed; the run goes on", step);
+            emit(e, ENGINE_EVENT_ERROR, 0, "step %d: checkpoint failed; the run goes on: %s", step, err);
+        }
     }
     if (e->budget == 0) {
         char msg[96];
         snprintf(msg, sizeof msg, "paused at step %d", step);
-        go_idle(e, ENGINE_PAUSED, msg, PK_OK);
+        report_idle(e, ENGINE_PAUSED, msg, PK_OK);
         return;
     }
     publish(e);
@@ -1711,6 +1838,7 @@ static void *worker_main(void *arg) {
                  ENGINE_MESSAGE_LEN) /* the state message would cut it: keep the sentence whole */
             snprintf(msg, sizeof msg, "%s (the new run folder was removed)", err);
         set_state(e, ENGINE_FAILED, msg);
+        emit(e, ENGINE_EVENT_LOADED, 0, "loading failed: %s", msg);
     } else {
         e->loaded = 1;
         engine_log(e, "loaded %s run at step %d of %d", e->cfg.method, distill_step_index(e->ds), e->cfg.steps);
@@ -1728,6 +1856,8 @@ static void *worker_main(void *arg) {
                 engine_log(e, "generations: %s", err);
             set_state(e, ENGINE_PAUSED, msg);
         }
+        emit(e, ENGINE_EVENT_LOADED, 0, "loaded %s run at step %d of %d", e->cfg.method, distill_step_index(e->ds),
+             e->cfg.steps);
     }
 
     for (;;) {
@@ -1753,134 +1883,283 @@ static void *worker_main(void *arg) {
             snprintf(msg, sizeof msg, "interrupted at step %d", distill_step_index(e->ds));
             write_event(e, "pause");
             engine_log(e, "%s", msg);
-            go_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
+            report_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
             continue;
         }
         do_step(e);
     }
     finish_run(e);
 
-    /* nobody may wait forever on a worker that has left */
+    /* nobody may wait forever on a worker that has left: what is queued is refused */
     pthread_mutex_lock(&e->mu);
     e->worker_done = 1;
     Cmd *c = e->queue_head;
     e->queue_head = e->queue_tail = NULL;
-    for (; c; c = c->next) {
-        if (c->err) pk_errf(c->err, "the engine is stopped");
-        c->rc = PK_FAIL;
-        c->done = 1;
-    }
-    if (e->step_waiter) {
-        if (e->step_waiter->err) pk_errf(e->step_waiter->err, "the engine is stopped");
-        e->step_waiter->rc = PK_FAIL;
-        e->step_waiter->done = 1;
-        e->step_waiter = NULL;
-    }
     if (e->state == ENGINE_RUNNING || e->state == ENGINE_LOADING) e->state = ENGINE_PAUSED;
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
+    while (c) {
+        Cmd *next = c->next;
+        pk_errf(c->err, "the engine is stopped");
+        complete(e, c, PK_FAIL);
+        c = next;
+    }
+    if (e->step_waiter) {
+        Cmd *w = e->step_waiter;
+        e->step_waiter = NULL;
+        pk_errf(w->err, "the engine is stopped");
+        complete(e, w, PK_FAIL);
+    }
     publish(e);
     return NULL;
 }
 
 /* ---------------------------------------------------------------- client side */
 
-/* Queues a command and waits until the worker has applied it. */
-static int submit(Engine *e, Cmd *c, char *err) {
+static char *dup_or_null(const char *s, int *oom) {
+    if (!s) return NULL;
+    char *d = strdup(s);
+    if (!d) *oom = 1;
+    return d;
+}
+
+unsigned long engine_post(Engine *e, const EngineCommand *cmd, char *err) {
     char local[PK_ERR_LEN];
     if (!err) err = local;
-    c->err = err;
-    c->done = 0;
-    c->rc = PK_FAIL;
-    c->next = NULL;
+    static const CmdKind kinds[] = {
+        [ENGINE_CMD_PAUSE] = CMD_PAUSE,       [ENGINE_CMD_RESUME] = CMD_RESUME,     [ENGINE_CMD_RUN_STEPS] = CMD_RUN_STEPS,
+        [ENGINE_CMD_STEP] = CMD_RUN_STEPS,    [ENGINE_CMD_SET] = CMD_SET,           [ENGINE_CMD_EVAL] = CMD_EVAL,
+        [ENGINE_CMD_GENERATE] = CMD_GENERATE, [ENGINE_CMD_EXPOSURE] = CMD_EXPOSURE, [ENGINE_CMD_SAVE] = CMD_SAVE,
+        [ENGINE_CMD_SELECT_DEV] = CMD_SELECT_DEV, [ENGINE_CMD_STOP] = CMD_STOP,     [ENGINE_CMD_WORK] = CMD_WORK,
+    };
+    if ((unsigned)cmd->kind >= sizeof kinds / sizeof *kinds)
+        return pk_errf(err, "engine: unknown command kind %d", (int)cmd->kind), 0;
+    const char *split = cmd->kind == ENGINE_CMD_EVAL && cmd->text && *cmd->text ? cmd->text : "valid";
+    if (cmd->kind == ENGINE_CMD_EVAL && strcmp(split, "train") && strcmp(split, "valid") && strcmp(split, "test"))
+        return pk_errf(err, "eval: unknown split '%s' (expected train, valid or test)", split), 0;
+    if (cmd->kind == ENGINE_CMD_GENERATE && (!cmd->text || !*cmd->text))
+        return pk_errf(err, "generate: expected a non-empty prompt text"), 0;
+    if (cmd->kind == ENGINE_CMD_SET && (!cmd->key || !cmd->value))
+        return pk_errf(err, "set: expected a key and a value"), 0;
+    if (cmd->kind == ENGINE_CMD_WORK && !cmd->work) return pk_errf(err, "engine: work without a function"), 0;
+    Cmd *c = calloc(1, sizeof *c);
+    int oom = !c;
+    if (c) {
+        c->kind = kinds[cmd->kind];
+        c->n = cmd->n;
+        c->wait = cmd->kind == ENGINE_CMD_STEP;
+        c->key = dup_or_null(cmd->key, &oom);
+        c->value = dup_or_null(cmd->value, &oom);
+        if (cmd->kind == ENGINE_CMD_GENERATE) c->text = dup_or_null(cmd->text, &oom);
+        if (cmd->kind == ENGINE_CMD_EVAL) c->split = dup_or_null(split, &oom);
+        if (cmd->kind == ENGINE_CMD_SAVE && cmd->text && *cmd->text) c->dir = dup_or_null(cmd->text, &oom);
+        c->reply_len = cmd->kind == ENGINE_CMD_GENERATE ? 65536 : 4096;
+        c->reply = calloc(1, c->reply_len);
+        c->node = calloc(1, sizeof *c->node);
+        c->err = c->err_buf;
+        if (!c->reply || !c->node) oom = 1;
+    }
+    if (oom) {
+        cmd_free(c);
+        return pk_errf(err, "engine: out of memory queueing a command"), 0;
+    }
     pthread_mutex_lock(&e->mu);
     if (e->worker_done) {
         pthread_mutex_unlock(&e->mu);
-        return pk_errf(err, "the engine is stopped");
+        cmd_free(c); /* no ctx yet: the caller keeps its own */
+        return pk_errf(err, "the engine is stopped"), 0;
     }
+    c->work = cmd->work;
+    c->ctx = cmd->ctx;
+    c->ctx_free = cmd->ctx_free;
+    c->id = ++e->next_id;
     if (e->queue_tail)
         e->queue_tail->next = c;
     else
         e->queue_head = c;
     e->queue_tail = c;
+    unsigned long id = c->id;
     pthread_cond_broadcast(&e->cv);
-    while (!c->done) pthread_cond_wait(&e->cv, &e->mu);
     pthread_mutex_unlock(&e->mu);
-    return c->rc;
+    return id;
+}
+
+/* Takes the first queued event that `match` accepts (mu held); NULL when none. */
+static EventNode *take_event_locked(Engine *e, unsigned long reply_id) {
+    EventNode *prev = NULL;
+    for (EventNode *it = e->events_head; it; prev = it, it = it->next) {
+        if (reply_id && !(it->ev.kind == ENGINE_EVENT_REPLY && it->ev.id == reply_id)) continue;
+        if (prev)
+            prev->next = it->next;
+        else
+            e->events_head = it->next;
+        if (e->events_tail == it) e->events_tail = prev;
+        if (it->ev.kind != ENGINE_EVENT_REPLY) e->n_events--;
+        return it;
+    }
+    return NULL;
+}
+
+static void deadline_after(struct timespec *deadline, double timeout_s) {
+    clock_gettime(CLOCK_REALTIME, deadline);
+    double whole = floor(timeout_s);
+    deadline->tv_sec += (time_t)whole;
+    deadline->tv_nsec += (long)((timeout_s - whole) * 1e9);
+    if (deadline->tv_nsec >= 1000000000L) deadline->tv_sec++, deadline->tv_nsec -= 1000000000L;
+}
+
+static int hand_over(EventNode *n, EngineEvent *ev) {
+    if (!n) return 0;
+    *ev = n->ev;
+    free(n);
+    return 1;
+}
+
+int engine_poll_event(Engine *e, EngineEvent *ev) {
+    memset(ev, 0, sizeof *ev);
+    pthread_mutex_lock(&e->mu);
+    EventNode *n = take_event_locked(e, 0);
+    pthread_mutex_unlock(&e->mu);
+    return hand_over(n, ev);
+}
+
+int engine_wait_event(Engine *e, EngineEvent *ev, double timeout_s) {
+    memset(ev, 0, sizeof *ev);
+    struct timespec deadline;
+    deadline_after(&deadline, timeout_s);
+    pthread_mutex_lock(&e->mu);
+    EventNode *n;
+    while (!(n = take_event_locked(e, 0)))
+        if (pthread_cond_timedwait(&e->cv, &e->mu, &deadline) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&e->mu);
+    return hand_over(n, ev);
+}
+
+int engine_wait_reply(Engine *e, unsigned long id, EngineEvent *ev) {
+    memset(ev, 0, sizeof *ev);
+    if (id == 0 || id > e->next_id) {
+        ev->status = PK_FAIL;
+        ev->text = strdup("engine: no command with that id was posted");
+        return PK_FAIL;
+    }
+    if (e->thread_started && pthread_equal(pthread_self(), e->thread)) {
+        ev->status = PK_FAIL; /* the worker waiting for itself would never wake */
+        ev->text = strdup("engine: a blocking command called on the worker thread (post it instead)");
+        return PK_FAIL;
+    }
+    pthread_mutex_lock(&e->mu);
+    EventNode *n;
+    while (!(n = take_event_locked(e, id))) pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+    hand_over(n, ev);
+    return ev->status;
+}
+
+/* engine_post + engine_wait_reply: the reply text into reply, or the sentence into err. */
+static int post_and_wait(Engine *e, const EngineCommand *cmd, char *reply, size_t len, char *err) {
+    char local[PK_ERR_LEN];
+    if (!err) err = local;
+    if (reply && len) reply[0] = 0;
+    unsigned long id = engine_post(e, cmd, err);
+    if (!id) return PK_FAIL;
+    EngineEvent ev;
+    int rc = engine_wait_reply(e, id, &ev);
+    if (rc == PK_OK && reply && len) snprintf(reply, len, "%s", ev.text ? ev.text : "");
+    if (rc != PK_OK) snprintf(err, PK_ERR_LEN, "%s", ev.text ? ev.text : "engine: out of memory");
+    engine_event_clear(&ev);
+    return rc;
 }
 
 int engine_pause(Engine *e, char *err) {
-    Cmd c = {.kind = CMD_PAUSE};
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_PAUSE};
+    return post_and_wait(e, &c, NULL, 0, err);
 }
 
 int engine_resume(Engine *e, char *err) {
-    Cmd c = {.kind = CMD_RESUME};
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_RESUME};
+    return post_and_wait(e, &c, NULL, 0, err);
 }
 
 int engine_run_steps(Engine *e, int n, char *err) {
-    Cmd c = {.kind = CMD_RUN_STEPS, .n = n};
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_RUN_STEPS, .n = n};
+    return post_and_wait(e, &c, NULL, 0, err);
 }
 
 int engine_step(Engine *e, int n, char *err) {
-    Cmd c = {.kind = CMD_RUN_STEPS, .n = n, .wait = 1};
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_STEP, .n = n};
+    return post_and_wait(e, &c, NULL, 0, err);
 }
 
 int engine_set(Engine *e, const char *key, const char *value, char *err) {
-    Cmd c = {.kind = CMD_SET, .key = key, .value = value};
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_SET, .key = key, .value = value};
+    return post_and_wait(e, &c, NULL, 0, err);
 }
 
 int engine_get(Engine *e, const char *key, char *value, size_t len, char *err) {
     char local[PK_ERR_LEN];
-    pthread_mutex_lock(&e->mu);
-    int rc = config_get(&e->cfg, key, value, len, err ? err : local);
-    pthread_mutex_unlock(&e->mu);
+    const EngineSnapshot *s = engine_snapshot_acquire(e);
+    int rc = config_get(&s->config, key, value, len, err ? err : local);
+    engine_snapshot_release(e, s);
     return rc;
 }
 
 int engine_eval(Engine *e, const char *split, char *reply, size_t len, char *err) {
-    if (split && *split && strcmp(split, "train") && strcmp(split, "valid") && strcmp(split, "test"))
-        return pk_errf(err, "eval: unknown split '%s' (expected train, valid or test)", split);
-    Cmd c = {.kind = CMD_EVAL, .split = split, .reply = reply, .reply_len = len};
-    if (reply && len) reply[0] = 0;
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_EVAL, .text = split};
+    return post_and_wait(e, &c, reply, len, err);
 }
 
 int engine_generate(Engine *e, const char *text, char *reply, size_t len, char *err) {
-    if (!text || !*text) return pk_errf(err, "generate: expected a non-empty prompt text");
-    Cmd c = {.kind = CMD_GENERATE, .text = text, .reply = reply, .reply_len = len};
-    if (reply && len) reply[0] = 0;
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_GENERATE, .text = text};
+    return post_and_wait(e, &c, reply, len, err);
 }
 
 int engine_exposure(Engine *e, char *reply, size_t len, char *err) {
-    Cmd c = {.kind = CMD_EXPOSURE, .reply = reply, .reply_len = len};
-    if (reply && len) reply[0] = 0;
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_EXPOSURE};
+    return post_and_wait(e, &c, reply, len, err);
 }
 
 int engine_save(Engine *e, const char *dir, char *reply, size_t len, char *err) {
-    Cmd c = {.kind = CMD_SAVE, .dir = dir, .reply = reply, .reply_len = len};
-    if (reply && len) reply[0] = 0;
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_SAVE, .text = dir};
+    return post_and_wait(e, &c, reply, len, err);
 }
 
 int engine_select_dev(Engine *e, int delta, char *err) {
-    Cmd c = {.kind = CMD_SELECT_DEV, .n = delta};
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_SELECT_DEV, .n = delta};
+    return post_and_wait(e, &c, NULL, 0, err);
 }
 
 int engine_stop(Engine *e, char *err) {
-    Cmd c = {.kind = CMD_STOP};
     pthread_mutex_lock(&e->mu);
     int done = e->worker_done;
     pthread_mutex_unlock(&e->mu);
     if (done) return PK_OK;
-    return submit(e, &c, err);
+    EngineCommand c = {.kind = ENGINE_CMD_STOP};
+    return post_and_wait(e, &c, NULL, 0, err);
+}
+
+int engine_work(Engine *e, EngineWorkFn fn, void *ctx, PkBuf *out, char *err) {
+    char local[PK_ERR_LEN];
+    if (!err) err = local;
+    pthread_mutex_lock(&e->mu);
+    int done = e->worker_done;
+    pthread_mutex_unlock(&e->mu);
+    if (done) { /* the worker has left: this thread is the only one with the model memory */
+        if (e->thread_started) pthread_join(e->thread, NULL), e->thread_started = 0;
+        if (!e->ds) return pk_errf(err, "the run did not load");
+        return fn(ctx, e->ds, out, err);
+    }
+    EngineCommand c = {.kind = ENGINE_CMD_WORK, .work = fn, .ctx = ctx};
+    unsigned long id = engine_post(e, &c, err);
+    if (!id) return PK_FAIL;
+    EngineEvent ev;
+    int rc = engine_wait_reply(e, id, &ev);
+    if (rc == PK_OK && ev.text) pk_buf_printf(out, "%s", ev.text);
+    if (rc != PK_OK) {
+        if (ev.output) pk_buf_printf(out, "%s", ev.output);
+        snprintf(err, PK_ERR_LEN, "%s", ev.text ? ev.text : "engine: out of memory");
+    }
+    engine_event_clear(&ev);
+    return rc;
 }
 
 void engine_interrupt(Engine *e) {
@@ -1895,11 +2174,7 @@ void engine_debug_inject_nonfinite(Engine *e, int step) {
 
 EngineState engine_wait_idle(Engine *e, double timeout_s) {
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    double whole = floor(timeout_s);
-    deadline.tv_sec += (time_t)whole;
-    deadline.tv_nsec += (long)((timeout_s - whole) * 1e9);
-    if (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
+    deadline_after(&deadline, timeout_s);
     pthread_mutex_lock(&e->mu);
     while ((e->state == ENGINE_RUNNING || e->state == ENGINE_LOADING || e->queue_head) && !e->worker_done)
         if (pthread_cond_timedwait(&e->cv, &e->mu, &deadline) == ETIMEDOUT) break;
@@ -1907,8 +2182,6 @@ EngineState engine_wait_idle(Engine *e, double timeout_s) {
     pthread_mutex_unlock(&e->mu);
     return st;
 }
-
-struct DistillState *engine_distill_state(Engine *e) { return e->ds; }
 
 void engine_set_step_hook(Engine *e, EngineStepHook fn, void *ctx) {
     pthread_mutex_lock(&e->mu);
@@ -1918,30 +2191,12 @@ void engine_set_step_hook(Engine *e, EngineStepHook fn, void *ctx) {
 }
 
 void engine_log_line(Engine *e, const char *line) {
-    engine_log(e, "%s", line);
-    /* while paused nothing else publishes: make the line visible now */
-    pthread_mutex_lock(&e->mu);
-    int idle = e->state != ENGINE_RUNNING && e->state != ENGINE_LOADING;
-    pthread_mutex_unlock(&e->mu);
-    if (idle) publish(e);
+    engine_log(e, "%s", line); /* the worker publishes after the step or the work that said it */
 }
 
 const char *engine_run_path(const Engine *e) { return e->run_path; }
 
 /* ---------------------------------------------------------------- create / destroy */
-
-/* Keys fixed for a run: every key `set` refuses, except the ones that may differ on
- * resume: name and run_dir follow the folder, the thread count is the machine's, and
- * the model, tokenizer and data paths may move (shapes are checked by
- * distill_load_checkpoint). */
-static int key_fixed_on_resume(const char *key) {
-    static const char *const may_differ[] = {"name",       "run_dir",    "threads",   "teacher",       "student",
-                                             "tokenizer",  "train_data", "valid_data", "test_data",    "pretrain_data"};
-    if (config_key_is_live(key)) return 0;
-    for (size_t i = 0; i < sizeof may_differ / sizeof *may_differ; i++)
-        if (!strcmp(key, may_differ[i])) return 0;
-    return 1;
-}
 
 /* Fixed keys must match the run being resumed: its config.json (so a --set of one is
  * refused) and the config its checkpoint was written with (so is one edited by hand in
@@ -1951,7 +2206,7 @@ static int key_fixed_on_resume(const char *key) {
 static const char *first_fixed_key_change(const RunConfig *cfg, const RunConfig *saved, char *now, char *then,
                                           size_t len, char *err) {
     for (const char *const *k = config_keys(); *k; k++) {
-        if (!key_fixed_on_resume(*k)) continue;
+        if (!config_key_fixed_on_resume(*k)) continue;
         config_get(cfg, *k, now, len, err);
         config_get(saved, *k, then, len, err);
         if (strcmp(now, then)) return *k;
@@ -2106,6 +2361,12 @@ void engine_destroy(Engine *e) {
     free(e->nb_ids), free(e->nb_sims), free(e->nb_drift);
     free(e->dev_prompt_text), free(e->gen_pt), free(e->gen_t), free(e->gen_s);
     box_free(e->current);
+    while (e->events_head) { /* events nobody took */
+        EventNode *n = e->events_head;
+        e->events_head = n->next;
+        engine_event_clear(&n->ev);
+        free(n);
+    }
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -61,6 +61,8 @@ typedef struct {
     int n_hparams;
     const char *const *hparam_keys;
     const char *const *hparam_values;
+    /* the run's RunConfig as the worker holds it (the only copy: read keys here, change them with set) */
+    RunConfig config;
 
     /* soft-prompt nearest neighbours (empty when the method has no prompt) */
     int prompt_len, neighbours_k;
@@ -170,14 +172,94 @@ const char *engine_run_path(const Engine *e);
 const EngineSnapshot *engine_snapshot_acquire(Engine *e);
 void engine_snapshot_release(Engine *e, const EngineSnapshot *s);
 
-/* Commands. Each returns PK_OK once the worker has applied it (waiting at most
- * until the current step ends), filling reply (may be NULL) with what a person
- * should see, or PK_FAIL with a sentence in err. */
+/* ---------------------------------------------------------------- one door
+ * Every client action (TUI keys and ':' line, REPL, plugins) is a command in ONE queue
+ * that the worker drains at step boundaries: the worker alone touches the model memory
+ * and the RunConfig. engine_post queues a command without waiting and returns its id;
+ * the reply comes back as an ENGINE_EVENT_REPLY with that id, in order with the events
+ * the worker reports by itself (evaluations, checkpoints, exposure, the end of the run,
+ * pauses, errors, write failures). The blocking functions further down are
+ * engine_post + engine_wait_reply. */
+
+typedef enum {
+    ENGINE_CMD_PAUSE,      /* pause after the current step */
+    ENGINE_CMD_RESUME,     /* run until total steps / stop_after */
+    ENGINE_CMD_RUN_STEPS,  /* n more steps, then pause; replies once running */
+    ENGINE_CMD_STEP,       /* n steps, then pause; replies when they are done (or the run stopped) */
+    ENGINE_CMD_SET,        /* key = value; config_check_set says when a key may change */
+    ENGINE_CMD_EVAL,       /* text: the split (NULL or "": valid) */
+    ENGINE_CMD_GENERATE,   /* text: the prompt */
+    ENGINE_CMD_EXPOSURE,   /* measure a new ExAccErr curve */
+    ENGINE_CMD_SAVE,       /* text: a folder, NULL or "": the run's checkpoints/ */
+    ENGINE_CMD_SELECT_DEV, /* n: +1 next / -1 previous dev prompt for the generations panel */
+    ENGINE_CMD_STOP,       /* finish the current step and stop the worker */
+    ENGINE_CMD_WORK        /* run `work` on the worker between two steps (plugins, analyses) */
+} EngineCommandKind;
+
+struct DistillState;
+/* Work run on the worker thread between two steps (the run keeps its state: a running
+ * run goes on afterwards), with the model memory its own for the call. What it says
+ * goes into out; PK_FAIL with a sentence in err. It must not call the blocking engine
+ * functions (they would wait for the very thread running it). */
+typedef int (*EngineWorkFn)(void *ctx, struct DistillState *ds, PkBuf *out, char *err);
+
+typedef struct {
+    EngineCommandKind kind;
+    int n;                   /* RUN_STEPS, STEP: steps; SELECT_DEV: delta */
+    const char *key, *value; /* SET */
+    const char *text;        /* EVAL: split; GENERATE: prompt; SAVE: folder */
+    EngineWorkFn work;       /* WORK */
+    void *ctx;               /* WORK: passed to work */
+    void (*ctx_free)(void *ctx); /* WORK: called once the command is done or dropped (may be NULL) */
+} EngineCommand;
+
+typedef enum {
+    ENGINE_EVENT_REPLY,       /* a posted command was applied or refused: id, status, text (+ output) */
+    ENGINE_EVENT_LOADED,      /* loading ended: state PAUSED, RUNNING or FINISHED, or FAILED with the sentence */
+    ENGINE_EVENT_EVAL,        /* an evaluation the run made by itself: step, value = ROUGE-L */
+    ENGINE_EVENT_CHECKPOINT,  /* a checkpoint the run wrote by itself: step */
+    ENGINE_EVENT_EXPOSURE,    /* an ExAccErr measurement the run made by itself: step, value = ExAccErr at l */
+    ENGINE_EVENT_STATE,       /* the run paused, stopped, finished or failed by itself: state, text */
+    ENGINE_EVENT_ERROR,       /* something failed and the run went on (an evaluation, a checkpoint, ...) */
+    ENGINE_EVENT_WRITE_ERROR  /* a write into the run folder failed (also counted in the snapshot) */
+} EngineEventKind;
+
+typedef struct {
+    EngineEventKind kind;
+    unsigned long id;  /* REPLY: the id engine_post returned; 0 for the others */
+    int status;        /* REPLY: PK_OK or PK_FAIL */
+    int step;          /* the run's step when it happened */
+    EngineState state; /* the state right after it */
+    double value;      /* EVAL, EXPOSURE */
+    char *text;   /* what a person should see: the reply, or the sentence (NULL only when out of memory) */
+    char *output; /* REPLY of a WORK that failed: what it said before failing (NULL: nothing) */
+} EngineEvent;
+
+/* Queues a command and returns its id (> 0) at once; 0 with err when refused before
+ * queueing (the engine has stopped, a bad split, an empty prompt). Strings are copied;
+ * a WORK's ctx belongs to the queue from then on (ctx_free), and stays the caller's
+ * when engine_post fails. */
+unsigned long engine_post(Engine *e, const EngineCommand *cmd, char *err);
+/* Takes the oldest event: 1 with *ev filled (release it with engine_event_clear), 0 when
+ * there is none. Events nobody takes are kept up to a bound (the oldest reports are
+ * dropped then; replies never are). */
+int engine_poll_event(Engine *e, EngineEvent *ev);
+/* Waits up to timeout_s for an event (as engine_poll_event); 0 when none came. */
+int engine_wait_event(Engine *e, EngineEvent *ev, double timeout_s);
+/* Waits for the reply to command id and takes it out of the queue; the other events
+ * stay for engine_poll_event. Returns the reply's status. */
+int engine_wait_reply(Engine *e, unsigned long id, EngineEvent *ev);
+void engine_event_clear(EngineEvent *ev);
+
+/* Blocking commands: engine_post + engine_wait_reply. Each returns PK_OK once the worker
+ * has applied it (waiting at most until the current step ends), filling reply (may be
+ * NULL) with what a person should see, or PK_FAIL with a sentence in err. */
 int engine_pause(Engine *e, char *err);
 int engine_resume(Engine *e, char *err);          /* run until total steps / stop_after */
 int engine_run_steps(Engine *e, int n, char *err); /* run n more steps, then pause; returns at once */
 int engine_step(Engine *e, int n, char *err);      /* run n steps, then pause; waits until done */
-int engine_set(Engine *e, const char *key, const char *value, char *err); /* paused or between steps */
+int engine_set(Engine *e, const char *key, const char *value, char *err); /* applied at the next step boundary */
+/* Reads the RunConfig the latest snapshot publishes (never the worker's memory). */
 int engine_get(Engine *e, const char *key, char *value, size_t len, char *err);
 int engine_eval(Engine *e, const char *split, char *reply, size_t len, char *err); /* dev ROUGE-L etc. */
 int engine_generate(Engine *e, const char *text, char *reply, size_t len, char *err); /* T', T, S on text */
@@ -185,6 +267,10 @@ int engine_exposure(Engine *e, char *reply, size_t len, char *err); /* measures 
 int engine_save(Engine *e, const char *dir, char *reply, size_t len, char *err); /* NULL dir: the run's checkpoints/ */
 int engine_select_dev(Engine *e, int delta, char *err); /* next/previous dev prompt for the generations panel */
 int engine_stop(Engine *e, char *err);                   /* finish the current step and stop the worker */
+/* Runs fn on the worker between two steps and waits for it; what it says is appended to
+ * out. Once the worker has stopped (engine_stop), fn runs on the calling thread, which
+ * is then the only one left with the model memory. */
+int engine_work(Engine *e, EngineWorkFn fn, void *ctx, PkBuf *out, char *err);
 
 /* Async-signal-safe (it only sets a flag): the run pauses after the current step
  * ("interrupted at step N"), and an engine_step waiting for its steps returns
@@ -199,18 +285,13 @@ EngineState engine_wait_idle(Engine *e, double timeout_s);
  * applied), exercising the pause-and-keep-the-checkpoint path. 0 turns it off. */
 void engine_debug_inject_nonfinite(Engine *e, int step);
 
-/* Called on the worker thread after every applied step (between steps, so the
- * callee may read the state through engine_distill_state). NULL removes it. */
-typedef void (*EngineStepHook)(void *ctx, int step, int total_steps, int n_losses, const char *const *loss_names,
-                               const double *losses);
+/* Called on the worker thread after every applied step, with the model memory (between
+ * steps). NULL removes it. */
+typedef void (*EngineStepHook)(void *ctx, struct DistillState *ds, int step, int total_steps, int n_losses,
+                               const char *const *loss_names, const double *losses);
 void engine_set_step_hook(Engine *e, EngineStepHook fn, void *ctx);
-/* Appends a line to the run's log (shown by the views). Call it from the worker
- * thread (a step hook) or while the engine is paused. */
+/* Appends a line to the run's log (shown by the views). Worker thread only: a step hook
+ * or an ENGINE_CMD_WORK. */
 void engine_log_line(Engine *e, const char *line);
-
-/* Read-only access for plugins and analyses, valid while the engine is paused or
- * finished (the host pauses before calling plugins). */
-struct DistillState;
-struct DistillState *engine_distill_state(Engine *e);
 
 #endif
