@@ -131,13 +131,15 @@ void tui_draw_chart(Tui *t, Rect r, const char *name) {
         return;
     }
     ChartCells cells;
-    if (chart_render_cells(&c, r.w, r.h, t->utf8, &cells) == 0 && cells.ch) {
+    /* without colour every series draws with its own glyph; the raw line under a smoothed one is dim */
+    int flags = (t->utf8 ? CHART_CELLS_UTF8 : 0) | (t->colors ? 0 : CHART_CELLS_MONO);
+    if (chart_render_cells(&c, r.w, r.h, flags, &cells) == 0 && cells.ch) {
         for (int y = 0; y < r.h; y++)
             for (int x = 0; x < r.w; x++) {
                 int i = y * r.w + x;
                 short s = cells.series[i];
                 short p = s >= 0 && s < c.n_series ? tui_series_pair(t, chart_series_rgb(&c, s)) : 0;
-                tui_put_cp(t, r.y + y, r.x + x, (uint32_t)cells.ch[i], A_NORMAL, p);
+                tui_put_cp(t, r.y + y, r.x + x, (uint32_t)cells.ch[i], cells.faint[i] ? A_DIM : A_NORMAL, p);
             }
         chart_cells_free(&cells);
     }
