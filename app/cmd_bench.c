@@ -11,18 +11,13 @@
 #include "kernels.h"
 #include "optim.h"
 #include "parallel.h"
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "stats.h"
 
 /* Median, leaving out the first run (it pays for first-touch allocation) when there are enough;
  * sorts v in place. */
 static double median_of(double *v, int n) {
     if (n > 2) v++, n--;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    return stats_median(v, n);
 }
 
 static double median_ms(double *v, int n) { return 1e3 * median_of(v, n); }

@@ -92,24 +92,20 @@ static int data_stats(int argc, char **argv) {
         return cli_fail("data", err);
     }
     TokExample *ex = NULL;
-    int n_ex = 0;
+    int n_ex = 0, rc = 0;
+    int *prompt_lens = NULL, *response_lens = NULL;
+    CategoryCount *cats = NULL;
     /* no limit here: every record is measured, the limit only counts what would be dropped */
     if (data_tokenize(&d, tok, 0, 0, &ex, &n_ex, NULL, err)) {
-        tok_free(tok);
-        data_free(&d);
-        return cli_fail("data", err);
+        rc = cli_fail("data", err);
+        goto done;
     }
-    int *prompt_lens = malloc((size_t)n_ex * sizeof(int));
-    int *response_lens = malloc((size_t)n_ex * sizeof(int));
-    CategoryCount *cats = calloc((size_t)d.n, sizeof *cats);
+    prompt_lens = malloc((size_t)n_ex * sizeof(int));
+    response_lens = malloc((size_t)n_ex * sizeof(int));
+    cats = calloc((size_t)d.n, sizeof *cats);
     if (!prompt_lens || !response_lens || !cats) {
-        free(prompt_lens);
-        free(response_lens);
-        free(cats);
-        data_free_tokenized(ex, n_ex);
-        tok_free(tok);
-        data_free(&d);
-        return cli_fail("data", "out of memory");
+        rc = cli_fail("data", "out of memory");
+        goto done;
     }
     int dropped = 0, n_refs = 0;
     for (int i = 0; i < n_ex; i++) {
@@ -129,7 +125,6 @@ static int data_stats(int argc, char **argv) {
     LengthStats ps = length_stats(prompt_lens, n_ex);
     LengthStats rs = length_stats(response_lens, n_ex);
 
-    int rc = 0;
     if (as_json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "file", pos[0]);
@@ -161,6 +156,7 @@ static int data_stats(int argc, char **argv) {
         printf("  response (+EOS)     %6d %6d %6d %6d %6d %7.1f\n", rs.min, rs.p50, rs.p90, rs.p99, rs.max, rs.mean);
         printf("prompts longer than %d tokens (dropped): %d of %d\n", max_prompt_len, dropped, d.n);
     }
+done:
     free(prompt_lens);
     free(response_lens);
     free(cats);

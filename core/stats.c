@@ -30,6 +30,11 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+double stats_median(double *values, int n) {
+    qsort(values, (size_t)n, sizeof *values, cmp_double);
+    return stats_quantile_sorted(values, n, 0.5);
+}
+
 int stats_percentile_interval(double *values, int n, double level, double *low, double *high, char *err) {
     if (n < 1) return pk_errf(err, "a percentile interval needs at least one value, got %d", n);
     if (!(level > 0 && level < 1)) return pk_errf(err, "interval level must be between 0 and 1, got %g", level);

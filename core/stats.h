@@ -27,6 +27,9 @@ int stats_mean_std(const double *x, int n, double *mean, double *std, char *err)
  * q (n - 1), as numpy.percentile(x, 100 q) computes it. */
 double stats_quantile_sorted(const double *sorted, int n, double q);
 
+/* Sorts values (n >= 1, in place) and returns their median (the 0.5 quantile above). */
+double stats_median(double *values, int n);
+
 /* Sorts values (n >= 1, in place) and returns their central `level` percentile interval
  * (0 < level < 1) in *low, *high. */
 int stats_percentile_interval(double *values, int n, double level, double *low, double *high, char *err);
