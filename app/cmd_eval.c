@@ -22,6 +22,7 @@
 #include "common.h"
 #include "data.h"
 #include "gpt2.h"
+#include "model_io.h"
 #include "neighbours.h"
 #include "rouge.h"
 #include "sample.h"
@@ -147,16 +148,12 @@ int cmd_eval(int argc, char **argv) {
     long *row_index = NULL;
     double *seed_scores = NULL;
 
-    if (gpt2_load(&m, model_dir, err) || tok_load(&tok, tok_dir, err) || data_load(&d, data_path, 0, err)) {
+    if (model_load_with_tokenizer("eval", model_dir, &m, tok_dir, &tok, prompt_path, &soft, &P)) goto done;
+    if (data_load(&d, data_path, 0, err)) {
         cli_fail("eval", err);
         goto done;
     }
     const GPT2Config *cfg = &m.config;
-    if (cli_check_vocab("eval", model_dir, cfg->vocab_size, tok_dir, tok_vocab_size(tok))) goto done;
-    if (prompt_path && prompt_load(prompt_path, cfg->channels, &soft, &P, NULL, err)) {
-        cli_fail("eval", err);
-        goto done;
-    }
     if (prompt_init) {
         char e2[PK_ERR_LEN];
         P = prompt_len;

@@ -15,6 +15,7 @@
 #include "data.h"
 #include "exposure.h"
 #include "gpt2.h"
+#include "model_io.h"
 #include "neighbours.h"
 #include "tokenizer.h"
 
@@ -72,8 +73,8 @@ int cmd_exposure(int argc, char **argv) {
     float *soft = NULL;
     int **ids = NULL, *lens = NULL, P = 0, status = 1, n = 0;
     double *R = NULL, *le = NULL, *ex = NULL;
-    if (gpt2_load(&teacher, teacher_dir, err) || gpt2_load(&student, student_dir, err) ||
-        tok_load(&tok, tok_dir, err) || data_load(&d, data_path, 0, err)) {
+    if (model_load_with_tokenizer("exposure", teacher_dir, &teacher, tok_dir, &tok, prompt_path, &soft, &P)) goto done;
+    if (gpt2_load(&student, student_dir, err) || data_load(&d, data_path, 0, err)) {
         cli_fail("exposure", err);
         goto done;
     }
@@ -81,11 +82,6 @@ int cmd_exposure(int argc, char **argv) {
     if (student.config.vocab_size != V) {
         snprintf(err, sizeof err, "the teacher has a vocabulary of %d tokens and the student %d; they must share one", V,
                  student.config.vocab_size);
-        cli_fail("exposure", err);
-        goto done;
-    }
-    if (cli_check_vocab("exposure", teacher_dir, V, tok_dir, tok_vocab_size(tok))) goto done;
-    if (prompt_path && prompt_load(prompt_path, teacher.config.channels, &soft, &P, NULL, err)) {
         cli_fail("exposure", err);
         goto done;
     }

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "common.h"
 #include "gpt2.h"
+#include "model_io.h"
 #include "neighbours.h"
 #include "sample.h"
 #include "tokenizer.h"
@@ -49,16 +50,8 @@ int cmd_generate(int argc, char **argv) {
         cli_fail("generate", "--max-new-tokens must be >= 0");
         return 2;
     }
-    if (gpt2_load(&m, model_dir, err) || tok_load(&tok, tok_dir, err)) {
-        cli_fail("generate", err);
-        goto done;
-    }
+    if (model_load_with_tokenizer("generate", model_dir, &m, tok_dir, &tok, soft_path, &soft, &P)) goto done;
     const GPT2Config *cfg = &m.config;
-    if (cli_check_vocab("generate", model_dir, cfg->vocab_size, tok_dir, tok_vocab_size(tok))) goto done;
-    if (soft_path && prompt_load(soft_path, cfg->channels, &soft, &P, NULL, err)) {
-        cli_fail("generate", err);
-        goto done;
-    }
     if (tok_encode(tok, text, strlen(text), 1, &ids, &n, err)) {
         cli_fail("generate", err);
         goto done;

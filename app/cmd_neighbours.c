@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "common.h"
 #include "gpt2.h"
+#include "model_io.h"
 #include "neighbours.h"
 #include "tokenizer.h"
 
@@ -53,12 +54,8 @@ int cmd_neighbours(int argc, char **argv) {
     Tokenizer *tok = NULL;
     float *prompt = NULL, *sims = NULL;
     int *ids = NULL, P = 0, status = 1;
-    if (gpt2_load(&m, model_dir, err) || tok_load(&tok, tok_dir, err)) {
-        cli_fail("neighbours", err);
-        goto done;
-    }
+    if (model_load_with_tokenizer("neighbours", model_dir, &m, tok_dir, &tok, NULL, NULL, NULL)) goto done;
     int V = m.config.vocab_size, C = m.config.channels;
-    if (cli_check_vocab("neighbours", model_dir, V, tok_dir, tok_vocab_size(tok))) goto done;
     if (k < 1 || k > V) {
         snprintf(err, sizeof err, "--k must be in 1..%d (the vocabulary size), got %d", V, k);
         cli_fail("neighbours", err);

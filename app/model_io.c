@@ -5,8 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "model_io.h"
+#include "neighbours.h"
 
 int model_parse_init(const char *spec, int vocab, int eos, GPT2Config *g, char *err) {
     memset(g, 0, sizeof *g);
@@ -42,6 +44,16 @@ int model_parse_init(const char *spec, int vocab, int eos, GPT2Config *g, char *
         return pk_errf(err, "--init: embd %d is not a multiple of heads %d", g->channels, g->num_heads);
     if (!g->n_inner) g->n_inner = 4 * g->channels;
     return gpt2_config_validate(g, "--init", err);
+}
+
+int model_load_with_tokenizer(const char *cmd, const char *model_dir, GPT2 *m, const char *tok_dir, Tokenizer **tok,
+                              const char *prompt_path, float **prompt, int *P) {
+    char err[PK_ERR_LEN];
+    if (gpt2_load(m, model_dir, err) != PK_OK || tok_load(tok, tok_dir, err) != PK_OK) return cli_fail(cmd, err);
+    if (cli_check_vocab(cmd, model_dir, m->config.vocab_size, tok_dir, tok_vocab_size(*tok))) return 1;
+    if (prompt_path && prompt_load(prompt_path, m->config.channels, prompt, P, NULL, err) != PK_OK)
+        return cli_fail(cmd, err);
+    return 0;
 }
 
 int model_folder_check_target(const char *out, char *err) {
