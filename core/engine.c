@@ -25,6 +25,7 @@
 #include "distill.h"
 #include "parallel.h"
 #include "rouge.h"
+#include "run_dir.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -127,17 +128,6 @@ static void box_free(SnapBox *b) {
 
 /* ---------------------------------------------------------------- engine */
 
-typedef struct {
-    char name[48];
-    int n, cap;
-    double *x, *y;
-} History;
-
-typedef struct {
-    int step, n;
-    double *curve;
-} ExposureRec;
-
 struct Engine {
     pthread_t thread;
     int thread_started;
@@ -185,47 +175,18 @@ struct Engine {
     int best_step;
     double elapsed_s, step_s_ema, tps_ema, gflops_ema;
     double last_tps, last_gflops;
-    History hist[ENGINE_MAX_SERIES];
-    int n_hist;
-    ExposureRec exposure[ENGINE_MAX_CURVES];
-    int n_exposure;
+    RunHistory h; /* what metrics.jsonl holds: the curves, ExAccErr curves, neighbours, generations */
     char *log[ENGINE_LOG_LINES];
     int n_log;
-    /* prompt neighbours */
-    int nb_P, nb_k;
-    int *nb_ids;
-    float *nb_sims, *nb_drift;
-    /* generations */
-    int dev_index, dev_count;
-    char *dev_prompt_text, *gen_pt, *gen_t, *gen_s;
-    int gen_step;
+    int dev_index, dev_count; /* the dev prompt of the generations panel */
+    int read_only;            /* engine_open: a run folder read back, no worker; commands are refused */
 };
 
 /* ---------------------------------------------------------------- small helpers */
 
+/* A point of a series, at the run's elapsed time so far (the last step line's elapsed_s). */
 static void hist_push(Engine *e, const char *name, double x, double y) {
-    History *h = NULL;
-    for (int i = 0; i < e->n_hist; i++)
-        if (!strcmp(e->hist[i].name, name)) h = &e->hist[i];
-    if (!h) {
-        if (e->n_hist == ENGINE_MAX_SERIES) return;
-        h = &e->hist[e->n_hist++];
-        memset(h, 0, sizeof *h);
-        snprintf(h->name, sizeof h->name, "%s", name);
-    }
-    if (h->n == h->cap) {
-        int nc = h->cap ? 2 * h->cap : 256;
-        double *nx = realloc(h->x, (size_t)nc * sizeof *nx);
-        if (!nx) return;
-        h->x = nx;
-        double *ny = realloc(h->y, (size_t)nc * sizeof *ny);
-        if (!ny) return;
-        h->y = ny;
-        h->cap = nc;
-    }
-    h->x[h->n] = x;
-    h->y[h->n] = y;
-    h->n++;
+    run_history_push(&e->h, name, x, y, e->elapsed_s);
 }
 
 static void engine_log(Engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -303,43 +264,6 @@ void engine_event_clear(EngineEvent *ev) {
     memset(ev, 0, sizeof *ev);
 }
 
-static void json_string(PkBuf *b, const char *s) {
-    pk_buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': pk_buf_append(b, "\\\"", 2); break;
-        case '\\': pk_buf_append(b, "\\\\", 2); break;
-        case '\n': pk_buf_append(b, "\\n", 2); break;
-        case '\r': pk_buf_append(b, "\\r", 2); break;
-        case '\t': pk_buf_append(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20)
-                pk_buf_printf(b, "\\u%04x", *p);
-            else
-                pk_buf_append(b, p, 1);
-        }
-    }
-    pk_buf_append(b, "\"", 1);
-}
-
-/* JSON number text for a double; non-finite values become null (JSON has no NaN). */
-static void json_number(PkBuf *b, double v) {
-    if (isfinite(v))
-        pk_buf_printf(b, "%.17g", v);
-    else
-        pk_buf_printf(b, "null");
-}
-
-/* A value given as text: a JSON number when it reads as one, else a string. */
-static void json_value_text(PkBuf *b, const char *s) {
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (*s && end && !*end && isfinite(v) && s[0] != ' ')
-        pk_buf_printf(b, "%s", s);
-    else
-        json_string(b, s);
-}
-
 /* A write into the run folder failed: counted and kept for the snapshot (the front-ends
  * show it: message line, stderr, exit status) and logged. */
 static void record_write_error(Engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -395,16 +319,32 @@ static int metrics_flush(Engine *e, char *err) {
 static int metrics_write(Engine *e, PkBuf *line) {
     if (e->metrics_fd < 0) return PK_OK; /* not a run with a log yet (loading) */
     char err[PK_ERR_LEN];
+    size_t were_pending = e->metrics_pending.len;
     if (pk_buf_append(&e->metrics_pending, line->data ? line->data : "", line->len) != PK_OK ||
         pk_buf_append(&e->metrics_pending, "\n", 1) != PK_OK) {
         record_write_error(e, "%s: out of memory holding a log line", e->metrics_path);
         return PK_FAIL;
     }
     if (metrics_flush(e, err) != PK_OK) {
-        record_write_error(e, "%s", err);
+        /* lines were waiting already: the failure that left them is still the one, said once */
+        if (!were_pending) record_write_error(e, "%s", err);
         return PK_FAIL;
     }
     return PK_OK;
+}
+
+/* The same for a line built with cJSON (run_line_*); o is deleted. */
+static int metrics_write_json(Engine *e, struct cJSON *o) {
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!text) {
+        record_write_error(e, "%s: out of memory building a log line", e->metrics_path);
+        return PK_FAIL;
+    }
+    PkBuf line = {text, strlen(text), strlen(text) + 1};
+    int rc = metrics_write(e, &line);
+    cJSON_free(text);
+    return rc;
 }
 
 /* Pending lines out, then fsync: the log is on disk before a checkpoint that follows it. */
@@ -490,7 +430,8 @@ static SnapBox *build_snapshot(Engine *e) {
     s->config = cfg;
     snprintf(s->method, sizeof s->method, "%s", cfg.method);
     snprintf(s->run_dir, sizeof s->run_dir, "%s", e->run_path);
-    s->step = e->ds ? distill_step_index(e->ds) : 0;
+    s->step = e->ds ? distill_step_index(e->ds) : e->read_only ? e->h.last_step : 0;
+    s->read_only = e->read_only;
     s->total_steps = cfg.steps;
     s->elapsed_s = e->elapsed_s;
     int target = cfg.steps;
@@ -500,23 +441,26 @@ static SnapBox *build_snapshot(Engine *e) {
     s->tokens_per_s = e->tps_ema;
     s->gflops = e->gflops_ema;
 
-    s->n_series = e->n_hist;
-    for (int i = 0; i < e->n_hist; i++) {
-        const History *h = &e->hist[i];
+    s->n_series = e->h.n_curves < ENGINE_MAX_SERIES ? e->h.n_curves : ENGINE_MAX_SERIES;
+    for (int i = 0; i < s->n_series; i++) {
+        const RunCurve *h = &e->h.curves[i];
         EngineSeries *o = &s->series[i];
-        snprintf(o->name, sizeof o->name, "%s", h->name);
-        double *x = box_alloc(b, (size_t)h->n * sizeof *x), *y = box_alloc(b, (size_t)h->n * sizeof *y);
-        if (!x || !y) {
+        snprintf(o->name, sizeof o->name, "%s", h->key);
+        size_t bytes = (size_t)h->n * sizeof(double);
+        double *x = box_alloc(b, bytes), *y = box_alloc(b, bytes), *t = box_alloc(b, bytes);
+        if (!x || !y || !t) {
             o->n = 0;
             continue;
         }
         if (h->n) {
-            memcpy(x, h->x, (size_t)h->n * sizeof *x);
-            memcpy(y, h->y, (size_t)h->n * sizeof *y);
+            memcpy(x, h->x, bytes);
+            memcpy(y, h->y, bytes);
+            memcpy(t, h->t, bytes);
         }
         o->n = h->n;
         o->x = x;
         o->y = y;
+        o->t = t;
     }
 
     const char *const *keys = config_keys();
@@ -534,22 +478,16 @@ static SnapBox *build_snapshot(Engine *e) {
         s->hparam_values = vals;
     }
 
-    if (e->nb_ids && e->ds) {
-        int P = e->nb_P, k = e->nb_k;
+    const RunNeighbours *nb = &e->h.neighbours;
+    if (nb->P > 0) {
+        int P = nb->P, k = nb->k;
         const char **toks = box_alloc(b, (size_t)P * k * sizeof *toks);
         float *sims = box_alloc(b, (size_t)P * k * sizeof *sims);
         float *drift = box_alloc(b, (size_t)P * sizeof *drift);
         if (toks && sims && drift) {
-            const Tokenizer *tk = distill_tokenizer(e->ds);
-            for (int i = 0; i < P * k; i++) {
-                size_t n = 0;
-                const char *bytes = tk ? tok_token_bytes(tk, e->nb_ids[i], &n) : NULL;
-                char text[160];
-                printable_token(bytes ? bytes : "", bytes ? n : 0, text, sizeof text);
-                toks[i] = box_strdup(b, text);
-                sims[i] = e->nb_sims[i];
-            }
-            memcpy(drift, e->nb_drift, (size_t)P * sizeof *drift);
+            for (int i = 0; i < P * k; i++) toks[i] = box_strdup(b, nb->tokens[i]);
+            memcpy(sims, nb->sims, (size_t)P * k * sizeof *sims);
+            memcpy(drift, nb->drift, (size_t)P * sizeof *drift);
             s->prompt_len = P;
             s->neighbours_k = k;
             s->neighbour_tokens = toks;
@@ -558,25 +496,32 @@ static SnapBox *build_snapshot(Engine *e) {
         }
     }
 
+    const RunGeneration *g = &e->h.generation;
     s->dev_index = e->dev_index;
     s->dev_count = e->dev_count;
-    s->dev_prompt = box_strdup(b, e->dev_prompt_text);
-    s->gen_prompted_teacher = box_strdup(b, e->gen_pt);
-    s->gen_teacher = box_strdup(b, e->gen_t);
-    s->gen_student = box_strdup(b, e->gen_s);
-    s->gen_step = e->gen_step;
+    s->dev_prompt = box_strdup(b, g->prompt_display);
+    s->dev_instruction = box_strdup(b, g->instruction);
+    s->dev_context = box_strdup(b, g->context);
+    s->dev_reference = box_strdup(b, g->reference);
+    s->gen_prompted_teacher = box_strdup(b, g->prompted_teacher);
+    s->gen_teacher = box_strdup(b, g->teacher);
+    s->gen_student = box_strdup(b, g->student);
+    s->gen_step = g->step > 0 ? g->step : 0;
+    s->gen_rougeL_prompted_teacher = g->rougeL_prompted_teacher;
+    s->gen_rougeL_teacher = g->rougeL_teacher;
+    s->gen_rougeL_student = g->rougeL_student;
 
-    s->n_exposure = e->n_exposure;
-    for (int i = 0; i < e->n_exposure; i++) {
-        double *c = box_alloc(b, (size_t)e->exposure[i].n * sizeof *c);
-        if (!c) {
-            s->n_exposure = i;
-            break;
-        }
-        memcpy(c, e->exposure[i].curve, (size_t)e->exposure[i].n * sizeof *c);
-        s->exposure[i].step = e->exposure[i].step;
-        s->exposure[i].n = e->exposure[i].n;
-        s->exposure[i].exaccerr = c;
+    /* the newest ENGINE_MAX_CURVES ExAccErr curves, oldest first */
+    int first = e->h.n_exposure > ENGINE_MAX_CURVES ? e->h.n_exposure - ENGINE_MAX_CURVES : 0;
+    for (int i = first; i < e->h.n_exposure; i++) {
+        const RunExposure *x = &e->h.exposure[i];
+        double *c = box_alloc(b, (size_t)x->n * sizeof *c);
+        if (!c) break;
+        memcpy(c, x->exaccerr, (size_t)x->n * sizeof *c);
+        EngineExposureCurve *o = &s->exposure[s->n_exposure++];
+        o->step = x->step;
+        o->n = x->n;
+        o->exaccerr = c;
     }
 
     const char **log = box_alloc(b, (size_t)(e->n_log ? e->n_log : 1) * sizeof *log);
@@ -640,82 +585,6 @@ static int checkpoint_dir(const Engine *e, int step, char *out, size_t len, char
     char name[64];
     snprintf(name, sizeof name, "checkpoints/step-%d", step);
     return run_file(e, name, out, len, err);
-}
-
-/* The step-N folders of RUN/checkpoints, newest first, as "step-8, step-6" (for messages). */
-static void list_checkpoints(const char *run_path, char *out, size_t len) {
-    char dir[CONFIG_PATH_LEN + 64];
-    out[0] = 0;
-    if (snprintf(dir, sizeof dir, "%s/checkpoints", run_path) >= (int)sizeof dir) return;
-    DIR *d = opendir(dir);
-    if (!d) return;
-    int steps[64], n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) && n < 64) {
-        int st;
-        char tail;
-        if (sscanf(de->d_name, "step-%d%c", &st, &tail) == 1 && st >= 0) steps[n++] = st;
-    }
-    closedir(d);
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
-            int t = steps[j];
-            steps[j] = steps[j - 1];
-            steps[j - 1] = t;
-        }
-    size_t used = 0;
-    for (int i = 0; i < n && used + 24 < len; i++)
-        used += (size_t)snprintf(out + used, len - used, "%sstep-%d", i ? ", " : "", steps[i]);
-}
-
-/* Reads RUN/checkpoints/latest, one line "step-N" naming the checkpoint folder a resume
- * loads. Fills *step, or says exactly what is wrong: missing, unreadable, empty, not
- * "step-N" (the text is quoted, escaped), or naming a folder that is not there. */
-static int read_latest(const char *run_path, int *step, char *err) {
-    char path[CONFIG_PATH_LEN + 64];
-    *step = -1;
-    if (pk_path_join(path, sizeof path, run_path, "checkpoints/latest", err) != PK_OK) return PK_FAIL;
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        if (errno == ENOENT)
-            return pk_errf(err, "%s: no checkpoint to resume from (checkpoints/latest is missing)", run_path);
-        return pk_errf(err, "%s: cannot read it: %s", path, strerror(errno));
-    }
-    if (!S_ISREG(st.st_mode)) return pk_errf(err, "%s: not a regular file (expected one line 'step-N')", path);
-    char *text = NULL;
-    size_t len = 0;
-    if (pk_read_file(path, &text, &len, err) != PK_OK) return PK_FAIL;
-    /* "step-N", optionally followed by a newline (and trailing blanks) */
-    int n = -1, used = 0;
-    int ok = len > 0 && sscanf(text, "step-%d%n", &n, &used) == 1 && n >= 0 && (size_t)used <= len &&
-             !(text[5] == '+' || text[5] == '-' || text[5] == ' ');
-    for (size_t i = ok ? (size_t)used : len; ok && i < len; i++)
-        if (text[i] != '\n' && text[i] != ' ' && text[i] != '\t' && text[i] != '\r') ok = 0;
-    if (!ok) {
-        char shown[64];
-        size_t o = 0;
-        for (size_t i = 0; i < len && o + 6 < sizeof shown; i++) {
-            unsigned char c = (unsigned char)text[i];
-            if (c == '\n') o += (size_t)snprintf(shown + o, sizeof shown - o, "\\n");
-            else if (c < 0x20 || c >= 0x7f) o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", c);
-            else shown[o++] = (char)c;
-        }
-        shown[o] = 0;
-        free(text);
-        if (len == 0) return pk_errf(err, "%s is empty; expected one line 'step-N' naming a checkpoint folder", path);
-        return pk_errf(err, "%s holds '%s%s' (%zu bytes); expected one line 'step-N' naming a checkpoint folder", path,
-                       shown, o + 6 >= sizeof shown ? "..." : "", len);
-    }
-    free(text);
-    char dir[CONFIG_PATH_LEN + 96], have[400];
-    snprintf(dir, sizeof dir, "%s/checkpoints/step-%d", run_path, n);
-    if (!pk_is_dir(dir)) {
-        list_checkpoints(run_path, have, sizeof have);
-        return pk_errf(err, "%s names step-%d, but %s does not exist (%s%s)", path, n, dir,
-                       have[0] ? "checkpoints there: " : "no step-N checkpoint folders there", have);
-    }
-    *step = n;
-    return PK_OK;
 }
 
 /* ---------------------------------------------------------------- finite checks */
@@ -819,25 +688,8 @@ static int remove_tree(const char *path) {
 
 /* Keeps the newest KEEP_CHECKPOINTS step-N folders (and always `keep`). */
 static void prune_checkpoints(Engine *e, int keep) {
-    char dir[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
-    if (run_file(e, "checkpoints", dir, sizeof dir, err) != PK_OK) return;
-    DIR *d = opendir(dir);
-    if (!d) return;
-    int steps[4096], n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) && n < 4096) {
-        int s;
-        char tail;
-        if (sscanf(de->d_name, "step-%d%c", &s, &tail) == 1) steps[n++] = s;
-    }
-    closedir(d);
-    /* sort descending */
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
-            int t = steps[j];
-            steps[j] = steps[j - 1];
-            steps[j - 1] = t;
-        }
+    char err[PK_ERR_LEN];
+    int steps[4096], n = run_dir_checkpoint_steps(e->run_path, steps, 4096);
     for (int i = KEEP_CHECKPOINTS; i < n; i++) {
         if (steps[i] == keep) continue;
         char path[CONFIG_PATH_LEN + 96];
@@ -950,12 +802,7 @@ static int save_run_checkpoint(Engine *e, char *reply, size_t reply_len, char *e
         return PK_FAIL;
     }
     prune_checkpoints(e, step);
-    PkBuf line = {0};
-    pk_buf_printf(&line, "{\"event\":\"checkpoint\",\"step\":%d,\"path\":", step);
-    json_string(&line, dir);
-    pk_buf_printf(&line, "}");
-    metrics_write(e, &line); /* a failure is recorded; the checkpoint itself is good */
-    pk_buf_free(&line);
+    metrics_write_json(e, run_line_checkpoint(step, dir)); /* a failure is recorded; the checkpoint itself is good */
     engine_log(e, "step %d: checkpoint saved to checkpoints/step-%d", step, step);
     if (!reply) emit(e, ENGINE_EVENT_CHECKPOINT, step, "step %d: checkpoint saved to checkpoints/step-%d", step, step);
     if (reply) snprintf(reply, reply_len, "saved checkpoint step-%d to %s", step, dir);
@@ -969,26 +816,29 @@ static int refresh_neighbours(Engine *e, char *err) {
     int P = 0, C = 0;
     if (!distill_prompt(e->ds, &P, &C) || P <= 0) return PK_OK;
     int k = e->cfg.neighbours_k;
+    enum { TOKEN_TEXT = 160 };
     int *ids = malloc((size_t)P * k * sizeof *ids);
     float *sims = malloc((size_t)P * k * sizeof *sims), *drift = malloc((size_t)P * sizeof *drift);
-    if (!ids || !sims || !drift) {
-        free(ids), free(sims), free(drift);
-        return pk_errf(err, "prompt neighbours: out of memory");
+    char *text = malloc((size_t)P * k * TOKEN_TEXT);
+    const char **toks = malloc((size_t)P * k * sizeof *toks);
+    int rc = ids && sims && drift && text && toks ? PK_OK : pk_errf(err, "prompt neighbours: out of memory");
+    if (rc == PK_OK) rc = distill_prompt_neighbours(e->ds, k, ids, sims, drift, err);
+    if (rc == PK_OK) {
+        const Tokenizer *tk = distill_tokenizer(e->ds);
+        for (int i = 0; i < P * k; i++) {
+            size_t n = 0;
+            const char *bytes = tk ? tok_token_bytes(tk, ids[i], &n) : NULL;
+            printable_token(bytes ? bytes : "", bytes ? n : 0, text + (size_t)i * TOKEN_TEXT, TOKEN_TEXT);
+            toks[i] = text + (size_t)i * TOKEN_TEXT;
+        }
+        /* the table, and the top-1 similarity of each prompt vector over training (the
+         * "neighbours" chart): one point and one metrics.jsonl record per step */
+        int added = run_history_set_neighbours(&e->h, distill_step_index(e->ds), P, k, toks, sims, drift, e->elapsed_s);
+        if (added < 0) rc = pk_errf(err, "prompt neighbours: out of memory");
+        else if (added) metrics_write_json(e, run_line_neighbours(&e->h.neighbours));
     }
-    if (distill_prompt_neighbours(e->ds, k, ids, sims, drift, err) != PK_OK) {
-        free(ids), free(sims), free(drift);
-        return PK_FAIL;
-    }
-    free(e->nb_ids), free(e->nb_sims), free(e->nb_drift);
-    e->nb_ids = ids, e->nb_sims = sims, e->nb_drift = drift;
-    e->nb_P = P, e->nb_k = k;
-    /* the top-1 similarity of each prompt vector over training: the "neighbours" chart */
-    for (int p = 0; p < P && p < 8; p++) {
-        char name[32];
-        snprintf(name, sizeof name, "neighbour_sim_p%d", p);
-        hist_push(e, name, distill_step_index(e->ds), sims[(size_t)p * k]);
-    }
-    return PK_OK;
+    free(ids), free(sims), free(drift), free(text), free(toks);
+    return rc;
 }
 
 /* Text shown for a dev record: the instruction, and its input when there is one. */
@@ -1018,11 +868,53 @@ fail:
     return PK_FAIL;
 }
 
+/* ROUGE-L x 100 of an answer against a record's references, as the evaluation scores it; -1
+ * without an answer or a record. */
+static double answer_rouge(const char *answer, const DataRecord *r) {
+    if (!answer || !r || r->n_refs <= 0) return -1;
+    return rouge_l_max_x100(answer, (const char *const *)r->refs, r->n_refs);
+}
+
+/* New generations (T', T, S; NULL when the method has no such model) on the dev record r
+ * (NULL with dev_index -1: a free text, shown as display): kept for the snapshot and logged
+ * in metrics.jsonl, once per step and dev prompt. Takes the strings. */
+static void set_generations_of(Engine *e, const DataRecord *r, int dev_index, char *display, char *pt, char *t,
+                               char *s) {
+    int step = distill_step_index(e->ds);
+    const RunGeneration *last = &e->h.generation;
+    int again = dev_index >= 0 && last->step == step && last->dev_index == dev_index;
+    RunGeneration g = {
+        .step = step,
+        .dev_index = dev_index,
+        .prompt_display = display,
+        .instruction = r ? r->instruction : display,
+        .context = r ? r->input : "",
+        .reference = r ? r->refs[0] : "",
+        .prompted_teacher = pt,
+        .teacher = t,
+        .student = s,
+        .rougeL_prompted_teacher = answer_rouge(pt, r),
+        .rougeL_teacher = answer_rouge(t, r),
+        .rougeL_student = answer_rouge(s, r),
+    };
+    if (run_history_set_generation(&e->h, &g) != PK_OK) engine_log(e, "generations: out of memory");
+    else if (!again) metrics_write_json(e, run_line_generation(&g));
+    free(display), free(pt), free(t), free(s);
+}
+
+/* Generations on a text of the user's (generate). */
 static void set_generations(Engine *e, char *display, char *pt, char *t, char *s) {
-    free(e->dev_prompt_text), free(e->gen_pt), free(e->gen_t), free(e->gen_s);
-    e->dev_prompt_text = display;
-    e->gen_pt = pt, e->gen_t = t, e->gen_s = s;
-    e->gen_step = distill_step_index(e->ds);
+    set_generations_of(e, NULL, -1, display, pt, t, s);
+}
+
+/* The dev prompt shown before anything is generated on it (answers empty, nothing logged). */
+static void show_dev_prompt(Engine *e, const DataRecord *r, int dev_index) {
+    char *display = dev_display(r);
+    RunGeneration g = {.step = -1, .dev_index = dev_index, .prompt_display = display, .instruction = r->instruction,
+                       .context = r->input, .reference = r->refs[0], .rougeL_prompted_teacher = -1,
+                       .rougeL_teacher = -1, .rougeL_student = -1};
+    if (run_history_set_generation(&e->h, &g) != PK_OK) engine_log(e, "generations: out of memory");
+    free(display);
 }
 
 static int refresh_generations(Engine *e, char *err) {
@@ -1033,8 +925,7 @@ static int refresh_generations(Engine *e, char *err) {
     const DataRecord *r = &dev->recs[e->dev_index];
     char *pt, *t, *s;
     if (generate_all(e, r->prompt, &pt, &t, &s, err) != PK_OK) return PK_FAIL;
-    char *display = dev_display(r);
-    set_generations(e, display, pt, t, s);
+    set_generations_of(e, r, e->dev_index, dev_display(r), pt, t, s);
     return PK_OK;
 }
 
@@ -1059,13 +950,11 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
         for (int i = 0; i < scored && i < n; i++) {
             const DataRecord *r = &d->recs[i];
             double score = rouge_l_max_x100(preds[i] ? preds[i] : "", (const char *const *)r->refs, r->n_refs);
-            pk_buf_printf(&out, "{\"index\":%d,\"instruction\":", i);
-            json_string(&out, r->instruction);
-            pk_buf_printf(&out, ",\"prediction\":");
-            json_string(&out, preds[i] ? preds[i] : "");
-            pk_buf_printf(&out, ",\"reference\":");
-            json_string(&out, r->refs[0]);
-            pk_buf_printf(&out, ",\"rougeL\":%.4f}\n", score);
+            cJSON *o = run_line_eval_record(i, r->instruction, preds[i] ? preds[i] : "", r->refs[0], score);
+            char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+            if (text) pk_buf_printf(&out, "%s\n", text);
+            cJSON_free(text);
+            cJSON_Delete(o);
         }
         char name[96], path[CONFIG_PATH_LEN + 128];
         snprintf(name, sizeof name, "eval/%s-step-%d.jsonl", split, step);
@@ -1115,20 +1004,8 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
             best = 1;
         }
     }
-    PkBuf line = {0};
-    pk_buf_printf(&line, "{\"event\":\"eval\",\"step\":%d,\"split\":", step);
-    json_string(&line, split);
-    pk_buf_printf(&line, ",\"%s\":", is_dev ? "dev_rougeL" : "rougeL");
-    json_number(&line, rouge);
-    if (!isnan(rouge_tp)) {
-        pk_buf_printf(&line, ",\"dev_rougeL_tprime\":");
-        json_number(&line, rouge_tp);
-    }
-    pk_buf_printf(&line, ",\"records\":%d,\"best\":%s,\"seconds\":%.3f}", scored, best ? "true" : "false",
-                  pk_now() - t0);
     e->recorded = 1;
-    metrics_write(e, &line);
-    pk_buf_free(&line);
+    metrics_write_json(e, run_line_eval(step, split, rouge, rouge_tp, scored, best, pk_now() - t0));
     char tp[48] = "";
     if (!isnan(rouge_tp)) snprintf(tp, sizeof tp, " (T' %.2f)", rouge_tp);
     char said[256];
@@ -1156,30 +1033,18 @@ static int run_exposure(Engine *e, char *reply, size_t reply_len, char *err) {
         free(curve);
         return PK_FAIL;
     }
-    if (e->n_exposure == ENGINE_MAX_CURVES) {
-        free(e->exposure[0].curve);
-        memmove(e->exposure, e->exposure + 1, (ENGINE_MAX_CURVES - 1) * sizeof *e->exposure);
-        e->n_exposure--;
+    if (run_history_add_exposure(&e->h, step, curve, L) != PK_OK) {
+        free(curve);
+        return pk_errf(err, "exposure: out of memory");
     }
-    e->exposure[e->n_exposure].step = step;
-    e->exposure[e->n_exposure].n = L;
-    e->exposure[e->n_exposure].curve = curve;
-    e->n_exposure++;
     hist_push(e, "exaccerr", step, curve[L - 1]);
-    PkBuf line = {0};
-    pk_buf_printf(&line, "{\"event\":\"exposure\",\"step\":%d,\"oracle\":\"%s\",\"len\":%d,\"exaccerr\":[", step,
-                  which == DISTILL_PROMPTED_TEACHER ? "prompted_teacher" : "teacher", L);
-    for (int i = 0; i < L; i++) {
-        if (i) pk_buf_append(&line, ",", 1);
-        json_number(&line, curve[i]);
-    }
-    pk_buf_printf(&line, "]}");
     e->recorded = 1;
-    metrics_write(e, &line);
-    pk_buf_free(&line);
+    metrics_write_json(
+        e, run_line_exposure(step, which == DISTILL_PROMPTED_TEACHER ? "prompted_teacher" : "teacher", curve, L));
     engine_log(e, "step %d: ExAccErr(%d) = %.2f%%", step, L, curve[L - 1]);
     if (!reply) emit(e, ENGINE_EVENT_EXPOSURE, curve[L - 1], "step %d: ExAccErr(%d) = %.2f%%", step, L, curve[L - 1]);
     if (reply) snprintf(reply, reply_len, "ExAccErr at l=%d: %.2f%% (step %d)", L, curve[L - 1], step);
+    free(curve);
     return PK_OK;
 }
 
@@ -1245,23 +1110,11 @@ static void report_idle(Engine *e, EngineState st, const char *msg, int waiter_r
 }
 
 static void write_set_event(Engine *e, const char *key, const char *old, const char *new_value) {
-    PkBuf line = {0};
-    pk_buf_printf(&line, "{\"event\":\"set\",\"step\":%d,\"key\":", distill_step_index(e->ds));
-    json_string(&line, key);
-    pk_buf_printf(&line, ",\"old\":");
-    json_value_text(&line, old);
-    pk_buf_printf(&line, ",\"new\":");
-    json_value_text(&line, new_value);
-    pk_buf_printf(&line, "}");
-    metrics_write(e, &line);
-    pk_buf_free(&line);
+    metrics_write_json(e, run_line_set(distill_step_index(e->ds), key, old, new_value));
 }
 
 static void write_event(Engine *e, const char *name) {
-    PkBuf line = {0};
-    pk_buf_printf(&line, "{\"event\":\"%s\",\"step\":%d}", name, e->ds ? distill_step_index(e->ds) : 0);
-    metrics_write(e, &line);
-    pk_buf_free(&line);
+    metrics_write_json(e, run_line_event(name, e->ds ? distill_step_index(e->ds) : 0));
 }
 
 static int run_finished(Engine *e) { return distill_step_index(e->ds) >= e->cfg.steps; }
@@ -1469,15 +1322,7 @@ static void nonfinite_pause(Engine *e, int step, const char *what) {
         snprintf(msg, sizeof msg, "%s; paused, no checkpoint written yet", cause);
     e->nonfinite_flag = 1;
     e->recorded = 1;
-    PkBuf line = {0};
-    pk_buf_printf(&line, "{\"event\":\"nonfinite\",\"step\":%d,\"last_checkpoint\":%d", step, e->last_ckpt_step);
-    if (what) {
-        pk_buf_printf(&line, ",\"in\":");
-        json_string(&line, what);
-    }
-    pk_buf_printf(&line, "}");
-    metrics_write(e, &line);
-    pk_buf_free(&line);
+    metrics_write_json(e, run_line_nonfinite(step, e->last_ckpt_step, what));
     engine_log(e, "%s", msg);
     report_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
 }
@@ -1520,12 +1365,15 @@ static void do_step(Engine *e) {
     e->tps_ema += a * (tps - e->tps_ema);
     e->gflops_ema += a * (gflops - e->gflops_ema);
 
-    for (int i = 0; i < st.n_losses; i++) hist_push(e, st.loss_names[i], step, st.losses[i]);
-    hist_push(e, "lr", step, st.lr);
-    if (distill_has_prompt(e->ds)) hist_push(e, "prompt_lr", step, st.prompt_lr);
-    hist_push(e, "grad_norm", step, st.grad_norm);
-    if (distill_has_prompt(e->ds)) hist_push(e, "prompt_grad_norm", step, st.prompt_grad_norm);
-    hist_push(e, "tokens_per_s", step, tps);
+    /* the step's series: its line in metrics.jsonl, and the curves (at its elapsed time, below) */
+    RunStepLine sl = {.step = step, .response_tokens = st.response_tokens, .tokens = st.tokens, .tokens_per_s = tps,
+                      .gflops = gflops, .step_s = secs};
+    for (int i = 0; i < st.n_losses; i++) sl.keys[sl.n] = st.loss_names[i], sl.values[sl.n++] = st.losses[i];
+    sl.keys[sl.n] = "lr", sl.values[sl.n++] = st.lr;
+    if (distill_has_prompt(e->ds)) sl.keys[sl.n] = "prompt_lr", sl.values[sl.n++] = st.prompt_lr;
+    sl.keys[sl.n] = "grad_norm", sl.values[sl.n++] = st.grad_norm;
+    if (distill_has_prompt(e->ds)) sl.keys[sl.n] = "prompt_grad_norm", sl.values[sl.n++] = st.prompt_grad_norm;
+    sl.keys[sl.n] = "tokens_per_s", sl.values[sl.n++] = tps;
 
     /* periodic work, counted in the step's wall time */
     const RunConfig *cfg = &e->cfg;
@@ -1557,30 +1405,12 @@ static void do_step(Engine *e) {
     e->elapsed_s += wall;
     e->step_s_ema = e->step_s_ema > 0 ? e->step_s_ema + 0.1 * (wall - e->step_s_ema) : wall;
 
-    PkBuf line = {0};
-    pk_buf_printf(&line, "{\"step\":%d", step);
-    for (int i = 0; i < st.n_losses; i++) {
-        pk_buf_printf(&line, ",");
-        json_string(&line, st.loss_names[i]);
-        pk_buf_printf(&line, ":");
-        json_number(&line, st.losses[i]);
-    }
-    pk_buf_printf(&line, ",\"lr\":");
-    json_number(&line, st.lr);
-    pk_buf_printf(&line, ",\"prompt_lr\":");
-    json_number(&line, st.prompt_lr);
-    pk_buf_printf(&line, ",\"grad_norm\":");
-    json_number(&line, st.grad_norm);
-    pk_buf_printf(&line, ",\"prompt_grad_norm\":");
-    json_number(&line, st.prompt_grad_norm);
-    pk_buf_printf(&line, ",\"response_tokens\":%d,\"tokens\":%.0f,\"tokens_per_s\":%.1f,\"gflops\":%.3f,"
-                         "\"step_s\":%.4f,\"elapsed_s\":%.3f}",
-                  st.response_tokens, st.tokens, tps, gflops, secs, e->elapsed_s);
+    sl.elapsed_s = e->elapsed_s;
+    for (int i = 0; i < sl.n; i++) hist_push(e, sl.keys[i], step, sl.values[i]);
     /* the step's eval and exposure events ran above and precede it; its checkpoint follows
      * (a checkpoint is written only once the log holding its step is on disk) */
     e->recorded = 1;
-    int logged = metrics_write(e, &line) == PK_OK;
-    pk_buf_free(&line);
+    int logged = metrics_write_json(e, run_line_step(&sl)) == PK_OK;
 
     pthread_mutex_lock(&e->mu);
     EngineStepHook hook = e->step_hook;
@@ -1655,55 +1485,26 @@ static void do_step(Engine *e) {
 static int restore_metrics(Engine *e, int ckpt_step, char *err) {
     char path[CONFIG_PATH_LEN + 64];
     if (run_file(e, "metrics.jsonl", path, sizeof path, err) != PK_OK) return PK_FAIL;
-    char *text = NULL;
-    size_t len = 0;
     if (!pk_file_exists(path)) return PK_OK;
-    if (pk_read_file(path, &text, &len, err) != PK_OK) return PK_FAIL;
     PkBuf kept = {0};
-    char *p = text;
-    while (p < text + len) {
-        char *nl = memchr(p, '\n', (size_t)(text + len - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
-        cJSON *o = cJSON_ParseWithLength(p, n);
-        int keep = 0;
-        if (o && cJSON_IsObject(o)) {
-            const cJSON *jstep = cJSON_GetObjectItemCaseSensitive(o, "step");
-            const cJSON *jevent = cJSON_GetObjectItemCaseSensitive(o, "event");
-            int step = cJSON_IsNumber(jstep) ? (int)jstep->valuedouble : -1;
-            keep = step >= 0 && step <= ckpt_step;
-            if (keep && !jevent) {
-                for (const cJSON *it = o->child; it; it = it->next) {
-                    if (!cJSON_IsNumber(it) || !strcmp(it->string, "step")) continue;
-                    if (strstr(it->string, "loss") || !strcmp(it->string, "lr") ||
-                        !strcmp(it->string, "grad_norm") || !strcmp(it->string, "tokens_per_s") ||
-                        ((!strcmp(it->string, "prompt_lr") || !strcmp(it->string, "prompt_grad_norm")) &&
-                         distill_has_prompt(e->ds)) ||
-                        !strcmp(it->string, "on_policy") || !strcmp(it->string, "kl_tprime_t"))
-                        hist_push(e, it->string, step, it->valuedouble);
-                }
-                const cJSON *el = cJSON_GetObjectItemCaseSensitive(o, "elapsed_s");
-                if (cJSON_IsNumber(el)) e->elapsed_s = el->valuedouble;
-            } else if (keep && cJSON_IsString(jevent) && !strcmp(jevent->valuestring, "eval")) {
-                const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "dev_rougeL");
-                if (cJSON_IsNumber(r)) {
-                    hist_push(e, "dev_rougeL", step, r->valuedouble);
-                    e->last_eval_step = step;
-                }
-                const cJSON *rt = cJSON_GetObjectItemCaseSensitive(o, "dev_rougeL_tprime");
-                if (cJSON_IsNumber(r) && cJSON_IsNumber(rt)) hist_push(e, "dev_rougeL_tprime", step, rt->valuedouble);
-            }
-        }
-        cJSON_Delete(o);
-        if (keep) {
-            pk_buf_append(&kept, p, n);
-            pk_buf_append(&kept, "\n", 1);
-        }
-        p += n + 1;
+    RunHistory h;
+    run_history_init(&h);
+    if (run_history_read(&h, path, ckpt_step, &kept, err) != PK_OK) {
+        run_history_free(&h);
+        pk_buf_free(&kept);
+        return PK_FAIL;
     }
-    free(text);
     int rc = pk_write_file_atomic(path, kept.data ? kept.data : "", kept.len, err);
     pk_buf_free(&kept);
-    if (rc != PK_OK) return PK_FAIL;
+    if (rc != PK_OK) {
+        run_history_free(&h);
+        return PK_FAIL;
+    }
+    run_history_free(&e->h);
+    e->h = h; /* the curves, ExAccErr curves, neighbours and generations up to the checkpoint */
+    e->elapsed_s = h.elapsed_s;
+    e->last_eval_step = h.last_eval_step;
+    if (h.generation.dev_index >= 0) e->dev_index = h.generation.dev_index;
 
     char best[CONFIG_PATH_LEN + 64];
     if (run_file(e, "best.json", best, sizeof best, err) == PK_OK && pk_file_exists(best)) {
@@ -1733,7 +1534,7 @@ static int load(Engine *e, char *err) {
     if (e->resume_dir[0]) {
         int step;
         char dir[CONFIG_PATH_LEN + 96];
-        if (read_latest(e->run_path, &step, err) != PK_OK) return PK_FAIL;
+        if (run_dir_read_latest(e->run_path, &step, err) != PK_OK) return PK_FAIL;
         if (checkpoint_dir(e, step, dir, sizeof dir, err) != PK_OK) return PK_FAIL;
         /* only a finite checkpoint is a good one to continue from */
         char verr[PK_ERR_LEN];
@@ -1753,18 +1554,16 @@ static int load(Engine *e, char *err) {
     if (fstat(e->metrics_fd, &mst) != 0) return pk_errf(err, "%s: cannot stat: %s", e->metrics_path, strerror(errno));
     e->metrics_good = mst.st_size;
     if (e->resume_dir[0]) {
-        PkBuf line = {0};
-        pk_buf_printf(&line, "{\"event\":\"resume_from\",\"step\":%d,\"checkpoint\":\"step-%d\"}",
-                      distill_step_index(e->ds), e->last_ckpt_step);
-        metrics_write(e, &line);
-        pk_buf_free(&line);
+        metrics_write_json(e, run_line_resume_from(distill_step_index(e->ds), e->last_ckpt_step));
         engine_log(e, "resumed from checkpoint step-%d", e->last_ckpt_step);
     }
     const Dataset *dev = distill_dataset(e->ds, "valid");
     e->dev_count = dev ? dev->n : 0;
     if (dev && dev->n) {
-        free(e->dev_prompt_text);
-        e->dev_prompt_text = dev_display(&dev->recs[0]);
+        if (e->dev_index < 0 || e->dev_index >= dev->n) e->dev_index = 0;
+        /* the dev prompt shows from the start; a resumed run keeps its last generations */
+        if (e->h.generation.step < 0 || e->h.generation.dev_index != e->dev_index)
+            show_dev_prompt(e, &dev->recs[e->dev_index], e->dev_index);
     }
     return PK_OK;
 }
@@ -1926,6 +1725,7 @@ static char *dup_or_null(const char *s, int *oom) {
 unsigned long engine_post(Engine *e, const EngineCommand *cmd, char *err) {
     char local[PK_ERR_LEN];
     if (!err) err = local;
+    if (e->read_only) return pk_errf(err, "%s is open read-only", e->run_path), 0;
     static const CmdKind kinds[] = {
         [ENGINE_CMD_PAUSE] = CMD_PAUSE,       [ENGINE_CMD_RESUME] = CMD_RESUME,     [ENGINE_CMD_RUN_STEPS] = CMD_RUN_STEPS,
         [ENGINE_CMD_STEP] = CMD_RUN_STEPS,    [ENGINE_CMD_SET] = CMD_SET,           [ENGINE_CMD_EVAL] = CMD_EVAL,
@@ -2274,6 +2074,7 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
     e->last_eval_step = -1;
     e->metrics_fd = -1;
     e->best_rouge = -1;
+    run_history_init(&e->h);
     e->budget = autostart ? -2 : -1; /* -2 tells the worker to start running once loaded */
     e->state = ENGINE_LOADING;
     snprintf(e->message, sizeof e->message, "loading");
@@ -2290,7 +2091,7 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
             goto fail;
         }
         int step;
-        if (read_latest(resolved, &step, err) != PK_OK) goto fail;
+        if (run_dir_read_latest(resolved, &step, err) != PK_OK) goto fail;
         if (check_resume_config(&cfg, resolved, step, err) != PK_OK) goto fail;
         /* the run folder is where it is: run_dir and name follow it */
         char *slash = strrchr(resolved, '/');
@@ -2343,6 +2144,48 @@ fail:
     return PK_FAIL;
 }
 
+int engine_open(Engine **out, const char *run_dir, char *err) {
+    *out = NULL;
+    Engine *e = calloc(1, sizeof *e);
+    if (!e) return pk_errf(err, "engine: out of memory");
+    run_history_init(&e->h);
+    e->read_only = 1;
+    e->metrics_fd = -1;
+    e->last_ckpt_step = e->last_eval_step = -1;
+    e->best_rouge = -1;
+    e->budget = -1;
+    if (snprintf(e->run_path, sizeof e->run_path, "%s", run_dir) >= (int)sizeof e->run_path) {
+        free(e);
+        return pk_errf(err, "%s: path too long", run_dir);
+    }
+    size_t n = strlen(e->run_path);
+    while (n > 1 && e->run_path[n - 1] == '/') e->run_path[--n] = 0;
+    if (run_dir_read(e->run_path, &e->cfg, &e->h, err) != PK_OK) {
+        run_history_free(&e->h);
+        free(e);
+        return PK_FAIL;
+    }
+    char lerr[PK_ERR_LEN];
+    int latest;
+    if (run_dir_read_latest(e->run_path, &latest, lerr) == PK_OK) e->last_ckpt_step = latest;
+    e->elapsed_s = e->h.elapsed_s;
+    e->tps_ema = e->h.tokens_per_s;
+    e->gflops_ema = e->h.gflops;
+    e->last_eval_step = e->h.last_eval_step;
+    e->dev_index = e->h.generation.dev_index > 0 ? e->h.generation.dev_index : 0;
+    e->worker_done = 1; /* no worker: nothing is queued, waits return at once */
+    int step = e->h.last_step, finished = step >= e->cfg.steps || e->h.finished_step >= step;
+    e->state = finished && step > 0 ? ENGINE_FINISHED : ENGINE_PAUSED;
+    snprintf(e->message, sizeof e->message, "%s: open read-only, %s at step %d of %d", e->run_path,
+             e->state == ENGINE_FINISHED ? "finished" : "stopped", step, e->cfg.steps);
+    engine_log(e, "%s", e->message);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    publish(e);
+    *out = e;
+    return PK_OK;
+}
+
 void engine_destroy(Engine *e) {
     if (!e) return;
     if (e->thread_started) {
@@ -2355,11 +2198,8 @@ void engine_destroy(Engine *e) {
     if (e->metrics_fd >= 0) close(e->metrics_fd); /* finish_run closed it unless the worker never ran */
     pk_buf_free(&e->metrics_pending);
     distill_free(e->ds);
-    for (int i = 0; i < e->n_hist; i++) free(e->hist[i].x), free(e->hist[i].y);
-    for (int i = 0; i < e->n_exposure; i++) free(e->exposure[i].curve);
+    run_history_free(&e->h);
     for (int i = 0; i < e->n_log; i++) free(e->log[i]);
-    free(e->nb_ids), free(e->nb_sims), free(e->nb_drift);
-    free(e->dev_prompt_text), free(e->gen_pt), free(e->gen_t), free(e->gen_s);
     box_free(e->current);
     while (e->events_head) { /* events nobody took */
         EventNode *n = e->events_head;

@@ -32,6 +32,7 @@ typedef struct {
     int n;
     const double *x; /* step */
     const double *y;
+    const double *t; /* elapsed wall-clock seconds of the run at each point (metrics.jsonl's elapsed_s) */
 } EngineSeries;
 
 /* ExAccErr over generation length l = 1..n, measured at some step. */
@@ -46,6 +47,7 @@ typedef struct {
     EngineState state;
     char message[ENGINE_MESSAGE_LEN]; /* last status or error sentence, never cut */
     int loaded;            /* models and data loaded (0 while LOADING, and when loading failed) */
+    int read_only;         /* engine_open: a run folder read back; every command is refused */
     char method[32];
     char run_dir[512];
 
@@ -71,10 +73,17 @@ typedef struct {
     const float *prompt_drift;           /* [prompt_len] L2 distance of each vector from its init */
 
     /* latest generations on a dev prompt: prompted teacher T', teacher T, student S;
-     * never NULL: "" when the method has no such model or nothing was generated yet */
+     * never NULL: "" when the method has no such model or nothing was generated yet.
+     * dev_prompt: the prompt as shown; dev_instruction, dev_context, dev_reference: the dev
+     * record's parts ("" when unknown; for a free text the instruction is the text).
+     * gen_rougeL_*: ROUGE-L F x 100 of each answer against the record's references, as the
+     * evaluation scores it (-1 when there is no answer or no reference). dev_count is 0 when
+     * unknown (a run opened read-only does not load its data). */
     int dev_index, dev_count;
     const char *dev_prompt;
+    const char *dev_instruction, *dev_context, *dev_reference;
     const char *gen_prompted_teacher, *gen_teacher, *gen_student;
+    double gen_rougeL_prompted_teacher, gen_rougeL_teacher, gen_rougeL_student;
     int gen_step;
 
     /* ExAccErr curves, oldest first, the last is the latest */
@@ -148,18 +157,36 @@ typedef struct Engine Engine;
  * stop_after checkpoint is in the state message. Each failure counts in the
  * snapshot's write_errors/write_error.
  *
- * metrics.jsonl, one JSON object per line:
- *   a step:  {"step":N, "student_loss":.., ["prompt_loss", "prompt_reg_loss", "prompt_guide_loss",
- *            "kl_tprime_t", "on_policy"], "lr", "prompt_lr", "grad_norm", "prompt_grad_norm", "response_tokens",
- *            "tokens", "tokens_per_s", "gflops", "step_s", "elapsed_s"}
+ * metrics.jsonl, one JSON object per line, written and read back through the one table of
+ * series in core/run_dir.h (run_series_info):
+ *   a step:  {"step":N, "student_loss":.., the method's other losses ["prompt_loss", "prompt_reg_loss",
+ *            "prompt_guide_loss", "kl_tprime_t", "pg_loss", "reg_loss", "pt_loss", "reward", "on_policy"], "lr",
+ *            ["prompt_lr"], "grad_norm", ["prompt_grad_norm"] (with a soft prompt), "tokens_per_s",
+ *            "response_tokens", "tokens", "gflops", "step_s", "elapsed_s"}
  *   events:  {"event":"set","step":N,"key":K,"old":V,"new":V}  (numbers as numbers)
  *            {"event":"eval","step":N,"split":S,"dev_rougeL"|"rougeL":X,["dev_rougeL_tprime":Y,]"records":n,
  *             "best":b,"seconds":s}   (dev_rougeL_tprime: T' on the same records, runs with a soft prompt)
  *            {"event":"exposure","step":N,"oracle":"prompted_teacher"|"teacher","len":L,"exaccerr":[..]}
  *            {"event":"checkpoint","step":N,"path":P}, {"event":"nonfinite","step":N,"last_checkpoint":M},
  *            {"event":"resume_from","step":N,"checkpoint":"step-N"}, and "pause", "resume", "stop",
- *            "stop_after", "finished" with their step. */
+ *            "stop_after", "finished" with their step.
+ *            {"event":"neighbours","step":N,"k":K,"tokens":[P*K],"sims":[P*K],"drift":[P]}  the soft
+ *             prompt's nearest tokens, once per step they are refreshed at (gen_interval, pauses)
+ *            {"event":"generation","step":N,"dev_index":i (-1: a text of the user's),"prompt_display":..,
+ *             "instruction":..,"context":..,"reference":..,"prompted_teacher":..,"teacher":..,"student":..,
+ *             "rougeL":{"prompted_teacher":x,"teacher":y,"student":z}}  (-1: none)
+ *   Events carry no time of their own: their curves' elapsed times are the last step line's.
+ *   A resume and engine_open rebuild the curves, ExAccErr curves, neighbours and the last
+ *   generations from these lines. */
 int engine_create(Engine **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err);
+/* A read-only engine over a run folder (finished, or stopped early): config.json and
+ * metrics.jsonl read back, no model or data loaded, no worker. Its one snapshot holds what
+ * the views show: every series (with elapsed times), the newest ExAccErr curves, the
+ * neighbour history and the last neighbours table, the last generations, the hparams, the
+ * step; state FINISHED, or PAUSED for a run that stopped before its last step. Every command
+ * fails with "RUN is open read-only". A folder that is not a run fails naming the missing or
+ * malformed file (PATH:LINE for a bad metrics.jsonl line). engine_destroy frees it. */
+int engine_open(Engine **out, const char *run_dir, char *err);
 /* Stops the worker (after the current step) and frees everything. Does not save.
  * Every acquired snapshot must have been released before. Front-ends that report
  * write errors call engine_stop first: stopping flushes, fsyncs and closes

@@ -93,9 +93,10 @@ check mid_ckpt_run_goes_on grep -qx 'step-4' "$TMP/runs/mid/checkpoints/latest"
 check mid_ckpt_no_step_2 test ! -e "$TMP/runs/mid/checkpoints/step-2"
 
 # --- 3. metrics.jsonl cannot take a line (a short write, then ENOSPC) -----------------------
-# lines of a run with eval_interval 2: step 1, eval 2, step 2, checkpoint 2, step 3 <- fails
+# lines of a run with eval_interval 2 (gen_interval 2): neighbours 0, step 1, eval 2, neighbours 2,
+# generation 2, step 2, checkpoint 2, step 3 <- fails
 rm -f "$TMP/fault.log"
-faulty write '*/runs/met/metrics.jsonl' PK_FAULT_AFTER=4 PK_FAULT_PARTIAL=1 -- \
+faulty write '*/runs/met/metrics.jsonl' PK_FAULT_AFTER=7 PK_FAULT_PARTIAL=1 -- \
     "$PROMPTKD" train "${cfg[@]}" --set name=met --set eval_interval=2 >/dev/null 2>"$TMP/err"
 rc=$?
 check metrics_fault_fired fired

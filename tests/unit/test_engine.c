@@ -384,11 +384,177 @@ static void test_nonfinite_pauses_and_keeps_checkpoint(void) {
     engine_destroy(e);
 }
 
+/* Same series (name, points, times) in two snapshots. */
+static int same_series(const EngineSnapshot *a, const EngineSnapshot *b, char *why, size_t len) {
+    if (a->n_series != b->n_series) return snprintf(why, len, "%d vs %d series", a->n_series, b->n_series), 0;
+    for (int i = 0; i < a->n_series; i++) {
+        const EngineSeries *x = &a->series[i], *y = find_series(b, a->series[i].name);
+        if (!y || x->n != y->n) return snprintf(why, len, "series %s: %d vs %d points", x->name, x->n, y ? y->n : -1), 0;
+        for (int j = 0; j < x->n; j++)
+            if (x->x[j] != y->x[j] || x->y[j] != y->y[j] || x->t[j] != y->t[j])
+                return snprintf(why, len, "series %s point %d: (%g, %.17g, %g) vs (%g, %.17g, %g)", x->name, j,
+                                x->x[j], x->y[j], x->t[j], y->x[j], y->y[j], y->t[j]),
+                       0;
+    }
+    return 1;
+}
+
+/* A finished run opened read-only: every part of the snapshot comes back from the folder, equal
+ * to what the live engine showed; commands are refused; a run stopped early opens PAUSED; a
+ * resume restores the neighbours and generations too; folders that are not runs say why. */
+static void test_open_read_only(void) {
+    if (!setup_ok) return;
+    RunConfig c;
+    char err[PK_ERR_LEN] = "", reply[512];
+    base_config(&c, "open");
+    c.gen_interval = 2;
+    c.exposure_interval = 4;
+    Engine *e = NULL;
+    CHECK_MSG(engine_create(&e, &c, NULL, 1, err) == PK_OK, "%s", err);
+    if (!e) return;
+    CHECK(engine_wait_idle(e, 120) == ENGINE_FINISHED);
+    char run[600];
+    snprintf(run, sizeof run, "%s", engine_run_path(e));
+    const EngineSnapshot *live = engine_snapshot_acquire(e);
+    CHECK(engine_stop(e, err) == PK_OK);
+
+    Engine *ro = NULL;
+    double t0 = pk_now();
+    CHECK_MSG(engine_open(&ro, run, err) == PK_OK, "%s", err);
+    double open_s = pk_now() - t0;
+    CHECK_MSG(open_s < 0.5, "opening took %.3f s", open_s);
+    if (!ro) {
+        engine_snapshot_release(e, live);
+        engine_destroy(e);
+        return;
+    }
+    CHECK(engine_wait_idle(ro, 1) == ENGINE_FINISHED);
+    const EngineSnapshot *s = engine_snapshot_acquire(ro);
+    CHECK(s && s->read_only == 1 && live->read_only == 0);
+    CHECK(s && s->state == ENGINE_FINISHED && s->step == 8 && s->total_steps == 8 && !strcmp(s->method, "promptkd"));
+    CHECK_MSG(s && strstr(s->message, "read-only"), "%s", s ? s->message : "");
+    char why[300] = "";
+    CHECK_MSG(s && same_series(live, s, why, sizeof why), "%s", why);
+    const char *need[] = {"student_loss", "prompt_loss", "kl_tprime_t", "lr", "prompt_lr", "grad_norm",
+                          "prompt_grad_norm", "tokens_per_s", "dev_rougeL", "dev_rougeL_tprime", "exaccerr",
+                          "neighbour_sim_p0", "neighbour_sim_p2"};
+    for (size_t i = 0; s && i < sizeof need / sizeof *need; i++) CHECK_MSG(find_series(s, need[i]), "%s", need[i]);
+    const EngineSeries *sl = s ? find_series(s, "student_loss") : NULL;
+    CHECK(sl && sl->n == 8 && sl->t && sl->t[0] > 0 && sl->t[7] >= sl->t[0]);
+    CHECK(sl && sl->t[7] == s->elapsed_s);
+    const EngineSeries *nb = s ? find_series(s, "neighbour_sim_p0") : NULL;
+    CHECK_MSG(nb && nb->n > 1, "neighbour history of %d points", nb ? nb->n : -1);
+    /* ExAccErr at steps 4 and 8 */
+    CHECK(s && s->n_exposure == 2 && s->n_exposure == live->n_exposure);
+    for (int i = 0; s && i < s->n_exposure && i < live->n_exposure; i++) {
+        CHECK(s->exposure[i].step == live->exposure[i].step && s->exposure[i].n == live->exposure[i].n);
+        for (int l = 0; l < s->exposure[i].n; l++) CHECK(s->exposure[i].exaccerr[l] == live->exposure[i].exaccerr[l]);
+    }
+    /* the last neighbours table */
+    CHECK(s && s->prompt_len == 3 && s->neighbours_k == live->neighbours_k && s->neighbour_tokens && s->prompt_drift);
+    for (int i = 0; s && s->neighbour_tokens && i < s->prompt_len * s->neighbours_k; i++) {
+        CHECK(!strcmp(s->neighbour_tokens[i], live->neighbour_tokens[i]));
+        CHECK(s->neighbour_sims[i] == live->neighbour_sims[i]);
+    }
+    for (int p = 0; s && s->prompt_drift && p < s->prompt_len; p++) CHECK(s->prompt_drift[p] == live->prompt_drift[p]);
+    /* the last generations, with the record's parts and each answer's ROUGE-L */
+    CHECK(s && s->gen_step == 8 && live->gen_step == 8);
+    CHECK(s && !strcmp(s->dev_prompt, live->dev_prompt) && *s->dev_instruction && *s->dev_reference);
+    CHECK(s && !strcmp(s->dev_instruction, live->dev_instruction) && !strcmp(s->dev_reference, live->dev_reference));
+    CHECK(s && !strcmp(s->dev_context, live->dev_context));
+    CHECK(s && !strcmp(s->gen_student, live->gen_student) && !strcmp(s->gen_teacher, live->gen_teacher) &&
+          !strcmp(s->gen_prompted_teacher, live->gen_prompted_teacher));
+    CHECK(s && s->gen_rougeL_student >= 0 && s->gen_rougeL_teacher >= 0 && s->gen_rougeL_prompted_teacher >= 0);
+    CHECK(s && s->gen_rougeL_student == live->gen_rougeL_student && s->gen_rougeL_teacher == live->gen_rougeL_teacher);
+    /* hparams from config.json */
+    int found = 0;
+    for (int i = 0; s && i < s->n_hparams; i++)
+        if (!strcmp(s->hparam_keys[i], "gen_interval")) found = !strcmp(s->hparam_values[i], "2");
+    CHECK(found);
+    CHECK(s && s->last_checkpoint_step == 8);
+    engine_snapshot_release(ro, s);
+    engine_snapshot_release(e, live);
+    engine_destroy(e);
+
+    /* every command is refused, saying why */
+    char want[700];
+    snprintf(want, sizeof want, "%s is open read-only", run);
+    CHECK(engine_pause(ro, err) == PK_FAIL);
+    CHECK_MSG(!strcmp(err, want), "%s", err);
+    CHECK(engine_set(ro, "lr", "0.1", err) == PK_FAIL && strstr(err, "read-only"));
+    CHECK(engine_eval(ro, "valid", reply, sizeof reply, err) == PK_FAIL && strstr(err, "read-only"));
+    CHECK(engine_resume(ro, err) == PK_FAIL && strstr(err, "read-only"));
+    CHECK(engine_save(ro, NULL, reply, sizeof reply, err) == PK_FAIL && strstr(err, "read-only"));
+    engine_destroy(ro);
+
+    /* a run stopped early opens PAUSED at its step; resumed, it has its neighbours and generations back */
+    base_config(&c, "open-half");
+    c.gen_interval = 2;
+    c.exposure_interval = 4;
+    c.stop_after = 4;
+    CHECK_MSG(engine_create(&e, &c, NULL, 1, err) == PK_OK, "%s", err);
+    if (!e) return;
+    CHECK(engine_wait_idle(e, 120) == ENGINE_PAUSED);
+    snprintf(run, sizeof run, "%s", engine_run_path(e));
+    live = engine_snapshot_acquire(e);
+    CHECK(engine_stop(e, err) == PK_OK);
+    CHECK_MSG(engine_open(&ro, run, err) == PK_OK, "%s", err);
+    if (ro) {
+        s = engine_snapshot_acquire(ro);
+        CHECK(s && s->state == ENGINE_PAUSED && s->step == 4 && s->read_only);
+        CHECK_MSG(s && same_series(live, s, why, sizeof why), "%s", why);
+        engine_snapshot_release(ro, s);
+        engine_destroy(ro);
+    }
+    CHECK_MSG(engine_create(&ro, &c, run, 0, err) == PK_OK, "%s", err);
+    if (ro) {
+        CHECK(engine_wait_idle(ro, 120) == ENGINE_PAUSED);
+        s = engine_snapshot_acquire(ro);
+        CHECK(s && s->read_only == 0 && s->step == 4);
+        CHECK_MSG(s && same_series(live, s, why, sizeof why), "%s", why);
+        nb = s ? find_series(s, "neighbour_sim_p0") : NULL;
+        CHECK(nb && nb->n > 1);
+        CHECK(s && s->n_exposure == 1 && s->gen_step == 4 && !strcmp(s->gen_student, live->gen_student));
+        CHECK(s && s->prompt_len == 3 && s->neighbour_tokens && !strcmp(s->neighbour_tokens[0], live->neighbour_tokens[0]));
+        engine_snapshot_release(ro, s);
+        engine_destroy(ro);
+    }
+    engine_snapshot_release(e, live);
+    engine_destroy(e);
+    cJSON *m = read_metrics(run);
+    CHECK(m && count_events(m, "neighbours") >= 3 && count_events(m, "generation") >= 2);
+    cJSON_Delete(m);
+
+    /* folders that are not runs: one sentence naming what is missing or malformed */
+    char dir[700], path[800];
+    snprintf(dir, sizeof dir, "%s/not-a-run", world.root);
+    CHECK(pk_mkdirs(dir, err) == PK_OK);
+    CHECK(engine_open(&ro, dir, err) == PK_FAIL && !ro);
+    CHECK_MSG(strstr(err, dir) && strstr(err, "config.json is missing"), "%s", err);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(pk_write_file_atomic(path, "{\"steps\": 8}\n", 13, err) == PK_OK);
+    CHECK(engine_open(&ro, dir, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "metrics.jsonl is missing"), "%s", err);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    const char *bad = "{\"step\":1,\"student_loss\":2}\n{\"step\":2,\"student_loss\":1.5}\n{\"step\":3,\"student_lo\n"
+                      "{\"step\":4,\"student_loss\":1}\n";
+    CHECK(pk_write_file_atomic(path, bad, strlen(bad), err) == PK_OK);
+    CHECK(engine_open(&ro, dir, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "metrics.jsonl:3: ") && strstr(err, "JSON"), "%s", err);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(pk_write_file_atomic(path, "{\"steps\": 8,\n \"lr\": }\n", 22, err) == PK_OK);
+    CHECK(engine_open(&ro, dir, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "config.json") && strstr(err, "line 2"), "%s", err);
+    snprintf(path, sizeof path, "%s/nope", world.root);
+    CHECK(engine_open(&ro, path, err) == PK_FAIL && strstr(err, "nope"));
+}
+
 int main(void) {
     RUN(test_setup);
     RUN(test_commands_and_snapshots);
     RUN(test_resume_is_bit_identical);
     RUN(test_nonfinite_pauses_and_keeps_checkpoint);
+    RUN(test_open_read_only);
     if (world.root[0]) {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", world.root);
