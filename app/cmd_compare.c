@@ -227,12 +227,9 @@ static cJSON *score_exposure(DistillState *ds, const ScoreSettings *st, char *er
     double *eo = es ? pk_malloc(rows * L * sizeof *eo, err) : NULL;
     double *ps = eo ? pk_calloc((size_t)np, sizeof *ps, err) : NULL;
     double *po = ps ? pk_calloc((size_t)np, sizeof *po, err) : NULL;
-    int rc = po ? PK_OK : PK_FAIL;
-    for (int i = 0; i < np && rc == PK_OK; i++) {
-        rc = tok_encode(distill_tokenizer(ds), d->recs[i].prompt, strlen(d->recs[i].prompt), 0, &ids[i], &lens[i], err);
-        if (rc == PK_OK && lens[i] > room) lens[i] = room;
-        if (rc == PK_OK && lens[i] < 1) rc = pk_errf(err, "exposure: the prompt of %s record %d has no tokens", st->split, i);
-    }
+    char what[48];
+    snprintf(what, sizeof what, "exposure: %s", st->split);
+    int rc = po ? data_encode_prompts(d, distill_tokenizer(ds), np, room, what, ids, lens, err) : PK_FAIL;
     /* student samples use RNG rows 0.., the teacher's rows np*K.., as exposure_measure does */
     if (rc == PK_OK)
         rc = exposure_errors(S, NULL, 0, T, NULL, 0, S, (const int *const *)ids, lens, np, K, L, st->exposure_seed, 0,
@@ -256,9 +253,7 @@ static cJSON *score_exposure(DistillState *ds, const ScoreSettings *st, char *er
         cJSON_AddItemToObject(o, "per_prompt_student", cJSON_CreateDoubleArray(ps, np));
         cJSON_AddItemToObject(o, "per_prompt_oracle", cJSON_CreateDoubleArray(po, np));
     }
-    if (ids)
-        for (int i = 0; i < np; i++) free(ids[i]);
-    free(ids);
+    data_free_rows(ids, np);
     free(lens);
     free(es);
     free(eo);

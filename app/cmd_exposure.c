@@ -104,13 +104,9 @@ int cmd_exposure(int argc, char **argv) {
         cli_fail("exposure", "out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++) {
-        const char *pt = d.recs[i].prompt;
-        if (tok_encode(tok, pt, strlen(pt), 0, &ids[i], &lens[i], err)) {
-            cli_fail("exposure", err);
-            goto done;
-        }
-        if (lens[i] > max_prompt) lens[i] = max_prompt;
+    if (data_encode_prompts(&d, tok, n, max_prompt, data_path, ids, lens, err)) {
+        cli_fail("exposure", err);
+        goto done;
     }
     double t0 = pk_now();
     if (exposure_measure(&teacher, soft, P, &student, (const int *const *)ids, lens, n, K, L, seed, R, le, ex, err)) {
@@ -147,9 +143,7 @@ int cmd_exposure(int argc, char **argv) {
     if (out_path) printf("wrote %s\n", out_path);
     status = 0;
 done:
-    if (ids)
-        for (int i = 0; i < n; i++) free(ids[i]);
-    free(ids);
+    data_free_rows(ids, n);
     free(lens);
     free(R);
     free(le);

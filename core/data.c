@@ -460,6 +460,23 @@ void data_free_tokenized(TokExample *ex, int n) {
     free(ex);
 }
 
+int data_encode_prompts(const Dataset *d, const Tokenizer *tok, int n, int max_tokens, const char *what, int **ids,
+                        int *lens, char *err) {
+    for (int i = 0; i < n; i++) {
+        const DataRecord *r = &d->recs[i];
+        if (tok_encode(tok, r->prompt, strlen(r->prompt), 0, &ids[i], &lens[i], err) != PK_OK) return PK_FAIL;
+        if (lens[i] > max_tokens) lens[i] = max_tokens;
+        if (lens[i] < 1) return pk_errf(err, "%s record %d (line %d): the prompt has no tokens", what, i, r->line);
+    }
+    return PK_OK;
+}
+
+void data_free_rows(int **rows, int n) {
+    if (rows)
+        for (int i = 0; i < n; i++) free(rows[i]);
+    free(rows);
+}
+
 int data_tokenize(const Dataset *d, const Tokenizer *tok, int max_prompt_len, int max_response_len,
                   TokExample **out, int *n_out, int *n_dropped, char *err) {
     *out = NULL;

@@ -81,6 +81,14 @@ int data_tokenize(const Dataset *d, const Tokenizer *tok, int max_prompt_len, in
                   TokExample **out, int *n_out, int *n_dropped, char *err);
 void data_free_tokenized(TokExample *ex, int n);
 
+/* The prompts of the first n records as token ids (no special tokens), each cut to its first
+ * max_tokens: ids[i] malloc'ed, lens[i], in caller arrays of n (zeroed). A prompt with no tokens
+ * fails, named "WHAT record I (line L)". On failure the rows made so far stay for data_free_rows. */
+int data_encode_prompts(const Dataset *d, const Tokenizer *tok, int n, int max_tokens, const char *what, int **ids,
+                        int *lens, char *err);
+/* Frees rows[0..n) and rows (NULL: nothing). */
+void data_free_rows(int **rows, int n);
+
 /* Fills idx with a permutation of 0..n-1 that depends only on (n, seed) (PkRng Fisher-Yates). */
 void data_shuffle_indices(int *idx, int n, unsigned long long seed);
 

@@ -1252,18 +1252,13 @@ int distill_exposure(DistillState *s, int which, const char *split, int n_prompt
     int *lens = ids ? pk_calloc((size_t)n_prompts, sizeof(int), err) : NULL;
     double *R = lens ? pk_malloc((size_t)max_len * sizeof(double), err) : NULL;
     double *leps = R ? pk_malloc((size_t)max_len * sizeof(double), err) : NULL;
-    int rc = leps ? PK_OK : PK_FAIL;
-    for (int i = 0; i < n_prompts && rc == PK_OK; i++) {
-        rc = tok_encode(s->tok, d->recs[i].prompt, strlen(d->recs[i].prompt), 0, &ids[i], &lens[i], err);
-        if (rc == PK_OK && lens[i] > room) lens[i] = room;
-        if (rc == PK_OK && lens[i] < 1) rc = pk_errf(err, "exposure: the prompt of %s record %d has no tokens", split, i);
-    }
+    char what[48];
+    snprintf(what, sizeof what, "exposure: %s", split);
+    int rc = leps ? data_encode_prompts(d, s->tok, n_prompts, room, what, ids, lens, err) : PK_FAIL;
     if (rc == PK_OK)
         rc = exposure_measure(&s->teacher, P ? s->prompt : NULL, P, &s->student, (const int *const *)ids, lens,
                               n_prompts, n_samples, max_len, seed, R, leps, exaccerr, err);
-    if (ids)
-        for (int i = 0; i < n_prompts; i++) free(ids[i]);
-    free(ids);
+    data_free_rows(ids, n_prompts);
     free(lens);
     free(R);
     free(leps);
@@ -1467,14 +1462,11 @@ int distill_probe(DistillState *s, const char *split, int n_records, unsigned lo
     size_t *packed = NULL;
     Seqs q;
     memset(&q, 0, sizeof q);
-    int rc = rows ? PK_OK : PK_FAIL;
-    for (int i = 0; i < n && rc == PK_OK; i++) {
-        rows[i] = i;
-        rc = tok_encode(s->tok, d->recs[i].prompt, strlen(d->recs[i].prompt), 0, &ids[i], &lens[i], err);
-        if (rc == PK_OK && lens[i] > s->max_prompt_tokens) lens[i] = s->max_prompt_tokens;
-        if (rc == PK_OK && lens[i] < 1) rc = pk_errf(err, "probe: the prompt of %s record %d has no tokens", split, i);
-    }
+    char what[48];
+    snprintf(what, sizeof what, "probe: %s", split);
+    int rc = rows ? data_encode_prompts(d, s->tok, n, s->max_prompt_tokens, what, ids, lens, err) : PK_FAIL;
     if (rc != PK_OK) goto done;
+    for (int i = 0; i < n; i++) rows[i] = i;
     rc = PK_FAIL;
     if (seqs_sampled_prompts(s, &s->student, NULL, 0, (const int *const *)ids, lens, rows, n, s->P, seed, &q, err) !=
         PK_OK)
@@ -1507,9 +1499,7 @@ int distill_probe(DistillState *s, const char *split, int n_records, unsigned lo
     }
     rc = PK_OK;
 done:
-    if (ids)
-        for (int i = 0; i < n; i++) free(ids[i]);
-    free(ids);
+    data_free_rows(ids, n);
     free(lens);
     free(rows);
     free(t_packed);

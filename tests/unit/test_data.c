@@ -254,6 +254,37 @@ static void test_tokenize_and_drop(void) {
     tok_free(tok);
 }
 
+/* The prompts of the first records as ids, cut to a length; an empty prompt is named by its line. */
+static void test_encode_prompts(void) {
+    char err[PK_ERR_LEN];
+    Tokenizer *tok = NULL;
+    CHECK_MSG(tok_load(&tok, "tests/fixtures/gpt2-tokenizer", err) == PK_OK, "%s", err);
+    if (!tok) return;
+    Dataset d;
+    const char *path = write_tmp("prompts.jsonl", "{\"prompt\": \"one two three four\", \"response\": \"x\"}\n"
+                                                  "{\"prompt\": \"five\", \"response\": \"y\"}\n"
+                                                  "{\"prompt\": \"six seven\", \"response\": \"z\"}\n");
+    CHECK_MSG(data_load(&d, path, 0, err) == PK_OK, "%s", err);
+    int *ids[3] = {0}, lens[3] = {0};
+    CHECK_MSG(data_encode_prompts(&d, tok, 2, 3, "test", ids, lens, err) == PK_OK, "%s", err);
+    CHECK(lens[0] == 3 && lens[1] == 1 && ids[2] == NULL);
+    int *want = NULL, nw = 0;
+    CHECK(tok_encode(tok, "one two three four", 18, 0, &want, &nw, err) == PK_OK && nw == 4);
+    CHECK(want && ids[0] && !memcmp(ids[0], want, 3 * sizeof(int)));
+    free(want);
+    for (int i = 0; i < 3; i++) free(ids[i]), ids[i] = NULL;
+    char *kept = d.recs[2].prompt;
+    d.recs[2].prompt = "";
+    CHECK(data_encode_prompts(&d, tok, 3, 8, "valid", ids, lens, err) == PK_FAIL);
+    CHECK_MSG(strstr(err, "valid record 2 (line 3): the prompt has no tokens"), "%s", err);
+    d.recs[2].prompt = kept;
+    int **rows = calloc(3, sizeof *rows);
+    for (int i = 0; i < 3; i++) rows[i] = ids[i];
+    data_free_rows(rows, 3); /* frees the rows made before the failure */
+    data_free(&d);
+    tok_free(tok);
+}
+
 static void test_shuffle_and_split(void) {
     int a[100], b[100], c[100];
     data_shuffle_indices(a, 100, 42);
@@ -333,6 +364,7 @@ int main(void) {
     RUN(test_json_array_file);
     RUN(test_bad_inputs);
     RUN(test_tokenize_and_drop);
+    RUN(test_encode_prompts);
     RUN(test_shuffle_and_split);
     RUN(test_batch_teacher_forcing);
     char cmd[128];
