@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "plugin_host.h"
 #include "png_export.h"
+#include "run_dir.h"
 
 #define SESSION_MAX_VIEWS 32
 #define SESSION_MAX_ARGS 32
@@ -34,14 +36,8 @@ struct Session {
     OverlayRun overlay[SESSION_MAX_OVERLAY];
 };
 
-int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err) {
-    *out = NULL;
-    Session *s = pk_calloc(1, sizeof *s, err);
-    if (!s) return PK_FAIL;
-    if (engine_create(&s->engine, cfg, resume_dir, autostart, err)) {
-        free(s);
-        return PK_FAIL;
-    }
+/* A session over an engine already made (engine_create or engine_open): its plugin host. */
+static int session_around(Session **out, Session *s, char *err) {
     if (plugin_host_create(&s->plugins, s->engine, err)) {
         engine_destroy(s->engine);
         free(s);
@@ -51,11 +47,35 @@ int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, 
     return PK_OK;
 }
 
+int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err) {
+    *out = NULL;
+    Session *s = pk_calloc(1, sizeof *s, err);
+    if (!s) return PK_FAIL;
+    if (engine_create(&s->engine, cfg, resume_dir, autostart, err)) {
+        free(s);
+        return PK_FAIL;
+    }
+    return session_around(out, s, err);
+}
+
+int session_open(Session **out, const char *run_dir, char *err) {
+    *out = NULL;
+    Session *s = pk_calloc(1, sizeof *s, err);
+    if (!s) return PK_FAIL;
+    if (engine_open(&s->engine, run_dir, err)) {
+        free(s);
+        return PK_FAIL;
+    }
+    return session_around(out, s, err);
+}
+
 void session_destroy(Session *s) {
     if (!s) return;
     const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
-    int finished = snap && snap->state == ENGINE_FINISHED;
+    /* a run opened read-only is left as it was found */
+    int finished = snap && snap->state == ENGINE_FINISHED && !snap->read_only;
     engine_snapshot_release(s->engine, snap);
+    session_overlay_clear(s);
     char err[PK_ERR_LEN];
     if (finished && session_write_run_plots(s, err) != PK_OK) fprintf(stderr, "promptkd: plots: %s\n", err);
     plugin_host_destroy(s->plugins); /* before the engine: plugins hold host calls into it */
@@ -89,38 +109,32 @@ static const BuiltinChart *find_builtin_chart(const char *name) {
     return NULL;
 }
 
-/* Which chart a series of metrics.jsonl belongs to, and that chart's default scale and smoothing. */
-typedef struct {
-    const char *key, *chart;
-    int log_y, smooth;
-} SeriesChart;
-static const SeriesChart series_charts[] = {
-    {"student_loss", "loss", 1, 1},    {"prompt_loss", "loss", 1, 1},     {"prompt_reg_loss", "loss", 1, 1},
-    {"prompt_guide_loss", "loss", 1, 1}, {"kl_tprime_t", "loss", 1, 1},   {"pg_loss", "loss", 1, 1},
-    {"reg_loss", "loss", 1, 1},        {"pt_loss", "loss", 1, 1},         {"lr", "lr", 0, 0},
-    {"prompt_lr", "lr", 0, 0},         {"grad_norm", "grad_norm", 1, 1},  {"prompt_grad_norm", "grad_norm", 1, 1},
-    {"tokens_per_s", "throughput", 0, 1}, {"dev_rougeL", "rouge", 0, 0}, {"dev_rougeL_tprime", "rouge", 0, 0},
-    {"exaccerr", "exaccerr", 0, 0},
-};
+/* The chart of a table entry: the table's "exposure" series (ExAccErr at the longest l, over
+ * steps) get a chart of their own, "exaccerr", beside the ExAccErr-over-l curves of "exposure". */
+static const char *table_chart(const RunSeriesInfo *info) {
+    return !strcmp(info->chart, "exposure") ? "exaccerr" : info->chart;
+}
 
-/* The chart of a series: from the table, else by its name (plugin-free series of older runs). */
+/* The chart of a series: from run_dir's series table, else by its name (series of older runs). */
 static const char *series_chart(const char *key) {
-    for (size_t i = 0; i < sizeof series_charts / sizeof *series_charts; i++)
-        if (!strcmp(series_charts[i].key, key)) return series_charts[i].chart;
+    const RunSeriesInfo *info = run_series_find(key);
+    if (info) return table_chart(info);
     if (!strncmp(key, "neighbour_sim", 13)) return "neighbours";
     if (strstr(key, "rouge")) return "rouge";
     if (strstr(key, "loss")) return "loss";
     return NULL;
 }
 
-/* A chart's default view: the scale and smoothing its series table gives (smoothing 0.6 as
- * TensorBoard's default), the whole run over steps. */
+/* A chart's default view: the scale and smoothing the series table gives its first series
+ * (smoothing 0.6, TensorBoard's default), the whole run over steps. */
 static void chart_default_view(const char *name, SessionChartView *v) {
     memset(v, 0, sizeof *v);
-    for (size_t i = 0; i < sizeof series_charts / sizeof *series_charts; i++)
-        if (!strcmp(series_charts[i].chart, name)) {
-            v->log_y = series_charts[i].log_y;
-            v->ema = series_charts[i].smooth ? 0.6 : 0;
+    int n = 0;
+    const RunSeriesInfo *table = run_series_info(&n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(table_chart(&table[i]), name)) {
+            v->log_y = table[i].log_y;
+            v->ema = table[i].smooth ? 0.6 : 0;
             return;
         }
 }
@@ -174,10 +188,7 @@ int session_chart_names(Session *s, char names[][64], int max) {
 }
 
 /* The elapsed seconds of a series' points, when the engine knows them. */
-static const double *series_times(const EngineSeries *se) {
-    (void)se; /* the engine publishes no times yet */
-    return NULL;
-}
+static const double *series_times(const EngineSeries *se) { return se->t; }
 
 /* Adds run `run`'s series of chart `b` from its snapshot. In an overlay each series is named
  * "RUN: series" and coloured in the run's hue; alone, names and palette are the plain ones.
@@ -307,6 +318,87 @@ int session_write_run_plots(Session *s, char *err) {
     int rc = session_export_all(s, dir, 960, 540, err);
     s->n_overlay = n_overlay;
     return rc;
+}
+
+/* ---- overlay ---- */
+
+static int has_metrics(const char *dir) {
+    char path[4096], ignore[PK_ERR_LEN];
+    return pk_path_join(path, sizeof path, dir, "metrics.jsonl", ignore) == PK_OK && pk_file_exists(path);
+}
+
+/* Opens one run folder read-only into the overlay, named after its folder (made unique). */
+static int overlay_add_run(Session *s, const char *dir, PkBuf *out, char *err) {
+    if (s->n_overlay >= SESSION_MAX_OVERLAY)
+        return pk_errf(err, "open %s: the overlay holds at most %d runs (close all first)", dir, SESSION_MAX_OVERLAY);
+    char canon[4096], own[4096];
+    if (pk_canonical_path(dir, canon, sizeof canon, err)) return PK_FAIL;
+    const char *run = engine_run_path(s->engine);
+    char ignore[PK_ERR_LEN];
+    if (run && run[0] && pk_canonical_path(run, own, sizeof own, ignore) == PK_OK && !strcmp(own, canon))
+        return pk_errf(err, "open %s: that is this session's own run", dir);
+    for (int i = 0; i < s->n_overlay; i++)
+        if (!strcmp(s->overlay[i].path, canon)) return pk_errf(err, "open %s: already open as %s", dir, s->overlay[i].name);
+    OverlayRun *o = &s->overlay[s->n_overlay];
+    memset(o, 0, sizeof *o);
+    if (engine_open(&o->engine, canon, err)) return PK_FAIL;
+    snprintf(o->path, sizeof o->path, "%s", canon);
+    const char *base = strrchr(canon, '/');
+    base = base && base[1] ? base + 1 : canon;
+    snprintf(o->name, sizeof o->name, "%.50s", base);
+    for (int k = 2, clash = 1; clash; k++) {
+        clash = run && run[0] && !strcmp(o->name, own_run_name(s));
+        for (int i = 0; i < s->n_overlay; i++) clash |= !strcmp(s->overlay[i].name, o->name);
+        if (clash) snprintf(o->name, sizeof o->name, "%.50s-%d", base, k);
+    }
+    const EngineSnapshot *snap = engine_snapshot_acquire(o->engine);
+    if (out) pk_buf_printf(out, "opened %s: %s, step %d/%d (%s)\n", o->name, snap->method, snap->step, snap->total_steps, canon);
+    engine_snapshot_release(o->engine, snap);
+    s->n_overlay++;
+    return PK_OK;
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int session_overlay_add(Session *s, const char *run_dir, PkBuf *out, char *err) {
+    if (!pk_is_dir(run_dir)) return pk_errf(err, "open %s: no such folder", run_dir);
+    if (has_metrics(run_dir)) return overlay_add_run(s, run_dir, out, err);
+    /* a compare folder: OUT/runs/METHOD-sSEED, each a run folder */
+    char runs[4096];
+    if (pk_path_join(runs, sizeof runs, run_dir, "runs", err)) return PK_FAIL;
+    DIR *d = pk_is_dir(runs) ? opendir(runs) : NULL;
+    if (!d)
+        return pk_errf(err, "open %s: not a run folder (no metrics.jsonl) nor a compare folder (no runs/)", run_dir);
+    char *names[256];
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < 256;) {
+        if (e->d_name[0] == '.') continue;
+        char sub[4096], ignore[PK_ERR_LEN];
+        if (pk_path_join(sub, sizeof sub, runs, e->d_name, ignore) != PK_OK || !has_metrics(sub)) continue;
+        names[n] = strdup(e->d_name);
+        if (names[n]) n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_names);
+    int rc = n ? PK_OK : pk_errf(err, "open %s: the compare folder has no runs with metrics.jsonl in %s", run_dir, runs);
+    for (int i = 0; i < n; i++) {
+        char sub[4096];
+        if (rc == PK_OK) rc = pk_path_join(sub, sizeof sub, runs, names[i], err);
+        if (rc == PK_OK) rc = overlay_add_run(s, sub, out, err);
+        free(names[i]);
+    }
+    return rc;
+}
+
+int session_overlay_count(Session *s) { return s->n_overlay; }
+
+const char *session_overlay_name(Session *s, int i) { return i >= 0 && i < s->n_overlay ? s->overlay[i].name : ""; }
+
+const char *session_overlay_path(Session *s, int i) { return i >= 0 && i < s->n_overlay ? s->overlay[i].path : ""; }
+
+void session_overlay_clear(Session *s) {
+    for (int i = 0; i < s->n_overlay; i++) engine_destroy(s->overlay[i].engine);
+    s->n_overlay = 0;
 }
 
 char *session_plugin_table_text(Session *s, int i, char *title, size_t title_len) {
@@ -665,6 +757,29 @@ static int cmd_view(Session *s, int argc, char **argv, const char *rest, PkBuf *
     return PK_OK;
 }
 
+static int cmd_open(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc == 1) {
+        int n = session_overlay_count(s);
+        if (!n) pk_buf_printf(out, "no runs in the overlay (open RUN adds one)\n");
+        for (int i = 0; i < n; i++)
+            pk_buf_printf(out, "%s  %s\n", session_overlay_name(s, i), session_overlay_path(s, i));
+        return PK_OK;
+    }
+    for (int i = 1; i < argc; i++)
+        if (session_overlay_add(s, argv[i], out, err)) return PK_FAIL;
+    return PK_OK;
+}
+
+static int cmd_close(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest;
+    if (argc != 2 || strcmp(argv[1], "all")) return pk_errf(err, "usage: close all");
+    int n = session_overlay_count(s);
+    session_overlay_clear(s);
+    pk_buf_printf(out, "closed %d overlaid run%s\n", n, n == 1 ? "" : "s");
+    return PK_OK;
+}
+
 static int cmd_charts(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)argv, (void)rest;
     if (argc > 1) return pk_errf(err, "charts: takes no arguments");
@@ -703,6 +818,11 @@ static const SessionCommand session_commands[] = {
     {"charts", "charts", "list the charts that export", cmd_charts},
     {"view", "view CHART [ema X] [log on|off] [window N|all] [x step|time]",
      "how a chart is drawn (terminal and exports): smoothing, log scale, the last N steps, wall-clock x", cmd_view},
+    {"open", "open [RUN|COMPARE_DIR]...",
+     "overlay finished runs (read-only) in the charts, each in its own colour, series named \"RUN: series\"; "
+     "a compare folder adds each of its runs; alone: list them",
+     cmd_open},
+    {"close", "close all", "remove every overlaid run from the charts", cmd_close},
     {"plugin",
      "plugin load FILE [--timeout S] | unload NAME | list | run NAME [--timeout S] [ARGS] | timeout [S] | "
      "export FILE.json",

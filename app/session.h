@@ -15,6 +15,9 @@ typedef struct Session Session;
 
 /* Creates the engine for cfg (see engine_create) and an empty plugin host. */
 int session_create(Session **out, const RunConfig *cfg, const char *resume_dir, int autostart, char *err);
+/* A session over a finished or stopped run folder opened read-only (engine_open): every
+ * panel and chart from the folder, every command that would change the run refused. */
+int session_open(Session **out, const char *run_dir, char *err);
 /* Unloads plugins and destroys the engine (no save: callers save first if asked).
  * A run that finished gets its charts written to RUN/plots/ first (a failure is
  * reported on stderr: nothing else is left to report it to). */
@@ -34,8 +37,8 @@ const char *session_command_help(const char *name);
 
 /* Charts: "loss", "rouge", "exposure" (ExAccErr over l), "neighbours", "lr", "grad_norm",
  * "throughput", "exaccerr" (ExAccErr at the longest l over steps), and each plugin chart as
- * "PLUGIN/CHART". With runs in the overlay the built-in charts draw every run, one hue
- * per run, series named "RUN: series". */
+ * "PLUGIN/CHART". With runs in the overlay (session_overlay_add) the built-in charts draw
+ * every run, one hue per run, series named "RUN: series". */
 int session_chart_names(Session *s, char names[][64], int max);
 int session_build_chart(Session *s, const char *name, Chart *out, char *err);
 
@@ -61,8 +64,17 @@ int session_export_all(Session *s, const char *dir, int w, int h, char *err);
 /* Writes every chart (960x540, and CSV) into the run folder's plots/. */
 int session_write_run_plots(Session *s, char *err);
 
-/* Runs overlaid in the same charts (at most this many). */
+/* Overlay: other runs drawn in the same charts. Adds the run folder `run_dir` (opened
+ * read-only), or every run of a `compare` output folder (its runs/ subfolders); fails
+ * naming the folder when it is neither, is open already, or the overlay is full.
+ * What was added is appended to out (may be NULL), one line per run. */
 #define SESSION_MAX_OVERLAY 8
+int session_overlay_add(Session *s, const char *run_dir, PkBuf *out, char *err);
+int session_overlay_count(Session *s);
+/* The i-th overlay run's name ("" past the end) and folder. */
+const char *session_overlay_name(Session *s, int i);
+const char *session_overlay_path(Session *s, int i);
+void session_overlay_clear(Session *s);
 
 /* Plugin tables, for the TUI's plugin panel: the i-th published table, as text
  * lines (header first) formatted into columns; NULL past the end. Caller frees. */
