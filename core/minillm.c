@@ -189,7 +189,8 @@ typedef struct {
     int *out_tokens, *out_lens;
 } MixedCtx;
 
-static int mixed_group(void *vctx, const int *rows, int G, const int *budget, char *err) {
+static int mixed_group(void *vctx, const int *rows, int G, int T_pad, int max_budget, const int *budget,
+                       char *err) {
     const MixedCtx *c = vctx;
     GPT2 *student = c->student, *teacher = c->teacher;
     const int *const *prompts = c->prompts;
@@ -200,11 +201,6 @@ static int mixed_group(void *vctx, const int *rows, int G, const int *budget, ch
     const long *row_index = c->row_index;
     int *out_tokens = c->out_tokens, *out_lens = c->out_lens;
     int V = student->config.vocab_size;
-    int T_pad = 0, max_budget = 0;
-    for (int g = 0; g < G; g++) {
-        if (prompt_lens[rows[g]] > T_pad) T_pad = prompt_lens[rows[g]];
-        if (budget[rows[g]] > max_budget) max_budget = budget[rows[g]];
-    }
     int pad_id = eos_id >= 0 ? eos_id : 0;
     int rc = PK_FAIL;
     GPT2KVCache *sc = NULL, *tc = NULL;

@@ -230,7 +230,8 @@ typedef struct {
 } GenerateCtx;
 
 /* One KV-cache run over a group of rows that fits the cache: rows[g] indexes the caller's rows. */
-static int generate_group(void *vctx, const int *rows, int G, const int *budget, char *err) {
+static int generate_group(void *vctx, const int *rows, int G, int T_pad, int max_budget, const int *budget,
+                          char *err) {
     const GenerateCtx *c = vctx;
     GPT2 *m = c->m;
     const int *const *prompts = c->prompts;
@@ -242,11 +243,6 @@ static int generate_group(void *vctx, const int *rows, int G, const int *budget,
     unsigned long long seed = c->seed;
     int *out_tokens = c->out_tokens, *out_lens = c->out_lens;
     int V = m->config.vocab_size;
-    int T_pad = 0, max_budget = 0;
-    for (int g = 0; g < G; g++) {
-        if (prompt_lens[rows[g]] > T_pad) T_pad = prompt_lens[rows[g]];
-        if (budget[rows[g]] > max_budget) max_budget = budget[rows[g]];
-    }
     int T0 = P + T_pad;
     int pad_id = o->eos_id >= 0 ? o->eos_id : 0;
     int rc = PK_FAIL;
@@ -389,7 +385,8 @@ int sample_in_groups(const int *prompt_lens, int B, int P, int max_positions, in
             max_budget = mb;
             g1++;
         }
-        rc = run_group(ctx, order + g0, g1 - g0, budget, err);
+        /* sorted by length: the group's last row has its longest prompt */
+        rc = run_group(ctx, order + g0, g1 - g0, prompt_lens[order[g1 - 1]], max_budget, budget, err);
         g0 = g1;
     }
     free(budget);

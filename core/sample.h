@@ -82,8 +82,10 @@ int sample_generate(GPT2 *m, const int *const *prompts, const int *prompt_lens, 
  * tokens (out_lens[b] starts at 0); rows sorted by prompt length (then index) share one cache
  * while left padding to the group's longest prompt, P soft-prompt slots and the group's largest
  * budget fit max_positions. run_group decodes one such group, rows[g] indexing the caller's
- * rows; grouping changes nothing in the outputs, rows never influence each other. */
-typedef int (*SampleGroupFn)(void *ctx, const int *rows, int G, const int *budget, char *err);
+ * rows, T_pad its longest prompt and max_budget its largest budget; grouping changes nothing in
+ * the outputs, rows never influence each other. */
+typedef int (*SampleGroupFn)(void *ctx, const int *rows, int G, int T_pad, int max_budget, const int *budget,
+                             char *err);
 int sample_in_groups(const int *prompt_lens, int B, int P, int max_positions, int max_new_tokens, int *out_lens,
                      SampleGroupFn run_group, void *ctx, char *err);
 
