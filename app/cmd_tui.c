@@ -1,16 +1,21 @@
 /* promptkd tui: the live workbench on a run config.
  *
  *   promptkd tui [--config FILE] [--set KEY=VALUE]... [--resume RUN_DIR] [--paused] [--frames N]
+ *   promptkd tui --open RUN [RUN...] [--frames N]
  *
  * The config resolves as in train and repl (defaults, the JSON file, each --set);
  * with --resume and no --config, the run folder's own config.json. Training starts
  * at once unless --paused. --frames N leaves after N redraws (tests, headless use).
+ * --open shows a finished (or stopped) run read-only, every panel read back from its
+ * folder; further RUNs, or a `compare` output folder, are drawn over it in the charts.
  * Exit status: 0 after the person quit; 1 when the session or the terminal could not
  * be opened; 2 for a bad command line or config; 3 when a write into the run folder
  * failed (said on stderr after the workbench closes); 130 after SIGINT (Ctrl-C) or
  * SIGTERM and 129 after SIGHUP, once the current step ended and the unsaved steps were
  * saved (app/run_setup.h: the same in train and repl). */
+#include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -20,8 +25,66 @@
 #include "session.h"
 #include "tui_main.h"
 
+enum { MAX_OPEN = 1 + SESSION_MAX_OVERLAY };
+typedef char RunPath[CONFIG_PATH_LEN + 64];
+
+/* The runs of a compare output folder (OUT/runs/METHOD-sSEED, no metrics.jsonl of its own),
+ * by name, at most max; 0 when dir is not one. */
+static int compare_runs(const char *dir, RunPath *out, int max) {
+    char path[sizeof(RunPath) + 32], runs[CONFIG_PATH_LEN + 32], err[PK_ERR_LEN];
+    if (pk_path_join(path, sizeof path, dir, "metrics.jsonl", err) != PK_OK || pk_file_exists(path)) return 0;
+    if (pk_path_join(runs, sizeof runs, dir, "runs", err) != PK_OK || !pk_is_dir(runs)) return 0;
+    struct dirent **names;
+    int n = scandir(runs, &names, NULL, alphasort), found = 0;
+    for (int i = 0; i < n; i++) {
+        if (found < max && names[i]->d_name[0] != '.' &&
+            pk_path_join(out[found], sizeof *out, runs, names[i]->d_name, err) == PK_OK &&
+            pk_path_join(path, sizeof path, out[found], "metrics.jsonl", err) == PK_OK && pk_file_exists(path))
+            found++;
+        free(names[i]);
+    }
+    if (n >= 0) free(names);
+    return found;
+}
+
+/* tui --open: a read-only session over the first run, the others overlaid in its charts.
+ * A compare folder stands for its runs. */
+static int open_runs(char **args, int n_args, int frames) {
+    char err[PK_ERR_LEN];
+    static RunPath paths[MAX_OPEN];
+    int n = 0;
+    for (int i = 0; i < n_args && n < MAX_OPEN; i++) {
+        int k = compare_runs(args[i], paths + n, MAX_OPEN - n);
+        if (k == 0) snprintf(paths[n++], sizeof *paths, "%s", args[i]);
+        n += k;
+    }
+    Session *s;
+    if (session_open(&s, paths[0], err) != PK_OK) {
+        fprintf(stderr, "promptkd tui: --open %s\n", err);
+        return RUN_EXIT_FAILED;
+    }
+    for (int i = 1; i < n; i++) {
+        if (session_overlay_add(s, paths[i], NULL, err) != PK_OK) {
+            fprintf(stderr, "promptkd tui: --open %s\n", err);
+            session_destroy(s);
+            return RUN_EXIT_FAILED;
+        }
+    }
+    TuiExit how;
+    int status = RUN_EXIT_OK;
+    run_signals_install();
+    if (tui_run_session(s, frames, &how, err) != PK_OK) {
+        fprintf(stderr, "promptkd tui: %s\n", err);
+        status = RUN_EXIT_FAILED;
+    } else if (run_signal_caught()) {
+        status = run_signal_status(run_signal_caught()); /* nothing to save in a run opened read-only */
+    }
+    session_destroy(s);
+    return status;
+}
+
 int cmd_tui(int argc, char **argv) {
-    const char *config = NULL, *resume = NULL;
+    const char *config = NULL, *resume = NULL, *open = NULL;
     int paused = 0, frames = 0;
     RunSetSpecs sets = {0};
     Opt opts[] = {
@@ -29,15 +92,23 @@ int cmd_tui(int argc, char **argv) {
         {"resume", OPT_STR, &resume, "continue a run folder from its latest checkpoint", 0},
         {"paused", OPT_FLAG, &paused, "open paused (space starts training)", 0},
         {"frames", OPT_INT, &frames, "leave after N redraws (tests, headless use)", 0},
+        {"open", OPT_STR, &open, "show finished runs read-only: --open RUN [RUN...] (more runs, or a compare "
+                                 "folder, overlay in the charts)", 0},
     };
-    const char *usage = "promptkd tui [--config FILE] [--set KEY=VALUE]... [--resume RUN_DIR] [--paused] [--frames N]";
+    const char *usage = "promptkd tui [--config FILE] [--set KEY=VALUE]... [--resume RUN_DIR] [--paused] [--frames N]\n"
+                        "       promptkd tui --open RUN [RUN...] [--frames N]";
     if (run_collect_sets("tui", &argc, argv, &sets)) return 2;
-    int rc = cli_parse(usage, argc, argv, opts, sizeof opts / sizeof *opts, NULL, 0, NULL);
+    char *runs[MAX_OPEN];
+    int n_runs = 0;
+    int rc = cli_parse(usage, argc, argv, opts, sizeof opts / sizeof *opts, runs + 1, MAX_OPEN - 1, &n_runs);
     if (rc) {
         if (rc == 1)
             printf("\nKeys inside: space pause/resume, e edit a hyper-parameter, Tab focus, c chart, s smoothing,\n"
                    "l log scale, x export PNG, z zoom, n/p dev prompt, : any REPL command, ? help, q quit\n"
-                   "(asks to save while steps are unsaved).\n"
+                   "(asks to save while steps are unsaved). The view (chart, focus, smoothing, log scale) is kept\n"
+                   "in RUN/view.json and restored by --resume and --open.\n"
+                   "--open RUN [RUN...]: a finished or stopped run read-only (keys that would change it say so);\n"
+                   "further runs, or a compare output folder, overlay in the charts, one colour per run.\n"
                    "--set KEY=VALUE takes any config key (repeatable), as in train and repl.\n"
                    "Ctrl-C, SIGTERM, SIGHUP: the current step ends, the unsaved steps are saved, the terminal is\n"
                    "restored; exit 130 (129 for SIGHUP); Ctrl-C again leaves at once without saving.\n"
@@ -47,6 +118,19 @@ int cmd_tui(int argc, char **argv) {
     }
     if (frames < 0) {
         fprintf(stderr, "promptkd tui: --frames expects a number of redraws >= 0, got %d\n", frames);
+        return 2;
+    }
+    if (open) {
+        if (config || resume || paused || sets.n) {
+            fprintf(stderr, "promptkd tui: --open shows runs as they are: --config, --resume, --set and --paused "
+                            "do not go with it\n");
+            return 2;
+        }
+        runs[0] = (char *)open;
+        return open_runs(runs, n_runs + 1, frames);
+    }
+    if (n_runs > 0) {
+        fprintf(stderr, "promptkd tui: unexpected argument '%s' (more runs go after --open RUN)\n", runs[1]);
         return 2;
     }
 

@@ -29,7 +29,8 @@ int tui_hparam_selected(Tui *t, const EngineSnapshot *s, const int *order, int n
 
 void panel_hparams_draw(Tui *t, Rect r) {
     const EngineSnapshot *s = t->snap;
-    tui_draw_frame(t, r, "Hyper-parameters: * live, e edit", t->focus == P_HPARAM);
+    tui_draw_frame(t, r, s && s->read_only ? "Hyper-parameters: as the run left them" : "Hyper-parameters: * live, e edit",
+                   t->focus == P_HPARAM);
     Rect in = tui_inner(r);
     if (in.w < 6 || in.h < 1 || !s) return;
     int order[TUI_HPARAM_MAX];

@@ -13,10 +13,19 @@
 #include "config.h"
 #include "tui_internal.h"
 
+/* A run opened read-only (tui --open) is shown as it was left: keys that would change it
+ * answer so at once, in the engine's words, instead of starting an editor or a wait. */
+static int refused_read_only(Tui *t, const char *what) {
+    if (!t->snap || !t->snap->read_only) return 0;
+    tui_set_msg(t, 1, "%s is open read-only: %s", t->snap->run_dir, what);
+    return 1;
+}
+
 static int act_pause(Tui *t) {
     char err[PK_ERR_LEN];
     EngineState st = tui_snap_state(t);
     int rc;
+    if (refused_read_only(t, "space does not run it")) return R_DRAW;
     if (st == ENGINE_RUNNING) {
         tui_set_msg(t, 0, "pausing after the current step...");
         tui_draw_all(t);
@@ -40,6 +49,7 @@ static int act_pause(Tui *t) {
 static int act_edit(Tui *t) {
     const EngineSnapshot *s = t->snap;
     if (!s || s->n_hparams == 0) return R_NONE;
+    if (refused_read_only(t, "its hyper-parameters are as the run left them")) return R_DRAW;
     if (s->state == ENGINE_RUNNING) {
         tui_set_msg(t, 1, "pause first (space)");
         return R_DRAW;
@@ -203,6 +213,7 @@ static int act_export(Tui *t) {
 
 static int act_dev(Tui *t, int delta) {
     char err[PK_ERR_LEN];
+    if (refused_read_only(t, "the generations shown are the run's last")) return R_DRAW;
     tui_set_msg(t, 0, "generating on the %s dev prompt...", delta > 0 ? "next" : "previous");
     tui_draw_all(t);
     if (engine_select_dev(t->engine, delta, err) != PK_OK) {

@@ -66,8 +66,9 @@ static void draw_status(Tui *t) {
     EngineState st = tui_snap_state(t);
     int pair = st == ENGINE_RUNNING ? PAIR_RUN : st == ENGINE_PAUSED ? PAIR_PAUSE : st == ENGINE_FAILED ? PAIR_FAIL
                                                                                     : PAIR_DONE;
-    char state[32];
-    snprintf(state, sizeof state, " %s ", engine_state_name(st));
+    char state[48];
+    /* a run opened read-only (tui --open) says so first: nothing here changes it */
+    snprintf(state, sizeof state, " %s%s ", engine_state_name(st), t->snap && t->snap->read_only ? ", read-only" : "");
     for (char *c = state; *c; c++)
         if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
     int x = tui_put_text(t, 0, 0, t->cols, state, A_BOLD | (t->colors ? 0 : A_REVERSE), tui_pair(t, pair));
@@ -80,6 +81,8 @@ static void draw_status(Tui *t) {
         tui_format_rate(s->tokens_per_s, tps, sizeof tps);
         tui_format_rate(s->gflops, gfl, sizeof gfl);
         tui_format_duration(s->eta_s, eta, sizeof eta);
+    } else if (s->read_only) {
+        /* a stopped run shown as it was left: no rates, nothing to run */
     } else if (st == ENGINE_PAUSED && s->eta_s > 0) {
         char left[32];
         tui_format_duration(s->eta_s, left, sizeof left);
@@ -115,6 +118,8 @@ static void draw_status(Tui *t) {
 
 static const char *const hints =
     "space pause/resume  e edit  Tab focus  c chart  s smooth  l log  x png  z zoom  n/p prompt  : command  ? help  q quit";
+static const char *const hints_read_only =
+    "read-only  Tab focus  c chart  s smooth  l log  x png  z zoom  : command  ? help  q quit";
 
 static void draw_bottom(Tui *t) {
     int y = t->rows - 1;
@@ -155,7 +160,7 @@ static void draw_bottom(Tui *t) {
         tui_put_text(t, y, 0, t->cols, t->snap->message, A_BOLD, tui_pair(t, PAIR_ERR));
         return;
     }
-    tui_put_text(t, y, 0, t->cols, hints, A_DIM, 0);
+    tui_put_text(t, y, 0, t->cols, t->snap && t->snap->read_only ? hints_read_only : hints, A_DIM, 0);
 }
 static void draw_help(Tui *t);
 

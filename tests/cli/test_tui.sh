@@ -95,7 +95,8 @@ S=$(screen main)
 check_titles tui_every_panel_title_at_100x30 "$S" "Charts: loss"
 check tui_status_bar_has_throughput_eta_method grep -qE 'tok/s.*GFLOP/s.*ETA.*promptkd.*runs/tui' <<<"$S"
 check tui_charts_in_braille_under_utf8 has_braille <<<"$S"
-check tui_generations_show_three_models grep -qE "T' prompted.*T teacher.*S student" <<<"$S"
+check tui_generations_show_three_models grep -qE "T'[^│]*│T [^│]*│S " <<<"$S"
+check tui_generations_show_the_record grep -qE 'instruction: [^ ].*' <<<"$S"
 check tui_neighbours_show_positions grep -qE '0 Δ[0-9.]+ ' <<<"$S"
 check tui_log_shows_engine_lines grep -qE 'loaded promptkd run' <<<"$S"
 check tui_live_keys_marked grep -qE '\* lr += ' <<<"$S"
@@ -284,6 +285,70 @@ if grep -q 'Charts' <<<"$S" && all_ascii <<<"$S" && grep -qE '\+[-=]+ Charts' <<
 wait_for ascii '^ (FINISHED|PAUSED)' 30
 keys ascii q
 if wait_for ascii '^EXIT=0' 10 && ! screen ascii | grep -q 'save a checkpoint'; then pass tui_q_when_idle_quits_at_once; else fail tui_q_when_idle_quits_at_once "$(screen ascii | tail -3)"; fi
+
+# --- tui --open: a finished run read-only, every panel read back from its folder ------------
+DONE=$(dirname "$(grep -l '"event":"finished"' "$W"/runs/*/metrics.jsonl | head -n 1)")
+# the last generation's reference answer, as the run recorded it
+REF=$(python3 -c 'import json,sys
+ref = ""
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    if o.get("event") == "generation": ref = o.get("reference", "")
+print(" ".join(ref.split())[:24])' "$DONE/metrics.jsonl")
+"${T[@]}" new-session -d -s open -x 120 -y 40 -c "$PWD" "env PS1='PKSHELL\$ ' LC_ALL=C.UTF-8 LANG=C.UTF-8 bash --norc --noprofile"
+type_command open "$PROMPTKD tui --open $DONE"
+if wait_for open '^ FINISHED, READ-ONLY .*step 40/40' 20; then pass tui_open_read_only_status; else fail tui_open_read_only_status "$(screen open | head -2)"; fi
+S=$(screen open)
+check_titles tui_open_every_panel_title "$S" "Charts: loss"
+# the Charts panel is the left 72 of 120 columns
+left_panel() { python3 -c 'import sys; [print(l[:70]) for l in sys.stdin.read().splitlines()[1:14]]'; }
+check tui_open_loss_chart_has_data has_braille <<<"$(left_panel <<<"$S")"
+check tui_open_loss_legend grep -qE 'student_loss [0-9]' <<<"$S"
+check tui_open_exposure_curve_title grep -qE 'Exposure bias: step [0-9]+, l=[0-9]+' <<<"$S"
+check tui_open_exposure_curves_legend grep -qE '. step [0-9]+ [-0-9.]+ .* step [0-9]+ [-0-9.]+' <<<"$S"
+check tui_open_neighbours_table grep -qE '0 Δ[0-9.]+ [^ ]+ [0-9.]+' <<<"$S"
+check tui_open_generations_instruction grep -qE 'instruction: [^ ]' <<<"$S"
+check tui_open_generations_reference test -n "$REF" -a -n "$(grep -F "reference: $REF" <<<"$S")"
+check tui_open_generations_rougeL grep -qE "T' [^│]*(ROUGE-L|RL) [0-9]+\.[0-9].*S [^│]*(ROUGE-L|RL) [0-9]+\.[0-9]" <<<"$S"
+check tui_open_generations_answers test -z "$(grep -F 'not generated yet' <<<"$S")"
+# the neighbour history chart: one line per soft-prompt vector over the steps
+keys open c c c
+wait_for open 'Charts: neighbours' 5
+check tui_open_neighbours_chart has_braille <<<"$(screen open | left_panel)"
+check tui_open_neighbours_chart_legend grep -q 'neighbour_sim_p0' <<<"$(screen open)"
+# keys that would change the run say it is read-only; nothing runs
+keys open Space
+check tui_open_space_refused wait_for open 'is open read-only: space does not run it' 5
+keys open 5 e
+check tui_open_edit_refused wait_for open 'is open read-only: its hyper-parameters are as the run left them' 5
+check tui_open_no_editor test -z "$(screen open | grep -F 'set lr = ')"
+keys open :
+keys open -l "set lr 1e-3"
+keys open Enter
+check tui_open_set_refused wait_for open 'error: .* is open read-only' 5
+check tui_open_still_finished grep -q '^ FINISHED, READ-ONLY .*step 40/40' <<<"$(screen open)"
+keys open q
+check tui_open_q_exits_0 wait_for open '^EXIT=0' 10
+check tui_open_keeps_view python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["chart"]=="neighbours" and v["focus"]=="Hyper-parameters"' "$DONE/view.json"
+# reopened: the view it was left in
+type_command open "$PROMPTKD tui --open $DONE"
+if wait_for open 'Charts: neighbours' 20 && wait_for open '━ Hyper-parameters' 5; then pass tui_open_restores_view; else fail tui_open_restores_view "$(screen open | head -3)"; fi
+keys open q
+wait_for open '^EXIT=0' 10
+# a second run overlays in the charts, each series named after its run
+OTHER="$W/runs/tui-2"
+type_command open "$PROMPTKD tui --open $DONE $OTHER"
+if wait_for open '^ FINISHED, READ-ONLY' 20 && keys open 1 && wait_for open "$(basename "$DONE"): neighbour_sim_p0" 5 &&
+    wait_for open 'tui-2: neighbour_sim_p0' 5; then
+    pass tui_open_overlays_second_run
+else
+    fail tui_open_overlays_second_run "$(screen open | head -16 | tail -5)"
+fi
+keys open q
+wait_for open '^EXIT=0' 10
+expect_error tui_open_with_config "--open" "$PROMPTKD" tui --open "$DONE" --config "$CFG"
+expect_error tui_open_not_a_run "$TMP" "$PROMPTKD" tui --open "$TMP" --frames 1
+expect_error tui_extra_run_without_open "--open" "$PROMPTKD" tui --config "$CFG" "$DONE"
 
 # --- below 60x16: one panel at a time, digits and Tab still move between them --------------
 start tiny 50 14 -- --paused
