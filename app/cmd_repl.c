@@ -8,7 +8,13 @@
  * unsaved steps are saved, the terminal is restored, exit 130 (129 for SIGHUP); a
  * second Ctrl-C leaves at once without saving. Failed writes into the run folder
  * (checkpoints, metrics.jsonl, ...) are printed as they happen, also above the prompt,
- * and make the exit status 3. */
+ * and make the exit status 3.
+ *
+ * Interactive, a line is posted to the session (session_post) and its reply awaited while
+ * what the run reports by itself (evaluations, checkpoints, the end of the run, errors, a
+ * pause by a signal) is printed as it comes: between prompts above the line being typed,
+ * which is drawn again as it was. A script waits until the run has loaded before its first
+ * command, so the first command sees the run, not the loading. */
 #include <errno.h>
 #include <readline/history.h>
 #include <readline/readline.h>
@@ -109,13 +115,10 @@ static void print_output(PkBuf *out) {
 
 /* ---------------------------------------------------------------- what the run says by itself */
 
-/* Between commands the engine may report on its own: a failed write (checkpoint,
- * metrics.jsonl...), or a run started with `run` that finished, stopped, failed or paused
- * on a non-finite loss. Each is said once. */
+/* A script says the writes into the run folder that failed, after each command (the
+ * interactive REPL says them, and everything else the run reports, as events). */
 typedef struct {
     int write_errors;
-    EngineState state;
-    unsigned long version;
 } Seen;
 
 static int g_errors_shown; /* write errors already printed (the final report adds only new ones) */
@@ -123,13 +126,11 @@ static int g_errors_shown; /* write errors already printed (the final report add
 static void seen_init(Engine *e, Seen *seen) {
     const EngineSnapshot *s = engine_snapshot_acquire(e);
     seen->write_errors = s ? s->write_errors : 0;
-    seen->state = s ? s->state : ENGINE_LOADING;
-    seen->version = s ? s->version : 0;
     engine_snapshot_release(e, s);
 }
 
-/* Appends to out what is new since *seen (lines ending in '\n'); returns 1 if anything. */
-static int seen_news(Engine *e, Seen *seen, PkBuf *out, int with_state) {
+/* Appends to out the write errors new since *seen (lines ending in '\n'); returns 1 if any. */
+static int seen_news(Engine *e, Seen *seen, PkBuf *out) {
     const EngineSnapshot *s = engine_snapshot_acquire(e);
     if (!s) return 0;
     int any = 0;
@@ -143,14 +144,6 @@ static int seen_news(Engine *e, Seen *seen, PkBuf *out, int with_state) {
         g_errors_shown = s->write_errors;
         any = 1;
     }
-    if (with_state && s->state != seen->state && seen->state == ENGINE_RUNNING &&
-        (s->state == ENGINE_FINISHED || s->state == ENGINE_FAILED ||
-         (s->state == ENGINE_PAUSED && (strncmp(s->message, "paused at step", 14) || strchr(s->message, ':'))))) {
-        pk_buf_printf(out, "run: %s\n", s->message);
-        any = 1;
-    }
-    seen->state = s->state;
-    seen->version = s->version;
     engine_snapshot_release(e, s);
     return any;
 }
@@ -245,6 +238,17 @@ static int next_line(LineReader *r, char **line) {
     }
 }
 
+/* Until the run has loaded (or failed to), or a signal comes. */
+static void wait_loaded(Engine *e) {
+    for (;;) {
+        const EngineSnapshot *snap = engine_snapshot_acquire(e);
+        int loading = snap && snap->state == ENGINE_LOADING;
+        engine_snapshot_release(e, snap);
+        if (!loading || run_signal_caught()) return;
+        engine_wait_idle(e, 0.1);
+    }
+}
+
 /* Returns the exit status: 0, 1 (a command failed), 3 (a write failed), 130/129 (signal). */
 static int run_script(Session *s, int fd, const char *name, int keep_going, int echo) {
     Engine *e = session_engine(s);
@@ -255,6 +259,7 @@ static int run_script(Session *s, int fd, const char *name, int keep_going, int 
     char err[PK_ERR_LEN];
     Seen seen;
     seen_init(e, &seen);
+    wait_loaded(e);
     while ((rc_read = next_line(&r, &line)) == 1) {
         lineno++;
         size_t n = strlen(line);
@@ -271,7 +276,7 @@ static int run_script(Session *s, int fd, const char *name, int keep_going, int 
         free(line);
         line = NULL;
         print_output(&out);
-        if (seen_news(e, &seen, &news, 0)) {
+        if (seen_news(e, &seen, &news)) {
             fprintf(stderr, "promptkd repl: %s", news.data);
             news.len = 0;
         }
@@ -317,6 +322,19 @@ static void on_line(char *line) {
     rl_callback_handler_remove(); /* the terminal is the program's again while the command runs */
 }
 
+/* One line of what the run reported by itself, as the REPL says it. */
+static void event_line(const SessionEvent *ev, PkBuf *out) {
+    const char *text = ev->out ? ev->out : "out of memory\n";
+    if (ev->what == ENGINE_EVENT_WRITE_ERROR) {
+        pk_buf_printf(out, "error: %s", text);
+        g_errors_shown++;
+    } else if (ev->what == ENGINE_EVENT_ERROR && !strncmp(text, "plugin ", 7)) {
+        pk_buf_printf(out, "%s", text); /* a plugin fault says who it is */
+    } else {
+        pk_buf_printf(out, "run: %s", text);
+    }
+}
+
 /* Prints text above the prompt line being edited, then draws the prompt and the text typed so far again. */
 static void print_above_prompt(const char *text) {
     int point = rl_point;
@@ -333,6 +351,18 @@ static void print_above_prompt(const char *text) {
     free(typed);
 }
 
+/* quit: while steps are unsaved, ask whether to save first; else leave. */
+static void quit_asks(Engine *e, char *ask_prompt, size_t len, int *asking, int *leave) {
+    int k = unsaved_steps(e, NULL);
+    if (k > 0) {
+        snprintf(ask_prompt, len, "save a checkpoint of the %d unsaved step%s before quitting? [y/n/c] ", k,
+                 k == 1 ? "" : "s");
+        *asking = 1;
+    } else {
+        *leave = 1;
+    }
+}
+
 static int run_interactive(Session *s) {
     Engine *e = session_engine(s);
     char hist[4096];
@@ -344,17 +374,16 @@ static int run_interactive(Session *s) {
     rl_catch_signals = 0; /* SIGINT, SIGTERM, SIGHUP are the program's (run_setup.h) */
     g_tty_saved_ok = tcgetattr(STDIN_FILENO, &g_tty_saved) == 0;
     run_signals_on_second(restore_tty);
-    PkBuf out = {0}, news = {0};
+    PkBuf news = {0};
     char err[PK_ERR_LEN];
-    Seen seen;
-    seen_init(e, &seen);
     printf("promptkd repl: type help for commands, quit to leave.\n");
     fflush(stdout);
     const char *main_prompt = "promptkd> ";
     char ask_prompt[160] = "";
-    int asking = 0, installed = 0, status = RUN_EXIT_OK, leave = 0;
+    int asking = 0, installed = 0, status = RUN_EXIT_OK, leave = 0, was_help = 0;
+    unsigned long waiting = 0; /* the posted line whose reply is awaited (no prompt meanwhile) */
     while (!leave) {
-        if (!installed) {
+        if (!installed && !waiting) {
             g_have_line = 0;
             rl_callback_handler_install(asking ? ask_prompt : main_prompt, on_line);
             installed = 1;
@@ -362,22 +391,44 @@ static int run_interactive(Session *s) {
         int sfd = run_signal_fd();
         fd_set fds;
         FD_ZERO(&fds);
-        FD_SET(STDIN_FILENO, &fds);
+        if (!waiting) FD_SET(STDIN_FILENO, &fds);
         if (sfd >= 0) FD_SET(sfd, &fds);
-        struct timeval tv = {0, 250000};
+        struct timeval tv = {0, 100000};
         int n = select((sfd > STDIN_FILENO ? sfd : STDIN_FILENO) + 1, &fds, NULL, NULL, &tv);
         if (run_signal_caught()) break;
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            break;
-        }
-        if (n == 0) { /* the run may have something to say meanwhile */
-            if (seen_news(e, &seen, &news, 1)) {
-                print_above_prompt(news.data);
-                news.len = 0;
+        if (n < 0 && errno != EINTR) break;
+        /* the reply awaited, and what the run says by itself meanwhile */
+        SessionEvent ev;
+        int quit = 0;
+        while (session_poll_event(s, &ev)) {
+            if (ev.kind == SESSION_EVENT_REPLY) {
+                if (ev.id == waiting) waiting = 0;
+                if (ev.out) fputs(ev.out, stdout);
+                fflush(stdout);
+                if (ev.status == SESSION_OK && was_help)
+                    printf("  Ctrl-C, SIGTERM, SIGHUP: the current step ends, the unsaved steps are saved, exit 130\n"
+                           "  (129 for SIGHUP); Ctrl-C again leaves without saving. quit asks to save while steps are\n"
+                           "  unsaved.\n");
+                /* an error never ends the REPL; a command cut short by a signal is said by the signal's lines */
+                if (ev.status == SESSION_ERROR && !run_signal_caught()) fprintf(stderr, "error: %s\n", ev.err);
+                if (ev.status == SESSION_QUIT) quit = 1;
+                was_help = 0;
+            } else {
+                event_line(&ev, &news);
             }
+            session_event_clear(&ev);
+        }
+        if (news.len) {
+            if (installed) print_above_prompt(news.data);
+            else fputs(news.data, stderr), fflush(stderr);
+            news.len = 0;
+        }
+        if (quit) {
+            quit_asks(e, ask_prompt, sizeof ask_prompt, &asking, &leave);
+            fflush(stdout);
             continue;
         }
+        if (n <= 0 || waiting) continue;
         if (!FD_ISSET(STDIN_FILENO, &fds)) { /* the signal pipe without a signal of ours */
             run_signal_drain();
             continue;
@@ -405,39 +456,19 @@ static int run_interactive(Session *s) {
             free(line);
             continue;
         }
-        int rc = SESSION_OK;
         if (eof) {
-            rc = SESSION_QUIT; /* Ctrl-D: as quit */
+            quit_asks(e, ask_prompt, sizeof ask_prompt, &asking, &leave); /* Ctrl-D: as quit */
         } else if (*p) {
             add_history(p);
             /* append_history needs the file to exist; write_history creates it */
             if (have_hist && (access(hist, F_OK) == 0 ? append_history(1, hist) : write_history(hist)) != 0)
                 have_hist = 0;
             err[0] = 0;
-            rc = session_exec(s, p, &out, err);
-            print_output(&out);
-            if (rc == SESSION_OK && !strcmp(p, "help"))
-                printf("  Ctrl-C, SIGTERM, SIGHUP: the current step ends, the unsaved steps are saved, exit 130\n"
-                       "  (129 for SIGHUP); Ctrl-C again leaves without saving. quit asks to save while steps are\n"
-                       "  unsaved.\n");
-            /* an error never ends the REPL; a command cut short by a signal is said by the signal's lines */
-            if (rc == SESSION_ERROR && !run_signal_caught()) fprintf(stderr, "error: %s\n", err);
+            was_help = !strcmp(p, "help");
+            waiting = session_post(s, p, err);
+            if (!waiting) fprintf(stderr, "error: %s\n", err);
         }
         free(line);
-        if (seen_news(e, &seen, &news, 0)) {
-            fputs(news.data, stderr);
-            news.len = 0;
-        }
-        if (rc == SESSION_QUIT) {
-            int k = unsaved_steps(e, NULL);
-            if (k > 0) {
-                snprintf(ask_prompt, sizeof ask_prompt,
-                         "save a checkpoint of the %d unsaved step%s before quitting? [y/n/c] ", k, k == 1 ? "" : "s");
-                asking = 1;
-            } else {
-                leave = 1;
-            }
-        }
         fflush(stdout);
     }
     if (installed) rl_callback_handler_remove();
@@ -449,7 +480,6 @@ static int run_interactive(Session *s) {
     if (have_hist) history_truncate_file(hist, 2000);
     completion_session = NULL;
     run_signals_on_second(NULL);
-    pk_buf_free(&out);
     pk_buf_free(&news);
     return status;
 }

@@ -27,9 +27,38 @@ typedef struct {
     char path[4096]; /* canonical */
 } OverlayRun;
 
+/* How the reply of a command that went to the engine is told: finish formats it (NULL: the
+ * engine's reply as it is), arg is what finish needs of the command line. */
+typedef void (*FinishFn)(Session *s, const char *arg, const EngineEvent *ev, PkBuf *out);
+typedef struct {
+    int set; /* a command asked for the engine (defer_to_engine) */
+    EngineCommand cmd;
+    FinishFn finish;
+    char arg[64];
+} Defer;
+
+/* A posted line whose engine reply has not been told yet. */
+typedef struct Pending {
+    unsigned long id, engine_id;
+    FinishFn finish;
+    char arg[64];
+    struct Pending *next;
+} Pending;
+
+/* A reply made here (a command answered without the engine), waiting for session_poll_event. */
+typedef struct Ready {
+    SessionEvent ev;
+    struct Ready *next;
+} Ready;
+
 struct Session {
     Engine *engine;
     PluginHost *plugins;
+    /* the one door: commands posted (session_post), answered through session_poll_event */
+    Defer defer;
+    unsigned long next_id;
+    Pending *pending;
+    Ready *ready_head, *ready_tail;
     int n_views;
     ChartView views[SESSION_MAX_VIEWS];
     int n_overlay;
@@ -80,6 +109,17 @@ void session_destroy(Session *s) {
     if (finished && session_write_run_plots(s, err) != PK_OK) fprintf(stderr, "promptkd: plots: %s\n", err);
     plugin_host_destroy(s->plugins); /* before the engine: plugins hold host calls into it */
     engine_destroy(s->engine);
+    while (s->pending) {
+        Pending *p = s->pending;
+        s->pending = p->next;
+        free(p);
+    }
+    while (s->ready_head) {
+        Ready *r = s->ready_head;
+        s->ready_head = r->next;
+        session_event_clear(&r->ev);
+        free(r);
+    }
     free(s);
 }
 
@@ -435,6 +475,31 @@ static void append_latest_losses(const EngineSnapshot *snap, PkBuf *out) {
     }
 }
 
+/* A command that goes to the engine: the session posts cmd (its strings are copied then)
+ * and tells the reply with finish (NULL: the engine's reply as it is) when it comes. */
+static int defer_to_engine(Session *s, const EngineCommand *cmd, FinishFn finish, const char *arg) {
+    s->defer.set = 1;
+    s->defer.cmd = *cmd;
+    s->defer.finish = finish;
+    snprintf(s->defer.arg, sizeof s->defer.arg, "%s", arg ? arg : "");
+    return PK_OK;
+}
+
+/* finish of run and resume: what was ordered */
+static void finish_arg(Session *s, const char *arg, const EngineEvent *ev, PkBuf *out) {
+    (void)s, (void)ev;
+    pk_buf_printf(out, "%s\n", arg);
+}
+
+/* finish of step: where the run is now, and its latest losses */
+static void finish_step(Session *s, const char *arg, const EngineEvent *ev, PkBuf *out) {
+    (void)arg, (void)ev;
+    const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
+    pk_buf_printf(out, "step %d/%d\n", snap->step, snap->total_steps);
+    append_latest_losses(snap, out);
+    engine_snapshot_release(s->engine, snap);
+}
+
 static int cmd_status(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)argv, (void)rest;
     if (argc > 1) return pk_errf(err, "status: takes no arguments");
@@ -455,31 +520,27 @@ static int cmd_run(Session *s, int argc, char **argv, const char *rest, PkBuf *o
     if (argc > 2) return pk_errf(err, "usage: run [N]");
     if (argc == 2) {
         int n = 0;
-        if (parse_count("run", "steps", argv[1], &n, err) || engine_run_steps(s->engine, n, err)) return PK_FAIL;
-        pk_buf_printf(out, "running %d steps\n", n);
-        return PK_OK;
+        if (parse_count("run", "steps", argv[1], &n, err)) return PK_FAIL;
+        char said[48];
+        snprintf(said, sizeof said, "running %d steps", n);
+        return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_RUN_STEPS, .n = n}, finish_arg, said);
     }
-    if (engine_resume(s->engine, err)) return PK_FAIL;
-    pk_buf_printf(out, "running\n");
-    return PK_OK;
+    (void)out;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_RESUME}, finish_arg, "running");
 }
 
 static int cmd_pause(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)argv, (void)rest;
+    (void)out;
     if (argc > 1) return pk_errf(err, "pause: takes no arguments");
-    if (engine_pause(s->engine, err)) return PK_FAIL;
-    const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
-    pk_buf_printf(out, "paused at step %d\n", snap->step);
-    engine_snapshot_release(s->engine, snap);
-    return PK_OK;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_PAUSE}, NULL, NULL);
 }
 
 static int cmd_resume(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)argv, (void)rest;
+    (void)out;
     if (argc > 1) return pk_errf(err, "resume: takes no arguments");
-    if (engine_resume(s->engine, err)) return PK_FAIL;
-    pk_buf_printf(out, "running\n");
-    return PK_OK;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_RESUME}, finish_arg, "running");
 }
 
 static int cmd_step(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
@@ -487,24 +548,16 @@ static int cmd_step(Session *s, int argc, char **argv, const char *rest, PkBuf *
     int n = 1;
     if (argc > 2) return pk_errf(err, "usage: step [N]");
     if (argc == 2 && parse_count("step", "steps", argv[1], &n, err)) return PK_FAIL;
-    if (engine_step(s->engine, n, err)) return PK_FAIL;
-    const EngineSnapshot *snap = engine_snapshot_acquire(s->engine);
-    pk_buf_printf(out, "step %d/%d\n", snap->step, snap->total_steps);
-    append_latest_losses(snap, out);
-    engine_snapshot_release(s->engine, snap);
-    return PK_OK;
+    (void)out;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_STEP, .n = n}, finish_step, NULL);
 }
 
 static int cmd_set(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)rest;
+    (void)out;
     if (argc != 3) return pk_errf(err, "usage: set KEY VALUE (keys: see `get`)");
-    char old[512] = "";
-    engine_get(s->engine, argv[1], old, sizeof old, err);
-    if (engine_set(s->engine, argv[1], argv[2], err)) return PK_FAIL;
-    char now[512] = "";
-    engine_get(s->engine, argv[1], now, sizeof now, err);
-    pk_buf_printf(out, "%s: %s -> %s\n", argv[1], old, now);
-    return PK_OK;
+    /* the engine says "KEY: OLD -> NEW" once applied at the step boundary */
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_SET, .key = argv[1], .value = argv[2]}, NULL, NULL);
 }
 
 static int cmd_get(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
@@ -532,21 +585,15 @@ static int cmd_eval(Session *s, int argc, char **argv, const char *rest, PkBuf *
     const char *split = argc == 2 ? argv[1] : "valid";
     if (strcmp(split, "valid") && strcmp(split, "test") && strcmp(split, "train"))
         return pk_errf(err, "eval: split must be valid, test or train, got '%s'", split);
-    char reply[4096];
-    if (engine_eval(s->engine, split, reply, sizeof reply, err)) return PK_FAIL;
-    pk_buf_printf(out, "%s\n", reply);
-    return PK_OK;
+    (void)out;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_EVAL, .text = split}, NULL, NULL);
 }
 
 static int cmd_generate(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)argv;
     if (argc < 2 || !rest || !*rest) return pk_errf(err, "usage: generate TEXT");
-    char *reply = malloc(65536);
-    if (!reply) return pk_errf(err, "generate: out of memory");
-    int rc = engine_generate(s->engine, rest, reply, 65536, err);
-    if (rc == PK_OK) pk_buf_printf(out, "%s\n", reply);
-    free(reply);
-    return rc;
+    (void)out;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_GENERATE, .text = rest}, NULL, NULL);
 }
 
 static int cmd_neighbours(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
@@ -579,10 +626,8 @@ static int cmd_neighbours(Session *s, int argc, char **argv, const char *rest, P
 static int cmd_exposure(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)argv, (void)rest;
     if (argc > 1) return pk_errf(err, "exposure: takes no arguments");
-    char reply[4096];
-    if (engine_exposure(s->engine, reply, sizeof reply, err)) return PK_FAIL;
-    pk_buf_printf(out, "%s\n", reply);
-    return PK_OK;
+    (void)out;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_EXPOSURE}, NULL, NULL);
 }
 
 static int cmd_save(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
@@ -593,10 +638,9 @@ static int cmd_save(Session *s, int argc, char **argv, const char *rest, PkBuf *
     if (argc == 2 && (pk_run_folder_conflict(argv[1], engine_run_path(s->engine), err) != PK_OK ||
                       pk_model_folder_check(argv[1], err) != PK_OK))
         return PK_FAIL;
-    char reply[1024];
-    if (engine_save(s->engine, argc == 2 ? argv[1] : NULL, reply, sizeof reply, err)) return PK_FAIL;
-    pk_buf_printf(out, "%s\n", reply);
-    return PK_OK;
+    (void)out;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_SAVE, .text = argc == 2 ? argv[1] : NULL}, NULL,
+                           NULL);
 }
 
 static int cmd_export(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
@@ -667,6 +711,14 @@ static int take_timeout(const char *what, char **words, int *n, double *timeout,
     return PK_OK;
 }
 
+/* plugin load, unload and run: work for the engine's worker, between two steps (the run is
+ * not paused for them); what the plugin said is the reply */
+static int defer_plugin_job(Session *s, PluginJob *job) {
+    if (!job) return PK_FAIL;
+    EngineCommand c = {.kind = ENGINE_CMD_WORK, .work = plugin_job_work, .ctx = job, .ctx_free = plugin_job_free};
+    return defer_to_engine(s, &c, NULL, NULL);
+}
+
 static int cmd_plugin(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)rest;
     if (argc < 2) return pk_errf(err, PLUGIN_USAGE);
@@ -680,18 +732,14 @@ static int cmd_plugin(Session *s, int argc, char **argv, const char *rest, PkBuf
         double timeout = 0;
         if (take_timeout("plugin load", argv + 2, &n, &timeout, err)) return PK_FAIL;
         if (n != 1) return pk_errf(err, "usage: plugin load FILE [--timeout S]");
-        return plugin_host_load(s->plugins, argv[2], timeout, out, err);
+        return defer_plugin_job(s, plugin_job_load(s->plugins, argv[2], timeout, err));
     }
-    if (!strcmp(sub, "unload") && argc == 3) {
-        if (plugin_host_unload(s->plugins, argv[2], out, err)) return PK_FAIL;
-        pk_buf_printf(out, "unloaded %s\n", argv[2]);
-        return PK_OK;
-    }
+    if (!strcmp(sub, "unload") && argc == 3) return defer_plugin_job(s, plugin_job_unload(s->plugins, argv[2], err));
     if (!strcmp(sub, "run") && argc >= 3) {
         int n = argc - 3;
         double timeout = 0;
         if (take_timeout("plugin run", argv + 3, &n, &timeout, err)) return PK_FAIL;
-        return plugin_host_run(s->plugins, argv[2], n, (const char *const *)argv + 3, timeout, out, err);
+        return defer_plugin_job(s, plugin_job_run(s->plugins, argv[2], n, (const char *const *)argv + 3, timeout, err));
     }
     if (!strcmp(sub, "timeout") && argc <= 3) {
         if (argc == 3) {
@@ -906,7 +954,11 @@ static int split_words(char *line, char **argv, int max, const char **rest_after
     return argc;
 }
 
-int session_exec(Session *s, const char *line, PkBuf *out, char *err) {
+/* Runs one line. A command answered here fills out (or err) and returns its status; one that
+ * goes to the engine is posted before the line's words are freed: *engine_id (0 when
+ * nothing was posted) and *how, to tell its reply. */
+static int run_line(Session *s, const char *line, PkBuf *out, char *err, unsigned long *engine_id, Defer *how) {
+    *engine_id = 0;
     size_t len = strlen(line);
     char *copy = malloc(len + 1), *raw = malloc(len + 1);
     if (!copy || !raw) {
@@ -945,8 +997,19 @@ int session_exec(Session *s, const char *line, PkBuf *out, char *err) {
                 }
                 rest = rest_buf;
             }
+            s->defer.set = 0;
             int r = c->fn(s, argc, argv, rest, out, err);
-            plugin_host_take_notices(s->plugins, out); /* plugin faults during training (on_step) */
+            if (r == PK_OK && s->defer.set) {
+                *how = s->defer;
+                *engine_id = engine_post(s->engine, &s->defer.cmd, err);
+                if (!*engine_id) {
+                    if (s->defer.cmd.ctx_free) s->defer.cmd.ctx_free(s->defer.cmd.ctx); /* still ours */
+                    r = PK_FAIL;
+                }
+            } else if (s->defer.set && s->defer.cmd.ctx_free) {
+                s->defer.cmd.ctx_free(s->defer.cmd.ctx);
+            }
+            s->defer.set = 0;
             free(rest_buf);
             rc = r == SESSION_QUIT ? SESSION_QUIT : r == PK_OK ? SESSION_OK : SESSION_ERROR;
         }
@@ -954,4 +1017,138 @@ int session_exec(Session *s, const char *line, PkBuf *out, char *err) {
     free(copy);
     free(raw);
     return rc;
+}
+
+/* Tells an engine reply: the output (lines ending in '\n') or the error sentence. */
+static int tell_reply(Session *s, const Defer *how, const EngineEvent *ev, PkBuf *out, char *err) {
+    if (ev->status != PK_OK) {
+        if (ev->output) pk_buf_printf(out, "%s", ev->output);
+        snprintf(err, PK_ERR_LEN, "%s", ev->text ? ev->text : "out of memory");
+        return SESSION_ERROR;
+    }
+    if (how->finish) {
+        how->finish(s, how->arg, ev, out);
+    } else if (ev->text && *ev->text) {
+        size_t n = strlen(ev->text);
+        pk_buf_printf(out, "%s%s", ev->text, ev->text[n - 1] == '\n' ? "" : "\n");
+    }
+    return SESSION_OK;
+}
+
+int session_exec(Session *s, const char *line, PkBuf *out, char *err) {
+    unsigned long id;
+    Defer how;
+    int rc = run_line(s, line, out, err, &id, &how);
+    if (id) {
+        EngineEvent ev;
+        engine_wait_reply(s->engine, id, &ev);
+        rc = tell_reply(s, &how, &ev, out, err);
+        engine_event_clear(&ev);
+    }
+    plugin_host_take_notices(s->plugins, out); /* plugin faults during training (on_step) */
+    return rc;
+}
+
+void session_event_clear(SessionEvent *ev) {
+    if (!ev) return;
+    free(ev->out);
+    memset(ev, 0, sizeof *ev);
+}
+
+static void ready_push(Session *s, Ready *r) {
+    r->next = NULL;
+    if (s->ready_tail)
+        s->ready_tail->next = r;
+    else
+        s->ready_head = r;
+    s->ready_tail = r;
+}
+
+unsigned long session_post(Session *s, const char *line, char *err) {
+    Ready *r = calloc(1, sizeof *r);
+    if (!r) return pk_errf(err, "out of memory"), 0;
+    PkBuf out = {0};
+    unsigned long engine_id;
+    Defer how;
+    int rc = run_line(s, line, &out, r->ev.err, &engine_id, &how);
+    unsigned long id = ++s->next_id;
+    if (engine_id) {
+        Pending *p = calloc(1, sizeof *p);
+        if (p) {
+            p->id = id;
+            p->engine_id = engine_id;
+            p->finish = how.finish;
+            snprintf(p->arg, sizeof p->arg, "%s", how.arg);
+            p->next = s->pending;
+            s->pending = p;
+            pk_buf_free(&out);
+            free(r);
+            return id;
+        }
+        /* no room to remember it: wait for the reply here rather than lose it */
+        EngineEvent ev;
+        engine_wait_reply(s->engine, engine_id, &ev);
+        rc = tell_reply(s, &how, &ev, &out, r->ev.err);
+        engine_event_clear(&ev);
+    }
+    r->ev.kind = SESSION_EVENT_REPLY;
+    r->ev.id = id;
+    r->ev.status = rc;
+    r->ev.out = out.data ? out.data : strdup("");
+    ready_push(s, r);
+    return id;
+}
+
+int session_poll_event(Session *s, SessionEvent *ev) {
+    memset(ev, 0, sizeof *ev);
+    if (s->ready_head) {
+        Ready *r = s->ready_head;
+        s->ready_head = r->next;
+        if (!s->ready_head) s->ready_tail = NULL;
+        *ev = r->ev;
+        free(r);
+        return 1;
+    }
+    PkBuf notices = {0};
+    plugin_host_take_notices(s->plugins, &notices); /* plugin faults during training (on_step) */
+    if (notices.len) {
+        ev->kind = SESSION_EVENT_RUN;
+        ev->what = ENGINE_EVENT_ERROR;
+        ev->out = notices.data;
+        return 1;
+    }
+    pk_buf_free(&notices);
+    EngineEvent e;
+    while (engine_poll_event(s->engine, &e)) {
+        ev->step = e.step;
+        ev->state = e.state;
+        ev->what = e.kind;
+        if (e.kind != ENGINE_EVENT_REPLY) {
+            ev->kind = SESSION_EVENT_RUN;
+            PkBuf out = {0};
+            pk_buf_printf(&out, "%s\n", e.text ? e.text : "");
+            ev->out = out.data;
+            engine_event_clear(&e);
+            return 1;
+        }
+        Pending **pp = &s->pending;
+        while (*pp && (*pp)->engine_id != e.id) pp = &(*pp)->next;
+        if (!*pp) { /* a reply to a command posted past the session (engine_post): not ours to tell */
+            engine_event_clear(&e);
+            continue;
+        }
+        Pending *p = *pp;
+        *pp = p->next;
+        Defer how = {.finish = p->finish};
+        snprintf(how.arg, sizeof how.arg, "%s", p->arg);
+        PkBuf out = {0};
+        ev->kind = SESSION_EVENT_REPLY;
+        ev->id = p->id;
+        ev->status = tell_reply(s, &how, &e, &out, ev->err);
+        ev->out = out.data ? out.data : strdup("");
+        free(p);
+        engine_event_clear(&e);
+        return 1;
+    }
+    return 0;
 }

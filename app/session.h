@@ -30,6 +30,36 @@ Engine *session_engine(Session *s);
 enum { SESSION_OK = 0, SESSION_ERROR = -1, SESSION_QUIT = 1 };
 int session_exec(Session *s, const char *line, PkBuf *out, char *err);
 
+/* The same command table without blocking, for front-ends that must keep drawing and
+ * reading keys (the TUI, the interactive REPL). session_post runs the line's checks and
+ * either answers at once or posts the engine command (the engine's one queue) and
+ * returns; its reply, and everything the run reports by itself (evaluations,
+ * checkpoints, exposure, the end of the run, pauses, errors, write failures, plugin
+ * faults), come back from session_poll_event in the order they happen. session_exec is
+ * session_post + waiting for that reply (scripts). */
+typedef enum {
+    SESSION_EVENT_REPLY, /* the reply to a posted line: id, status, out (and err) */
+    SESSION_EVENT_RUN    /* the run reports by itself: what, step, state, out */
+} SessionEventKind;
+
+typedef struct {
+    SessionEventKind kind;
+    unsigned long id;     /* REPLY: what session_post returned */
+    int status;           /* REPLY: SESSION_OK, SESSION_ERROR (sentence in err) or SESSION_QUIT */
+    EngineEventKind what; /* RUN: ENGINE_EVENT_EVAL, _CHECKPOINT, _EXPOSURE, _STATE, _ERROR, ... */
+    int step;
+    EngineState state;    /* the run's state right after it */
+    char *out;            /* lines for the person, each ending in '\n' (may be ""; NULL only out of memory) */
+    char err[PK_ERR_LEN];
+} SessionEvent;
+
+/* Returns the line's id (> 0), or 0 with err when out of memory. Never blocks on the
+ * worker: an error in the line itself comes back as a REPLY with SESSION_ERROR too. */
+unsigned long session_post(Session *s, const char *line, char *err);
+/* 1 with the next event in *ev (release it with session_event_clear), 0 when none. */
+int session_poll_event(Session *s, SessionEvent *ev);
+void session_event_clear(SessionEvent *ev);
+
 /* Command names (NULL-terminated) and each one's usage + description, for help and completion. */
 const char *const *session_command_names(void);
 const char *session_command_usage(const char *name);

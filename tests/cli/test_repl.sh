@@ -107,7 +107,31 @@ if command -v tmux >/dev/null; then
     check quit_leaves wait_for 'REPL-EXITED'
     tmux kill-session -t $S 2>/dev/null
     check history_saved grep -q '^frobnicate$' "$TMP/state/promptkd/history"
+
+    # what the run does by itself is said between prompts, nothing typed to ask for it, and the
+    # line being typed meanwhile is drawn again as it was
+    S=pkevents$$
+    tmux new-session -d -s $S -x 150 -y 40 "'$PROMPTKD' repl --config '$W/cfg.json' --set name=ev --set steps=12 --set eval_interval=6; echo REPL-EXITED; sleep 30"
+    check events_prompt_shown wait_for 'promptkd>'
+    check events_loaded_said wait_for 'run: loaded promptkd run at step 0 of 12'
+    tmux send-keys -t $S 'run' Enter
+    tmux send-keys -t $S 'get l'
+    check events_eval_said wait_for 'run: step 6: valid ROUGE-L'
+    check events_checkpoint_said wait_for 'run: step 6: checkpoint saved to checkpoints/step-6'
+    check events_end_of_run_said wait_for 'run: finished at step 12; checkpoint step-12 saved'
+    # the typed text is still on the prompt line, below the reports, and still the line
+    last=$(tmux capture-pane -p -t $S | grep -v '^$' | tail -n 1)
+    check events_keep_typed_line test "$last" = "promptkd> get l"
+    tmux send-keys -t $S 'r' Enter
+    check events_typed_line_runs wait_for '^lr = 0.005'
+    tmux send-keys -t $S 'quit' Enter
+    check events_quit_leaves wait_for 'REPL-EXITED'
+    tmux kill-session -t $S 2>/dev/null
 fi
+
+# a script waits until the run has loaded: its first command sees the run, not the loading
+printf 'status\n' | "$PROMPTKD" repl --config "$W/cfg.json" --set name=loaded >"$TMP/out" 2>&1
+check script_waits_for_loading grep -q '^paused  promptkd  step 0/40' "$TMP/out"
 
 # wrong arities and bad numbers: each refused with one message naming the script line, nothing else runs
 cat >"$TMP/bad6.pk" <<EOF2
