@@ -64,23 +64,11 @@ void pw_buf_free(PwBuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-    const unsigned char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int pw_write_frame(int fd, uint32_t type, const void *payload, size_t len) {
     if (len > UINT32_MAX) return -1;
     uint32_t hdr[2] = {type, (uint32_t)len};
-    if (write_all(fd, hdr, sizeof hdr)) return -1;
-    return write_all(fd, payload, len);
+    if (pk_write_all(fd, hdr, sizeof hdr)) return -1;
+    return pk_write_all(fd, payload, len);
 }
 
 /* ---------------------------------------------------------------- reading */

@@ -620,20 +620,6 @@ int st_set_open_dir(StSet *s, const char *dir, char *err) {
 
 /* ---------------------------------------------------------------- writing */
 
-static int write_all(int fd, const void *data, size_t len) {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* The header JSON (entries in order, "__metadata__" first as Hugging Face writes
  * it), padded with spaces to a multiple of 8 so the data block stays aligned. */
 static char *build_header(const char *path, const StWriteEntry *entries, int n, const char *const *metadata,
@@ -716,52 +702,32 @@ fail:
     return NULL;
 }
 
+typedef struct {
+    const char *header;
+    size_t header_len;
+    const StWriteEntry *entries;
+    int n;
+} StFileParts;
+
+static int fill_safetensors(void *ctx, int fd) {
+    const StFileParts *f = ctx;
+    if (pk_write_all(fd, f->header, f->header_len) != 0) return -1;
+    for (int i = 0; i < f->n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < f->entries[i].ndim; d++) numel *= (size_t)f->entries[i].shape[d];
+        size_t bytes = numel * st_dtype_size(f->entries[i].dtype);
+        if (bytes && pk_write_all(fd, f->entries[i].data, bytes) != 0) return -1;
+    }
+    return 0;
+}
+
 int st_write(const char *path, const StWriteEntry *entries, int n, const char *const *metadata, char *err) {
     size_t header_len = 0, data_len = 0;
     char *header = build_header(path, entries, n, metadata, &header_len, &data_len, err);
     if (!header) return PK_FAIL;
-    /* written beside the target, then renamed over it: readers never see half a file. The name
-     * carries the process id, so a later write can tell a crash-left temporary (its process gone). */
-    pk_clean_stale_temp_files(path);
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 40);
-    if (!tmp) {
-        free(header);
-        return pk_errf(err, "%s: out of memory", path);
-    }
-    snprintf(tmp, pl + 40, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        pk_errf(err, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
-        free(tmp);
-        free(header);
-        return PK_FAIL;
-    }
-    int rc = PK_OK;
-    if (fchmod(fd, 0644) != 0 || write_all(fd, header, header_len) != 0) goto write_failed;
-    for (int i = 0; i < n; i++) {
-        size_t numel = 1;
-        for (int d = 0; d < entries[i].ndim; d++) numel *= (size_t)entries[i].shape[d];
-        size_t bytes = numel * st_dtype_size(entries[i].dtype);
-        if (bytes && write_all(fd, entries[i].data, bytes) != 0) goto write_failed;
-    }
-    if (fsync(fd) != 0) goto write_failed;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto write_failed;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        rc = pk_errf(err, "%s: cannot rename into place: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    goto out;
-write_failed:
-    rc = pk_errf(err, "%s: write failed: %s", path, strerror(errno));
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-out:
-    free(tmp);
+    /* written beside the target, then renamed over it: readers never see half a file */
+    StFileParts parts = {header, header_len, entries, n};
+    int rc = pk_write_atomic(path, fill_safetensors, &parts, err);
     free(header);
     (void)data_len;
     return rc;
