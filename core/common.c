@@ -81,61 +81,47 @@ int pk_read_file(const char *path, char **out, size_t *len, char *err) {
     return PK_OK;
 }
 
-int pk_write_all(int fd, const void *data, size_t n) {
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -1;
-        if (w == 0) { /* no progress and no reason given: the disk is full */
-            errno = ENOSPC;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int pk_write_atomic(const char *path, PkFileFill fill, void *ctx, char *err) {
-    /* the temporary's name carries the process id, so a later write can tell one a crash left */
+int pk_write_file_atomic(const char *path, const void *data, size_t len, char *err) {
     pk_clean_stale_temp_files(path);
     size_t pl = strlen(path);
-    char *tmp = malloc(pl + 40);
+    char *tmp = malloc(pl + 32);
     if (!tmp) return pk_errf(err, "%s: out of memory", path);
-    snprintf(tmp, pl + 40, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
-    int fd = mkstemp(tmp);
+    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        pk_errf(err, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        pk_errf(err, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
         free(tmp);
         return PK_FAIL;
     }
-    int rc = PK_OK;
-    if (fchmod(fd, 0644) != 0 || fill(ctx, fd) != 0)
-        rc = pk_errf(err, "%s: write failed: %s", path, strerror(errno));
-    else if (fsync(fd) != 0)
-        rc = pk_errf(err, "%s: cannot flush to disk (fsync): %s", path, strerror(errno));
-    if (close(fd) != 0 && rc == PK_OK) rc = pk_errf(err, "%s: cannot close: %s", path, strerror(errno));
-    if (rc == PK_OK && rename(tmp, path) != 0)
-        rc = pk_errf(err, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (rc != PK_OK) unlink(tmp);
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            pk_errf(err, "%s: write failed (temporary file %s): %s", path, tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            free(tmp);
+            return PK_FAIL;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        pk_errf(err, "%s: cannot flush (temporary file %s): %s", path, tmp, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return PK_FAIL;
+    }
+    if (rename(tmp, path) != 0) {
+        pk_errf(err, "%s: cannot rename into place: %s", path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return PK_FAIL;
+    }
     free(tmp);
-    return rc;
-}
-
-typedef struct {
-    const void *data;
-    size_t len;
-} BytesToWrite;
-
-static int fill_bytes(void *ctx, int fd) {
-    const BytesToWrite *b = ctx;
-    return pk_write_all(fd, b->data, b->len);
-}
-
-int pk_write_file_atomic(const char *path, const void *data, size_t len, char *err) {
-    BytesToWrite b = {data, len};
-    return pk_write_atomic(path, fill_bytes, &b, err);
+    return PK_OK;
 }
 
 int pk_write_json_atomic(const char *path, const cJSON *root, char *err) {
@@ -150,6 +136,28 @@ int pk_write_json_atomic(const char *path, const cJSON *root, char *err) {
     }
     rc = pk_write_file_atomic(path, b.data, b.len, err);
     pk_buf_free(&b);
+    return rc;
+}
+
+int pk_remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode)) return unlink(path);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char child[4096];
+        if (snprintf(child, sizeof child, "%s/%s", path, de->d_name) >= (int)sizeof child) {
+            rc = -1;
+            continue;
+        }
+        if (pk_remove_tree(child) != 0) rc = -1;
+    }
+    closedir(d);
+    if (rmdir(path) != 0) rc = -1;
     return rc;
 }
 

@@ -29,8 +29,6 @@
 #include "safetensors.h"
 #include "tokenizer.h"
 
-#define KEEP_CHECKPOINTS 3 /* step-N folders kept besides best/; older ones are removed */
-
 const char *engine_state_name(EngineState s) {
     switch (s) {
     case ENGINE_LOADING: return "loading";
@@ -155,16 +153,10 @@ struct Engine {
 
     /* worker only */
     DistillState *ds;
-    char run_path[CONFIG_PATH_LEN];
-    char resume_dir[CONFIG_PATH_LEN];
-    int created_run;     /* a new run: the folder's files are ours to remove if nothing is recorded */
+    RunDir rd;           /* the run folder and its metrics.jsonl */
+    int resume_step;     /* the checkpoint a resume continues from; -1: a new run */
     int recorded;        /* the log got a record: a step, an eval, an exposure curve, a non-finite step */
     int loaded;
-    /* metrics.jsonl: appended with write(2), whole lines only (see metrics_flush) */
-    int metrics_fd;      /* -1: not open */
-    off_t metrics_good;  /* size of the file up to its last complete line */
-    PkBuf metrics_pending; /* lines not yet on disk (a write failed), oldest first */
-    char metrics_path[CONFIG_PATH_LEN + 64];
     int budget;          /* steps left for run_steps; -1: run to the end / stop_after */
     int session_steps;   /* steps since the last resume, for stop_after */
     Cmd *step_waiter;    /* engine_step waiting for its steps */
@@ -281,88 +273,20 @@ static void record_write_error(Engine *e, const char *fmt, ...) {
     emit(e, ENGINE_EVENT_WRITE_ERROR, 0, "%s", msg);
 }
 
-/* metrics.jsonl holds whole lines only. Everything pending is appended with write(2)
- * (O_APPEND); when a write fails or comes up short (disk full, I/O error) the file is
- * cut back to its last complete line with ftruncate and the lines stay pending, to be
- * retried before the next line and before any checkpoint (a checkpoint never gets
- * ahead of its log). Returns PK_OK when nothing is pending. */
-static int metrics_flush(Engine *e, char *err) {
-    if (!e->metrics_pending.len) return PK_OK;
-    if (e->metrics_fd < 0)
-        return pk_errf(err, "%s: not open (%zu bytes of log lines not written)", e->metrics_path,
-                       e->metrics_pending.len);
-    const char *p = e->metrics_pending.data;
-    size_t left = e->metrics_pending.len;
-    while (left > 0) {
-        ssize_t w = write(e->metrics_fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int saved = w < 0 ? errno : ENOSPC;
-            if (ftruncate(e->metrics_fd, e->metrics_good) != 0)
-                return pk_errf(err, "%s: cannot append a line: %s; cutting the file back to its last complete line "
-                                    "(%lld bytes) failed too: %s",
-                               e->metrics_path, strerror(saved), (long long)e->metrics_good, strerror(errno));
-            return pk_errf(err, "%s: cannot append a line: %s (the file ends at its last complete line; the "
-                                "lines not written are kept and retried)",
-                           e->metrics_path, strerror(saved));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    e->metrics_good += (off_t)e->metrics_pending.len;
-    e->metrics_pending.len = 0;
-    return PK_OK;
-}
-
-/* Appends one JSON line (without its newline) to metrics.jsonl; a failure is recorded
- * (the caller decides whether the run goes on) and returns PK_FAIL. */
-static int metrics_write(Engine *e, PkBuf *line) {
-    if (e->metrics_fd < 0) return PK_OK; /* not a run with a log yet (loading) */
-    char err[PK_ERR_LEN];
-    size_t were_pending = e->metrics_pending.len;
-    if (pk_buf_append(&e->metrics_pending, line->data ? line->data : "", line->len) != PK_OK ||
-        pk_buf_append(&e->metrics_pending, "\n", 1) != PK_OK) {
-        record_write_error(e, "%s: out of memory holding a log line", e->metrics_path);
-        return PK_FAIL;
-    }
-    if (metrics_flush(e, err) != PK_OK) {
-        /* lines were waiting already: the failure that left them is still the one, said once */
-        if (!were_pending) record_write_error(e, "%s", err);
-        return PK_FAIL;
-    }
-    return PK_OK;
-}
-
-/* The same for a line built with cJSON (run_line_*); o is deleted. */
+/* Appends one line (built by run_line_*, deleted here) to metrics.jsonl, whole or not at all;
+ * a new failure is recorded (the caller decides whether the run goes on) and returns PK_FAIL. */
 static int metrics_write_json(Engine *e, struct cJSON *o) {
-    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (!text) {
-        record_write_error(e, "%s: out of memory building a log line", e->metrics_path);
-        return PK_FAIL;
-    }
-    PkBuf line = {text, strlen(text), strlen(text) + 1};
-    int rc = metrics_write(e, &line);
-    cJSON_free(text);
-    return rc;
-}
-
-/* Pending lines out, then fsync: the log is on disk before a checkpoint that follows it. */
-static int metrics_sync(Engine *e, char *err) {
-    if (e->metrics_fd < 0) return PK_OK;
-    if (metrics_flush(e, err) != PK_OK) return PK_FAIL;
-    if (fsync(e->metrics_fd) != 0)
-        return pk_errf(err, "%s: cannot flush to disk (fsync): %s", e->metrics_path, strerror(errno));
-    return PK_OK;
+    char err[PK_ERR_LEN];
+    int repeated = 0;
+    if (run_dir_metrics_append(&e->rd, o, &repeated, err) == PK_OK) return PK_OK;
+    if (!repeated) record_write_error(e, "%s", err);
+    return PK_FAIL;
 }
 
 /* At the end of the session: flush, fsync and close; a failure is recorded. */
 static void metrics_close(Engine *e) {
-    if (e->metrics_fd < 0) return;
     char err[PK_ERR_LEN];
-    if (metrics_sync(e, err) != PK_OK) record_write_error(e, "%s", err);
-    if (close(e->metrics_fd) != 0) record_write_error(e, "%s: cannot close: %s", e->metrics_path, strerror(errno));
-    e->metrics_fd = -1;
+    if (run_dir_metrics_close(&e->rd, err) != PK_OK) record_write_error(e, "%s", err);
 }
 
 /* ---------------------------------------------------------------- publishing */
@@ -401,7 +325,7 @@ static SnapBox *build_snapshot(Engine *e) {
 
     s->config = cfg;
     snprintf(s->method, sizeof s->method, "%s", cfg.method);
-    snprintf(s->run_dir, sizeof s->run_dir, "%s", e->run_path);
+    snprintf(s->run_dir, sizeof s->run_dir, "%s", e->rd.path);
     s->step = e->ds ? distill_step_index(e->ds) : e->read_only ? e->h.last_step : 0;
     s->read_only = e->read_only;
     s->total_steps = cfg.steps;
@@ -550,71 +474,10 @@ void engine_snapshot_release(Engine *e, const EngineSnapshot *s) {
 /* ---------------------------------------------------------------- run folder */
 
 static int run_file(const Engine *e, const char *name, char *out, size_t len, char *err) {
-    return pk_path_join(out, len, e->run_path, name, err);
-}
-
-static int checkpoint_dir(const Engine *e, int step, char *out, size_t len, char *err) {
-    char name[64];
-    snprintf(name, sizeof name, "checkpoints/step-%d", step);
-    return run_file(e, name, out, len, err);
+    return run_dir_file(&e->rd, name, out, len, err);
 }
 
 /* ---------------------------------------------------------------- finite checks */
-
-/* Index of the first NaN/Inf among n raw values of a floating dtype, or -1 (values are
- * read by bytes: a mapped tensor need not be aligned). */
-static long first_nonfinite_raw(const unsigned char *p, size_t n, StDtype dt) {
-    for (size_t i = 0; i < n; i++) {
-        if (dt == ST_F32) {
-            uint32_t u;
-            memcpy(&u, p + 4 * i, 4);
-            if ((u & 0x7f800000u) == 0x7f800000u) return (long)i;
-        } else if (dt == ST_F16 || dt == ST_BF16) {
-            uint16_t u;
-            memcpy(&u, p + 2 * i, 2);
-            if (dt == ST_F16 ? (u & 0x7c00u) == 0x7c00u : (u & 0x7f80u) == 0x7f80u) return (long)i;
-        } else if (dt == ST_F64) {
-            uint64_t u;
-            memcpy(&u, p + 8 * i, 8);
-            if ((u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull) return (long)i;
-        }
-    }
-    return -1;
-}
-
-/* Every floating tensor of every .safetensors file of a checkpoint folder (student
- * weights, soft prompt, both optimizers' moments) must be finite: a checkpoint is
- * treated as good only after this. */
-static int checkpoint_verify_finite(const char *dir, char *err) {
-    DIR *d = opendir(dir);
-    if (!d) return pk_errf(err, "%s: cannot open the checkpoint folder: %s", dir, strerror(errno));
-    int rc = PK_OK, files = 0;
-    struct dirent *de;
-    while (rc == PK_OK && (de = readdir(d))) {
-        size_t nl = strlen(de->d_name);
-        if (nl < 12 || strcmp(de->d_name + nl - 12, ".safetensors")) continue;
-        char path[CONFIG_PATH_LEN + 256];
-        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) continue;
-        StFile f;
-        if (st_open(&f, path, err) != PK_OK) {
-            rc = PK_FAIL;
-            break;
-        }
-        files++;
-        for (int i = 0; i < f.num_tensors && rc == PK_OK; i++) {
-            const StTensor *t = &f.tensors[i];
-            if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16 && t->dtype != ST_F64) continue;
-            long at = first_nonfinite_raw(f.map + f.data_start + t->begin, t->numel, t->dtype);
-            if (at >= 0)
-                rc = pk_errf(err, "%s: tensor '%s' holds a non-finite value (NaN or Inf) at index %ld of %zu", path,
-                             t->name, at, t->numel);
-        }
-        st_close(&f);
-    }
-    closedir(d);
-    if (rc == PK_OK && files == 0) rc = pk_errf(err, "%s: no .safetensors files in the checkpoint folder", dir);
-    return rc;
-}
 
 /* The same check on the state in memory, before anything is written (what a checkpoint
  * would hold of the student and the prompt): names the first non-finite part, or NULL. */
@@ -622,51 +485,18 @@ static const char *state_nonfinite(Engine *e) {
     GPT2 *m = distill_student(e->ds);
     if (m) {
         size_t n = m->num_parameters;
-        if (m->params_memory && first_nonfinite_raw((const unsigned char *)m->params_memory, n, ST_F32) >= 0)
+        if (m->params_memory && run_dir_first_nonfinite(m->params_memory, n, ST_F32) >= 0)
             return "the student's weights";
-        if (m->m_memory && first_nonfinite_raw((const unsigned char *)m->m_memory, n, ST_F32) >= 0)
+        if (m->m_memory && run_dir_first_nonfinite(m->m_memory, n, ST_F32) >= 0)
             return "the student's optimizer moments (AdamW m)";
-        if (m->v_memory && first_nonfinite_raw((const unsigned char *)m->v_memory, n, ST_F32) >= 0)
+        if (m->v_memory && run_dir_first_nonfinite(m->v_memory, n, ST_F32) >= 0)
             return "the student's optimizer moments (AdamW v)";
     }
     int P = 0, C = 0;
     const float *prompt = distill_prompt(e->ds, &P, &C);
-    if (prompt && first_nonfinite_raw((const unsigned char *)prompt, (size_t)P * C, ST_F32) >= 0)
+    if (prompt && run_dir_first_nonfinite(prompt, (size_t)P * C, ST_F32) >= 0)
         return "the soft prompt";
     return NULL;
-}
-
-static int remove_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
-    if (!S_ISDIR(st.st_mode)) return unlink(path);
-    DIR *d = opendir(path);
-    if (!d) return -1;
-    struct dirent *de;
-    int rc = 0;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        char child[4096];
-        if (snprintf(child, sizeof child, "%s/%s", path, de->d_name) >= (int)sizeof child) {
-            rc = -1;
-            continue;
-        }
-        if (remove_tree(child) != 0) rc = -1;
-    }
-    closedir(d);
-    if (rmdir(path) != 0) rc = -1;
-    return rc;
-}
-
-/* Keeps the newest KEEP_CHECKPOINTS step-N folders (and always `keep`). */
-static void prune_checkpoints(Engine *e, int keep) {
-    char err[PK_ERR_LEN];
-    int steps[4096], n = run_dir_checkpoint_steps(e->run_path, steps, 4096);
-    for (int i = KEEP_CHECKPOINTS; i < n; i++) {
-        if (steps[i] == keep) continue;
-        char path[CONFIG_PATH_LEN + 96];
-        if (checkpoint_dir(e, steps[i], path, sizeof path, err) == PK_OK) remove_tree(path);
-    }
 }
 
 /* Puts prefix in front of the sentence in err (PK_ERR_LEN) when both fit; otherwise
@@ -676,19 +506,6 @@ static void err_prefix(char *err, const char *prefix) {
     if (a + b >= PK_ERR_LEN) return;
     memmove(err + a, err, b + 1);
     memcpy(err, prefix, a);
-}
-
-/* fsync of a folder, so the renames into it are on disk. */
-static int sync_dir(const char *dir, char *err) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return pk_errf(err, "%s: cannot open the folder to flush it: %s", dir, strerror(errno));
-    if (fsync(fd) != 0) {
-        int saved = errno;
-        close(fd);
-        return pk_errf(err, "%s: cannot flush the folder to disk (fsync): %s", dir, strerror(saved));
-    }
-    if (close(fd) != 0) return pk_errf(err, "%s: cannot close the folder: %s", dir, strerror(errno));
-    return PK_OK;
 }
 
 #define SAVE_NONFINITE (-2) /* save_run_checkpoint: the state is not finite; nothing was kept */
@@ -718,62 +535,54 @@ static int save_run_checkpoint(Engine *e, char *reply, size_t reply_len, char *e
         pk_errf(err, "NaN or Inf in %s", bad);
         return SAVE_NONFINITE;
     }
-    char dir[CONFIG_PATH_LEN + 96], latest[CONFIG_PATH_LEN + 64], ckdir[CONFIG_PATH_LEN + 64];
-    char path[CONFIG_PATH_LEN + 128];
-    if (checkpoint_dir(e, step, dir, sizeof dir, err) != PK_OK) return PK_FAIL;
-    if (run_file(e, "checkpoints/latest", latest, sizeof latest, err) != PK_OK) return PK_FAIL;
-    if (run_file(e, "checkpoints", ckdir, sizeof ckdir, err) != PK_OK) return PK_FAIL;
-    if (metrics_sync(e, err) != PK_OK) {
+    char dir[CONFIG_PATH_LEN + 96];
+    if (run_dir_checkpoint_dir(&e->rd, step, dir, sizeof dir, err) != PK_OK) return PK_FAIL;
+    if (run_dir_metrics_sync(&e->rd, err) != PK_OK) {
         record_write_error(e, "checkpoint step-%d not written: the metrics log must be on disk first: %s", step, err);
         return PK_FAIL;
     }
     /* saving the same step again replaces the folder: distill_save_checkpoint replaces only a
      * pure model folder, so our run_config.json goes first (it is written again below) */
-    if (pk_path_join(path, sizeof path, dir, "run_config.json", err) != PK_OK) return PK_FAIL;
-    if (unlink(path) != 0 && errno != ENOENT) {
-        record_write_error(e, "checkpoint step-%d not written: %s: cannot remove it to replace the folder: %s", step,
-                           path, strerror(errno));
-        return pk_errf(err, "%s: cannot remove it to replace the checkpoint: %s", path, strerror(errno));
+    if (run_dir_clear_run_config(dir, err) != PK_OK) {
+        record_write_error(e, "checkpoint step-%d not written: %s", step, err);
+        return PK_FAIL;
     }
     if (distill_save_checkpoint(e->ds, dir, err) != PK_OK) {
         record_write_error(e, "checkpoint step-%d not written: %s", step, err);
         return PK_FAIL;
     }
     char verr[PK_ERR_LEN];
-    if (checkpoint_verify_finite(dir, verr) != PK_OK) {
+    int vrc = run_dir_verify_finite(dir, verr);
+    if (vrc != PK_OK) {
         /* read back wrong or poisoned: it must not become `latest` */
-        remove_tree(dir);
-        if (strstr(verr, "non-finite")) {
+        pk_remove_tree(dir);
+        snprintf(err, PK_ERR_LEN, "%s", verr);
+        if (vrc == RUN_DIR_NONFINITE) {
             e->nonfinite_flag = 1;
-            snprintf(err, PK_ERR_LEN, "%s", verr);
             err_prefix(err, "checkpoint removed: ");
             return SAVE_NONFINITE;
         }
         record_write_error(e, "checkpoint step-%d removed: it does not read back: %s", step, verr);
-        snprintf(err, PK_ERR_LEN, "%s", verr);
         return PK_FAIL;
     }
     /* the config it was made with: a resume checks the fixed keys against it */
-    if (pk_path_join(path, sizeof path, dir, "run_config.json", err) != PK_OK ||
-        config_save_json(&e->cfg, path, err) != PK_OK) {
-        remove_tree(dir);
+    if (run_dir_write_run_config(dir, &e->cfg, err) != PK_OK) {
+        pk_remove_tree(dir);
         record_write_error(e, "checkpoint step-%d not written: %s", step, err);
         return PK_FAIL;
     }
-    char text[64];
-    int n = snprintf(text, sizeof text, "step-%d\n", step);
-    if (pk_write_file_atomic(latest, text, (size_t)n, err) != PK_OK) {
+    if (run_dir_set_latest(&e->rd, step, err) != PK_OK) {
         char still[48] = "none yet";
         if (e->last_ckpt_step >= 0) snprintf(still, sizeof still, "still step-%d", e->last_ckpt_step);
         record_write_error(e, "checkpoint step-%d written, but `latest` not updated (%s): %s", step, still, err);
         return PK_FAIL;
     }
     e->last_ckpt_step = step;
-    if (sync_dir(ckdir, err) != PK_OK) {
+    if (run_dir_sync_checkpoints(&e->rd, err) != PK_OK) {
         record_write_error(e, "checkpoint step-%d: %s", step, err);
         return PK_FAIL;
     }
-    prune_checkpoints(e, step);
+    run_dir_prune_checkpoints(&e->rd, step);
     metrics_write_json(e, run_line_checkpoint(step, dir)); /* a failure is recorded; the checkpoint itself is good */
     engine_log(e, "step %d: checkpoint saved to checkpoints/step-%d", step, step);
     if (!reply) emit(e, ENGINE_EVENT_CHECKPOINT, step, "step %d: checkpoint saved to checkpoints/step-%d", step, step);
@@ -956,17 +765,13 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
         if ((e->best_rouge < 0 || rouge > e->best_rouge) && (bad = state_nonfinite(e)) != NULL) {
             engine_log(e, "step %d: best/ not updated: NaN or Inf in %s", step, bad);
         } else if (e->best_rouge < 0 || rouge > e->best_rouge) {
-            char dir[CONFIG_PATH_LEN + 64], path[CONFIG_PATH_LEN + 64];
+            char dir[CONFIG_PATH_LEN + 64];
             if (run_file(e, "best", dir, sizeof dir, err) != PK_OK) return PK_FAIL;
             if (distill_save_checkpoint(e->ds, dir, err) != PK_OK) {
                 record_write_error(e, "%s", err);
                 return PK_FAIL;
             }
-            char text[160];
-            int len = snprintf(text, sizeof text, "{\"step\": %d, \"dev_rougeL\": %.17g, \"records\": %d}\n", step,
-                               rouge, scored);
-            if (run_file(e, "best.json", path, sizeof path, err) != PK_OK) return PK_FAIL;
-            if (pk_write_file_atomic(path, text, (size_t)len, err) != PK_OK) {
+            if (run_dir_write_best(&e->rd, step, rouge, scored, err) != PK_OK) {
                 record_write_error(e, "%s", err);
                 return PK_FAIL;
             }
@@ -1337,8 +1142,8 @@ static void do_step(Engine *e) {
     e->gflops_ema += a * (gflops - e->gflops_ema);
 
     /* the step's series: its line in metrics.jsonl, and the curves (at its elapsed time, below) */
-    RunStepLine sl = {.step = step, .response_tokens = st.response_tokens, .tokens = st.tokens, .tokens_per_s = tps,
-                      .gflops = gflops, .step_s = secs};
+    RunStepLine sl = {.step = step, .response_tokens = st.response_tokens, .tokens = st.tokens, .gflops = gflops,
+                      .step_s = secs};
     for (int i = 0; i < st.n_losses; i++) sl.keys[sl.n] = st.loss_names[i], sl.values[sl.n++] = st.losses[i];
     sl.keys[sl.n] = "lr", sl.values[sl.n++] = st.lr;
     if (distill_has_prompt(e->ds)) sl.keys[sl.n] = "prompt_lr", sl.values[sl.n++] = st.prompt_lr;
@@ -1477,22 +1282,7 @@ static int restore_metrics(Engine *e, int ckpt_step, char *err) {
     e->last_eval_step = h.last_eval_step;
     if (h.generation.dev_index >= 0) e->dev_index = h.generation.dev_index;
 
-    char best[CONFIG_PATH_LEN + 64];
-    if (run_file(e, "best.json", best, sizeof best, err) == PK_OK && pk_file_exists(best)) {
-        char *bt = NULL;
-        size_t bl = 0;
-        if (pk_read_file(best, &bt, &bl, err) == PK_OK) {
-            cJSON *o = cJSON_Parse(bt);
-            const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "dev_rougeL");
-            const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
-            if (cJSON_IsNumber(r) && cJSON_IsNumber(s) && s->valuedouble <= ckpt_step) {
-                e->best_rouge = r->valuedouble;
-                e->best_step = (int)s->valuedouble;
-            }
-            cJSON_Delete(o);
-            free(bt);
-        }
-    }
+    run_dir_read_best(&e->rd, ckpt_step, &e->best_rouge, &e->best_step);
     return PK_OK;
 }
 
@@ -1502,14 +1292,14 @@ static int load(Engine *e, char *err) {
         e->ds = NULL;
         return PK_FAIL;
     }
-    if (e->resume_dir[0]) {
+    if (e->resume_step >= 0) {
         int step;
         char dir[CONFIG_PATH_LEN + 96];
-        if (run_dir_read_latest(e->run_path, &step, err) != PK_OK) return PK_FAIL;
-        if (checkpoint_dir(e, step, dir, sizeof dir, err) != PK_OK) return PK_FAIL;
+        if (run_dir_read_latest(e->rd.path, &step, err) != PK_OK) return PK_FAIL;
+        if (run_dir_checkpoint_dir(&e->rd, step, dir, sizeof dir, err) != PK_OK) return PK_FAIL;
         /* only a finite checkpoint is a good one to continue from */
         char verr[PK_ERR_LEN];
-        if (checkpoint_verify_finite(dir, verr) != PK_OK) {
+        if (run_dir_verify_finite(dir, verr) != PK_OK) {
             snprintf(err, PK_ERR_LEN, "%s", verr);
             err_prefix(err, "checkpoints/latest names a checkpoint that is not good: ");
             return PK_FAIL;
@@ -1518,13 +1308,8 @@ static int load(Engine *e, char *err) {
         e->last_ckpt_step = step;
         if (restore_metrics(e, step, err) != PK_OK) return PK_FAIL;
     }
-    if (run_file(e, "metrics.jsonl", e->metrics_path, sizeof e->metrics_path, err) != PK_OK) return PK_FAIL;
-    e->metrics_fd = open(e->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (e->metrics_fd < 0) return pk_errf(err, "%s: cannot open for appending: %s", e->metrics_path, strerror(errno));
-    struct stat mst;
-    if (fstat(e->metrics_fd, &mst) != 0) return pk_errf(err, "%s: cannot stat: %s", e->metrics_path, strerror(errno));
-    e->metrics_good = mst.st_size;
-    if (e->resume_dir[0]) {
+    if (run_dir_metrics_open(&e->rd, err) != PK_OK) return PK_FAIL;
+    if (e->resume_step >= 0) {
         metrics_write_json(e, run_line_resume_from(distill_step_index(e->ds), e->last_ckpt_step));
         engine_log(e, "resumed from checkpoint step-%d", e->last_ckpt_step);
     }
@@ -1539,54 +1324,21 @@ static int load(Engine *e, char *err) {
     return PK_OK;
 }
 
-static int dir_is_empty(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) return errno == ENOENT;
-    struct dirent *de;
-    int empty = 1;
-    while (empty && (de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) empty = 0;
-    closedir(d);
-    return empty;
-}
-
 /* A new run that recorded nothing: no step, eval, exposure or non-finite record in its
  * log, no checkpoint, nothing in checkpoints/, plots/, eval/, no best/ (a load failure, or
  * a REPL/TUI session that only looked or changed settings). */
 static int run_untouched(Engine *e) {
-    if (!e->created_run || e->recorded || e->last_ckpt_step >= 0) return 0;
+    if (!e->rd.created || e->recorded || e->last_ckpt_step >= 0) return 0;
     if (e->ds && distill_step_index(e->ds) > 0) return 0;
-    static const char *const sub[] = {"checkpoints", "plots", "eval"};
-    char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
-    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++)
-        if (run_file(e, sub[i], path, sizeof path, err) != PK_OK || !dir_is_empty(path)) return 0;
-    if (run_file(e, "best", path, sizeof path, err) != PK_OK || pk_file_exists(path) || pk_is_dir(path)) return 0;
-    if (run_file(e, "best.json", path, sizeof path, err) != PK_OK || pk_file_exists(path)) return 0;
-    return 1;
-}
-
-/* Removes what engine_create made for a new run (config.json, metrics.jsonl, the empty
- * subfolders) and the folder when that empties it; files of others stay. Returns 1
- * when the folder is gone. */
-static int remove_created_run(Engine *e) {
-    if (!e->created_run) return 0;
-    e->created_run = 0; /* once */
-    static const char *const files[] = {"config.json", "metrics.jsonl"};
-    static const char *const sub[] = {"checkpoints", "plots", "eval"};
-    char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
-        if (run_file(e, files[i], path, sizeof path, err) == PK_OK) unlink(path);
-    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++)
-        if (run_file(e, sub[i], path, sizeof path, err) == PK_OK) rmdir(path);
-    return rmdir(e->run_path) == 0;
+    return !run_dir_holds_records(&e->rd);
 }
 
 /* The end of the session on the worker: the log flushed, fsync'ed and closed (failures
  * recorded), and a new run that recorded nothing removed again. */
 static void finish_run(Engine *e) {
     metrics_close(e);
-    if (run_untouched(e) && remove_created_run(e))
-        engine_log(e, "nothing was recorded: the run folder %s was removed", e->run_path);
+    if (run_untouched(e) && run_dir_remove_created(&e->rd))
+        engine_log(e, "nothing was recorded: the run folder %s was removed", e->rd.path);
 }
 
 static void *worker_main(void *arg) {
@@ -1598,13 +1350,12 @@ static void *worker_main(void *arg) {
         engine_log(e, "loading failed: %s", err);
         distill_free(e->ds); /* half-loaded (a resume that failed): nothing may use it */
         e->ds = NULL;
-        if (e->metrics_fd >= 0) close(e->metrics_fd);
-        e->metrics_fd = -1;
+        run_dir_free(&e->rd);
         /* a new run that did not load leaves no folder behind (the next run gets the name) */
         char msg[ENGINE_MESSAGE_LEN + CONFIG_PATH_LEN + 64];
-        if (!remove_created_run(e))
+        if (!run_dir_remove_created(&e->rd))
             snprintf(msg, sizeof msg, "%s", err);
-        else if (snprintf(msg, sizeof msg, "%s (the new run folder %s was removed)", err, e->run_path) >=
+        else if (snprintf(msg, sizeof msg, "%s (the new run folder %s was removed)", err, e->rd.path) >=
                  ENGINE_MESSAGE_LEN) /* the state message would cut it: keep the sentence whole */
             snprintf(msg, sizeof msg, "%s (the new run folder was removed)", err);
         set_state(e, ENGINE_FAILED, msg);
@@ -1696,7 +1447,7 @@ static char *dup_or_null(const char *s, int *oom) {
 unsigned long engine_post(Engine *e, const EngineCommand *cmd, char *err) {
     char local[PK_ERR_LEN];
     if (!err) err = local;
-    if (e->read_only) return pk_errf(err, "%s is open read-only", e->run_path), 0;
+    if (e->read_only) return pk_errf(err, "%s is open read-only", e->rd.path), 0;
     static const CmdKind kinds[] = {
         [ENGINE_CMD_PAUSE] = CMD_PAUSE,       [ENGINE_CMD_RESUME] = CMD_RESUME,     [ENGINE_CMD_RUN_STEPS] = CMD_RUN_STEPS,
         [ENGINE_CMD_STEP] = CMD_RUN_STEPS,    [ENGINE_CMD_SET] = CMD_SET,           [ENGINE_CMD_EVAL] = CMD_EVAL,
@@ -1965,75 +1716,9 @@ void engine_log_line(Engine *e, const char *line) {
     engine_log(e, "%s", line); /* the worker publishes after the step or the work that said it */
 }
 
-const char *engine_run_path(const Engine *e) { return e->run_path; }
+const char *engine_run_path(const Engine *e) { return e->rd.path; }
 
 /* ---------------------------------------------------------------- create / destroy */
-
-/* Fixed keys must match the run being resumed: its config.json (so a --set of one is
- * refused) and the config its checkpoint was written with (so is one edited by hand in
- * config.json). Live keys may differ: that is how a resumed run changes them. */
-/* The first key fixed on resume whose value differs between the two configs: its name and both
- * values (now = cfg's, then = saved's); NULL when none differs. */
-static const char *first_fixed_key_change(const RunConfig *cfg, const RunConfig *saved, char *now, char *then,
-                                          size_t len, char *err) {
-    for (const char *const *k = config_keys(); *k; k++) {
-        if (!config_key_fixed_on_resume(*k)) continue;
-        config_get(cfg, *k, now, len, err);
-        config_get(saved, *k, then, len, err);
-        if (strcmp(now, then)) return *k;
-    }
-    return NULL;
-}
-
-static int check_resume_config(const RunConfig *cfg, const char *run_path, int step, char *err) {
-    char path[CONFIG_PATH_LEN + 64], ck[CONFIG_PATH_LEN + 96];
-    if (pk_path_join(path, sizeof path, run_path, "config.json", err) != PK_OK) return PK_FAIL;
-    if (snprintf(ck, sizeof ck, "%s/checkpoints/step-%d/run_config.json", run_path, step) >= (int)sizeof ck)
-        return pk_errf(err, "%s: path too long", run_path);
-    RunConfig saved;
-    char a[CONFIG_PATH_LEN + 64], b[CONFIG_PATH_LEN + 64];
-    const char *key;
-    if (pk_file_exists(path)) {
-        config_defaults(&saved);
-        if (config_load_json(&saved, path, err) != PK_OK) return PK_FAIL;
-        if ((key = first_fixed_key_change(cfg, &saved, a, b, sizeof a, err)) != NULL)
-            return pk_errf(err,
-                           "%s: key '%s' is '%s' in the run but '%s' here; only live keys may change on resume",
-                           path, key, b, a);
-    }
-    if (!pk_file_exists(ck)) return PK_OK; /* a checkpoint written before run_config.json existed */
-    config_defaults(&saved);
-    if (config_load_json(&saved, ck, err) != PK_OK) return PK_FAIL;
-    if ((key = first_fixed_key_change(cfg, &saved, a, b, sizeof a, err)) != NULL)
-        return pk_errf(err,
-                       "%s: key '%s' is '%s', but checkpoint step-%d was made with '%s' (%s); the key is fixed "
-                       "for the run, only live keys may change on resume (put it back, or start a new run)",
-                       path, key, a, step, b, ck);
-    return PK_OK;
-}
-
-/* run_dir/name, or name-2, name-3, ... when that folder already holds a run. */
-static int pick_run_path(RunConfig *cfg, char *out, size_t len, char *err) {
-    char base[64];
-    snprintf(base, sizeof base, "%s", cfg->name);
-    for (int i = 1; i < 10000; i++) {
-        char name[80];
-        if (i == 1)
-            snprintf(name, sizeof name, "%s", base);
-        else
-            snprintf(name, sizeof name, "%.50s-%d", base, i);
-        if (pk_path_join(out, len, cfg->run_dir, name, err) != PK_OK) return PK_FAIL;
-        char probe[CONFIG_PATH_LEN + 64];
-        snprintf(probe, sizeof probe, "%s/metrics.jsonl", out);
-        char probe2[CONFIG_PATH_LEN + 64];
-        snprintf(probe2, sizeof probe2, "%s/config.json", out);
-        if (!pk_file_exists(probe) && !pk_file_exists(probe2)) {
-            snprintf(cfg->name, sizeof cfg->name, "%.63s", name);
-            return PK_OK;
-        }
-    }
-    return pk_errf(err, "%s: too many runs named '%s'", cfg->run_dir, base);
-}
 
 int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir, int autostart, char *err) {
     *out = NULL;
@@ -2043,56 +1728,14 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
     if (!e) return pk_errf(err, "engine: out of memory");
     e->last_ckpt_step = -1;
     e->last_eval_step = -1;
-    e->metrics_fd = -1;
     e->best_rouge = -1;
     run_history_init(&e->h);
     e->budget = autostart ? -2 : -1; /* -2 tells the worker to start running once loaded */
     e->state = ENGINE_LOADING;
     snprintf(e->message, sizeof e->message, "loading");
-
-    if (resume_dir && *resume_dir) {
-        char resolved[CONFIG_PATH_LEN];
-        RunConfig probe = cfg;
-        if (config_set(&probe, "run_dir", resume_dir, err) != PK_OK) goto fail;
-        snprintf(resolved, sizeof resolved, "%s", probe.run_dir);
-        size_t n = strlen(resolved);
-        while (n > 1 && resolved[n - 1] == '/') resolved[--n] = 0;
-        if (!pk_is_dir(resolved)) {
-            pk_errf(err, "%s: not a run folder", resume_dir);
-            goto fail;
-        }
-        int step;
-        if (run_dir_read_latest(resolved, &step, err) != PK_OK) goto fail;
-        if (check_resume_config(&cfg, resolved, step, err) != PK_OK) goto fail;
-        /* the run folder is where it is: run_dir and name follow it */
-        char *slash = strrchr(resolved, '/');
-        snprintf(cfg.name, sizeof cfg.name, "%.63s", slash ? slash + 1 : resolved);
-        if (slash && slash != resolved) {
-            *slash = 0;
-            snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s", resolved);
-            *slash = '/';
-        } else if (slash) {
-            snprintf(cfg.run_dir, sizeof cfg.run_dir, "/");
-        }
-        snprintf(e->run_path, sizeof e->run_path, "%s", resolved);
-        snprintf(e->resume_dir, sizeof e->resume_dir, "%s", resolved);
-    } else {
-        if (pick_run_path(&cfg, e->run_path, sizeof e->run_path, err) != PK_OK) goto fail;
-        e->created_run = 1;
-    }
-    static const char *const sub[] = {"checkpoints", "plots", "eval"};
-    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++) {
-        char d[CONFIG_PATH_LEN + 32];
-        if (pk_path_join(d, sizeof d, e->run_path, sub[i], err) != PK_OK || pk_mkdirs(d, err) != PK_OK) goto fail;
-    }
-    char path[CONFIG_PATH_LEN + 32];
-    if (pk_path_join(path, sizeof path, e->run_path, "config.json", err) != PK_OK ||
-        config_save_json(&cfg, path, err) != PK_OK)
-        goto fail;
-    if (!e->resume_dir[0]) {
-        if (pk_path_join(path, sizeof path, e->run_path, "metrics.jsonl", err) != PK_OK ||
-            pk_write_file_atomic(path, "", 0, err) != PK_OK)
-            goto fail;
+    if (run_dir_prepare(&e->rd, &cfg, resume_dir, &e->resume_step, err) != PK_OK) {
+        free(e);
+        return PK_FAIL;
     }
     e->cfg = cfg;
     pk_threads_init(cfg.threads);
@@ -2110,7 +1753,8 @@ int engine_create(Engine **out, const RunConfig *cfg_in, const char *resume_dir,
     *out = e;
     return PK_OK;
 fail:
-    remove_created_run(e); /* no orphan folder when a new run cannot start */
+    run_dir_remove_created(&e->rd); /* no orphan folder when a new run cannot start */
+    run_dir_free(&e->rd);
     free(e);
     return PK_FAIL;
 }
@@ -2121,24 +1765,24 @@ int engine_open(Engine **out, const char *run_dir, char *err) {
     if (!e) return pk_errf(err, "engine: out of memory");
     run_history_init(&e->h);
     e->read_only = 1;
-    e->metrics_fd = -1;
+    run_dir_init(&e->rd);
     e->last_ckpt_step = e->last_eval_step = -1;
     e->best_rouge = -1;
     e->budget = -1;
-    if (snprintf(e->run_path, sizeof e->run_path, "%s", run_dir) >= (int)sizeof e->run_path) {
+    if (snprintf(e->rd.path, sizeof e->rd.path, "%s", run_dir) >= (int)sizeof e->rd.path) {
         free(e);
         return pk_errf(err, "%s: path too long", run_dir);
     }
-    size_t n = strlen(e->run_path);
-    while (n > 1 && e->run_path[n - 1] == '/') e->run_path[--n] = 0;
-    if (run_dir_read(e->run_path, &e->cfg, &e->h, err) != PK_OK) {
+    size_t n = strlen(e->rd.path);
+    while (n > 1 && e->rd.path[n - 1] == '/') e->rd.path[--n] = 0;
+    if (run_dir_read(e->rd.path, &e->cfg, &e->h, err) != PK_OK) {
         run_history_free(&e->h);
         free(e);
         return PK_FAIL;
     }
     char lerr[PK_ERR_LEN];
     int latest;
-    if (run_dir_read_latest(e->run_path, &latest, lerr) == PK_OK) e->last_ckpt_step = latest;
+    if (run_dir_read_latest(e->rd.path, &latest, lerr) == PK_OK) e->last_ckpt_step = latest;
     e->elapsed_s = e->h.elapsed_s;
     e->tps_ema = e->h.tokens_per_s;
     e->gflops_ema = e->h.gflops;
@@ -2147,7 +1791,7 @@ int engine_open(Engine **out, const char *run_dir, char *err) {
     e->worker_done = 1; /* no worker: nothing is queued, waits return at once */
     int step = e->h.last_step, finished = step >= e->cfg.steps || e->h.finished_step >= step;
     e->state = finished && step > 0 ? ENGINE_FINISHED : ENGINE_PAUSED;
-    snprintf(e->message, sizeof e->message, "%s: open read-only, %s at step %d of %d", e->run_path,
+    snprintf(e->message, sizeof e->message, "%s: open read-only, %s at step %d of %d", e->rd.path,
              e->state == ENGINE_FINISHED ? "finished" : "stopped", step, e->cfg.steps);
     engine_log(e, "%s", e->message);
     pthread_mutex_init(&e->mu, NULL);
@@ -2166,8 +1810,7 @@ void engine_destroy(Engine *e) {
         pthread_mutex_unlock(&e->mu);
         pthread_join(e->thread, NULL);
     }
-    if (e->metrics_fd >= 0) close(e->metrics_fd); /* finish_run closed it unless the worker never ran */
-    pk_buf_free(&e->metrics_pending);
+    run_dir_free(&e->rd); /* finish_run closed the log unless the worker never ran */
     distill_free(e->ds);
     run_history_free(&e->h);
     for (int i = 0; i < e->n_log; i++) free(e->log[i]);

@@ -4,11 +4,14 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- the series table */
 
@@ -407,10 +410,9 @@ cJSON *run_line_step(const RunStepLine *s) {
             }
     }
     for (int j = 0; j < s->n && j < 24; j++) /* a series the table does not know yet: still logged */
-        if (!done[j] && strcmp(s->keys[j], "tokens_per_s")) add_number(o, s->keys[j], s->values[j]);
+        if (!done[j]) add_number(o, s->keys[j], s->values[j]);
     cJSON_AddNumberToObject(o, "response_tokens", s->response_tokens);
     add_number(o, "tokens", s->tokens);
-    if (!cJSON_GetObjectItemCaseSensitive(o, "tokens_per_s")) add_number(o, "tokens_per_s", s->tokens_per_s);
     add_number(o, "gflops", s->gflops);
     add_number(o, "step_s", s->step_s);
     add_number(o, "elapsed_s", s->elapsed_s);
@@ -634,4 +636,383 @@ int run_dir_read_latest(const char *run_path, int *step, char *err) {
     }
     *step = n;
     return PK_OK;
+}
+
+/* ---------------------------------------------------------------- making or reopening the folder */
+
+void run_dir_init(RunDir *rd) {
+    memset(rd, 0, sizeof *rd);
+    rd->metrics_fd = -1;
+}
+
+/* The first key config.c fixes on resume whose value differs between the two configs: its
+ * name and both values (now = cfg's, then = saved's); NULL when none differs. */
+static const char *first_fixed_key_change(const RunConfig *cfg, const RunConfig *saved, char *now, char *then,
+                                          size_t len, char *err) {
+    for (const char *const *k = config_keys(); *k; k++) {
+        if (!config_key_fixed_on_resume(*k)) continue;
+        config_get(cfg, *k, now, len, err);
+        config_get(saved, *k, then, len, err);
+        if (strcmp(now, then)) return *k;
+    }
+    return NULL;
+}
+
+int run_dir_check_fixed_keys(const RunConfig *cfg, const char *run_path, int step, char *err) {
+    char path[CONFIG_PATH_LEN + 64], ck[CONFIG_PATH_LEN + 96];
+    if (pk_path_join(path, sizeof path, run_path, "config.json", err) != PK_OK) return PK_FAIL;
+    if (snprintf(ck, sizeof ck, "%s/checkpoints/step-%d/run_config.json", run_path, step) >= (int)sizeof ck)
+        return pk_errf(err, "%s: path too long", run_path);
+    RunConfig saved;
+    char a[CONFIG_PATH_LEN + 64], b[CONFIG_PATH_LEN + 64];
+    const char *key;
+    if (pk_file_exists(path)) {
+        config_defaults(&saved);
+        if (config_load_json(&saved, path, err) != PK_OK) return PK_FAIL;
+        if ((key = first_fixed_key_change(cfg, &saved, a, b, sizeof a, err)) != NULL)
+            return pk_errf(err,
+                           "%s: key '%s' is '%s' in the run but '%s' here; only live keys may change on resume",
+                           path, key, b, a);
+    }
+    if (!pk_file_exists(ck)) return PK_OK; /* a checkpoint written before run_config.json existed */
+    config_defaults(&saved);
+    if (config_load_json(&saved, ck, err) != PK_OK) return PK_FAIL;
+    if ((key = first_fixed_key_change(cfg, &saved, a, b, sizeof a, err)) != NULL)
+        return pk_errf(err,
+                       "%s: key '%s' is '%s', but checkpoint step-%d was made with '%s' (%s); the key is fixed "
+                       "for the run, only live keys may change on resume (put it back, or start a new run)",
+                       path, key, a, step, b, ck);
+    return PK_OK;
+}
+
+/* run_dir/name, or name-2, name-3, ... when that folder already holds a run (its config.json or
+ * metrics.jsonl); cfg->name gets the name picked. */
+static int pick_run_path(RunConfig *cfg, char *out, size_t len, char *err) {
+    char base[64];
+    snprintf(base, sizeof base, "%s", cfg->name);
+    for (int i = 1; i < 10000; i++) {
+        char name[80], probe[CONFIG_PATH_LEN + 64], probe2[CONFIG_PATH_LEN + 64];
+        if (i == 1)
+            snprintf(name, sizeof name, "%s", base);
+        else
+            snprintf(name, sizeof name, "%.50s-%d", base, i);
+        if (pk_path_join(out, len, cfg->run_dir, name, err) != PK_OK) return PK_FAIL;
+        snprintf(probe, sizeof probe, "%s/metrics.jsonl", out);
+        snprintf(probe2, sizeof probe2, "%s/config.json", out);
+        if (!pk_file_exists(probe) && !pk_file_exists(probe2)) {
+            snprintf(cfg->name, sizeof cfg->name, "%.63s", name);
+            return PK_OK;
+        }
+    }
+    return pk_errf(err, "%s: too many runs named '%s'", cfg->run_dir, base);
+}
+
+/* The folder a resume continues: resume_dir resolved like run_dir, trailing slashes dropped; it
+ * must hold a checkpoint to resume from and keep the fixed keys. cfg's run_dir and name follow it. */
+static int open_for_resume(RunDir *rd, RunConfig *cfg, const char *resume_dir, int *step, char *err) {
+    char resolved[CONFIG_PATH_LEN];
+    RunConfig probe = *cfg;
+    if (config_set(&probe, "run_dir", resume_dir, err) != PK_OK) return PK_FAIL;
+    snprintf(resolved, sizeof resolved, "%s", probe.run_dir);
+    size_t n = strlen(resolved);
+    while (n > 1 && resolved[n - 1] == '/') resolved[--n] = 0;
+    if (!pk_is_dir(resolved)) return pk_errf(err, "%s: not a run folder", resume_dir);
+    if (run_dir_read_latest(resolved, step, err) != PK_OK) return PK_FAIL;
+    if (run_dir_check_fixed_keys(cfg, resolved, *step, err) != PK_OK) return PK_FAIL;
+    char *slash = strrchr(resolved, '/');
+    snprintf(cfg->name, sizeof cfg->name, "%.63s", slash ? slash + 1 : resolved);
+    if (slash && slash != resolved) {
+        *slash = 0;
+        snprintf(cfg->run_dir, sizeof cfg->run_dir, "%s", resolved);
+        *slash = '/';
+    } else if (slash) {
+        snprintf(cfg->run_dir, sizeof cfg->run_dir, "/");
+    }
+    snprintf(rd->path, sizeof rd->path, "%s", resolved);
+    return PK_OK;
+}
+
+static const char *const RUN_SUBFOLDERS[] = {"checkpoints", "plots", "eval"};
+#define N_SUBFOLDERS ((int)(sizeof RUN_SUBFOLDERS / sizeof *RUN_SUBFOLDERS))
+
+int run_dir_prepare(RunDir *rd, RunConfig *cfg, const char *resume_dir, int *resume_step, char *err) {
+    run_dir_init(rd);
+    *resume_step = -1;
+    int resume = resume_dir && *resume_dir;
+    if (resume) {
+        if (open_for_resume(rd, cfg, resume_dir, resume_step, err) != PK_OK) return PK_FAIL;
+    } else {
+        if (pick_run_path(cfg, rd->path, sizeof rd->path, err) != PK_OK) return PK_FAIL;
+        rd->created = 1;
+    }
+    char path[CONFIG_PATH_LEN + 64];
+    for (int i = 0; i < N_SUBFOLDERS; i++)
+        if (run_dir_file(rd, RUN_SUBFOLDERS[i], path, sizeof path, err) != PK_OK || pk_mkdirs(path, err) != PK_OK)
+            goto fail;
+    /* the resolved config: a resume writes it anew (run_dir and name follow the folder, live keys may differ) */
+    if (run_dir_file(rd, "config.json", path, sizeof path, err) != PK_OK || config_save_json(cfg, path, err) != PK_OK)
+        goto fail;
+    if (!resume && (run_dir_file(rd, "metrics.jsonl", path, sizeof path, err) != PK_OK ||
+                    pk_write_file_atomic(path, "", 0, err) != PK_OK))
+        goto fail;
+    if (run_dir_file(rd, "metrics.jsonl", rd->metrics_path, sizeof rd->metrics_path, err) != PK_OK) goto fail;
+    return PK_OK;
+fail:
+    run_dir_remove_created(rd); /* no orphan folder when a new run cannot start */
+    return PK_FAIL;
+}
+
+static int dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return errno == ENOENT;
+    struct dirent *de;
+    int empty = 1;
+    while (empty && (de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) empty = 0;
+    closedir(d);
+    return empty;
+}
+
+int run_dir_holds_records(const RunDir *rd) {
+    char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
+    for (int i = 0; i < N_SUBFOLDERS; i++)
+        if (run_dir_file(rd, RUN_SUBFOLDERS[i], path, sizeof path, err) != PK_OK || !dir_is_empty(path)) return 1;
+    if (run_dir_file(rd, "best", path, sizeof path, err) != PK_OK || pk_file_exists(path) || pk_is_dir(path)) return 1;
+    if (run_dir_file(rd, "best.json", path, sizeof path, err) != PK_OK || pk_file_exists(path)) return 1;
+    return 0;
+}
+
+int run_dir_remove_created(RunDir *rd) {
+    if (!rd->created) return 0;
+    rd->created = 0; /* once */
+    static const char *const files[] = {"config.json", "metrics.jsonl"};
+    char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        if (run_dir_file(rd, files[i], path, sizeof path, err) == PK_OK) unlink(path);
+    for (int i = 0; i < N_SUBFOLDERS; i++)
+        if (run_dir_file(rd, RUN_SUBFOLDERS[i], path, sizeof path, err) == PK_OK) rmdir(path);
+    return rmdir(rd->path) == 0;
+}
+
+/* ---------------------------------------------------------------- metrics.jsonl on disk */
+
+int run_dir_metrics_open(RunDir *rd, char *err) {
+    rd->metrics_fd = open(rd->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (rd->metrics_fd < 0) return pk_errf(err, "%s: cannot open for appending: %s", rd->metrics_path, strerror(errno));
+    struct stat st;
+    if (fstat(rd->metrics_fd, &st) != 0) return pk_errf(err, "%s: cannot stat: %s", rd->metrics_path, strerror(errno));
+    rd->metrics_good = st.st_size;
+    return PK_OK;
+}
+
+/* Everything pending is appended with write(2) (O_APPEND); when a write fails or comes up
+ * short (disk full, I/O error) the file is cut back to its last complete line with ftruncate
+ * and the lines stay pending, to be retried before the next line and before any checkpoint.
+ * PK_OK when nothing is pending. */
+static int metrics_flush(RunDir *rd, char *err) {
+    if (!rd->metrics_pending.len) return PK_OK;
+    if (rd->metrics_fd < 0)
+        return pk_errf(err, "%s: not open (%zu bytes of log lines not written)", rd->metrics_path,
+                       rd->metrics_pending.len);
+    const char *p = rd->metrics_pending.data;
+    size_t left = rd->metrics_pending.len;
+    while (left > 0) {
+        ssize_t w = write(rd->metrics_fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int saved = w < 0 ? errno : ENOSPC;
+            if (ftruncate(rd->metrics_fd, rd->metrics_good) != 0)
+                return pk_errf(err, "%s: cannot append a line: %s; cutting the file back to its last complete line "
+                                    "(%lld bytes) failed too: %s",
+                               rd->metrics_path, strerror(saved), (long long)rd->metrics_good, strerror(errno));
+            return pk_errf(err, "%s: cannot append a line: %s (the file ends at its last complete line; the "
+                                "lines not written are kept and retried)",
+                           rd->metrics_path, strerror(saved));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    rd->metrics_good += (off_t)rd->metrics_pending.len;
+    rd->metrics_pending.len = 0;
+    return PK_OK;
+}
+
+int run_dir_metrics_append(RunDir *rd, cJSON *line, int *repeated, char *err) {
+    *repeated = 0;
+    if (rd->metrics_fd < 0) { /* no log open (loading, or read-only) */
+        cJSON_Delete(line);
+        return PK_OK;
+    }
+    char *text = line ? cJSON_PrintUnformatted(line) : NULL;
+    cJSON_Delete(line);
+    if (!text) return pk_errf(err, "%s: out of memory building a log line", rd->metrics_path);
+    size_t were_pending = rd->metrics_pending.len;
+    int rc = pk_buf_append(&rd->metrics_pending, text, strlen(text)) == PK_OK &&
+                     pk_buf_append(&rd->metrics_pending, "\n", 1) == PK_OK
+                 ? PK_OK
+                 : pk_errf(err, "%s: out of memory holding a log line", rd->metrics_path);
+    cJSON_free(text);
+    if (rc != PK_OK) return PK_FAIL;
+    if (metrics_flush(rd, err) != PK_OK) {
+        *repeated = were_pending > 0; /* lines were waiting: the failure that left them is still the one */
+        return PK_FAIL;
+    }
+    return PK_OK;
+}
+
+int run_dir_metrics_sync(RunDir *rd, char *err) {
+    if (rd->metrics_fd < 0) return PK_OK;
+    if (metrics_flush(rd, err) != PK_OK) return PK_FAIL;
+    if (fsync(rd->metrics_fd) != 0)
+        return pk_errf(err, "%s: cannot flush to disk (fsync): %s", rd->metrics_path, strerror(errno));
+    return PK_OK;
+}
+
+int run_dir_metrics_close(RunDir *rd, char *err) {
+    if (rd->metrics_fd < 0) return PK_OK;
+    int rc = run_dir_metrics_sync(rd, err);
+    if (close(rd->metrics_fd) != 0 && rc == PK_OK)
+        rc = pk_errf(err, "%s: cannot close: %s", rd->metrics_path, strerror(errno));
+    rd->metrics_fd = -1;
+    return rc;
+}
+
+void run_dir_free(RunDir *rd) {
+    if (rd->metrics_fd >= 0) close(rd->metrics_fd);
+    rd->metrics_fd = -1;
+    pk_buf_free(&rd->metrics_pending);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+int run_dir_checkpoint_dir(const RunDir *rd, int step, char *out, size_t len, char *err) {
+    char name[64];
+    snprintf(name, sizeof name, "checkpoints/step-%d", step);
+    return run_dir_file(rd, name, out, len, err);
+}
+
+long run_dir_first_nonfinite(const void *data, size_t n, StDtype dt) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        if (dt == ST_F32) {
+            uint32_t u;
+            memcpy(&u, p + 4 * i, 4);
+            if ((u & 0x7f800000u) == 0x7f800000u) return (long)i;
+        } else if (dt == ST_F16 || dt == ST_BF16) {
+            uint16_t u;
+            memcpy(&u, p + 2 * i, 2);
+            if (dt == ST_F16 ? (u & 0x7c00u) == 0x7c00u : (u & 0x7f80u) == 0x7f80u) return (long)i;
+        } else if (dt == ST_F64) {
+            uint64_t u;
+            memcpy(&u, p + 8 * i, 8);
+            if ((u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull) return (long)i;
+        }
+    }
+    return -1;
+}
+
+int run_dir_verify_finite(const char *dir, char *err) {
+    DIR *d = opendir(dir);
+    if (!d) return pk_errf(err, "%s: cannot open the checkpoint folder: %s", dir, strerror(errno));
+    int rc = PK_OK, files = 0;
+    struct dirent *de;
+    while (rc == PK_OK && (de = readdir(d))) {
+        size_t nl = strlen(de->d_name);
+        if (nl < 12 || strcmp(de->d_name + nl - 12, ".safetensors")) continue;
+        char path[CONFIG_PATH_LEN + 256];
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) continue;
+        StFile f;
+        if (st_open(&f, path, err) != PK_OK) {
+            rc = PK_FAIL;
+            break;
+        }
+        files++;
+        for (int i = 0; i < f.num_tensors && rc == PK_OK; i++) {
+            const StTensor *t = &f.tensors[i];
+            if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16 && t->dtype != ST_F64) continue;
+            long at = run_dir_first_nonfinite(f.map + f.data_start + t->begin, t->numel, t->dtype);
+            if (at >= 0)
+                rc = pk_errf(err, "%s: tensor '%s' holds a non-finite value (NaN or Inf) at index %ld of %zu", path,
+                             t->name, at, t->numel);
+        }
+        st_close(&f);
+    }
+    closedir(d);
+    if (rc == PK_OK && files == 0) rc = pk_errf(err, "%s: no .safetensors files in the checkpoint folder", dir);
+    return rc == PK_OK ? PK_OK : strstr(err, "non-finite") ? RUN_DIR_NONFINITE : PK_FAIL;
+}
+
+int run_dir_clear_run_config(const char *dir, char *err) {
+    char path[CONFIG_PATH_LEN + 128];
+    if (pk_path_join(path, sizeof path, dir, "run_config.json", err) != PK_OK) return PK_FAIL;
+    if (unlink(path) != 0 && errno != ENOENT)
+        return pk_errf(err, "%s: cannot remove it to replace the checkpoint: %s", path, strerror(errno));
+    return PK_OK;
+}
+
+int run_dir_write_run_config(const char *dir, const RunConfig *cfg, char *err) {
+    char path[CONFIG_PATH_LEN + 128];
+    if (pk_path_join(path, sizeof path, dir, "run_config.json", err) != PK_OK) return PK_FAIL;
+    return config_save_json(cfg, path, err);
+}
+
+int run_dir_set_latest(const RunDir *rd, int step, char *err) {
+    char latest[CONFIG_PATH_LEN + 64], text[64];
+    if (run_dir_file(rd, "checkpoints/latest", latest, sizeof latest, err) != PK_OK) return PK_FAIL;
+    int n = snprintf(text, sizeof text, "step-%d\n", step);
+    return pk_write_file_atomic(latest, text, (size_t)n, err);
+}
+
+int run_dir_sync_checkpoints(const RunDir *rd, char *err) {
+    char dir[CONFIG_PATH_LEN + 64];
+    if (run_dir_file(rd, "checkpoints", dir, sizeof dir, err) != PK_OK) return PK_FAIL;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return pk_errf(err, "%s: cannot open the folder to flush it: %s", dir, strerror(errno));
+    if (fsync(fd) != 0) {
+        int saved = errno;
+        close(fd);
+        return pk_errf(err, "%s: cannot flush the folder to disk (fsync): %s", dir, strerror(saved));
+    }
+    if (close(fd) != 0) return pk_errf(err, "%s: cannot close the folder: %s", dir, strerror(errno));
+    return PK_OK;
+}
+
+void run_dir_prune_checkpoints(const RunDir *rd, int keep) {
+    char err[PK_ERR_LEN], path[CONFIG_PATH_LEN + 96];
+    int steps[4096], n = run_dir_checkpoint_steps(rd->path, steps, 4096);
+    for (int i = RUN_KEEP_CHECKPOINTS; i < n; i++)
+        if (steps[i] != keep && run_dir_checkpoint_dir(rd, steps[i], path, sizeof path, err) == PK_OK)
+            pk_remove_tree(path);
+}
+
+/* ---------------------------------------------------------------- best/ */
+
+int run_dir_write_best(const RunDir *rd, int step, double rouge, int records, char *err) {
+    char path[CONFIG_PATH_LEN + 64];
+    if (run_dir_file(rd, "best.json", path, sizeof path, err) != PK_OK) return PK_FAIL;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return pk_errf(err, "%s: out of memory", path);
+    cJSON_AddNumberToObject(o, "step", step);
+    add_number(o, "dev_rougeL", rouge);
+    cJSON_AddNumberToObject(o, "records", records);
+    int rc = pk_write_json_atomic(path, o, err);
+    cJSON_Delete(o);
+    return rc;
+}
+
+int run_dir_read_best(const RunDir *rd, int upto_step, double *rouge, int *step) {
+    char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
+    char *text = NULL;
+    size_t len = 0;
+    if (run_dir_file(rd, "best.json", path, sizeof path, err) != PK_OK || !pk_file_exists(path) ||
+        pk_read_file(path, &text, &len, err) != PK_OK)
+        return 0;
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "dev_rougeL");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
+    int found = cJSON_IsNumber(r) && cJSON_IsNumber(s) && s->valuedouble <= upto_step;
+    if (found) *rouge = r->valuedouble, *step = (int)s->valuedouble;
+    cJSON_Delete(o);
+    free(text);
+    return found;
 }

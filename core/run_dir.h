@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "safetensors.h" /* StDtype */
 
 /* ---- the series table ---------------------------------------------------------------------- */
 
@@ -104,16 +105,16 @@ int run_history_read(RunHistory *h, const char *metrics_path, int upto_step, PkB
 /* ---- metrics.jsonl lines ------------------------------------------------------------------- */
 
 struct cJSON;
-/* A step line: {"step":N, the series of the table carried by step lines that are among
- * keys/values (in table order; keys not in the table after them), "response_tokens",
- * "tokens", "tokens_per_s", "gflops", "step_s", "elapsed_s"}. Caller frees (cJSON_Delete). */
+/* A step line: {"step":N, the step's series keys/values (in the table's order; keys the table
+ * does not know after them), "response_tokens", "tokens", "gflops", "step_s", "elapsed_s"}.
+ * Caller frees (cJSON_Delete). */
 typedef struct {
     int step;
     int n;
     const char *keys[24];
     double values[24];
     int response_tokens;
-    double tokens, tokens_per_s, gflops, step_s, elapsed_s;
+    double tokens, gflops, step_s, elapsed_s;
 } RunStepLine;
 struct cJSON *run_line_step(const RunStepLine *s);
 /* {"event":name,"step":N} */
@@ -139,24 +140,84 @@ struct cJSON *run_line_eval_record(int index, const char *instruction, const cha
 
 /* ---- the folder ---------------------------------------------------------------------------- */
 
+#define RUN_KEEP_CHECKPOINTS 3 /* step-N folders kept besides best/; older ones are removed */
+#define RUN_DIR_NONFINITE (-2) /* run_dir_verify_finite: a tensor holds NaN or Inf */
+
 /* The open run folder: its path and its metrics.jsonl, appended with whole lines only. */
 typedef struct {
     char path[CONFIG_PATH_LEN];
-    int created; /* a new run: the files made for it are ours to remove when nothing is recorded */
-    int metrics_fd; /* -1: not open */
-    off_t metrics_good; /* size of the file up to its last complete line */
+    int created;           /* a new run: the files made for it are ours to remove when nothing is recorded */
+    int metrics_fd;        /* -1: not open */
+    off_t metrics_good;    /* size of the file up to its last complete line */
     PkBuf metrics_pending; /* lines not yet on disk (a write failed), oldest first */
     char metrics_path[CONFIG_PATH_LEN + 64];
 } RunDir;
 
+void run_dir_init(RunDir *rd);
+/* Makes the run folder for cfg. A new run (resume_dir NULL or ""): run_dir/name, or name-2,
+ * name-3, ... when that folder already holds a run (cfg->name gets the name used), with
+ * checkpoints/, plots/, eval/, config.json and an empty metrics.jsonl. A resume: resume_dir
+ * (resolved like run_dir), after checking that its checkpoints/latest names a checkpoint
+ * (*resume_step) and that the keys fixed on resume keep their values (run_dir_check_fixed_keys);
+ * cfg's run_dir and name then follow the folder and config.json is written anew. On failure
+ * what was made is removed again, and err says what is wrong. metrics.jsonl is not opened. */
+int run_dir_prepare(RunDir *rd, RunConfig *cfg, const char *resume_dir, int *resume_step, char *err);
+/* Every key config.c fixes on resume (config_key_fixed_on_resume) must have the same value in
+ * cfg as in RUN/config.json (so a --set of one is refused) and in the config checkpoint step-N
+ * was written with (RUN/checkpoints/step-N/run_config.json, so is one edited by hand in
+ * config.json); the first that differs is named with both values. */
+int run_dir_check_fixed_keys(const RunConfig *cfg, const char *run_path, int step, char *err);
+/* 1 when the folder holds a record besides config.json and metrics.jsonl: something in
+ * checkpoints/, plots/ or eval/, best/ or best.json. */
+int run_dir_holds_records(const RunDir *rd);
+/* A new run's folder that recorded nothing: removes what run_dir_prepare made (config.json,
+ * metrics.jsonl, the empty subfolders) and the folder when that empties it; files of others
+ * stay. Once; returns 1 when the folder is gone. */
+int run_dir_remove_created(RunDir *rd);
 /* Joins a name inside the run folder. */
 int run_dir_file(const RunDir *rd, const char *name, char *out, size_t len, char *err);
 
+/* metrics.jsonl holds whole lines only. open: for appending. append: the line (deleted) is
+ * written with write(2); when that fails or comes up short (disk full) the file is cut back to
+ * its last complete line (ftruncate) and the line stays pending, retried before the next one and
+ * by sync; PK_FAIL with the sentence, *repeated = 1 when lines were pending already (the same
+ * failure as before). sync: pending lines out, then fsync (before a checkpoint: a checkpoint
+ * never gets ahead of its log). close: sync and close. free: close without a sync, drop what is
+ * pending. With no log open, append and sync do nothing. */
+int run_dir_metrics_open(RunDir *rd, char *err);
+int run_dir_metrics_append(RunDir *rd, struct cJSON *line, int *repeated, char *err);
+int run_dir_metrics_sync(RunDir *rd, char *err);
+int run_dir_metrics_close(RunDir *rd, char *err);
+void run_dir_free(RunDir *rd);
+
+/* Checkpoints are RUN/checkpoints/step-N folders (written by distill_save_checkpoint) plus the
+ * run_config.json they were made with; RUN/checkpoints/latest names the newest good one. */
+int run_dir_checkpoint_dir(const RunDir *rd, int step, char *out, size_t len, char *err);
+/* Index of the first NaN/Inf among n raw values of a floating dtype, or -1 (read by bytes: a
+ * mapped tensor need not be aligned). */
+long run_dir_first_nonfinite(const void *data, size_t n, StDtype dt);
+/* Reads every floating tensor of every .safetensors file of the folder back: PK_OK when all are
+ * finite, RUN_DIR_NONFINITE naming the file, tensor and index, PK_FAIL when it does not read. */
+int run_dir_verify_finite(const char *dir, char *err);
+/* Removes DIR/run_config.json (so distill_save_checkpoint may replace the folder), or says why not. */
+int run_dir_clear_run_config(const char *dir, char *err);
+int run_dir_write_run_config(const char *dir, const RunConfig *cfg, char *err);
+/* checkpoints/latest = "step-N", atomically. */
+int run_dir_set_latest(const RunDir *rd, int step, char *err);
+/* fsync of checkpoints/, so the renames into it are on disk. */
+int run_dir_sync_checkpoints(const RunDir *rd, char *err);
+/* Keeps the newest RUN_KEEP_CHECKPOINTS step-N folders (and always step `keep`). */
+void run_dir_prune_checkpoints(const RunDir *rd, int keep);
 /* The step-N folders of RUN/checkpoints, newest first (at most cap); returns how many. */
 int run_dir_checkpoint_steps(const char *run_path, int *steps, int cap);
 /* Reads RUN/checkpoints/latest ("step-N", naming a folder that exists) into *step, or says what
  * is wrong with it. */
 int run_dir_read_latest(const char *run_path, int *step, char *err);
+
+/* best.json: {"step", "dev_rougeL", "records"} of the student kept in best/. read: 1 with the
+ * values when it is there, readable and no later than upto_step, else 0. */
+int run_dir_write_best(const RunDir *rd, int step, double rouge, int records, char *err);
+int run_dir_read_best(const RunDir *rd, int upto_step, double *rouge, int *step);
 
 /* Reads a run folder's config.json (over defaults) and metrics.jsonl, for a read-only look:
  * a folder that is not a run fails naming the file missing or malformed. */
