@@ -81,47 +81,61 @@ int pk_read_file(const char *path, char **out, size_t *len, char *err) {
     return PK_OK;
 }
 
-int pk_write_file_atomic(const char *path, const void *data, size_t len, char *err) {
-    pk_clean_stale_temp_files(path);
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    if (!tmp) return pk_errf(err, "%s: out of memory", path);
-    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        pk_errf(err, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return PK_FAIL;
-    }
+int pk_write_all(int fd, const void *data, size_t n) {
     const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            pk_errf(err, "%s: write failed (temporary file %s): %s", path, tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return PK_FAIL;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        if (w == 0) { /* no progress and no reason given: the disk is full */
+            errno = ENOSPC;
+            return -1;
         }
         p += w;
-        left -= (size_t)w;
+        n -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        pk_errf(err, "%s: cannot flush (temporary file %s): %s", path, tmp, strerror(errno));
-        unlink(tmp);
+    return 0;
+}
+
+int pk_write_atomic(const char *path, PkFileFill fill, void *ctx, char *err) {
+    /* the temporary's name carries the process id, so a later write can tell one a crash left */
+    pk_clean_stale_temp_files(path);
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 40);
+    if (!tmp) return pk_errf(err, "%s: out of memory", path);
+    snprintf(tmp, pl + 40, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        pk_errf(err, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
         free(tmp);
         return PK_FAIL;
     }
-    if (rename(tmp, path) != 0) {
-        pk_errf(err, "%s: cannot rename into place: %s", path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return PK_FAIL;
-    }
+    int rc = PK_OK;
+    if (fchmod(fd, 0644) != 0 || fill(ctx, fd) != 0)
+        rc = pk_errf(err, "%s: write failed: %s", path, strerror(errno));
+    else if (fsync(fd) != 0)
+        rc = pk_errf(err, "%s: cannot flush to disk (fsync): %s", path, strerror(errno));
+    if (close(fd) != 0 && rc == PK_OK) rc = pk_errf(err, "%s: cannot close: %s", path, strerror(errno));
+    if (rc == PK_OK && rename(tmp, path) != 0)
+        rc = pk_errf(err, "%s: cannot rename into place: %s", path, strerror(errno));
+    if (rc != PK_OK) unlink(tmp);
     free(tmp);
-    return PK_OK;
+    return rc;
+}
+
+typedef struct {
+    const void *data;
+    size_t len;
+} BytesToWrite;
+
+static int fill_bytes(void *ctx, int fd) {
+    const BytesToWrite *b = ctx;
+    return pk_write_all(fd, b->data, b->len);
+}
+
+int pk_write_file_atomic(const char *path, const void *data, size_t len, char *err) {
+    BytesToWrite b = {data, len};
+    return pk_write_atomic(path, fill_bytes, &b, err);
 }
 
 int pk_write_json_atomic(const char *path, const cJSON *root, char *err) {

@@ -15,8 +15,16 @@ int pk_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 /* Reads a whole file; *out is NUL-terminated (not counted in *len). Caller frees. */
 int pk_read_file(const char *path, char **out, size_t *len, char *err);
-/* Writes data to path atomically: temp file in the same folder, fsync, rename. */
+/* The one atomic file write: fill(ctx, fd) writes the content into a fresh temporary beside path
+ * (PATH.tmp.PID.XXXXXX, mode 0644) and returns 0, or -1 with errno set; the temporary is then
+ * flushed to disk (fsync), closed and renamed over path. On any failure it is removed, path is left
+ * as it was, and err names path and the cause (not the temporary: a long path stays whole). */
+typedef int (*PkFileFill)(void *ctx, int fd);
+int pk_write_atomic(const char *path, PkFileFill fill, void *ctx, char *err);
+/* Writes data to path atomically (pk_write_atomic). */
 int pk_write_file_atomic(const char *path, const void *data, size_t len, char *err);
+/* Writes all n bytes to fd, again after a short write or EINTR: 0, or -1 with errno set. */
+int pk_write_all(int fd, const void *data, size_t n);
 /* Writes a cJSON document, pretty-printed and newline-terminated, atomically. */
 struct cJSON;
 int pk_write_json_atomic(const char *path, const struct cJSON *root, char *err);
