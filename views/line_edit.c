@@ -10,14 +10,7 @@
 void tui_hist_add(Tui *t, const char *line) {
     if (!*line) return;
     if (t->n_hist && !strcmp(t->hist[t->n_hist - 1], line)) return;
-    char *copy = strdup(line);
-    if (!copy) return;
-    if (t->n_hist == TUI_HIST_MAX) {
-        free(t->hist[0]);
-        memmove(t->hist, t->hist + 1, (TUI_HIST_MAX - 1) * sizeof *t->hist);
-        t->n_hist--;
-    }
-    t->hist[t->n_hist++] = copy;
+    tui_lines_push(t->hist, &t->n_hist, TUI_HIST_MAX, line);
 }
 
 static void edit_set(Tui *t, const char *utf8) {

@@ -102,16 +102,18 @@ static void uninstall_signals(void) {
 
 /* ------------------------------------------------------------------ log and messages */
 
-void tui_log_add(Tui *t, const char *line) {
+void tui_lines_push(char **lines, int *n, int max, const char *line) {
     char *copy = strdup(line);
     if (!copy) return;
-    if (t->n_log == TUI_LOG_MAX) {
-        free(t->log[0]);
-        memmove(t->log, t->log + 1, (TUI_LOG_MAX - 1) * sizeof *t->log);
-        t->n_log--;
+    if (*n == max) {
+        free(lines[0]);
+        memmove(lines, lines + 1, (size_t)(max - 1) * sizeof *lines);
+        (*n)--;
     }
-    t->log[t->n_log++] = copy;
+    lines[(*n)++] = copy;
 }
+
+void tui_log_add(Tui *t, const char *line) { tui_lines_push(t->log, &t->n_log, TUI_LOG_MAX, line); }
 
 /* Adds text (possibly several lines) to the log, each line with a prefix. */
 void tui_log_text(Tui *t, const char *prefix, const char *text) {

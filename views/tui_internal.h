@@ -118,6 +118,8 @@ static inline EngineState tui_snap_state(const Tui *t) { return t->snap ? t->sna
 
 /* ------------------------------------------------------------------ tui.c: loop state */
 
+/* Appends a copy of line to lines[*n] (at most max: the oldest goes first). */
+void tui_lines_push(char **lines, int *n, int max, const char *line);
 /* Appends a line to the log panel (the oldest goes past TUI_LOG_MAX). */
 void tui_log_add(Tui *t, const char *line);
 /* Adds text (possibly several lines) to the log, each line with a prefix. */

@@ -346,6 +346,26 @@ else
 fi
 keys open q
 wait_for open '^EXIT=0' 10
+# without colour every series has its own glyph, in the plot and in the legend
+type_command open "NO_COLOR=1 $PROMPTKD tui --open $DONE"
+wait_for open '^ FINISHED, READ-ONLY' 20
+keys open 1
+wait_for open 'neighbour_sim_p2' 5
+glyphs_distinct() {
+    python3 -c '
+import re, sys
+rows = sys.stdin.read().splitlines()
+legend = {}
+for r in rows:
+    for g, name in re.findall(r"(\S) (neighbour_sim_p\d) ", r):
+        legend[name] = g
+plot = "".join(r[:70] for r in rows[2:11])
+drawn = [g for g in legend.values() if g in plot]
+sys.exit(0 if len(legend) >= 3 and len(set(legend.values())) == len(legend) and len(drawn) >= 2 else 1)'
+}
+check tui_no_color_series_glyphs_distinct_with_legend glyphs_distinct <<<"$(screen open)"
+keys open q
+wait_for open '^EXIT=0' 10
 expect_error tui_open_with_config "--open" "$PROMPTKD" tui --open "$DONE" --config "$CFG"
 expect_error tui_open_not_a_run "$TMP" "$PROMPTKD" tui --open "$TMP" --frames 1
 expect_error tui_extra_run_without_open "--open" "$PROMPTKD" tui --config "$CFG" "$DONE"
