@@ -419,7 +419,7 @@ int pk_pid_alive(long pid) {
 }
 
 /* `name` is `base` + `mid` + PID, where mid is ".tmp." or ".old."; with `suffix` also
- * + "." + 6 letters or digits (st_write's mkstemp part). Returns PID, or 0 when it is not. */
+ * + "." + 6 letters or digits (pk_write_atomic's mkstemp part). Returns PID, or 0 when it is not. */
 static long temp_pid(const char *name, const char *base, const char *mid, int suffix) {
     size_t bl = strlen(base), ml = strlen(mid);
     if (strncmp(name, base, bl) != 0 || strncmp(name + bl, mid, ml) != 0) return 0;
@@ -483,7 +483,7 @@ static int model_entry_kind(const char *name, long *pid) {
         if ((*pid = temp_pid(name, model_files[i], ".tmp.", 1)) > 0) return 2;
         size_t l = strlen(model_files[i]);
         if (!strncmp(name, model_files[i], l) && !strncmp(name + l, ".tmp.", 5)) {
-            const char *p = name + l + 5; /* an older st_write: mkstemp's 6 letters or digits */
+            const char *p = name + l + 5; /* an older promptkd: mkstemp's 6 letters or digits */
             int n = 0;
             while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) p++, n++;
             if (n == 6 && *p == 0) return 2;

@@ -44,8 +44,8 @@ int pk_path_join(char *out, size_t outlen, const char *dir, const char *name, ch
 int pk_next_line(const char *text, size_t len, size_t *pos, size_t *start, size_t *line_len);
 
 /* ---- crash-left temporaries and whole folders written atomically ----------------------------
- * Atomic writes make their temporaries beside the target: files PATH.tmp.PID (pk_write_file_atomic)
- * or PATH.tmp.PID.XXXXXX (st_write), folders DIR.tmp.PID and DIR.old.PID (pk_model_folder_write).
+ * Atomic writes make their temporaries beside the target: files PATH.tmp.PID.XXXXXX (pk_write_atomic;
+ * an older promptkd also left PATH.tmp.PID), folders DIR.tmp.PID and DIR.old.PID (pk_model_folder_write).
  * A process killed mid-write leaves them behind; a later write to the same target removes the ones
  * whose process is gone, and nothing else. */
 
