@@ -346,6 +346,18 @@ else
 fi
 keys open q
 wait_for open '^EXIT=0' 10
+# a compare output folder stands for its runs: the first shown, the others overlaid
+mkdir -p "$TMP/cmp/runs"
+cp -r "$DONE" "$TMP/cmp/runs/promptkd-s1" && cp -r "$OTHER" "$TMP/cmp/runs/promptkd-s2"
+type_command open "$PROMPTKD tui --open $TMP/cmp"
+if wait_for open "^ FINISHED, READ-ONLY .*runs/promptkd-s1" 20 && wait_for open 'promptkd-s1: neighbour_sim_p0' 5 &&
+    wait_for open 'promptkd-s2: neighbour_sim_p0' 5; then
+    pass tui_open_compare_folder_overlays_its_runs
+else
+    fail tui_open_compare_folder_overlays_its_runs "$(screen open | head -16 | tail -5)"
+fi
+keys open q
+wait_for open '^EXIT=0' 10
 # without colour every series has its own glyph, in the plot and in the legend
 type_command open "NO_COLOR=1 $PROMPTKD tui --open $DONE"
 wait_for open '^ FINISHED, READ-ONLY' 20
