@@ -33,7 +33,6 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -51,6 +50,7 @@
 #include "exposure.h"
 #include "parallel.h"
 #include "rouge.h"
+#include "run_dir.h"
 #include "run_setup.h"
 #include "stats.h"
 
@@ -321,26 +321,12 @@ static int latest_step(const char *run_path) {
 /* Training wall time the engine logged: the last step line's elapsed_s (it carries over resumes). */
 static double logged_train_seconds(const char *run_path) {
     char path[CONFIG_PATH_LEN + 64], err[PK_ERR_LEN];
-    char *text = NULL;
-    size_t len = 0;
-    if (path_fmt(path, sizeof path, err, "%s/metrics.jsonl", run_path) != PK_OK ||
-        pk_read_file(path, &text, &len, err) != PK_OK)
-        return NAN;
-    double seconds = NAN;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        if (!strstr(line, "\"elapsed_s\"") || strstr(line, "\"event\"")) continue;
-        cJSON *o = cJSON_Parse(line);
-        double v = json_num(o, "elapsed_s");
-        if (isfinite(v)) seconds = v;
-        cJSON_Delete(o);
-    }
-    free(text);
+    if (path_fmt(path, sizeof path, err, "%s/metrics.jsonl", run_path) != PK_OK) return NAN;
+    RunHistory h;
+    run_history_init(&h);
+    double seconds = run_history_read(&h, path, -1, NULL, err) == PK_OK && h.last_step > 0 ? h.elapsed_s : NAN;
+    run_history_free(&h);
     return seconds;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 /* Trains (or, with resume, continues) one run to its end. */
@@ -915,7 +901,7 @@ int cmd_compare(int argc, char **argv) {
                                 methods[m], rc.seed, k, total, done_step);
                 } else {
                     how = "trained";
-                    if (pk_is_dir(run_path) && nftw(run_path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+                    if (pk_is_dir(run_path) && pk_remove_tree(run_path) != 0) {
                         fprintf(stderr, "promptkd compare: %s: cannot remove the run folder without a checkpoint: %s\n",
                                 run_path, strerror(errno));
                         status = 1;
