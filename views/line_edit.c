@@ -29,14 +29,7 @@ static void edit_get(const Tui *t, char *out, size_t len) {
     for (int i = 0; i < t->edit_len; i++) {
         uint32_t cp = (uint32_t)t->edit[i];
         char b[4];
-        int n;
-        if (cp < 0x80) b[0] = (char)cp, n = 1;
-        else if (cp < 0x800) b[0] = (char)(0xc0 | cp >> 6), b[1] = (char)(0x80 | (cp & 63)), n = 2;
-        else if (cp < 0x10000)
-            b[0] = (char)(0xe0 | cp >> 12), b[1] = (char)(0x80 | ((cp >> 6) & 63)), b[2] = (char)(0x80 | (cp & 63)), n = 3;
-        else
-            b[0] = (char)(0xf0 | cp >> 18), b[1] = (char)(0x80 | ((cp >> 12) & 63)),
-            b[2] = (char)(0x80 | ((cp >> 6) & 63)), b[3] = (char)(0x80 | (cp & 63)), n = 4;
+        int n = pk_utf8_encode(cp, b);
         if (o + (size_t)n + 1 > len) break;
         memcpy(out + o, b, (size_t)n);
         o += (size_t)n;
