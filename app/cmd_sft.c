@@ -75,7 +75,7 @@ int cmd_sft(int argc, char **argv) {
 
     RunConfig c;
     config_defaults(&c);
-    snprintf(c.method, sizeof c.method, "sft");
+    snprintf(c.method, sizeof c.method, "%s", method_info(METHOD_SFT)->name);
     snprintf(c.student, sizeof c.student, "%s", model ? model : "");
     snprintf(c.tokenizer, sizeof c.tokenizer, "%s", tok_dir);
     snprintf(c.train_data, sizeof c.train_data, "%s", data);
