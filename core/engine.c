@@ -1662,6 +1662,7 @@ int engine_stop(Engine *e, char *err) {
 int engine_work(Engine *e, EngineWorkFn fn, void *ctx, PkBuf *out, char *err) {
     char local[PK_ERR_LEN];
     if (!err) err = local;
+    if (e->read_only) return pk_errf(err, "%s is open read-only", e->rd.path);
     pthread_mutex_lock(&e->mu);
     int done = e->worker_done;
     pthread_mutex_unlock(&e->mu);
