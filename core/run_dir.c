@@ -814,23 +814,15 @@ static int metrics_flush(RunDir *rd, char *err) {
     if (rd->metrics_fd < 0)
         return pk_errf(err, "%s: not open (%zu bytes of log lines not written)", rd->metrics_path,
                        rd->metrics_pending.len);
-    const char *p = rd->metrics_pending.data;
-    size_t left = rd->metrics_pending.len;
-    while (left > 0) {
-        ssize_t w = write(rd->metrics_fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int saved = w < 0 ? errno : ENOSPC;
-            if (ftruncate(rd->metrics_fd, rd->metrics_good) != 0)
-                return pk_errf(err, "%s: cannot append a line: %s; cutting the file back to its last complete line "
-                                    "(%lld bytes) failed too: %s",
-                               rd->metrics_path, strerror(saved), (long long)rd->metrics_good, strerror(errno));
-            return pk_errf(err, "%s: cannot append a line: %s (the file ends at its last complete line; the "
-                                "lines not written are kept and retried)",
-                           rd->metrics_path, strerror(saved));
-        }
-        p += w;
-        left -= (size_t)w;
+    if (pk_write_all(rd->metrics_fd, rd->metrics_pending.data, rd->metrics_pending.len) != 0) {
+        int saved = errno;
+        if (ftruncate(rd->metrics_fd, rd->metrics_good) != 0)
+            return pk_errf(err, "%s: cannot append a line: %s; cutting the file back to its last complete line "
+                                "(%lld bytes) failed too: %s",
+                           rd->metrics_path, strerror(saved), (long long)rd->metrics_good, strerror(errno));
+        return pk_errf(err, "%s: cannot append a line: %s (the file ends at its last complete line; the "
+                            "lines not written are kept and retried)",
+                       rd->metrics_path, strerror(saved));
     }
     rd->metrics_good += (off_t)rd->metrics_pending.len;
     rd->metrics_pending.len = 0;

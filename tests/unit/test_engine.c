@@ -384,6 +384,11 @@ static void test_nonfinite_pauses_and_keeps_checkpoint(void) {
     engine_destroy(e);
 }
 
+static int never_called(void *ctx, struct DistillState *ds, PkBuf *out, char *err) {
+    (void)ctx, (void)ds, (void)out;
+    return pk_errf(err, "work ran on a read-only engine");
+}
+
 /* Same series (name, points, times) in two snapshots. */
 static int same_series(const EngineSnapshot *a, const EngineSnapshot *b, char *why, size_t len) {
     if (a->n_series != b->n_series) return snprintf(why, len, "%d vs %d series", a->n_series, b->n_series), 0;
@@ -485,6 +490,9 @@ static void test_open_read_only(void) {
     CHECK(engine_eval(ro, "valid", reply, sizeof reply, err) == PK_FAIL && strstr(err, "read-only"));
     CHECK(engine_resume(ro, err) == PK_FAIL && strstr(err, "read-only"));
     CHECK(engine_save(ro, NULL, reply, sizeof reply, err) == PK_FAIL && strstr(err, "read-only"));
+    PkBuf said = {0};
+    CHECK(engine_work(ro, never_called, NULL, &said, err) == PK_FAIL && strstr(err, "read-only"));
+    pk_buf_free(&said);
     engine_destroy(ro);
 
     /* a run stopped early opens PAUSED at its step; resumed, it has its neighbours and generations back */
