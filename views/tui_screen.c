@@ -203,6 +203,8 @@ static const char *const help_notes[] = {
     "* marks live hyper-parameters (editable while paused); others are fixed",
     "charts: braille when the locale is UTF-8, ASCII otherwise; NO_COLOR honoured",
     "x writes RUN/plots/CHART.png; :export CHART FILE [--size WxH] for others",
+    "the view (chart, focus, smoothing, log scale) is kept in RUN/view.json",
+    "tui --open RUN [RUN...]: a finished run read-only, more runs overlaid; :open RUN",
     ":help lists the REPL commands",
 };
 #define N_HELP_NOTES ((int)(sizeof help_notes / sizeof *help_notes))
