@@ -112,6 +112,12 @@ int chart_draw_raster(const Chart *c, Raster *r, char *err) {
     int legend_cols = (W - 24) / font.width;
     int legend_rows = chart_legend_layout(c, legend_cols > 1 ? legend_cols : 1, items);
     int row_h = font.height + 4;
+    /* a picture too small for them all keeps half its height for the plot and says what it left out */
+    int max_rows = (H / 2) / row_h > 1 ? (H / 2) / row_h : 1, hidden = 0;
+    if (legend_rows > max_rows) {
+        legend_rows = max_rows;
+        for (int s = 0; s < c->n_series; s++) hidden += items[s].row >= max_rows;
+    }
     int legend_h = legend_rows ? legend_rows * row_h + 6 : 0;
     int top = 10 + bold.height + 10;
     int bottom = 8 + font.height + 6 + (g.xlabel[0] ? font.height + 6 : 0) + legend_h;
@@ -205,9 +211,17 @@ int chart_draw_raster(const Chart *c, Raster *r, char *err) {
     /* legend rows under the axes: a colour swatch, then "name last-value" */
     int ly0 = H - legend_h + 2;
     for (int s = 0; s < c->n_series; s++) {
+        if (items[s].row >= legend_rows) continue;
         int lx = 12 + items[s].col * font.width, ly = ly0 + items[s].row * row_h;
         raster_fill_rect(r, lx, ly + font.height / 2 - 2, 12, 5, chart_series_rgb(c, s));
         draw_text(r, &font, lx + 2 * font.width, ly, items[s].text, ink);
+    }
+    if (hidden) {
+        char more[48];
+        snprintf(more, sizeof more, "(+%d more: a larger --size shows them)", hidden);
+        int tw = font_text_width(&font, more);
+        raster_fill_rect(r, W - right - tw - 8, ly0 + (legend_rows - 1) * row_h, tw + 8, font.height, 0xFFFFFF);
+        draw_text(r, &font, W - right - tw, ly0 + (legend_rows - 1) * row_h, more, axis);
     }
     if (g.empty) {
         const char *msg = "(no data)";

@@ -371,6 +371,18 @@ static void test_legend_lists_every_series(void) {
         free(rgb);
     }
     chart_free(&c);
+    /* a picture too small for every entry still draws, keeping half of it for the plot */
+    double x[3] = {1, 2, 3}, y[3] = {1, 2, 3};
+    chart_init(&c, "many", "step", "v");
+    for (int s = 0; s < CHART_MAX_SERIES; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "compare-run-%02d: prompt_guide_loss", s);
+        CHECK(chart_add_series(&c, name, x, y, 3) == 0);
+    }
+    rgb = png_of(&c, 320, 240);
+    CHECK(rgb != NULL);
+    free(rgb);
+    chart_free(&c);
 }
 
 /* Without colour every series draws with its own glyph, listed in the legend. */
