@@ -582,47 +582,57 @@ int chart_export_csv(const Chart *c, const char *path, char *err) {
     size_t total = 0;
     for (int s = 0; s < c->n_series; s++) total += (size_t)c->series[s].n;
     double *xs = malloc(sizeof(double) * (total ? total : 1));
-    int *next = calloc(CHART_MAX_SERIES, sizeof(int));
-    if (!xs || !next) {
-        free(xs);
-        free(next);
-        return pk_errf(err, "%s: out of memory", path);
-    }
+    if (!xs) return pk_errf(err, "%s: out of memory", path);
     size_t nx = 0;
-    int timed = c->n_series > 0, one_run = 1;
+    /* an elapsed-time column per run whose series have times: "elapsed_s" for one run, else
+     * named by the run's "RUN: " prefix; run_first[k] is the first series of the k-th such run */
+    int run_first[CHART_MAX_SERIES], n_runs = 0, all_runs = 0;
     for (int s = 0; s < c->n_series; s++) {
-        timed &= c->series[s].t != NULL;
-        one_run &= c->series[s].run == c->series[0].run;
+        int seen = 0;
+        for (int q = 0; q < s; q++) seen |= c->series[q].run == c->series[s].run;
+        all_runs += !seen;
+        if (c->series[s].t) {
+            int have = 0;
+            for (int k = 0; k < n_runs; k++) have |= c->series[run_first[k]].run == c->series[s].run;
+            if (!have) run_first[n_runs++] = s;
+        }
         for (int i = 0; i < c->series[s].n; i++)
             if (point_shown(c, s, i, from_x)) xs[nx++] = c->series[s].x[i];
     }
     qsort(xs, nx, sizeof *xs, cmp_double);
     PkBuf b = {0};
     csv_field(&b, c->xlabel[0] ? c->xlabel : "x");
-    int with_t = timed && one_run;
-    if (with_t) pk_buf_printf(&b, ",elapsed_s");
+    for (int k = 0; k < n_runs; k++) {
+        const char *name = c->series[run_first[k]].name, *colon = strstr(name, ": ");
+        char label[96];
+        if (all_runs == 1) snprintf(label, sizeof label, "elapsed_s");
+        else if (colon) snprintf(label, sizeof label, "%.*selapsed_s", (int)(colon + 2 - name), name);
+        else snprintf(label, sizeof label, "run %d: elapsed_s", c->series[run_first[k]].run);
+        pk_buf_append(&b, ",", 1);
+        csv_field(&b, label);
+    }
     for (int s = 0; s < c->n_series; s++) {
         pk_buf_append(&b, ",", 1);
         csv_field(&b, c->series[s].name);
     }
     pk_buf_append(&b, "\n", 1);
-    for (size_t k = 0; k < nx; k++) {
-        if (k > 0 && xs[k] == xs[k - 1]) continue;
-        double x = xs[k];
+    int next[CHART_MAX_SERIES] = {0};
+    for (size_t j = 0; j < nx; j++) {
+        if (j > 0 && xs[j] == xs[j - 1]) continue;
+        double x = xs[j];
         pk_buf_printf(&b, "%.10g", x);
         /* each series' point at x: series are in x order, so a cursor per series walks forward */
         int at[CHART_MAX_SERIES];
-        double t = NAN;
         for (int s = 0; s < c->n_series; s++) {
             const ChartSeries *cs = &c->series[s];
             at[s] = -1;
             while (next[s] < cs->n && (!point_shown(c, s, next[s], from_x) || cs->x[next[s]] < x)) next[s]++;
-            if (next[s] < cs->n && cs->x[next[s]] == x) {
-                at[s] = next[s]++;
-                if (with_t && !isfinite(t)) t = cs->t[at[s]];
-            }
+            if (next[s] < cs->n && cs->x[next[s]] == x) at[s] = next[s]++;
         }
-        if (with_t) {
+        for (int k = 0; k < n_runs; k++) {
+            double t = NAN;
+            for (int s = 0; s < c->n_series && !isfinite(t); s++)
+                if (at[s] >= 0 && c->series[s].t && c->series[s].run == c->series[run_first[k]].run) t = c->series[s].t[at[s]];
             if (isfinite(t)) pk_buf_printf(&b, ",%.6g", t);
             else pk_buf_append(&b, ",", 1);
         }
@@ -633,7 +643,6 @@ int chart_export_csv(const Chart *c, const char *path, char *err) {
         pk_buf_append(&b, "\n", 1);
     }
     free(xs);
-    free(next);
     int rc = b.data ? pk_write_file_atomic(path, b.data, b.len, err) : pk_errf(err, "%s: out of memory", path);
     pk_buf_free(&b);
     return rc;

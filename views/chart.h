@@ -105,9 +105,10 @@ typedef struct {
 int chart_render_cells(const Chart *c, int w, int h, int flags, ChartCells *out);
 void chart_cells_free(ChartCells *cells);
 
-/* Writes the chart's raw values as CSV, atomically: a header (x name, "elapsed_s" when the
- * points have times and come from one run, then each series' name) and one row per x
- * shown, in order, a column per series (empty where a series has no point there). */
+/* Writes the chart's raw values as CSV, atomically: a header (the x name; "elapsed_s" when the
+ * points have times, one "RUN: elapsed_s" per run when they come from several; then each
+ * series' name) and one row per x shown, in order, a column per series (empty where a series
+ * has no point there). Each series' points are in x order. */
 int chart_export_csv(const Chart *c, const char *path, char *err);
 
 /* Formats a tick value compactly ("0.25", "1.2k", "3e-05"). */

@@ -21,7 +21,7 @@ done
 check run_plots_png test -f "$TMP/runs/a/plots/loss.png"
 check run_plots_csv test -f "$TMP/runs/a/plots/loss.csv"
 check run_plots_csv_rows test "$(wc -l <"$TMP/runs/a/plots/loss.csv")" -eq 9
-check run_plots_lr_csv grep -q '^step,.*lr' "$TMP/runs/a/plots/lr.csv"
+check run_plots_lr_csv grep -q '^step,elapsed_s,lr,prompt_lr$' "$TMP/runs/a/plots/lr.csv"
 cp -r "$TMP/runs/a/." "$TMP/a_before"
 
 cat >"$TMP/overlay.pk" <<EOF
@@ -62,7 +62,7 @@ check overlay_png_has_both_runs "$PNGCHECK" "$TMP/overlay.png" 640 360 $C1:100 $
 header=$(head -1 "$TMP/overlay.csv")
 check overlay_csv_header_run_a grep -q ',a: student_loss' <<<"$header"
 check overlay_csv_header_run_b grep -q ',b: student_loss' <<<"$header"
-check overlay_csv_step_first grep -q '^step,' <<<"$header"
+check overlay_csv_step_then_times grep -q '^step,a: elapsed_s,b: elapsed_s,' <<<"$header"
 check overlay_csv_rows test "$(wc -l <"$TMP/overlay.csv")" -eq 9
 check overlay_csv_steps_in_order test "$(cut -d, -f1 "$TMP/overlay.csv" | tail -n +2 | tr '\n' ' ')" = "1 2 3 4 5 6 7 8 "
 fields=$(head -1 "$TMP/overlay.csv" | awk -F, '{print NF}')

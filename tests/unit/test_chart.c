@@ -553,13 +553,16 @@ static void test_csv_export(void) {
                   "%s", text);
         free(text);
     }
-    /* two runs: no single elapsed column */
+    /* two runs: an elapsed column per run, named by its "RUN: " prefix */
     c.series[1].run = 1;
+    snprintf(c.series[0].name, sizeof c.series[0].name, "a: student_loss");
+    snprintf(c.series[1].name, sizeof c.series[1].name, "b: student_loss");
     c.window = 2;
     CHECK_MSG(chart_export_csv(&c, path, err) == 0, "%s", err);
     CHECK(pk_read_file(path, &text, &len, err) == 0);
     if (text) {
-        CHECK_MSG(!strcmp(text, "step,student_loss,\"a, \"\"b\"\"\"\n3,0.125,\n4,,8\n"), "%s", text);
+        CHECK_MSG(!strcmp(text, "step,a: elapsed_s,b: elapsed_s,a: student_loss,b: student_loss\n3,4.5,,0.125,\n4,,6,,8\n"),
+                  "%s", text);
         free(text);
     }
     snprintf(path, sizeof path, "%s/missing/x.csv", dir);
