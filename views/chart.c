@@ -352,7 +352,9 @@ int chart_legend_layout(const Chart *c, int width, ChartLegendItem items[CHART_M
         ChartLegendItem *it = &items[s];
         double v = chart_last_value(c, s);
         char value[32] = "";
-        if (isfinite(v)) snprintf(value, sizeof value, " %.4g", v);
+        /* four significant digits; thousands as k, so throughput reads 311.2k, not 3.112e+05 */
+        if (isfinite(v) && fabs(v) >= 1e4 && fabs(v) < 1e7) snprintf(value, sizeof value, " %.4gk", v / 1e3);
+        else if (isfinite(v)) snprintf(value, sizeof value, " %.4g", v);
         snprintf(it->text, sizeof it->text, "%s%s", c->series[s].name, value);
         int need = 2 + (int)strlen(it->text);
         if (col > 0 && col + need > width) row++, col = 0;

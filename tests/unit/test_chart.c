@@ -345,6 +345,10 @@ static void test_legend_lists_every_series(void) {
         CHECK(items[s].col + 2 + (int)strlen(items[s].text) <= 60);
     }
     CHECK(chart_legend_layout(&c, 10000, items) == 1);
+    c.series[0].y[19] = 311234;
+    chart_legend_layout(&c, 60, items);
+    CHECK_MSG(!strcmp(items[0].text, "neighbour_sim_p0 311.2k"), "%s", items[0].text);
+    c.series[0].y[19] = 0.19;
     ChartCells o;
     CHECK(chart_render_cells(&c, 60, 20, 0, &o) == 0);
     CHECK(o.legend_rows == rows);
