@@ -59,13 +59,6 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-static int line_at(const char *data, size_t pos) {
-    int line = 1;
-    for (size_t i = 0; i < pos; i++)
-        if (data[i] == '\n') line++;
-    return line;
-}
-
 static int read_training_file(const char *path, TextList *l, char *err) {
     char *data = NULL;
     size_t len = 0;
@@ -90,11 +83,11 @@ static int read_training_file(const char *path, TextList *l, char *err) {
         cJSON *root = nul >= 0 ? NULL : cJSON_ParseWithLengthOpts(data, len, &end, 0);
         if (nul >= 0) {
             rc = pk_errf(err, "%s:%d: a string holds \\u0000 (NUL), which training text cannot hold", path,
-                         line_at(data, (size_t)nul));
+                         pk_line_of(data, (size_t)nul));
         } else if (!root) {
             size_t pos = end && end >= data && end <= data + len ? (size_t)(end - data) : 0;
             rc = pk_errf(err, "%s:%d: not valid JSON (a file starting with '[' must be one JSON array of objects)",
-                         path, line_at(data, pos));
+                         path, pk_line_of(data, pos));
         } else {
             int k = 0;
             for (const cJSON *e = root->child; e && rc == PK_OK; e = e->next, k++) {

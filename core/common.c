@@ -264,11 +264,25 @@ void pk_buf_free(PkBuf *b) {
     b->len = b->cap = 0;
 }
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+uint64_t pk_mix64(uint64_t x) {
+    uint64_t z = x + 0x9e3779b97f4a7c15ULL;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
+}
+
+int pk_line_of(const char *text, size_t pos) {
+    int line = 1;
+    for (size_t i = 0; i < pos; i++)
+        if (text[i] == '\n') line++;
+    return line;
+}
+
+/* SplitMix64 as a generator: the state steps by 0x9e37..., each output mixes the state before it. */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = pk_mix64(*x);
+    *x += 0x9e3779b97f4a7c15ULL;
+    return z;
 }
 
 void pk_rng_seed(PkRng *r, uint64_t seed) {

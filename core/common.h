@@ -126,6 +126,11 @@ double pk_cpu_seconds(void);
 int pk_utf8_decode(const char *s, size_t n, uint32_t *cp);
 /* One code point as UTF-8 into out[4]; returns the length (cp is a scalar value). */
 int pk_utf8_encode(uint32_t cp, char *out);
+/* SplitMix64's output function of x + 0x9e37...: a 64-bit hash with every input bit reaching every
+ * output bit, the one mixer behind seeds and hashes (pk_rng_seed, per-row RNGs, dropout masks). */
+uint64_t pk_mix64(uint64_t x);
+/* 1-based line of byte offset pos in text, for messages. */
+int pk_line_of(const char *text, size_t pos);
 /* Validate UTF-8: returns the byte offset of the first invalid sequence, or -1 when valid. */
 long pk_utf8_invalid_at(const char *s, size_t len);
 /* Offset of the first \u0000 escape in JSON text, or -1. cJSON ends a string at a

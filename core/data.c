@@ -217,14 +217,6 @@ static int take_value(Dataset *d, int *cap, const cJSON *obj, const char *path, 
     return PK_OK;
 }
 
-/* 1-based line of byte offset pos in text. */
-static int line_of(const char *text, size_t pos) {
-    int line = 1;
-    for (size_t i = 0; i < pos; i++)
-        if (text[i] == '\n') line++;
-    return line;
-}
-
 /* The offset of the first raw NUL byte or \u0000 escape (see pk_json_escaped_nul_at),
  * so it is refused; -1 when there is none. *raw tells which one it was. */
 static long nul_at(const char *s, size_t len, int *raw) {
@@ -253,7 +245,7 @@ static int load_array(Dataset *d, const char *path, const char *text, size_t len
     size_t i = skip_ws(text, start + 1, len);
     if (i < len && text[i] == ']') return PK_OK; /* empty array: reported by the caller */
     for (;;) {
-        int line = line_of(text, i);
+        int line = pk_line_of(text, i);
         const char *end = NULL;
         cJSON *obj = cJSON_ParseWithLengthOpts(text + i, len - i, &end, 0);
         if (!obj)
@@ -272,10 +264,10 @@ static int load_array(Dataset *d, const char *path, const char *text, size_t len
         }
         if (i < len && text[i] == ']') break;
         return pk_errf(err, "%s:%d: malformed JSON array: expected ',' or ']' after an element", path,
-                       line_of(text, i));
+                       pk_line_of(text, i));
     }
     i = skip_ws(text, i + 1, len);
-    if (i < len) return pk_errf(err, "%s:%d: unexpected text after the JSON array", path, line_of(text, i));
+    if (i < len) return pk_errf(err, "%s:%d: unexpected text after the JSON array", path, pk_line_of(text, i));
     return PK_OK;
 }
 
@@ -343,10 +335,10 @@ int data_load(Dataset *d, const char *path, int skip_bad, char *err) {
         size_t line_start = where >= 0 ? (size_t)where : 0;
         while (line_start > 0 && text[line_start - 1] != '\n') line_start--;
         if (at >= 0) {
-            rc = pk_errf(err, "%s:%d: invalid UTF-8 at byte %ld of the line", path, line_of(text, (size_t)at),
+            rc = pk_errf(err, "%s:%d: invalid UTF-8 at byte %ld of the line", path, pk_line_of(text, (size_t)at),
                          (long)((size_t)at - line_start));
         } else if (nul >= 0) {
-            rc = nul_error(err, path, line_of(text, (size_t)nul), (long)((size_t)nul - line_start), raw);
+            rc = nul_error(err, path, pk_line_of(text, (size_t)nul), (long)((size_t)nul - line_start), raw);
         } else {
             rc = load_array(d, path, text, len, first, skip_bad, err);
         }

@@ -486,20 +486,13 @@ static int seqs_sampled(DistillState *s, GPT2 *m, const float *gen_prompt, int P
 /* Which training forward a dropout mask belongs to. */
 enum { PASS_PROMPT = 1, PASS_STUDENT = 2 };
 
-static uint64_t mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
 /* Seed of the dropout masks of one train-mode forward: a function of (run seed, the optimizer step
  * being made, micro-batch, pass) only, so a resumed run draws the masks the uninterrupted one did. */
 static unsigned long long mask_seed(const DistillState *s, int micro, int pass) {
-    uint64_t h = mix64(s->cfg.seed);
-    h = mix64(h ^ (uint64_t)(s->step + 1));
-    h = mix64(h ^ (uint64_t)micro);
-    return mix64(h ^ (uint64_t)pass);
+    uint64_t h = pk_mix64(s->cfg.seed);
+    h = pk_mix64(h ^ (uint64_t)(s->step + 1));
+    h = pk_mix64(h ^ (uint64_t)micro);
+    return pk_mix64(h ^ (uint64_t)pass);
 }
 
 /* The (1 - t/N) base_coef weight of KL(T'||T) for the step being made: t counts from 1, as the

@@ -42,16 +42,9 @@ int sample_options_check(const SampleOptions *o, int vocab_size, char *err) {
     return PK_OK;
 }
 
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 void sample_row_rng(PkRng *r, unsigned long long seed, long example_index) {
     /* two rounds of mixing so that nearby (seed, index) pairs give unrelated streams */
-    pk_rng_seed(r, splitmix64(splitmix64((uint64_t)seed) ^ (uint64_t)example_index));
+    pk_rng_seed(r, pk_mix64(pk_mix64((uint64_t)seed) ^ (uint64_t)example_index));
 }
 
 int sample_scratch_init(SampleScratch *s, int V, char *err) {

@@ -125,13 +125,6 @@ static int ascii_casecmp(const char *a, const char *b) {
     return (unsigned char)ascii_upper(*a) - (unsigned char)ascii_upper(*b);
 }
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static uint64_t fnv1a(uint64_t h, const char *s) {
     for (; *s; s++) {
         h ^= (unsigned char)*s;
@@ -156,7 +149,7 @@ static int held_index(const World *w, int task, int item, int form) {
     return (item + form + w->offset[task]) % HOLDOUT_MOD == 0;
 }
 
-static int held_hash(const World *w, uint64_t key) { return mix64(key ^ w->salt) % HOLDOUT_MOD == 0; }
+static int held_hash(const World *w, uint64_t key) { return pk_mix64(key ^ w->salt) % HOLDOUT_MOD == 0; }
 
 static const char *const onsets[] = {"b", "d",  "f",  "g",  "h",  "k",  "l",  "m",  "n", "p", "r", "s",
                                      "t", "v",  "z",  "br", "dr", "gr", "kr", "st", "th", "sh", "tr"};
@@ -211,7 +204,7 @@ static void make_name(PkRng *r, NameStyle style, char *out, char (*used)[NAME_CA
 
 static void world_build(World *w, uint64_t seed) {
     PkRng r;
-    pk_rng_seed(&r, mix64(seed ^ 0x5717c0de00000001ULL));
+    pk_rng_seed(&r, pk_mix64(seed ^ 0x5717c0de00000001ULL));
     memset(w, 0, sizeof *w);
     char used[N_TOWNS + N_CREATURES + N_COUNTRIES + N_RIVERS + N_FIRST + N_SURNAMES][NAME_CAP];
     int n_used = 0;
@@ -1351,7 +1344,7 @@ int synth_generate(const SynthOptions *opt, SynthSplits *out, char *err) {
     HashSet pairs = {0}, keys = {0};
     int rc = PK_FAIL;
     /* Each split has its own stream, so the sizes of the others do not change its draws. */
-    if (generate_split(w, mix64(opt->seed ^ 0x7a41000000000002ULL), opt->n_train, 0, NULL, NULL, "train", &out->train,
+    if (generate_split(w, pk_mix64(opt->seed ^ 0x7a41000000000002ULL), opt->n_train, 0, NULL, NULL, "train", &out->train,
                        err))
         goto done;
     out->n_train = opt->n_train;
@@ -1360,11 +1353,11 @@ int synth_generate(const SynthOptions *opt, SynthSplits *out, char *err) {
         hashset_add(&pairs, pair_hash(out->train[i].instruction, out->train[i].context));
         hashset_add(&keys, key_hash(out->train[i].key));
     }
-    if (generate_split(w, mix64(opt->seed ^ 0x7a41000000000003ULL), opt->n_valid, 1, &pairs, &keys, "valid",
+    if (generate_split(w, pk_mix64(opt->seed ^ 0x7a41000000000003ULL), opt->n_valid, 1, &pairs, &keys, "valid",
                        &out->valid, err))
         goto done;
     out->n_valid = opt->n_valid;
-    if (generate_split(w, mix64(opt->seed ^ 0x7a41000000000004ULL), opt->n_test, 1, &pairs, &keys, "test", &out->test,
+    if (generate_split(w, pk_mix64(opt->seed ^ 0x7a41000000000004ULL), opt->n_test, 1, &pairs, &keys, "test", &out->test,
                        err))
         goto done;
     out->n_test = opt->n_test;
@@ -1754,7 +1747,7 @@ int synth_pretrain_jsonl(const SynthSplits *s, uint64_t seed, int n_docs, PkBuf 
      * shuffled together, so no stretch of the corpus is of one kind. */
     if (!(kinds = pk_malloc((size_t)(n_all > 0 ? n_all : 1) * sizeof *kinds, err))) goto done;
     PkRng r;
-    pk_rng_seed(&r, mix64(seed ^ 0x7a41000000000005ULL));
+    pk_rng_seed(&r, pk_mix64(seed ^ 0x7a41000000000005ULL));
     for (int i = 0; i < s->n_train; i++) kinds[i] = -1 - i;
     for (int i = 0; i < n_docs; i++) {
         int x = (int)pk_rng_below(&r, 100), k = 0;

@@ -317,14 +317,6 @@ int tok_token_printable(const Tokenizer *t, int id, char *out, size_t outlen) {
     return (int)w;
 }
 
-/* Line number (1-based) of position pos in text. */
-static int line_of(const char *text, size_t pos) {
-    int line = 1;
-    for (size_t i = 0; i < pos; i++)
-        if (text[i] == '\n') line++;
-    return line;
-}
-
 /* Maps a string in GPT-2's byte alphabet back to bytes (out has room for strlen(s) bytes).
  * Returns the byte count, or -1 when a character is outside the alphabet. */
 static long alphabet_to_bytes(const ByteAlphabet *a, const char *s, size_t len, char *out) {
@@ -349,7 +341,7 @@ static int load_vocab(Tokenizer *t, const ByteAlphabet *alpha, const char *path,
     if (!root) {
         size_t pos = end && end >= data && end <= data + len ? (size_t)(end - data) : 0;
         int rc = pk_errf(err, "%s: line %d: not valid JSON (expected an object of token -> id)", path,
-                         line_of(data, pos));
+                         pk_line_of(data, pos));
         free(data);
         return rc;
     }
