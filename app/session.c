@@ -623,6 +623,13 @@ static int cmd_neighbours(Session *s, int argc, char **argv, const char *rest, P
     return rc;
 }
 
+static int cmd_dev(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
+    (void)rest, (void)out;
+    if (argc != 2 || (strcmp(argv[1], "next") && strcmp(argv[1], "prev"))) return pk_errf(err, "usage: dev next|prev");
+    int delta = !strcmp(argv[1], "next") ? 1 : -1;
+    return defer_to_engine(s, &(EngineCommand){.kind = ENGINE_CMD_SELECT_DEV, .n = delta}, NULL, NULL);
+}
+
 static int cmd_exposure(Session *s, int argc, char **argv, const char *rest, PkBuf *out, char *err) {
     (void)argv, (void)rest;
     if (argc > 1) return pk_errf(err, "exposure: takes no arguments");
@@ -855,6 +862,7 @@ static const SessionCommand session_commands[] = {
     {"get", "get [KEY]", "show one or every hyper-parameter", cmd_get},
     {"eval", "eval [SPLIT]", "ROUGE-L of the student on valid (default), test or train", cmd_eval},
     {"generate", "generate TEXT", "generations of T', T and S for an instruction", cmd_generate},
+    {"dev", "dev next|prev", "generations of T', T and S on the next or previous dev prompt", cmd_dev},
     {"neighbours", "neighbours [K]", "nearest vocabulary tokens of each soft-prompt vector", cmd_neighbours},
     {"exposure", "exposure", "measure exposure bias (ExAccErr) now", cmd_exposure},
     {"save", "save [DIR]",
@@ -1144,6 +1152,7 @@ int session_poll_event(Session *s, SessionEvent *ev) {
         PkBuf out = {0};
         ev->kind = SESSION_EVENT_REPLY;
         ev->id = p->id;
+        ev->logged = e.logged;
         ev->status = tell_reply(s, &how, &e, &out, ev->err);
         ev->out = out.data ? out.data : strdup("");
         free(p);

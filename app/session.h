@@ -49,6 +49,7 @@ typedef struct {
     EngineEventKind what; /* RUN: ENGINE_EVENT_EVAL, _CHECKPOINT, _EXPOSURE, _STATE, _ERROR, ... */
     int step;
     EngineState state;    /* the run's state right after it */
+    int logged;           /* REPLY: the run's log has its own lines for it (a view of that log need not repeat it) */
     char *out;            /* lines for the person, each ending in '\n' (may be ""; NULL only out of memory) */
     char err[PK_ERR_LEN];
 } SessionEvent;

@@ -2,6 +2,9 @@
  * Session, so each host callback forwards to the session function of the same name. */
 #include "tui_main.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "run_setup.h"
 
 static int host_exec(void *ctx, const char *line, PkBuf *out, char *err) {
@@ -31,6 +34,24 @@ static char *host_plugin_table(void *ctx, int i, char *title, size_t title_len) 
     return session_plugin_table_text(ctx, i, title, title_len);
 }
 
+static unsigned long host_post(void *ctx, const char *line, char *err) { return session_post(ctx, line, err); }
+
+static int host_poll(void *ctx, TuiEvent *ev) {
+    SessionEvent se;
+    if (!session_poll_event(ctx, &se)) return 0;
+    memset(ev, 0, sizeof *ev);
+    ev->reply = se.kind == SESSION_EVENT_REPLY;
+    ev->id = se.id;
+    ev->status = se.status == SESSION_QUIT ? TUI_EXEC_QUIT : se.status == SESSION_OK ? TUI_EXEC_OK : TUI_EXEC_ERROR;
+    ev->logged = se.logged;
+    ev->what = se.what;
+    ev->out = se.out; /* handed over */
+    se.out = NULL;
+    snprintf(ev->err, sizeof ev->err, "%s", se.err);
+    session_event_clear(&se);
+    return 1;
+}
+
 int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err) {
     TuiHost host = {
         .ctx = s,
@@ -42,6 +63,8 @@ int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err) {
         .set_chart_view = host_set_chart_view,
         .export_chart = host_export_chart,
         .plugin_table = host_plugin_table,
+        .post = host_post,
+        .poll = host_poll,
     };
     /* a signal before the workbench opened: leave it closed, the caller saves */
     if (run_signal_caught()) {

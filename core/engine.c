@@ -72,6 +72,7 @@ typedef struct Cmd {
     size_t reply_len;
     char *err;
     char err_buf[PK_ERR_LEN];
+    int logged;             /* the run's log holds a line saying what the reply says */
     struct EventNode *node; /* the reply's event, allocated when posted */
     struct Cmd *next;
 } Cmd;
@@ -847,6 +848,7 @@ static void complete(Engine *e, Cmd *c, int rc) {
     n->ev.id = c->id;
     n->ev.status = rc == PK_OK ? PK_OK : PK_FAIL;
     n->ev.step = current_step(e);
+    n->ev.logged = rc == PK_OK && c->logged;
     if (rc != PK_OK) {
         n->ev.text = strdup(c->err);
         if (c->output.len) n->ev.output = strdup(c->output.data);
@@ -929,6 +931,7 @@ static int apply_command(Engine *e, Cmd *c) {
             engine_log(e, "%s", msg);
             go_idle(e, ENGINE_PAUSED, msg, PK_OK);
             snprintf(c->reply, c->reply_len, "%s", msg);
+            c->logged = 1;
             complete(e, c, PK_OK);
             return 0;
         }
@@ -964,6 +967,7 @@ static int apply_command(Engine *e, Cmd *c) {
         else
             snprintf(c->reply, c->reply_len, "running %d step(s) from step %d", c->n, distill_step_index(e->ds));
         engine_log(e, "%s", c->reply);
+        c->logged = 1;
         set_state(e, ENGINE_RUNNING, "running");
         if (c->kind == CMD_RUN_STEPS && c->wait) {
             e->step_waiter = c; /* completed when the steps are done or the run stops */
@@ -1011,12 +1015,14 @@ static int apply_command(Engine *e, Cmd *c) {
             record_write_error(e, "%s (the run's config.json does not show 'set %s %s')", werr, c->key, now);
         engine_log(e, "step %d: set %s %s -> %s", distill_step_index(e->ds), c->key, old, now);
         snprintf(c->reply, c->reply_len, "%s: %s -> %s", c->key, old, now);
+        c->logged = 1;
         if (e->state == ENGINE_FINISHED && !run_finished(e)) set_state(e, ENGINE_PAUSED, "paused (steps raised)");
         publish(e);
         break;
     }
     case CMD_EVAL:
         rc = run_eval(e, c->split ? c->split : "valid", c->reply, c->reply_len, err);
+        c->logged = 1;
         publish(e);
         break;
     case CMD_GENERATE: {
@@ -1039,6 +1045,7 @@ static int apply_command(Engine *e, Cmd *c) {
     }
     case CMD_EXPOSURE:
         rc = run_exposure(e, c->reply, c->reply_len, err);
+        c->logged = 1;
         publish(e);
         break;
     case CMD_SAVE:
@@ -1047,9 +1054,11 @@ static int apply_command(Engine *e, Cmd *c) {
             if (rc == PK_OK) {
                 engine_log(e, "step %d: saved to %s", distill_step_index(e->ds), c->dir);
                 snprintf(c->reply, c->reply_len, "saved step %d to %s", distill_step_index(e->ds), c->dir);
+                c->logged = 1;
             }
         } else {
             rc = save_run_checkpoint(e, c->reply, c->reply_len, err);
+            c->logged = 1; /* "checkpoint saved to checkpoints/step-N" */
             if (rc == SAVE_NONFINITE) {
                 err_prefix(err, "not saved: ");
                 engine_log(e, "step %d: %s", distill_step_index(e->ds), err);

@@ -258,6 +258,8 @@ typedef struct {
     int step;          /* the run's step when it happened */
     EngineState state; /* the state right after it */
     double value;      /* EVAL, EXPOSURE */
+    int logged;        /* REPLY: the run's log holds a line saying what the reply says (a view showing
+                        * that log need not show the reply again) */
     char *text;   /* what a person should see: the reply, or the sentence (NULL only when out of memory) */
     char *output; /* REPLY of a WORK that failed: what it said before failing (NULL: nothing) */
 } EngineEvent;

@@ -352,6 +352,9 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
             /* stdin at end of file returns at once: keep the tick anyway */
             if (pk_now() - t0 < TUI_TICK_MS / 2000.0) napms(TUI_TICK_MS);
             if (tui_poll_snapshot(t)) redraw = 1;
+            int r = tui_take_events(t); /* replies to what the keys and ':' posted, the run's reports */
+            if (r & R_QUIT) quit = 1;
+            if (r & R_DRAW) redraw = 1;
             /* --frames: every tick is a frame, so a paused run ends too */
             if (t->max_frames > 0) redraw = 1;
             /* messages expire without a new snapshot too */

@@ -18,6 +18,7 @@
 /* Return values of TuiHost.exec (the same numbers as the session's command table). */
 enum { TUI_EXEC_OK = 0, TUI_EXEC_ERROR = -1, TUI_EXEC_QUIT = 1 };
 
+struct TuiEvent;
 typedef struct {
     void *ctx;      /* passed back to every callback */
     Engine *engine; /* snapshots, pause/resume/set, dev prompt selection */
@@ -34,7 +35,23 @@ typedef struct {
     int (*export_chart)(void *ctx, const char *name, const char *path, int w, int h, char *err);
     /* The i-th plugin table as text lines, NULL past the end; the caller frees. May be NULL. */
     char *(*plugin_table)(void *ctx, int i, char *title, size_t title_len);
+    /* The one door without blocking: every key that acts on the run and the ':' line post a
+     * command line (the table exec runs) and return; post returns its id (0 with err). poll
+     * takes the next reply or report of the run (1 with *ev filled; the TUI frees ev->out). */
+    unsigned long (*post)(void *ctx, const char *line, char *err);
+    int (*poll)(void *ctx, struct TuiEvent *ev);
 } TuiHost;
+
+/* A reply to a posted line, or what the run reports by itself. */
+typedef struct TuiEvent {
+    int reply;            /* 1: the reply to the posted line `id`; 0: the run reports by itself */
+    unsigned long id;
+    int status;           /* reply: TUI_EXEC_OK, TUI_EXEC_ERROR (sentence in err) or TUI_EXEC_QUIT */
+    int logged;           /* reply: the run's log (the Log panel) already has its lines */
+    EngineEventKind what; /* report: ENGINE_EVENT_EVAL, _STATE, _ERROR, ... */
+    char *out;            /* lines for the person (malloc'ed, may be NULL) */
+    char err[PK_ERR_LEN];
+} TuiEvent;
 
 /* How the workbench ended. */
 typedef enum {

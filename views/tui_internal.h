@@ -147,6 +147,9 @@ typedef struct {
 
 extern const KeyBinding tui_key_table[]; /* ends with fn == NULL */
 const KeyBinding *tui_binding_for(int code);
+/* Takes the replies to posted lines and the run's own reports (TuiHost.poll) and says them;
+ * R_* flags for the loop (R_QUIT after a :quit). Called every tick. */
+int tui_take_events(Tui *t);
 
 /* ------------------------------------------------------------------ tui_screen.c */
 

@@ -3,8 +3,10 @@
  * (pause/resume, set, dev prompt, the : command line, save on quit) are here and
  * nowhere else; the panels only draw.
  *
- * Engine commands (pause, set, save, ...) wait for the current step to end; the
- * status line says what is being waited for before each one. */
+ * One door: every action on the run (space, e, n, p, the ':' line) is a command line of the
+ * session's table, posted without waiting (TuiHost.post); its reply comes back with what
+ * the run reports by itself through TuiHost.poll (tui_take_events, every tick) and is
+ * said on the message line, so a key and the ':' command it stands for answer alike. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,47 +23,90 @@ static int refused_read_only(Tui *t, const char *what) {
     return 1;
 }
 
-static int act_pause(Tui *t) {
-    char err[PK_ERR_LEN];
-    EngineState st = tui_snap_state(t);
-    int rc;
-    if (refused_read_only(t, "space does not run it")) return R_DRAW;
-    if (st == ENGINE_RUNNING) {
-        tui_set_msg(t, 0, "pausing after the current step...");
-        tui_draw_all(t);
-        rc = engine_pause(t->engine, err);
-        if (rc == PK_OK) tui_set_msg(t, 0, "paused: e edits a hyper-parameter, space resumes");
-    } else if (st == ENGINE_LOADING) {
-        tui_set_msg(t, 1, "still loading; space works once the run is ready");
-        return R_DRAW;
-    } else {
-        rc = engine_resume(t->engine, err);
-        if (rc == PK_OK) tui_set_msg(t, 0, "running");
-    }
-    if (rc != PK_OK) {
+static int quit_flow(Tui *t);
+
+/* A reply to a posted line: the message line says it (its first line), and the Log gets
+ * it unless the run's log already holds that line (the Log shows the run's log). */
+static int take_reply(Tui *t, int status, const char *out, const char *err, int logged) {
+    if (out && *out && (!logged || status == TUI_EXEC_ERROR)) tui_log_text(t, "", out);
+    if (status == TUI_EXEC_ERROR) {
         tui_set_msg(t, 1, "%s", err);
         tui_log_text(t, "error: ", err);
+        return R_DRAW;
     }
+    const char *nl = out ? strchr(out, '\n') : NULL;
+    if (out && *out) tui_set_msg(t, 0, "%.*s", (int)(nl ? nl - out : (long)strlen(out)), out);
     tui_poll_snapshot(t);
+    if (status == TUI_EXEC_QUIT) return quit_flow(t) | R_DRAW;
     return R_DRAW;
 }
 
+/* Posts a command line for the run (keys and ':' alike); the reply comes through
+ * tui_take_events. A host without post runs it at once (exec). */
+static int post_line(Tui *t, const char *line) {
+    char err[PK_ERR_LEN] = "";
+    if (t->host->post) {
+        if (!t->host->post(t->host->ctx, line, err)) {
+            tui_set_msg(t, 1, "%s", err);
+            tui_log_text(t, "error: ", err);
+        }
+        return R_DRAW;
+    }
+    if (!t->host->exec) {
+        tui_set_msg(t, 1, "no command table in this session");
+        return R_DRAW;
+    }
+    PkBuf out = {0};
+    int rc = t->host->exec(t->host->ctx, line, &out, err);
+    int r = take_reply(t, rc, out.data, err, 0);
+    pk_buf_free(&out);
+    return r;
+}
+
+int tui_take_events(Tui *t) {
+    if (!t->host->poll) return R_NONE;
+    int r = R_NONE;
+    TuiEvent ev;
+    while (t->host->poll(t->host->ctx, &ev)) {
+        if (ev.reply) {
+            r |= take_reply(t, ev.status, ev.out, ev.err, ev.logged);
+        } else if (ev.out && !t->msg_sticky && (ev.what == ENGINE_EVENT_STATE || ev.what == ENGINE_EVENT_ERROR)) {
+            /* the run's own reports are in its log (the Log panel); the message line says the
+             * ones that change what it does, or went wrong */
+            const char *nl = strchr(ev.out, '\n');
+            tui_set_msg(t, ev.what == ENGINE_EVENT_ERROR, "%.*s", (int)(nl ? nl - ev.out : (long)strlen(ev.out)), ev.out);
+            r |= R_DRAW;
+        }
+        free(ev.out);
+    }
+    return r;
+}
+
+static int act_pause(Tui *t) {
+    if (refused_read_only(t, "space does not run it")) return R_DRAW;
+    EngineState st = tui_snap_state(t);
+    if (st == ENGINE_LOADING) {
+        tui_set_msg(t, 1, "still loading; space works once the run is ready");
+        return R_DRAW;
+    }
+    if (st == ENGINE_RUNNING) {
+        tui_set_msg(t, 0, "pausing after the current step...");
+        return post_line(t, "pause");
+    }
+    tui_set_msg(t, 0, "resuming...");
+    return post_line(t, "resume");
+}
+
+/* e: the editor for the selected key, then `set KEY VALUE` as the ':' line would post it:
+ * when a key may change (running, paused, never) is the engine's answer, as for :set. */
 static int act_edit(Tui *t) {
     const EngineSnapshot *s = t->snap;
     if (!s || s->n_hparams == 0) return R_NONE;
     if (refused_read_only(t, "its hyper-parameters are as the run left them")) return R_DRAW;
-    if (s->state == ENGINE_RUNNING) {
-        tui_set_msg(t, 1, "pause first (space)");
-        return R_DRAW;
-    }
-    if (s->state == ENGINE_LOADING) {
-        tui_set_msg(t, 1, "still loading; edit once the run is ready");
-        return R_DRAW;
-    }
     int order[TUI_HPARAM_MAX];
     int n = tui_hparam_order(s, order, TUI_HPARAM_MAX);
     int k = order[tui_hparam_selected(t, s, order, n)];
-    char key[64], value[TUI_EDIT_MAX * 4], label[160], err[PK_ERR_LEN];
+    char key[64], value[TUI_EDIT_MAX * 4], label[160];
     snprintf(key, sizeof key, "%s", s->hparam_keys[k]);
     const char *help = config_key_help(key);
     snprintf(label, sizeof label, "set %s%s = ", key, config_key_is_live(key) ? "" : " (fixed for the run)");
@@ -69,18 +114,15 @@ static int act_edit(Tui *t) {
         tui_set_msg(t, 0, "edit cancelled");
         return R_DRAW;
     }
-    if (tui_snap_state(t) == ENGINE_RUNNING) { /* resumed from the command line meanwhile */
-        tui_set_msg(t, 1, "pause first (space)");
-        return R_DRAW;
-    }
-    if (engine_set(t->engine, key, value, err) != PK_OK) {
-        tui_set_msg(t, 1, "refused: %s", err);
-        tui_log_text(t, "error: ", err);
-    } else {
-        tui_set_msg(t, 0, "%s = %s", key, value);
-    }
-    tui_poll_snapshot(t);
-    return R_DRAW;
+    /* set KEY "VALUE": quoted, with " and \ escaped, as the command line reads it */
+    PkBuf line = {0};
+    pk_buf_printf(&line, "set %s \"", key);
+    for (const char *p = value; *p; p++) pk_buf_printf(&line, "%s%c", *p == '"' || *p == '\\' ? "\\" : "", *p);
+    pk_buf_printf(&line, "\"");
+    tui_set_msg(t, 0, "setting %s...", key);
+    int r = line.data ? post_line(t, line.data) : R_DRAW;
+    pk_buf_free(&line);
+    return r;
 }
 
 static int act_focus_next(Tui *t) {
@@ -212,27 +254,16 @@ static int act_export(Tui *t) {
 }
 
 static int act_dev(Tui *t, int delta) {
-    char err[PK_ERR_LEN];
     if (refused_read_only(t, "the generations shown are the run's last")) return R_DRAW;
     tui_set_msg(t, 0, "generating on the %s dev prompt...", delta > 0 ? "next" : "previous");
-    tui_draw_all(t);
-    if (engine_select_dev(t->engine, delta, err) != PK_OK) {
-        tui_set_msg(t, 1, "%s", err);
-        tui_log_text(t, "error: ", err);
-    } else {
-        tui_set_msg(t, 0, "dev prompt selected");
-    }
     t->scroll[P_GEN] = 0;
-    tui_poll_snapshot(t);
-    return R_DRAW;
+    return post_line(t, delta > 0 ? "dev next" : "dev prev");
 }
 static int act_dev_next(Tui *t) { return act_dev(t, 1); }
 static int act_dev_prev(Tui *t) { return act_dev(t, -1); }
 
-static int quit_flow(Tui *t);
-
 static int act_command(Tui *t) {
-    char line[TUI_EDIT_MAX * 4], err[PK_ERR_LEN];
+    char line[TUI_EDIT_MAX * 4];
     if (!tui_line_edit(t, ":", "Enter runs, Esc cancels, Up/Down history, :help lists commands", "", line, sizeof line, 1))
         return R_DRAW;
     char *p = line;
@@ -242,26 +273,8 @@ static int act_command(Tui *t) {
     char echo[TUI_EDIT_MAX * 4 + 4];
     snprintf(echo, sizeof echo, "> %s", p);
     tui_log_add(t, echo);
-    if (!t->host->exec) {
-        tui_set_msg(t, 1, "no command table in this session");
-        return R_DRAW;
-    }
     tui_set_msg(t, 0, "running: %s", p);
-    tui_draw_all(t);
-    PkBuf out = {0};
-    err[0] = 0;
-    int rc = t->host->exec(t->host->ctx, p, &out, err);
-    if (out.data && out.len) tui_log_text(t, "", out.data);
-    pk_buf_free(&out);
-    tui_poll_snapshot(t);
-    if (rc == TUI_EXEC_ERROR) {
-        tui_set_msg(t, 1, "%s", err);
-        tui_log_text(t, "error: ", err);
-        return R_DRAW;
-    }
-    tui_set_msg(t, 0, "done: %s", p);
-    if (rc == TUI_EXEC_QUIT) return quit_flow(t);
-    return R_DRAW;
+    return post_line(t, p);
 }
 
 static int act_help(Tui *t) {
@@ -286,8 +299,12 @@ static int quit_flow(Tui *t) {
         PkBuf out = {0};
         tui_set_msg(t, 0, "finishing the current step, then saving a checkpoint...");
         tui_draw_all(t);
-        /* paused first, so the checkpoint holds the last step taken */
-        if (tui_snap_state(t) == ENGINE_RUNNING && engine_pause(t->engine, err) != PK_OK) tui_log_text(t, "error: ", err);
+        /* paused first, so the checkpoint holds the last step taken (the workbench is leaving:
+         * these two wait for their replies) */
+        if (tui_snap_state(t) == ENGINE_RUNNING && t->host->exec &&
+            t->host->exec(t->host->ctx, "pause", &out, err) == TUI_EXEC_ERROR)
+            tui_log_text(t, "error: ", err);
+        out.len = 0;
         int rc = t->host->exec ? t->host->exec(t->host->ctx, "save", &out, err) : TUI_EXEC_ERROR;
         if (!t->host->exec) snprintf(err, sizeof err, "no command table in this session");
         if (out.data && out.len) tui_log_text(t, "", out.data);
@@ -315,7 +332,7 @@ static int act_enter(Tui *t) { return t->focus == P_HPARAM ? act_edit(t) : R_NON
 #define K(k) (-(k))
 const KeyBinding tui_key_table[] = {
     {{' '}, "space", "pause / resume training", act_pause},
-    {{'e'}, "e", "edit the selected hyper-parameter (while paused)", act_edit},
+    {{'e'}, "e", "edit the selected hyper-parameter (as :set KEY VALUE)", act_edit},
     {{'\n', '\r', K(KEY_ENTER)}, "Enter", "in Hyper-parameters: edit the selected one", act_enter},
     {{'1', '2', '3', '4', '5', '6', '7'}, "1-7", "focus: Charts Exposure Generations Neighbours Hyper-params Log Plugins", act_focus_digit},
     {{'\t'}, "Tab", "focus the next panel", act_focus_next},

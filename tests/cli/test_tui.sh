@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # promptkd tui under tmux: every panel at 100x30 and 80x24, pause/resume, the
-# hyper-parameter editor (valid value shown, invalid refused, "pause first" while
-# running), the ':' command line (export a PNG), x export, help, zoom, resize,
+# hyper-parameter editor (valid value shown, invalid refused, while running the same
+# answers as :set), the ':' command line (export a PNG, :eval logged once), x export, help, zoom, resize,
 # the quit question (n quits, y saves a checkpoint), terminal restored after q and
 # after SIGTERM (exit 130, as train and repl: tests/cli/test_signals.sh covers saving),
 # NO_COLOR, ASCII charts under LANG=C, --frames, bad arguments.
@@ -118,19 +118,51 @@ if wait_for main '\* lr +.*= 0\.00031' 5; then pass tui_edit_valid_value_shows; 
 keys main e C-u
 keys main -l abc
 keys main Enter
-if wait_for main "refused: key 'lr'" 5; then pass tui_edit_invalid_value_refused; else fail tui_edit_invalid_value_refused "$(screen main | tail -1)"; fi
+if wait_for main "key 'lr': expected a number" 5; then pass tui_edit_invalid_value_refused; else fail tui_edit_invalid_value_refused "$(screen main | tail -1)"; fi
 check tui_refused_value_not_applied grep -qE '\* lr +.*= 0\.00031' <<<"$(screen main)"
 check tui_set_event_in_metrics grep -q '0.00031' "$W/runs/tui/metrics.jsonl"
 
-# resume: the step count moves; editing while running is refused
+# resume: the step count moves
 before=$(step_of main)
 keys main Space
 wait_for main '^ RUNNING' 5
 sleep 1.5
 after=$(step_of main)
 if [ -n "$before" ] && [ -n "$after" ] && [ "$after" -gt "$before" ]; then pass tui_resume_steps_move; else fail tui_resume_steps_move "before=$before after=$after"; fi
-keys main e
-if wait_for main 'pause first \(space\)' 5; then pass tui_edit_while_running_says_pause_first; else fail tui_edit_while_running_says_pause_first "$(screen main | tail -1)"; fi
+# while running, e answers as :set does (one door: both are `set KEY VALUE` applied at the
+# next step boundary), in the same words on the message line, for a good and a bad value
+msg_line() { screen main | tail -n 1 | sed -E 's/ +$//'; }
+keys main 5 e C-u
+keys main -l 0.00042
+keys main Enter
+check tui_edit_while_running_applies wait_for main '^ *lr: 0.00031 -> 0.00042' 10
+e_good=$(msg_line | sed -E 's/[0-9][0-9.]*/N/g')
+keys main :
+keys main -l "set lr 0.00043"
+keys main Enter
+check tui_set_while_running_applies wait_for main '^ *lr: 0.00042 -> 0.00043' 10
+set_good=$(msg_line | sed -E 's/[0-9][0-9.]*/N/g')
+if [ -n "$e_good" ] && [ "$e_good" = "$set_good" ]; then pass tui_e_answers_as_set; else fail tui_e_answers_as_set "e: '$e_good' :set: '$set_good'"; fi
+keys main e C-u
+keys main -l banana
+keys main Enter
+wait_for main "key 'lr': expected a number" 5
+e_bad=$(msg_line)
+keys main :
+keys main -l "set lr 0.0001x"
+keys main Enter
+wait_for main "got '0.0001x'" 5
+set_bad=$(msg_line | sed "s/'0.0001x'/'banana'/")
+if [ -n "$e_bad" ] && [ "$e_bad" = "$set_bad" ]; then pass tui_e_refuses_as_set; else fail tui_e_refuses_as_set "e: '$e_bad' :set: '$set_bad'"; fi
+check tui_running_after_edits grep -q '^ RUNNING' <<<"$(screen main)"
+check tui_edits_in_metrics grep -q '"key":"lr","old":0.00042,"new":0.00043' "$W/runs/tui/metrics.jsonl"
+
+# :eval says its result once in the Log (the run's own line), and on the message line
+keys main :
+keys main -l "eval"
+keys main Enter
+check tui_eval_answers wait_for main '^ *valid ROUGE-L .* over 2 records at step' 20
+check tui_eval_logged_once test "$(screen main | head -n -1 | grep -c 'ROUGE-L .*over 2 records')" -eq 1
 
 # the command line takes REPL commands; output and errors go to the log
 keys main :
@@ -378,6 +410,8 @@ sys.exit(0 if len(legend) >= 3 and len(set(legend.values())) == len(legend) and 
 check tui_no_color_series_glyphs_distinct_with_legend glyphs_distinct <<<"$(screen open)"
 keys open q
 wait_for open '^EXIT=0' 10
+for i in 1 2 3 4 5 6 7 8 9 10; do mkdir -p "$TMP/big/runs/r$i" && cp "$DONE"/config.json "$DONE"/metrics.jsonl "$TMP/big/runs/r$i/"; done
+expect_error tui_open_too_many_runs "at most 9 runs at once .* these are 10" "$PROMPTKD" tui --open "$TMP/big" --frames 1
 expect_error tui_open_with_config "--open" "$PROMPTKD" tui --open "$DONE" --config "$CFG"
 expect_error tui_open_not_a_run "$TMP" "$PROMPTKD" tui --open "$TMP" --frames 1
 expect_error tui_extra_run_without_open "--open" "$PROMPTKD" tui --config "$CFG" "$DONE"
