@@ -29,7 +29,7 @@ enum { MAX_OPEN = 1 + SESSION_MAX_OVERLAY };
 typedef char RunPath[CONFIG_PATH_LEN + 64];
 
 /* The runs of a compare output folder (OUT/runs/METHOD-sSEED, no metrics.jsonl of its own),
- * by name, at most max; 0 when dir is not one. */
+ * by name, the first max of them into out; returns how many it holds, 0 when dir is not one. */
 static int compare_runs(const char *dir, RunPath *out, int max) {
     char path[sizeof(RunPath) + 32], runs[CONFIG_PATH_LEN + 32], err[PK_ERR_LEN];
     if (pk_path_join(path, sizeof path, dir, "metrics.jsonl", err) != PK_OK || pk_file_exists(path)) return 0;
@@ -37,10 +37,12 @@ static int compare_runs(const char *dir, RunPath *out, int max) {
     struct dirent **names;
     int n = scandir(runs, &names, NULL, alphasort), found = 0;
     for (int i = 0; i < n; i++) {
-        if (found < max && names[i]->d_name[0] != '.' &&
-            pk_path_join(out[found], sizeof *out, runs, names[i]->d_name, err) == PK_OK &&
-            pk_path_join(path, sizeof path, out[found], "metrics.jsonl", err) == PK_OK && pk_file_exists(path))
+        RunPath run;
+        if (names[i]->d_name[0] != '.' && pk_path_join(run, sizeof run, runs, names[i]->d_name, err) == PK_OK &&
+            pk_path_join(path, sizeof path, run, "metrics.jsonl", err) == PK_OK && pk_file_exists(path)) {
+            if (found < max) memcpy(out[found], run, sizeof run);
             found++;
+        }
         free(names[i]);
     }
     if (n >= 0) free(names);
@@ -53,10 +55,16 @@ static int open_runs(char **args, int n_args, int frames) {
     char err[PK_ERR_LEN];
     static RunPath paths[MAX_OPEN];
     int n = 0;
-    for (int i = 0; i < n_args && n < MAX_OPEN; i++) {
-        int k = compare_runs(args[i], paths + n, MAX_OPEN - n);
-        if (k == 0) snprintf(paths[n++], sizeof *paths, "%s", args[i]);
-        n += k;
+    for (int i = 0; i < n_args; i++) {
+        int room = n < MAX_OPEN ? MAX_OPEN - n : 0;
+        int k = compare_runs(args[i], paths + (room ? n : 0), room);
+        if (k == 0 && n < MAX_OPEN) snprintf(paths[n], sizeof *paths, "%s", args[i]);
+        n += k ? k : 1;
+    }
+    if (n > MAX_OPEN) {
+        fprintf(stderr, "promptkd tui: --open shows at most %d runs at once (one and %d overlaid); these are %d\n",
+                MAX_OPEN, MAX_OPEN - 1, n);
+        return RUN_EXIT_USAGE;
     }
     Session *s;
     if (session_open(&s, paths[0], err) != PK_OK) {
