@@ -180,26 +180,18 @@ double minillm_soft_cross_entropy(const float *t_logits, const float *s_logits, 
  * longest prompt, then each row's budget). */
 typedef struct {
     GPT2 *student, *teacher;
-    const int *const *prompts;
-    const int *prompt_lens;
+    SampleRows rows;
     float alpha;
-    int max_new_tokens, eos_id;
-    unsigned long long seed;
-    const long *row_index;
-    int *out_tokens, *out_lens;
+    int eos_id;
 } MixedCtx;
 
 static int mixed_group(void *vctx, const int *rows, int G, int T_pad, int max_budget, const int *budget,
                        char *err) {
     const MixedCtx *c = vctx;
     GPT2 *student = c->student, *teacher = c->teacher;
-    const int *const *prompts = c->prompts;
-    const int *prompt_lens = c->prompt_lens;
+    const SampleRows *r = &c->rows;
     float alpha = c->alpha;
-    int max_new_tokens = c->max_new_tokens, eos_id = c->eos_id;
-    unsigned long long seed = c->seed;
-    const long *row_index = c->row_index;
-    int *out_tokens = c->out_tokens, *out_lens = c->out_lens;
+    int eos_id = c->eos_id;
     int V = student->config.vocab_size;
     int pad_id = eos_id >= 0 ? eos_id : 0;
     int rc = PK_FAIL;
@@ -213,13 +205,9 @@ static int mixed_group(void *vctx, const int *rows, int G, int T_pad, int max_bu
     if (!mix) goto done;
     int n_active = 0;
     for (int g = 0; g < G; g++) {
-        int b = rows[g], n = prompt_lens[b];
-        row_start[g] = T_pad - n;
-        for (int t = 0; t < T_pad; t++) tokens[(size_t)g * T_pad + t] = pad_id;
-        memcpy(tokens + (size_t)g * T_pad + row_start[g], prompts[b], (size_t)n * sizeof(int));
-        sample_row_rng(&rngs[g], seed, row_index ? row_index[b] : b);
-        out_lens[b] = 0;
-        active[g] = budget[b] > 0;
+        int b = rows[g];
+        active[g] = sample_row_begin(r, b, 0, T_pad, pad_id, budget[b], tokens + (size_t)g * T_pad, &row_start[g],
+                                     &rngs[g]);
         n_active += active[g];
     }
     if (n_active == 0) {
@@ -239,9 +227,9 @@ static int mixed_group(void *vctx, const int *rows, int G, int T_pad, int max_bu
             if (!active[g]) continue;
             minillm_mix_probs(t_logits + (size_t)g * V, s_logits + (size_t)g * V, V, alpha, mix);
             int tok = minillm_draw(mix, V, pk_rng_double(&rngs[g]));
-            out_tokens[(size_t)b * max_new_tokens + out_lens[b]++] = tok;
+            r->out_tokens[(size_t)b * r->max_new_tokens + r->out_lens[b]++] = tok;
             next[g] = tok;
-            if (tok == eos_id || out_lens[b] >= budget[b]) active[g] = 0;
+            if (tok == eos_id || r->out_lens[b] >= budget[b]) active[g] = 0;
             n_active += active[g];
         }
         if (n_active == 0) break;
@@ -283,8 +271,8 @@ int minillm_sample_mixed(GPT2 *student, GPT2 *teacher, const int *const *prompts
                                prompts[b][t], V);
     }
     for (size_t i = 0; i < (size_t)B * max_new_tokens; i++) out_tokens[i] = -1;
-    MixedCtx c = {student, teacher, prompts, prompt_lens, alpha, max_new_tokens, eos_id, seed, row_index, out_tokens,
-                  out_lens};
+    MixedCtx c = {student, teacher, {prompts, prompt_lens, seed, row_index, max_new_tokens, out_tokens, out_lens}, alpha,
+                  eos_id};
     return sample_in_groups(prompt_lens, B, 0, maxT, max_new_tokens, out_lens, mixed_group, &c, err);
 }
 

@@ -212,29 +212,32 @@ static void choose_rows(void *vctx, long begin, long end) {
 
 typedef struct {
     GPT2 *m;
-    const int *const *prompts;
-    const int *prompt_lens;
+    SampleRows rows;
     const float *soft_prompt;
     int P;
     const SampleOptions *o;
-    unsigned long long seed;
-    const long *row_index;
-    int *out_tokens, *out_lens;
 } GenerateCtx;
+
+int sample_row_begin(const SampleRows *r, int b, int P, int T_pad, int pad_id, int budget, int *tokens,
+                     int *row_start, PkRng *rng) {
+    int n = r->prompt_lens[b];
+    *row_start = T_pad - n;
+    for (int t = 0; t < P + T_pad; t++) tokens[t] = pad_id;
+    memcpy(tokens + *row_start + P, r->prompts[b], (size_t)n * sizeof(int));
+    sample_row_rng(rng, r->seed, r->row_index ? r->row_index[b] : b);
+    r->out_lens[b] = 0;
+    return budget > 0;
+}
 
 /* One KV-cache run over a group of rows that fits the cache: rows[g] indexes the caller's rows. */
 static int generate_group(void *vctx, const int *rows, int G, int T_pad, int max_budget, const int *budget,
                           char *err) {
     const GenerateCtx *c = vctx;
     GPT2 *m = c->m;
-    const int *const *prompts = c->prompts;
-    const int *prompt_lens = c->prompt_lens;
+    const SampleRows *r = &c->rows;
     const float *soft_prompt = c->soft_prompt;
     int P = c->P;
     const SampleOptions *o = c->o;
-    const long *row_index = c->row_index;
-    unsigned long long seed = c->seed;
-    int *out_tokens = c->out_tokens, *out_lens = c->out_lens;
     int V = m->config.vocab_size;
     int T0 = P + T_pad;
     int pad_id = o->eos_id >= 0 ? o->eos_id : 0;
@@ -253,19 +256,15 @@ static int generate_group(void *vctx, const int *rows, int G, int T_pad, int max
 
     int n_active = 0;
     for (int g = 0; g < G; g++) {
-        int b = rows[g], n = prompt_lens[b];
+        int b = rows[g], n = r->prompt_lens[b];
         /* row layout: left padding, P soft-prompt slots, the prompt tokens */
-        row_start[g] = T_pad - n;
-        for (int t = 0; t < T0; t++) tokens[(size_t)g * T0 + t] = pad_id;
-        memcpy(tokens + (size_t)g * T0 + row_start[g] + P, prompts[b], (size_t)n * sizeof(int));
+        active[g] =
+            sample_row_begin(r, b, P, T_pad, pad_id, budget[b], tokens + (size_t)g * T0, &row_start[g], &rngs[g]);
         history[g] = pk_malloc((size_t)(n + budget[b] + 1) * sizeof(int), err);
         if (!history[g]) goto done;
-        memcpy(history[g], prompts[b], (size_t)n * sizeof(int));
+        memcpy(history[g], r->prompts[b], (size_t)n * sizeof(int));
         hist_len[g] = n;
-        sample_row_rng(&rngs[g], seed, row_index ? row_index[b] : b);
         if (sample_scratch_init(&scratch[g], V, err)) goto done;
-        out_lens[b] = 0;
-        active[g] = budget[b] > 0;
         n_active += active[g];
     }
     if (n_active == 0) {
@@ -286,11 +285,11 @@ static int generate_group(void *vctx, const int *rows, int G, int T_pad, int max
             next[g] = pad_id;
             if (!active[g]) continue;
             int tok = chosen[g];
-            out_tokens[(size_t)b * o->max_new_tokens + out_lens[b]] = tok;
-            out_lens[b]++;
+            r->out_tokens[(size_t)b * o->max_new_tokens + r->out_lens[b]] = tok;
+            r->out_lens[b]++;
             history[g][hist_len[g]++] = tok;
             next[g] = tok;
-            if (tok == o->eos_id || out_lens[b] >= budget[b]) active[g] = 0;
+            if (tok == o->eos_id || r->out_lens[b] >= budget[b]) active[g] = 0;
             n_active += active[g];
         }
         if (n_active == 0) break;
@@ -350,7 +349,7 @@ int sample_generate(GPT2 *m, const int *const *prompts, const int *prompt_lens, 
     }
     for (size_t i = 0; i < (size_t)B * o->max_new_tokens; i++) out_tokens[i] = -1;
 
-    GenerateCtx c = {m, prompts, prompt_lens, soft_prompt, P, o, seed, row_index, out_tokens, out_lens};
+    GenerateCtx c = {m, {prompts, prompt_lens, seed, row_index, o->max_new_tokens, out_tokens, out_lens}, soft_prompt, P, o};
     return sample_in_groups(prompt_lens, B, P, maxT, o->max_new_tokens, out_lens, generate_group, &c, err);
 }
 

@@ -86,6 +86,21 @@ int sample_generate(GPT2 *m, const int *const *prompts, const int *prompt_lens, 
  * the outputs, rows never influence each other. */
 typedef int (*SampleGroupFn)(void *ctx, const int *rows, int G, int T_pad, int max_budget, const int *budget,
                              char *err);
+/* The caller's rows of a batched decode and where their tokens go, as sample_generate takes them:
+ * row b's prompt, its RNG row (row_index[b], or b), out_tokens [B, max_new_tokens], out_lens [B]. */
+typedef struct {
+    const int *const *prompts;
+    const int *prompt_lens;
+    unsigned long long seed;
+    const long *row_index;
+    int max_new_tokens;
+    int *out_tokens, *out_lens;
+} SampleRows;
+/* Starts row b of a group in its cache row tokens[P + T_pad]: left padding (pad_id) to T_pad,
+ * P soft-prompt slots, then the prompt from *row_start = T_pad - prompt_lens[b]; seeds its RNG
+ * and empties its output. Returns 1 when the row may generate (budget > 0). */
+int sample_row_begin(const SampleRows *r, int b, int P, int T_pad, int pad_id, int budget, int *tokens,
+                     int *row_start, PkRng *rng);
 int sample_in_groups(const int *prompt_lens, int B, int P, int max_positions, int max_new_tokens, int *out_lens,
                      SampleGroupFn run_group, void *ctx, char *err);
 
