@@ -28,7 +28,6 @@
  * Prints one JSON line: median ms per step (after the warm-up steps), each step's ms, the median
  * CPU ms per step (user + system, all threads: less sensitive to a shared machine), and the
  * median ms of the sampling phase alone (sample_generate on the same prompts, same options). */
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,11 +253,6 @@ static double median(const double *v, int n) {
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int run(const Args *a, const char *tmp, char *err) {
     Tokenizer *tok = NULL;
     DistillState *s = NULL;
@@ -378,6 +372,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_promptkd: %s\n", err);
         return 2;
     }
+    /* as promptkd's main does: the environment is read by the program, core takes it as settings */
+    const char *env_threads = getenv("PROMPTKD_THREADS"), *env_gemm = getenv("PROMPTKD_GEMM");
+    pk_threads_defaults(env_threads ? atoi(env_threads) : 0,
+                        env_gemm && !strcmp(env_gemm, "blas") ? PK_GEMM_BLAS : PK_GEMM_POOL);
     pk_threads_init(a.threads);
     /* models go through a RAM-backed folder when there is one: the 355M teacher is 1.4 GB */
     char tmp[64];
@@ -388,7 +386,7 @@ int main(int argc, char **argv) {
     }
     err[0] = '\0';
     int rc = run(&a, tmp, err);
-    nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    pk_remove_tree(tmp);
     if (rc != PK_OK) {
         fprintf(stderr, "bench_promptkd: %s\n", err);
         return 1;
