@@ -473,9 +473,7 @@ static void test_train_bpe(void) {
 }
 
 static void remove_tree(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
-    if (system(cmd) != 0) printf("    could not remove %s\n", tmp_root);
+    if (pk_remove_tree(tmp_root) != 0) printf("    could not remove %s\n", tmp_root);
 }
 
 /* The one printable form of a token (the neighbours table, the TUI, the REPL show it). */
