@@ -1665,7 +1665,12 @@ int engine_stop(Engine *e, char *err) {
     pthread_mutex_unlock(&e->mu);
     if (done) return PK_OK;
     EngineCommand c = {.kind = ENGINE_CMD_STOP};
-    return post_and_wait(e, &c, NULL, 0, err);
+    int rc = post_and_wait(e, &c, NULL, 0, err);
+    /* the worker leaves right after its reply: once stopped, posting is refused at once */
+    pthread_mutex_lock(&e->mu);
+    while (rc == PK_OK && !e->worker_done) pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
 }
 
 int engine_work(Engine *e, EngineWorkFn fn, void *ctx, PkBuf *out, char *err) {

@@ -4,6 +4,8 @@
  * uninterrupted run's losses bit for bit, stop_after, and the non-finite pause that
  * keeps the last good checkpoint. */
 #include <cjson/cJSON.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "common.h"
 #include "config.h"
 #include "data.h"
+#include "distill.h"
 #include "engine.h"
 #include "gpt2.h"
 #include "test.h"
@@ -557,12 +560,157 @@ static void test_open_read_only(void) {
     CHECK(engine_open(&ro, path, err) == PK_FAIL && strstr(err, "nope"));
 }
 
+/* ---- the one door: posted commands, replies and events ---- */
+
+/* Takes events until one of `kind` (and, for a reply, with id `id`) comes; the events taken
+ * on the way are appended to seen (kinds, for order checks). 0 after timeout_s. */
+static int next_event_of(Engine *e, EngineEventKind kind, unsigned long id, EngineEvent *out, double timeout_s,
+                         EngineEventKind *seen, int *n_seen, int *seen_steps) {
+    double t0 = pk_now();
+    while (pk_now() - t0 < timeout_s) {
+        EngineEvent ev;
+        if (!engine_wait_event(e, &ev, 0.5)) continue;
+        if (seen && *n_seen < 64) seen_steps[*n_seen] = ev.step, seen[(*n_seen)++] = ev.kind;
+        if (ev.kind == kind && (kind != ENGINE_EVENT_REPLY || ev.id == id)) {
+            *out = ev;
+            return 1;
+        }
+        engine_event_clear(&ev);
+    }
+    return 0;
+}
+
+typedef struct {
+    pthread_t thread;
+    int step;
+    int had_state;
+} WorkSeen;
+
+static int work_notes(void *ctx, struct DistillState *ds, PkBuf *out, char *err) {
+    (void)err;
+    WorkSeen *w = ctx;
+    w->thread = pthread_self();
+    w->had_state = ds != NULL;
+    w->step = ds ? distill_step_index(ds) : -1;
+    pk_buf_printf(out, "worked at step %d", w->step);
+    return PK_OK;
+}
+
+static void test_post_replies_and_events(void) {
+    if (!setup_ok) return;
+    RunConfig c;
+    base_config(&c, "door");
+    c.steps = 400;
+    c.eval_interval = 4;
+    char err[PK_ERR_LEN] = "";
+    Engine *e = NULL;
+    CHECK_MSG(engine_create(&e, &c, NULL, 0, err) == PK_OK, "%s", err);
+    if (!e) return;
+    EngineEvent ev;
+    /* the first thing said: loading ended */
+    CHECK(next_event_of(e, ENGINE_EVENT_LOADED, 0, &ev, 60, NULL, NULL, NULL) && ev.state == ENGINE_PAUSED &&
+          strstr(ev.text, "loaded promptkd run at step 0"));
+    engine_event_clear(&ev);
+
+    /* posting returns at once with increasing ids; each reply carries its command's id, in order */
+    unsigned long a = engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_SET, .key = "lr", .value = "0.004"}, err);
+    unsigned long b = engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_SET, .key = "batch_size", .value = "2"}, err);
+    unsigned long d = engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_STEP, .n = 2}, err);
+    CHECK(a > 0 && b > a && d > b);
+    EngineEvent r[3];
+    int got = 0;
+    while (got < 3 && engine_wait_event(e, &r[got], 60))
+        if (r[got].kind == ENGINE_EVENT_REPLY) got++;
+        else engine_event_clear(&r[got]);
+    CHECK(got == 3);
+    if (got == 3) {
+        CHECK(r[0].id == a && r[0].status == PK_OK && !strcmp(r[0].text, "lr: 0.005 -> 0.004") && r[0].logged);
+        CHECK(r[1].id == b && r[1].status == PK_FAIL && strstr(r[1].text, "key 'batch_size' is fixed for the run"));
+        CHECK(r[2].id == d && r[2].status == PK_OK && r[2].step == 2 && r[2].state == ENGINE_PAUSED);
+    }
+    for (int i = 0; i < got; i++) engine_event_clear(&r[i]);
+    /* refused before queueing: nothing posted, the sentence at once */
+    CHECK(engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_EVAL, .text = "nope"}, err) == 0 && strstr(err, "nope"));
+    /* the snapshot publishes the one RunConfig */
+    const EngineSnapshot *snap = engine_snapshot_acquire(e);
+    CHECK(snap && fabsf(snap->config.lr - 0.004f) < 1e-9f && snap->config.steps == 400);
+    engine_snapshot_release(e, snap);
+
+    /* a set while running applies at a step boundary and the run goes on; so does queued work,
+     * which runs on the worker with the run's state */
+    unsigned long go = engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_RESUME}, err);
+    CHECK(next_event_of(e, ENGINE_EVENT_REPLY, go, &ev, 60, NULL, NULL, NULL) && ev.status == PK_OK);
+    engine_event_clear(&ev);
+    EngineEventKind seen[64];
+    int seen_steps[64], n_seen = 0;
+    unsigned long s1 = 0;
+    for (int i = 0; i < 600 && !s1; i++) { /* once the evaluation at step 4 is behind */
+        snap = engine_snapshot_acquire(e);
+        if (snap->step >= 5) s1 = engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_SET, .key = "lr", .value = "0.003"}, err);
+        engine_snapshot_release(e, snap);
+        if (!s1) usleep(10000);
+    }
+    CHECK(s1 > 0);
+    CHECK(next_event_of(e, ENGINE_EVENT_REPLY, s1, &ev, 60, seen, &n_seen, seen_steps) && ev.status == PK_OK &&
+          ev.state == ENGINE_RUNNING);
+    int set_step = ev.step;
+    engine_event_clear(&ev);
+    WorkSeen w = {0};
+    unsigned long wk = engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_WORK, .work = work_notes, .ctx = &w}, err);
+    CHECK(next_event_of(e, ENGINE_EVENT_REPLY, wk, &ev, 60, seen, &n_seen, seen_steps) && ev.status == PK_OK &&
+          ev.state == ENGINE_RUNNING && strstr(ev.text, "worked at step"));
+    engine_event_clear(&ev);
+    CHECK(w.had_state && w.step >= set_step && !pthread_equal(w.thread, pthread_self()));
+    unsigned long ps = engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_PAUSE}, err);
+    CHECK(next_event_of(e, ENGINE_EVENT_REPLY, ps, &ev, 60, seen, &n_seen, seen_steps) && ev.status == PK_OK &&
+          ev.state == ENGINE_PAUSED);
+    engine_event_clear(&ev);
+    /* what the run said by itself came in the order it happened: step 4's evaluation, then its
+     * checkpoint, before the set's reply at step >= 5 */
+    int eval4 = -1, ckpt4 = -1, set_at = -1;
+    for (int i = 0; i < n_seen; i++) {
+        if (seen[i] == ENGINE_EVENT_EVAL && seen_steps[i] == 4 && eval4 < 0) eval4 = i;
+        if (seen[i] == ENGINE_EVENT_CHECKPOINT && seen_steps[i] == 4 && ckpt4 < 0) ckpt4 = i;
+        if (seen[i] == ENGINE_EVENT_REPLY && set_at < 0) set_at = i;
+        if (i > 0) CHECK_MSG(seen_steps[i] >= seen_steps[i - 1], "event %d at step %d after step %d", i, seen_steps[i],
+                             seen_steps[i - 1]);
+    }
+    CHECK_MSG(eval4 >= 0 && ckpt4 > eval4 && set_at > ckpt4, "eval %d checkpoint %d set %d", eval4, ckpt4, set_at);
+    /* metrics.jsonl: the set sits after the step it followed, before any later step */
+    cJSON *m = read_metrics(engine_run_path(e));
+    int before = -1, at = -1, after = -1, i = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, m) {
+        const cJSON *st = cJSON_GetObjectItem(o, "step"), *evn = cJSON_GetObjectItem(o, "event");
+        int sn = cJSON_IsNumber(st) ? (int)st->valuedouble : -1;
+        if (!evn && sn == set_step) before = i;
+        if (!evn && sn == set_step + 1) after = i;
+        if (cJSON_IsString(evn) && !strcmp(evn->valuestring, "set") && sn == set_step &&
+            cJSON_GetObjectItem(o, "new") && fabs(cJSON_GetObjectItem(o, "new")->valuedouble - 0.003) < 1e-12)
+            at = i;
+        i++;
+    }
+    cJSON_Delete(m);
+    CHECK_MSG(before >= 0 && at > before && (after < 0 || after > at), "step %d line %d, set line %d, next step line %d",
+              set_step, before, at, after);
+
+    /* once the worker has stopped, work runs on the calling thread; posting is refused */
+    CHECK(engine_stop(e, err) == PK_OK);
+    CHECK(engine_post(e, &(EngineCommand){.kind = ENGINE_CMD_PAUSE}, err) == 0 && strstr(err, "stopped"));
+    PkBuf out = {0};
+    CHECK(engine_work(e, work_notes, &w, &out, err) == PK_OK && pthread_equal(w.thread, pthread_self()) &&
+          out.data && strstr(out.data, "worked at step"));
+    pk_buf_free(&out);
+    engine_destroy(e);
+}
+
 int main(void) {
     RUN(test_setup);
     RUN(test_commands_and_snapshots);
     RUN(test_resume_is_bit_identical);
     RUN(test_nonfinite_pauses_and_keeps_checkpoint);
     RUN(test_open_read_only);
+    RUN(test_post_replies_and_events);
     if (world.root[0]) {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", world.root);
