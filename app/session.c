@@ -227,9 +227,6 @@ int session_chart_names(Session *s, char names[][64], int max) {
     return n;
 }
 
-/* The elapsed seconds of a series' points, when the engine knows them. */
-static const double *series_times(const EngineSeries *se) { return se->t; }
-
 /* Adds run `run`'s series of chart `b` from its snapshot. In an overlay each series is named
  * "RUN: series" and coloured in the run's hue; alone, names and palette are the plain ones.
  * Returns how many points were added. */
@@ -256,7 +253,7 @@ static int add_run_series(Chart *c, const BuiltinChart *b, const EngineSnapshot 
             if (!chart || strcmp(chart, b->name)) continue;
             if (overlay) snprintf(label, sizeof label, "%.40s: %s", run_name, se->name);
             else snprintf(label, sizeof label, "%s", se->name);
-            if (chart_add_series_t(c, label, se->x, se->y, series_times(se), se->n) == 0) points += se->n;
+            if (chart_add_series_t(c, label, se->x, se->y, se->t, se->n) == 0) points += se->n;
         }
     }
     for (int k = first; k < c->n_series; k++) {
