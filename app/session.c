@@ -572,7 +572,7 @@ static int cmd_get(Session *s, int argc, char **argv, const char *rest, PkBuf *o
         if (engine_get(s->engine, keys[i], v, sizeof v, err)) return PK_FAIL;
         pk_buf_printf(out, "%c %-20s %s\n", config_key_is_live(keys[i]) ? '*' : ' ', keys[i], v);
     }
-    pk_buf_printf(out, "(* = may change while paused)\n");
+    pk_buf_printf(out, "(* = live: set changes it during the run, at the next step boundary)\n");
     return PK_OK;
 }
 
@@ -855,7 +855,8 @@ static const SessionCommand session_commands[] = {
     {"pause", "pause", "pause after the current step", cmd_pause},
     {"resume", "resume", "continue running", cmd_resume},
     {"step", "step [N]", "run N steps (default 1) and wait for them", cmd_step},
-    {"set", "set KEY VALUE", "change a hyper-parameter (live keys while paused; see get)", cmd_set},
+    {"set", "set KEY VALUE",
+     "change a live hyper-parameter, running or paused: applied at the next step boundary (see get)", cmd_set},
     {"get", "get [KEY]", "show one or every hyper-parameter", cmd_get},
     {"eval", "eval [SPLIT]", "ROUGE-L of the student on valid (default), test or train", cmd_eval},
     {"generate", "generate TEXT", "generations of T', T and S for an instruction", cmd_generate},

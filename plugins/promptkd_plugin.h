@@ -42,7 +42,8 @@
  *   plugin load FILE --timeout S      (this plugin's load and every on_step/on_unload)
  *   plugin run NAME --timeout S ...   (this one analysis)
  * An on_step that takes the whole limit stalls training for that long once (and a
- * `pause` waits for it). Each call costs a fork and a dlopen (about 2 ms for a small
+ * `pause` waits for it); so does an analyze or a load, which run between two steps of a
+ * running run (it goes on afterwards). Each call costs a fork and a dlopen (about 2 ms for a small
  * session; the fork's share grows with the session's memory).
  *
  * The child is single-threaded when it starts (fork copies only the calling thread);

@@ -129,6 +129,13 @@ if command -v tmux >/dev/null; then
     tmux kill-session -t $S 2>/dev/null
 fi
 
+# plugins run between two steps of a running run: it is not paused for them
+printf 'run\nplugin load prompt_attention\nplugin run prompt_attention 1\nstatus\npause\n' >"$TMP/plug.pk"
+"$PROMPTKD" repl --config "$W/cfg.json" --set name=plugrun --set steps=100000 -f "$TMP/plug.pk" >"$TMP/out" 2>"$TMP/err"
+check plugin_run_while_running_exit_0 test $? -eq 0
+check plugin_run_while_running_table grep -q 'prompt_attention/' "$TMP/out"
+check plugin_run_leaves_run_running grep -q '^running  promptkd  step' "$TMP/out"
+
 # a script waits until the run has loaded: its first command sees the run, not the loading
 printf 'status\n' | "$PROMPTKD" repl --config "$W/cfg.json" --set name=loaded >"$TMP/out" 2>&1
 check script_waits_for_loading grep -q '^paused  promptkd  step 0/40' "$TMP/out"
