@@ -113,7 +113,7 @@ int cmd_tui(int argc, char **argv) {
         if (rc == 1)
             printf("\nKeys inside: space pause/resume, e edit a hyper-parameter, Tab focus, c chart, s smoothing,\n"
                    "l log scale, x export PNG, z zoom, n/p dev prompt, : any REPL command, ? help, q quit\n"
-                   "(asks to save while steps are unsaved). The view (chart, focus, smoothing, log scale) is kept\n"
+                   "(asks to save while steps are unsaved). The view (chart, focus, each chart's view settings) is kept\n"
                    "in RUN/view.json and restored by --resume and --open.\n"
                    "--open RUN [RUN...]: a finished or stopped run read-only (keys that would change it say so);\n"
                    "further runs, or a compare output folder, overlay in the charts, one colour per run.\n"

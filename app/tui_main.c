@@ -18,12 +18,15 @@ static int host_build_chart(void *ctx, const char *name, Chart *out, char *err) 
     return session_build_chart(ctx, name, out, err);
 }
 
-static void host_chart_view(void *ctx, const char *name, double *ema, int *log_y) {
-    session_chart_view(ctx, name, ema, log_y);
+static void host_chart_view(void *ctx, const char *name, TuiChartView *out) {
+    SessionChartView v;
+    session_chart_settings(ctx, name, &v);
+    *out = (TuiChartView){.ema = v.ema, .log_y = v.log_y, .window = v.window, .x_time = v.x_time};
 }
 
-static void host_set_chart_view(void *ctx, const char *name, double ema, int log_y) {
-    session_set_chart_view(ctx, name, ema, log_y);
+static int host_set_chart_view(void *ctx, const char *name, const TuiChartView *v, char *err) {
+    SessionChartView sv = {.ema = v->ema, .log_y = v->log_y, .window = v->window, .x_time = v->x_time};
+    return session_set_chart_settings(ctx, name, &sv, err);
 }
 
 static int host_export_chart(void *ctx, const char *name, const char *path, int w, int h, char *err) {

@@ -18,6 +18,14 @@
 /* Return values of TuiHost.exec (the same numbers as the session's command table). */
 enum { TUI_EXEC_OK = 0, TUI_EXEC_ERROR = -1, TUI_EXEC_QUIT = 1 };
 
+/* How a chart is viewed, in the terminal and the exports alike. */
+typedef struct {
+    double ema; /* smoothing weight in [0, 1) */
+    int log_y;  /* log10 y axis */
+    int window; /* > 0: only the last N steps */
+    int x_time; /* x axis: elapsed wall-clock time instead of steps */
+} TuiChartView;
+
 struct TuiEvent;
 typedef struct {
     void *ctx;      /* passed back to every callback */
@@ -29,8 +37,9 @@ typedef struct {
     int (*chart_names)(void *ctx, char names[][64], int max);
     /* Builds a chart with its view settings applied; the caller frees it (chart_free). */
     int (*build_chart)(void *ctx, const char *name, Chart *out, char *err);
-    void (*chart_view)(void *ctx, const char *name, double *ema, int *log_y);
-    void (*set_chart_view)(void *ctx, const char *name, double ema, int log_y);
+    /* A chart's view settings (as the session keeps them per chart); set refuses bad ones. */
+    void (*chart_view)(void *ctx, const char *name, TuiChartView *out);
+    int (*set_chart_view)(void *ctx, const char *name, const TuiChartView *v, char *err);
     /* Writes chart `name` as a w x h PNG at path, atomically. */
     int (*export_chart)(void *ctx, const char *name, const char *path, int w, int h, char *err);
     /* The i-th plugin table as text lines, NULL past the end; the caller frees. May be NULL. */

@@ -147,14 +147,16 @@ void tui_draw_chart(Tui *t, Rect r, const char *name) {
 }
 
 void tui_chart_title(Tui *t, const char *name, const char *base, char *out, size_t len) {
-    double ema = 0;
-    int log_y = 0;
-    if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &ema, &log_y);
-    char view[64] = "";
-    if (ema > 0) snprintf(view, sizeof view, " ema %.2g", ema);
-    if (log_y) snprintf(view + strlen(view), sizeof view - strlen(view), " log");
+    TuiChartView v = {0};
+    if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &v);
+    char view[96] = "";
+    if (v.ema > 0) snprintf(view, sizeof view, " ema %.2g", v.ema);
+    if (v.log_y) snprintf(view + strlen(view), sizeof view - strlen(view), " log");
+    if (v.window > 0) snprintf(view + strlen(view), sizeof view - strlen(view), " last %d", v.window);
+    if (v.x_time) snprintf(view + strlen(view), sizeof view - strlen(view), " x time");
     snprintf(out, len, "%s%s", base, view);
 }
+
 /* Clamps a list scroll position and returns it. */
 int tui_clamp_scroll(Tui *t, int p, int n_lines, int view_h) {
     int max = n_lines - view_h;

@@ -8,6 +8,7 @@
  * the run reports by itself through TuiHost.poll (tui_take_events, every tick) and is
  * said on the message line, so a key and the ':' command it stands for answer alike. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,30 +201,44 @@ static const char *key_chart(Tui *t, const char *what) {
     return name;
 }
 
+/* Sets chart name's view and says so ("loss: EMA smoothing 0.6"), or why not. */
+static int set_view(Tui *t, const char *name, const TuiChartView *v, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int set_view(Tui *t, const char *name, const TuiChartView *v, const char *fmt, ...) {
+    char err[PK_ERR_LEN], what[128];
+    if (!t->host->set_chart_view) return R_NONE;
+    if (t->host->set_chart_view(t->host->ctx, name, v, err) != PK_OK) {
+        tui_set_msg(t, 1, "%s", err);
+        return R_DRAW;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    tui_set_msg(t, 0, "%s: %s", name, what);
+    return R_DRAW;
+}
+
 static int act_smooth(Tui *t) {
     static const double steps[] = {0.0, 0.6, 0.9};
     const char *name = key_chart(t, "s (smoothing)");
     if (!name) return R_DRAW;
-    double ema = 0;
-    int log_y = 0;
-    if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &ema, &log_y);
+    TuiChartView v = {0};
+    if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &v);
     int next = 0;
     for (int i = 0; i < 3; i++)
-        if (fabs(ema - steps[i]) < 1e-9) next = (i + 1) % 3;
-    if (t->host->set_chart_view) t->host->set_chart_view(t->host->ctx, name, steps[next], log_y);
-    tui_set_msg(t, 0, "%s: EMA smoothing %.1f", name, steps[next]);
-    return R_DRAW;
+        if (fabs(v.ema - steps[i]) < 1e-9) next = (i + 1) % 3;
+    v.ema = steps[next];
+    return set_view(t, name, &v, "EMA smoothing %.1f", v.ema);
 }
 
 static int act_logscale(Tui *t) {
     const char *name = key_chart(t, "l (log scale)");
     if (!name) return R_DRAW;
-    double ema = 0;
-    int log_y = 0;
-    if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &ema, &log_y);
-    if (t->host->set_chart_view) t->host->set_chart_view(t->host->ctx, name, ema, !log_y);
-    tui_set_msg(t, 0, "%s: %s y axis", name, !log_y ? "log10" : "linear");
-    return R_DRAW;
+    TuiChartView v = {0};
+    if (t->host->chart_view) t->host->chart_view(t->host->ctx, name, &v);
+    v.log_y = !v.log_y;
+    return set_view(t, name, &v, "%s y axis", v.log_y ? "log10" : "linear");
 }
 
 static int act_zoom(Tui *t) {

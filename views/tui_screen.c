@@ -203,7 +203,7 @@ static const char *const help_notes[] = {
     "* marks live hyper-parameters (editable while paused); others are fixed",
     "charts: braille when the locale is UTF-8, ASCII otherwise; NO_COLOR honoured",
     "x writes RUN/plots/CHART.png; :export CHART FILE [--size WxH] for others",
-    "the view (chart, focus, smoothing, log scale) is kept in RUN/view.json",
+    "the view (chart, focus, each chart's :view settings) is kept in RUN/view.json",
     "tui --open RUN [RUN...]: a finished run read-only, more runs overlaid; :open RUN",
     ":help lists the REPL commands",
 };

@@ -1,10 +1,10 @@
 /* RUN/view.json: how the workbench was left on a run (the chart in the Charts panel, the
- * focused panel, each chart's smoothing and log scale), written when the workbench closes
- * and read back when the run is opened again (--resume, --open). A bad file is reported
- * and ignored: the view is a convenience, never a reason not to open a run.
+ * focused panel, each chart's smoothing, log scale, window and x axis), written when the
+ * workbench closes and read back when the run is opened again (--resume, --open). A bad
+ * file is reported and ignored: the view is a convenience, never a reason not to open a run.
  *
  *   {"chart": "rouge", "focus": "Exposure bias", "zoom": false,
- *    "charts": {"loss": {"ema": 0.6, "log_y": true}, "exposure": {"ema": 0, "log_y": false}, ...}} */
+ *    "charts": {"loss": {"ema": 0.6, "log_y": true, "window": 0, "x_time": false}, ...}} */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,20 +35,22 @@ int tui_view_save(Tui *t, char *err) {
     cJSON_AddItemToObject(root, "charts", charts);
     tui_refresh_chart_names(t);
     for (int i = 0; i < t->n_charts && t->host->chart_view; i++) {
-        double ema = 0;
-        int log_y = 0;
-        t->host->chart_view(t->host->ctx, t->chart_names[i], &ema, &log_y);
+        TuiChartView v = {0};
+        t->host->chart_view(t->host->ctx, t->chart_names[i], &v);
         cJSON *c = cJSON_AddObjectToObject(charts, t->chart_names[i]);
         if (!c) continue;
-        cJSON_AddNumberToObject(c, "ema", ema);
-        cJSON_AddBoolToObject(c, "log_y", log_y);
+        cJSON_AddNumberToObject(c, "ema", v.ema);
+        cJSON_AddBoolToObject(c, "log_y", v.log_y);
+        cJSON_AddNumberToObject(c, "window", v.window);
+        cJSON_AddBoolToObject(c, "x_time", v.x_time);
     }
     int rc = pk_write_json_atomic(path, root, err);
     cJSON_Delete(root);
     return rc;
 }
 
-/* One chart's entry: {"ema": number in [0, 1), "log_y": bool}, both keys optional. */
+/* One chart's entry: {"ema": number in [0, 1), "log_y": bool, "window": steps >= 0 (0: all),
+ * "x_time": bool}, every key optional. */
 static int chart_entry_check(const char *path, const cJSON *c, char *err) {
     if (!cJSON_IsObject(c)) return pk_errf(err, "%s: charts.%s: expected an object", path, c->string);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(c, "ema");
@@ -56,18 +58,27 @@ static int chart_entry_check(const char *path, const cJSON *c, char *err) {
     if (e && (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble < 1)))
         return pk_errf(err, "%s: charts.%s.ema: expected a number in [0, 1)", path, c->string);
     if (l && !cJSON_IsBool(l)) return pk_errf(err, "%s: charts.%s.log_y: expected true or false", path, c->string);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(c, "window");
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(c, "x_time");
+    if (w && (!cJSON_IsNumber(w) || !(w->valuedouble >= 0 && w->valuedouble <= 1e9) || w->valuedouble != (int)w->valuedouble))
+        return pk_errf(err, "%s: charts.%s.window: expected a number of steps >= 0 (0: all)", path, c->string);
+    if (x && !cJSON_IsBool(x)) return pk_errf(err, "%s: charts.%s.x_time: expected true or false", path, c->string);
     return PK_OK;
 }
 
 static void chart_entry_apply(Tui *t, const cJSON *c) {
-    double ema = 0;
-    int log_y = 0;
-    if (t->host->chart_view) t->host->chart_view(t->host->ctx, c->string, &ema, &log_y);
+    TuiChartView v = {0};
+    char ignore[PK_ERR_LEN]; /* checked before: nothing left to refuse */
+    if (t->host->chart_view) t->host->chart_view(t->host->ctx, c->string, &v);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(c, "ema");
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(c, "log_y");
-    if (e) ema = e->valuedouble;
-    if (l) log_y = cJSON_IsTrue(l);
-    if (t->host->set_chart_view) t->host->set_chart_view(t->host->ctx, c->string, ema, log_y);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(c, "window");
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(c, "x_time");
+    if (e) v.ema = e->valuedouble;
+    if (l) v.log_y = cJSON_IsTrue(l);
+    if (w) v.window = (int)w->valuedouble;
+    if (x) v.x_time = cJSON_IsTrue(x);
+    if (t->host->set_chart_view) t->host->set_chart_view(t->host->ctx, c->string, &v, ignore);
 }
 
 int tui_view_load(Tui *t, int *found, char *err) {

@@ -146,12 +146,12 @@ if [ -n "$e_good" ] && [ "$e_good" = "$set_good" ]; then pass tui_e_answers_as_s
 keys main e C-u
 keys main -l banana
 keys main Enter
-wait_for main "key 'lr': expected a number" 5
+wait_for main "key 'lr': expected a number" 20
 e_bad=$(msg_line)
 keys main :
 keys main -l "set lr 0.0001x"
 keys main Enter
-wait_for main "got '0.0001x'" 5
+wait_for main "got '0.0001x'" 20
 set_bad=$(msg_line | sed "s/'0.0001x'/'banana'/")
 if [ -n "$e_bad" ] && [ "$e_bad" = "$set_bad" ]; then pass tui_e_refuses_as_set; else fail tui_e_refuses_as_set "e: '$e_bad' :set: '$set_bad'"; fi
 check tui_running_after_edits grep -q '^ RUNNING' <<<"$(screen main)"
@@ -268,7 +268,10 @@ else
 fi
 keys small Space
 wait_for small '^ RUNNING.*step [1-9]' 10
-# a view to keep: the rouge chart on a log axis, the Exposure bias panel focused
+# a view to keep: the rouge chart on a log axis over the last 5 steps, the Exposure bias panel focused
+keys small :
+keys small -l "view rouge window 5"
+keys small Enter
 keys small 1 c l 2
 wait_for small '━ Exposure bias' 5
 # the chart's name and view, without its place in the list (the plugin's charts are not in the next session)
@@ -286,7 +289,8 @@ check tui_small_terminal_restored test "$("${T[@]}" display -p -t small '#{alter
 
 # --- RUN/view.json: the view is kept when the workbench closes and restored on --resume ------
 VIEW="$W/runs/tui-2/view.json"
-check tui_view_json_written python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["chart"]=="rouge" and v["focus"]=="Exposure bias" and v["charts"]["rouge"]["log_y"] is True' "$VIEW"
+check tui_view_json_written python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["chart"]=="rouge" and v["focus"]=="Exposure bias" and v["charts"]["rouge"]["log_y"] is True and v["charts"]["rouge"]["window"]==5' "$VIEW"
+check tui_view_title_says_window grep -q ' log last 5' <<<"$view_title"
 start view 80 24 -- --resume "$W/runs/tui-2" --paused
 if wait_for view '^ PAUSED' 20 && wait_for view '━ Exposure bias' 5 &&
     [ "$(chart_view_title view)" = "$view_title" ]; then
