@@ -693,9 +693,10 @@ typedef struct {
     uint64_t stream;
 } DropoutJob;
 
-static void dropout_fwd_range(void *ctx, long b, long e) {
-    const DropoutJob *a = ctx;
-    float *out = a->out; /* may alias inp */
+/* out = inp * mask (out may alias inp), or with accumulate out += inp * mask; inlined into the two
+ * range functions below with accumulate a constant, so each loop is compiled on its own. */
+static inline void dropout_apply(const DropoutJob *a, long b, long e, int accumulate) {
+    float *out = a->out;
     const float *inp = a->inp;
     float scale = a->scale;
     uint32_t threshold = a->threshold;
@@ -704,31 +705,22 @@ static void dropout_fwd_range(void *ctx, long b, long e) {
     for (; i + 16 <= e; i += 16) {
         float k[16];
         dropout_scales16(k, stream, (uint64_t)i, threshold, scale);
-        for (int j = 0; j < 16; j++) out[i + j] = inp[i + j] * k[j];
+        for (int j = 0; j < 16; j++) out[i + j] = accumulate ? out[i + j] + inp[i + j] * k[j] : inp[i + j] * k[j];
     }
-    for (; i < e; i++) out[i] = inp[i] * (dropout_keep(stream, (uint64_t)i, threshold) ? scale : 0.0f);
+    for (; i < e; i++) {
+        float m = dropout_keep(stream, (uint64_t)i, threshold) ? scale : 0.0f;
+        out[i] = accumulate ? out[i] + inp[i] * m : inp[i] * m;
+    }
 }
+
+static void dropout_fwd_range(void *ctx, long b, long e) { dropout_apply(ctx, b, e, 0); }
 
 void dropout_forward(float *out, const float *inp, long n, float p, unsigned long long stream) {
     DropoutJob a = {out, inp, 1.0f / (1.0f - p), dropout_threshold(p), stream};
     pk_parallel_for_grain(n, 16384, dropout_fwd_range, &a);
 }
 
-static void dropout_bwd_range(void *ctx, long b, long e) {
-    const DropoutJob *a = ctx;
-    float *restrict dinp = a->out;
-    const float *restrict dout = a->inp;
-    float scale = a->scale;
-    uint32_t threshold = a->threshold;
-    uint64_t stream = a->stream;
-    long i = b;
-    for (; i + 16 <= e; i += 16) {
-        float k[16];
-        dropout_scales16(k, stream, (uint64_t)i, threshold, scale);
-        for (int j = 0; j < 16; j++) dinp[i + j] += dout[i + j] * k[j];
-    }
-    for (; i < e; i++) dinp[i] += dout[i] * (dropout_keep(stream, (uint64_t)i, threshold) ? scale : 0.0f);
-}
+static void dropout_bwd_range(void *ctx, long b, long e) { dropout_apply(ctx, b, e, 1); }
 
 void dropout_backward(float *dinp, const float *dout, long n, float p, unsigned long long stream) {
     DropoutJob a = {dinp, dout, 1.0f / (1.0f - p), dropout_threshold(p), stream};
