@@ -132,6 +132,15 @@ if [ -n "$before" ] && [ -n "$after" ] && [ "$after" -gt "$before" ]; then pass 
 # while running, e answers as :set does (one door: both are `set KEY VALUE` applied at the
 # next step boundary), in the same words on the message line, for a good and a bad value
 msg_line() { screen main | tail -n 1 | sed -E 's/ +$//'; }
+# wait_msg REGEX [SECONDS]: until the message line (not the Log, which may say it first) matches
+wait_msg() {
+    local i
+    for ((i = 0; i < ${2:-10} * 10; i++)); do
+        msg_line | grep -qE -- "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
 keys main 5 e C-u
 keys main -l 0.00042
 keys main Enter
@@ -146,12 +155,12 @@ if [ -n "$e_good" ] && [ "$e_good" = "$set_good" ]; then pass tui_e_answers_as_s
 keys main e C-u
 keys main -l banana
 keys main Enter
-wait_for main "key 'lr': expected a number" 20
+wait_msg "key 'lr': expected a number" 20
 e_bad=$(msg_line)
 keys main :
 keys main -l "set lr 0.0001x"
 keys main Enter
-wait_for main "got '0.0001x'" 20
+wait_msg "got '0.0001x'" 20
 set_bad=$(msg_line | sed "s/'0.0001x'/'banana'/")
 if [ -n "$e_bad" ] && [ "$e_bad" = "$set_bad" ]; then pass tui_e_refuses_as_set; else fail tui_e_refuses_as_set "e: '$e_bad' :set: '$set_bad'"; fi
 check tui_running_after_edits grep -q '^ RUNNING' <<<"$(screen main)"
@@ -173,7 +182,7 @@ if [ "$(png_size "$TMP/x.png")" = 640x360 ]; then pass tui_command_line_export_p
 keys main :
 keys main -l "frobnicate now"
 keys main Enter
-if wait_for main "> frobnicate now" 5 && wait_for main "frobnicate" 5 && screen main | grep -q '^ RUNNING'; then
+if wait_for main "> frobnicate now" 5 && wait_for main "unknown command 'frobnicate'" 10 && screen main | grep -q '^ RUNNING'; then
     pass tui_command_errors_are_not_fatal
 else
     fail tui_command_errors_are_not_fatal "$(screen main | tail -3)"
