@@ -140,6 +140,7 @@ static const BuiltinChart builtin_charts[] = {
     {"grad_norm", "gradient norm before clipping (student, prompt)", "step", "global L2 norm"},
     {"throughput", "throughput", "step", "tokens/s"},
     {"exaccerr", "exposure bias over training: ExAccErr at the longest l", "step", "ExAccErr (%)"},
+    {"policy", "MiniLLM reward and on-policy batches", "step", "reward / share"},
 };
 #define N_BUILTIN_CHARTS ((int)(sizeof builtin_charts / sizeof *builtin_charts))
 
@@ -149,16 +150,10 @@ static const BuiltinChart *find_builtin_chart(const char *name) {
     return NULL;
 }
 
-/* The chart of a table entry: the table's "exposure" series (ExAccErr at the longest l, over
- * steps) get a chart of their own, "exaccerr", beside the ExAccErr-over-l curves of "exposure". */
-static const char *table_chart(const RunSeriesInfo *info) {
-    return !strcmp(info->chart, "exposure") ? "exaccerr" : info->chart;
-}
-
 /* The chart of a series: from run_dir's series table, else by its name (series of older runs). */
 static const char *series_chart(const char *key) {
     const RunSeriesInfo *info = run_series_find(key);
-    if (info) return table_chart(info);
+    if (info) return info->chart;
     if (!strncmp(key, "neighbour_sim", 13)) return "neighbours";
     if (strstr(key, "rouge")) return "rouge";
     if (strstr(key, "loss")) return "loss";
@@ -172,7 +167,7 @@ static void chart_default_view(const char *name, SessionChartView *v) {
     int n = 0;
     const RunSeriesInfo *table = run_series_info(&n);
     for (int i = 0; i < n; i++)
-        if (!strcmp(table_chart(&table[i]), name)) {
+        if (!strcmp(table[i].chart, name)) {
             v->log_y = table[i].log_y;
             v->ema = table[i].smooth ? 0.6 : 0;
             return;

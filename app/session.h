@@ -67,7 +67,8 @@ const char *session_command_usage(const char *name);
 const char *session_command_help(const char *name);
 
 /* Charts: "loss", "rouge", "exposure" (ExAccErr over l), "neighbours", "lr", "grad_norm",
- * "throughput", "exaccerr" (ExAccErr at the longest l over steps), and each plugin chart as
+ * "throughput", "exaccerr" (ExAccErr at the longest l over steps), "policy" (MiniLLM's reward and
+ * on-policy share), and each plugin chart as
  * "PLUGIN/CHART". With runs in the overlay (session_overlay_add) the built-in charts draw
  * every run, one hue per run, series named "RUN: series". */
 int session_chart_names(Session *s, char names[][64], int max);

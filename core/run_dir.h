@@ -17,7 +17,7 @@
 /* ---- the series table ---------------------------------------------------------------------- */
 
 /* One numeric series of metrics.jsonl. chart: the chart it belongs to ("loss", "rouge", "lr",
- * "grad_norm", "throughput", "exposure", "neighbours"); log_y and smooth: that chart's defaults.
+ * "grad_norm", "throughput", "exaccerr", "neighbours", "policy"); log_y and smooth: that chart's defaults.
  * event: the line that carries it: NULL for a step line, else the event's name ("eval",
  * "exposure": ExAccErr at the longest l; "neighbours": the top-1 similarity of prompt vector p). */
 typedef struct {

@@ -26,7 +26,7 @@ static void test_series_table(void) {
     int n = 0;
     const RunSeriesInfo *t = run_series_info(&n);
     CHECK(t && n >= 20);
-    const char *charts[] = {"loss", "rouge", "lr", "grad_norm", "throughput", "exposure", "neighbours"};
+    const char *charts[] = {"loss", "rouge", "lr", "grad_norm", "throughput", "exaccerr", "neighbours", "policy"};
     for (int i = 0; i < n; i++) {
         CHECK_MSG(run_series_find(t[i].key) == &t[i], "%s", t[i].key);
         CHECK(t[i].label && *t[i].label);
@@ -45,6 +45,9 @@ static void test_series_table(void) {
     CHECK(run_series_find("nope") == NULL && run_series_find(NULL) == NULL);
     CHECK(!strcmp(run_series_find("dev_rougeL")->event, "eval") && run_series_find("lr")->event == NULL);
     CHECK(!strcmp(run_series_find("student_loss")->chart, "loss") && run_series_find("student_loss")->smooth);
+    /* a 0/1 flag and a reward that may be negative have no place on a log axis */
+    CHECK(!run_series_find("on_policy")->log_y && !run_series_find("reward")->log_y);
+    CHECK(strcmp(run_series_find("on_policy")->chart, "loss") != 0);
 }
 
 static void append_line(PkBuf *b, cJSON *o) {
