@@ -3,15 +3,20 @@ BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O3 -march=native
 SAN      ?=
-DEB_PKGS  = build-essential pkg-config libopenblas-dev libncurses-dev libreadline-dev libcjson-dev libpng-dev tmux python3
-CORE_PKGS = openblas libcjson
-APP_PKGS  = openblas ncursesw readline libcjson libpng
+# MPI=1 (the default): data-parallel runs under mpirun with OpenMPI; MPI=0 builds without it
+# (then core/dist.c is the one-rank implementation and mpirun with several ranks is refused).
+MPI      ?= 1
+MPI_PKGS  = $(if $(filter 1,$(MPI)),ompi-c)
+DEB_PKGS  = build-essential pkg-config libopenblas-dev libncurses-dev libreadline-dev libcjson-dev libpng-dev tmux python3 \
+            $(if $(filter 1,$(MPI)),libopenmpi-dev openmpi-bin)
+CORE_PKGS = openblas libcjson $(MPI_PKGS)
+APP_PKGS  = openblas ncursesw readline libcjson libpng $(MPI_PKGS)
 
 # pkg-config runs lazily, so `make test` on a fresh machine can install the packages first.
 CORE_CFLAGS = $(shell pkg-config --cflags $(CORE_PKGS))
 APP_CFLAGS  = $(shell pkg-config --cflags $(APP_PKGS)) -DNCURSES_WIDECHAR=1
 APP_LIBS    = $(shell pkg-config --libs $(APP_PKGS)) -lm -ldl -pthread
-CFLAGS_ALL  = -std=c11 -g $(OPT) $(SAN) -Wall -Wextra -pthread -D_GNU_SOURCE -Icore -Iviews -Iplugins -Iapp
+CFLAGS_ALL  = -std=c11 -g $(OPT) $(SAN) -Wall -Wextra -pthread -D_GNU_SOURCE -DPK_MPI=$(if $(filter 1,$(MPI)),1,0) -Icore -Iviews -Iplugins -Iapp
 
 CORE_SRC   = $(wildcard core/*.c)
 VIEWS_SRC  = $(wildcard views/*.c)

@@ -24,6 +24,8 @@
 #include "commands.h"
 #include "common.h"
 #include "config.h"
+#include "dist.h"
+#include "dist_setup.h"
 #include "engine.h"
 #include "run_setup.h"
 #include "session.h"
@@ -170,6 +172,12 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
 
+    /* data-parallel (mpirun): rank 0 speaks and writes, the other ranks only compute */
+    dist_default_threads(&cfg);
+    if (pk_dist_rank() != 0) quiet = 1;
+    if (pk_dist_size() > 1) no_tui = 1;
+    if (resume) dist_check_resume_ranks(resume, "promptkd train");
+
     /* before the session: a signal while loading is handled like one later */
     run_signals_install();
     Session *session = NULL;
@@ -179,6 +187,7 @@ int cmd_train(int argc, char **argv) {
     }
     Engine *e = session_engine(session);
     run_signals_watch(e);
+    dist_install_test_exit(e);
     if (!no_tui && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) return train_in_tui(session);
 
     /* headless too runs a session: the same engine, and a finished run's plots/ */
@@ -244,7 +253,7 @@ int cmd_train(int argc, char **argv) {
     engine_stop(e, err); /* flushes and closes metrics.jsonl: its failures count too */
     status = final_status(e, status, &shown_errors);
     /* the folder, unless the run did not load or recorded nothing (then it was removed) */
-    if (loaded && pk_is_dir(engine_run_path(e))) printf("%s\n", engine_run_path(e));
+    if (loaded && pk_dist_rank() == 0 && pk_is_dir(engine_run_path(e))) printf("%s\n", engine_run_path(e));
     if (fflush(stdout) != 0 && status == RUN_EXIT_OK) status = RUN_EXIT_WRITE; /* the run folder line is output too */
     run_signals_watch(NULL);
     session_destroy(session);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "dist_setup.h"
 #include "parallel.h"
 
 typedef struct {
@@ -48,14 +49,20 @@ int main(int argc, char **argv) {
     read_environment();
     if (argc < 2) {
         char *tui_argv[] = {"tui", "--config", "assets/configs/default.json", NULL};
-        return cmd_tui(3, tui_argv);
+        int rc = dist_begin("tui");
+        return rc ? rc : cmd_tui(3, tui_argv);
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (same_name(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (same_name(argv[1], commands[i].name)) {
+            /* under mpirun: MPI around the commands that run data-parallel (app/dist_setup.h) */
+            int rc = dist_begin(commands[i].name);
+            if (rc) return rc;
+            return dist_end(commands[i].fn(argc - 1, argv + 1));
+        }
     fprintf(stderr, "promptkd: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "plugin_host.h"
 #include "png_export.h"
 #include "run_dir.h"
@@ -106,7 +107,7 @@ void session_destroy(Session *s) {
     engine_snapshot_release(s->engine, snap);
     session_overlay_clear(s);
     char err[PK_ERR_LEN];
-    if (finished && session_write_run_plots(s, err) != PK_OK) fprintf(stderr, "promptkd: plots: %s\n", err);
+    if (finished && pk_dist_rank() == 0 && session_write_run_plots(s, err) != PK_OK) fprintf(stderr, "promptkd: plots: %s\n", err);
     plugin_host_destroy(s->plugins); /* before the engine: plugins hold host calls into it */
     engine_destroy(s->engine);
     while (s->pending) {

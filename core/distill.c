@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "divergence.h"
 #include "exposure.h"
 #include "minillm.h"
@@ -69,6 +70,11 @@ struct DistillState {
     int *order; /* [n_ex] permutation, consumed from cursor */
     int cursor;
     int step;   /* optimizer steps done */
+    /* data-parallel runs (core/dist.h): this process's rank of size ranks; each takes a contiguous
+     * share of every micro-batch's rows, and step_positions is the masked positions of the whole
+     * accumulated batch over all ranks (every loss divides by it) */
+    int rank, size;
+    int step_positions;
     MinillmPretrain *pretrain; /* minillm with lm_coef > 0: the packed pretraining text */
 };
 
@@ -157,6 +163,18 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
     }
     if (c->grad_accum < 1) {
         pk_errf(err, "key 'grad_accum': expected at least 1, got %d", c->grad_accum);
+        goto fail;
+    }
+    s->rank = pk_dist_rank();
+    s->size = pk_dist_size();
+    if (s->size > 1 && c->batch_size < s->size) {
+        pk_errf(err, "key 'batch_size': %d rows cannot be shared by the %d ranks of this job (each rank takes at "
+                     "least one row of every micro-batch); set batch_size to %d or more, or start at most %d ranks",
+                c->batch_size, s->size, s->size, c->batch_size);
+        goto fail;
+    }
+    if (s->size > 1 && s->method == M_MINILLM) {
+        pk_errf(err, "method minillm runs in one process only; start it without mpirun (or with -np 1)");
         goto fail;
     }
     if (!(c->dropout == -1.0f || (c->dropout >= 0 && c->dropout < 1))) {
@@ -344,6 +362,7 @@ typedef struct {
     int *tokens_p;        /* [B, P + T] when P > 0 */
     size_t *rows, *rows_p; /* [n] masked rows in each layout */
     int n;                /* masked positions */
+    long first_row;       /* index of row 0 in the accumulated batch (dropout masks follow it) */
     double gen_tokens;    /* tokens sampled to make this batch */
     double gen_flops;
 } Seqs;
@@ -504,11 +523,24 @@ static double prompt_reg_coef(const DistillState *s) {
     return (decay > 0 ? decay : 0.0) * s->cfg.base_coef;
 }
 
-/* Response tokens of the whole accumulated batch: every loss divides by this. */
+/* Response tokens of this rank's share of the accumulated batch (distill_step sums them over the
+ * ranks into s->step_positions, which every loss divides by). */
 static int total_positions(const Seqs *q, int G) {
     int n = 0;
     for (int g = 0; g < G; g++) n += q[g].n;
     return n;
+}
+
+/* A data-parallel step: the student's gradient and the loss sum *sum, summed over the ranks, so
+ * every rank clips and steps on the same numbers. */
+static int reduce_student(DistillState *s, double *sum, DistillStepStats *st, char *err) {
+    if (s->size == 1) return PK_OK;
+    double c0 = pk_dist_comm_seconds();
+    if (pk_dist_allreduce_f32(s->student.grads_memory, s->student.num_parameters, err) != PK_OK ||
+        pk_dist_allreduce_f64(sum, 1, err) != PK_OK)
+        return PK_FAIL;
+    st->comm_seconds += pk_dist_comm_seconds() - c0;
+    return PK_OK;
 }
 
 /* Clipping and AdamW of the student's accumulated gradient. *applied = 0 when the gradient
@@ -547,12 +579,13 @@ static size_t *iota_rows(int n, char *err) {
 static int step_cross_entropy(DistillState *s, const Seqs *q, int G, DistillStepStats *st, int *applied,
                               char *err) {
     GPT2 *m = &s->student;
-    int n_all = total_positions(q, G), rc = PK_OK;
+    int n_all = s->step_positions, rc = PK_OK;
     double sum = 0;
     gpt2_zero_grad(m);
     for (int g = 0; g < G && rc == PK_OK; g++) {
         const Seqs *mq = &q[g];
         gpt2_train_mode(m, 1, mask_seed(s, g, PASS_STUDENT));
+        gpt2_dropout_rows(m, mq->first_row);
         rc = gpt2_forward(m, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err);
         float *dl = rc == PK_OK ? pk_malloc((size_t)mq->B * mq->T * m->config.vocab_size * sizeof(float), err) : NULL;
         if (rc == PK_OK && !dl) rc = PK_FAIL;
@@ -570,7 +603,7 @@ static int step_cross_entropy(DistillState *s, const Seqs *q, int G, DistillStep
         st->tokens += (double)mq->B * mq->T;
         st->flops += gpt2_train_flops(&m->config, mq->B, mq->T);
     }
-    if (rc != PK_OK) return PK_FAIL;
+    if (rc != PK_OK || reduce_student(s, &sum, st, err) != PK_OK) return PK_FAIL;
     double loss = sum / n_all;
     add_loss(st, "student_loss", loss);
     if (isfinite(loss)) rc = student_apply(s, st, applied, err);
@@ -582,7 +615,7 @@ static int step_cross_entropy(DistillState *s, const Seqs *q, int G, DistillStep
 static int step_divergence(DistillState *s, const Seqs *q, int G, DivKind kind, float param, DistillStepStats *st,
                            int *applied, char *err) {
     GPT2 *t = &s->teacher, *m = &s->student;
-    int V = m->config.vocab_size, n_all = total_positions(q, G), rc = PK_OK;
+    int V = m->config.vocab_size, n_all = s->step_positions, rc = PK_OK;
     double sum = 0;
     gpt2_zero_grad(m);
     for (int g = 0; g < G && rc == PK_OK; g++) {
@@ -590,6 +623,7 @@ static int step_divergence(DistillState *s, const Seqs *q, int G, DivKind kind, 
         float *dl = NULL;
         rc = gpt2_forward(t, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err);
         gpt2_train_mode(m, 1, mask_seed(s, g, PASS_STUDENT));
+        gpt2_dropout_rows(m, mq->first_row);
         if (rc == PK_OK) rc = gpt2_forward(m, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err);
         if (rc == PK_OK && !(dl = pk_calloc((size_t)mq->B * mq->T * V, sizeof(float), err))) rc = PK_FAIL;
         if (rc == PK_OK) {
@@ -602,7 +636,7 @@ static int step_divergence(DistillState *s, const Seqs *q, int G, DivKind kind, 
         st->tokens += 2.0 * mq->B * mq->T;
         st->flops += forward_flops(&t->config, mq->B, mq->T) + gpt2_train_flops(&m->config, mq->B, mq->T);
     }
-    if (rc != PK_OK) return PK_FAIL;
+    if (rc != PK_OK || reduce_student(s, &sum, st, err) != PK_OK) return PK_FAIL;
     double loss = sum / n_all;
     add_loss(st, "student_loss", loss);
     if (isfinite(loss)) rc = student_apply(s, st, applied, err);
@@ -647,7 +681,7 @@ static int prompt_loss(DistillState *s, const Seqs *q, const float *t_packed, co
  * prompt (T' in eval mode, S in train mode). */
 static int step_promptkd(DistillState *s, const Seqs *q, int G, DistillStepStats *st, int *applied, char *err) {
     GPT2 *t = &s->teacher, *m = &s->student;
-    int V = t->config.vocab_size, n_all = total_positions(q, G);
+    int V = t->config.vocab_size, n_all = s->step_positions;
     size_t PC = (size_t)s->P * s->C;
     int rc = PK_FAIL;
     float *t_packed = NULL, *dl = NULL, *saved = NULL;
@@ -662,6 +696,7 @@ static int step_promptkd(DistillState *s, const Seqs *q, int G, DistillStepStats
         if (!(t_packed = pack_rows(t->logits, mq->rows, mq->n, V, err))) goto done;
         if (gpt2_forward(m, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err) != PK_OK) goto done;
         gpt2_train_mode(t, 1, mask_seed(s, g, PASS_PROMPT));
+        gpt2_dropout_rows(t, mq->first_row);
         int prc = prompt_loss(s, mq, t_packed, m->logits, coef, n_all, s->prompt_grad, &a, &b, err);
         gpt2_train_mode(t, 0, 0);
         if (prc != PK_OK) goto done;
@@ -672,6 +707,14 @@ static int step_promptkd(DistillState *s, const Seqs *q, int G, DistillStepStats
         st->tokens += 2.0 * mq->B * mq->T + (double)mq->B * (s->P + mq->T);
         st->flops += forward_flops(&t->config, mq->B, mq->T) + forward_flops(&m->config, mq->B, mq->T) +
                      gpt2_train_flops(&t->config, mq->B, s->P + mq->T) * (2.0 / 3.0); /* no weight-gradient GEMMs */
+    }
+    if (s->size > 1) { /* the prompt's gradient and both sums over the ranks */
+        double sums[2] = {kl_tp_t, kl_tp_s};
+        double c0 = pk_dist_comm_seconds();
+        if (pk_dist_allreduce_f32(s->prompt_grad, PC, err) != PK_OK || pk_dist_allreduce_f64(sums, 2, err) != PK_OK)
+            goto done;
+        st->comm_seconds += pk_dist_comm_seconds() - c0;
+        kl_tp_t = sums[0], kl_tp_s = sums[1];
     }
     double reg = coef * kl_tp_t / n_all, guide = kl_tp_s / n_all;
     add_loss(st, "student_loss", NAN); /* filled below */
@@ -707,6 +750,7 @@ static int step_promptkd(DistillState *s, const Seqs *q, int G, DistillStepStats
         const Seqs *mq = &q[g];
         if (gpt2_forward(t, mq->tokens_p, s->prompt, s->P, NULL, mq->B, s->P + mq->T, err) != PK_OK) goto done;
         gpt2_train_mode(m, 1, mask_seed(s, g, PASS_STUDENT));
+        gpt2_dropout_rows(m, mq->first_row);
         int frc = gpt2_forward(m, mq->tokens, NULL, 0, NULL, mq->B, mq->T, err);
         if (frc == PK_OK && !(dl = pk_calloc((size_t)mq->B * mq->T * V, sizeof(float), err))) frc = PK_FAIL;
         if (frc == PK_OK) {
@@ -721,6 +765,7 @@ static int step_promptkd(DistillState *s, const Seqs *q, int G, DistillStepStats
         st->tokens += (double)mq->B * (s->P + mq->T) + (double)mq->B * mq->T;
         st->flops += forward_flops(&t->config, mq->B, s->P + mq->T) + gpt2_train_flops(&m->config, mq->B, mq->T);
     }
+    if (reduce_student(s, &sum, st, err) != PK_OK) goto done;
     st->losses[0] = sum / n_all;
     if (isfinite(st->losses[0]) && student_apply(s, st, applied, err) != PK_OK) goto done;
     if (!*applied) {
@@ -758,10 +803,17 @@ static int build_seqs(DistillState *s, const int *which, int G, int B, Seqs *q, 
     case METHOD_MINILLM: return PK_OK;        /* step_minillm samples its own batch */
     }
     if (sampled) seed = pk_rng_u64(&s->rng); /* one draw per optimizer step */
+    /* this rank's contiguous share [lo, hi) of each micro-batch's rows (all of them in one process);
+     * a row samples from its index in the whole accumulated batch, whichever rank holds it */
+    long lo, hi;
+    pk_dist_share(B, s->rank, s->size, &lo, &hi);
+    int nb = (int)(hi - lo);
     for (int g = 0; g < G; g++) {
-        int rc = sampled ? seqs_sampled(s, sampler, NULL, 0, which + (size_t)g * B, B, P, seed, (long)g * B, &q[g], err)
-                         : seqs_ground_truth(s, which + (size_t)g * B, B, P, &q[g], err);
+        const int *rows = which + (size_t)g * B + lo;
+        int rc = sampled ? seqs_sampled(s, sampler, NULL, 0, rows, nb, P, seed, (long)g * B + lo, &q[g], err)
+                         : seqs_ground_truth(s, rows, nb, P, &q[g], err);
         if (rc != PK_OK) return PK_FAIL;
+        q[g].first_row = (long)g * B + lo;
     }
     *sampled_out = sampled;
     return PK_OK;
@@ -972,7 +1024,15 @@ int distill_step(DistillState *s, DistillStepStats *st, char *err) {
     }
     next_examples(s, which, G * B);
     int applied = 0, rc = PK_FAIL, sampled = 0;
-    if (build_seqs(s, which, G, B, q, &sampled, err) == PK_OK) {
+    int built = build_seqs(s, which, G, B, q, &sampled, err) == PK_OK;
+    s->step_positions = total_positions(q, G);
+    if (built && s->size > 1 && s->method != M_MINILLM) { /* every loss divides by the whole batch's positions */
+        double n = s->step_positions, c0 = pk_dist_comm_seconds();
+        if (pk_dist_allreduce_f64(&n, 1, err) != PK_OK) built = 0;
+        s->step_positions = (int)n;
+        st->comm_seconds += pk_dist_comm_seconds() - c0;
+    }
+    if (built) {
         switch (s->method) {
         case METHOD_SFT:
         case METHOD_SEQKD: rc = step_cross_entropy(s, q, G, st, &applied, err); break;
@@ -996,7 +1056,13 @@ int distill_step(DistillState *s, DistillStepStats *st, char *err) {
             st->tokens += q[g].gen_tokens;
             st->flops += q[g].gen_flops;
         }
-        st->response_tokens = total_positions(q, G);
+        st->response_tokens = s->step_positions;
+        if (s->size > 1) { /* what every rank processed, summed */
+            double sums[2] = {st->tokens, st->flops}, c0 = pk_dist_comm_seconds();
+            if (pk_dist_allreduce_f64(sums, 2, err) != PK_OK) rc = PK_FAIL;
+            st->tokens = sums[0], st->flops = sums[1];
+            st->comm_seconds += pk_dist_comm_seconds() - c0;
+        }
         if (applied) {
             s->step++;
         } else {
@@ -1118,6 +1184,46 @@ int distill_generate(DistillState *s, int which, const char *prompt_text, int ma
     return generate_texts(s, which, &prompt_text, 1, 0, max_new_tokens, seed, out, err);
 }
 
+/* generate_texts over the ranks of a data-parallel run: each rank decodes a contiguous share of
+ * the n prompts (rows keep their index, so their randomness is one process's), and rank 0
+ * gathers every text in record order into texts (the other ranks' texts stay NULL). Every rank
+ * fails when one does. */
+static int generate_shared(DistillState *s, int which, const char *const *prompt_texts, int n, int max_new_tokens,
+                           unsigned long long seed, char **texts, char *err) {
+    long a, b;
+    pk_dist_share(n, s->rank, s->size, &a, &b);
+    char local_err[PK_ERR_LEN] = "";
+    int failed = b > a && generate_texts(s, which, prompt_texts + a, (int)(b - a), a, max_new_tokens, seed, texts + a,
+                                         local_err) != PK_OK;
+    int any = failed;
+    if (pk_dist_allreduce_max_int(&any, 1, err) != PK_OK) return PK_FAIL;
+    if (any) {
+        for (long i = a; i < b && !failed; i++) free(texts[i]), texts[i] = NULL;
+        if (failed) return pk_errf(err, "%s", local_err);
+        return pk_errf(err, "distill: another rank failed generating its share of the records");
+    }
+    /* this rank's texts, each with its terminating NUL, back to back */
+    PkBuf mine = {0};
+    int rc = PK_OK;
+    for (long i = a; i < b && rc == PK_OK; i++)
+        if (pk_buf_append(&mine, texts[i], strlen(texts[i]) + 1) != PK_OK) rc = pk_errf(err, "distill: out of memory");
+    for (long i = a; i < b; i++) free(texts[i]), texts[i] = NULL;
+    void *all = NULL;
+    if (rc == PK_OK) rc = pk_dist_gather_bytes(mine.data, mine.len, &all, NULL, err);
+    pk_buf_free(&mine);
+    if (rc == PK_OK && s->rank == 0) {
+        const char *p = all;
+        for (int i = 0; i < n && rc == PK_OK; i++) {
+            size_t len = strlen(p);
+            if (!(texts[i] = pk_malloc(len + 1, err))) rc = PK_FAIL;
+            else memcpy(texts[i], p, len + 1);
+            p += len + 1;
+        }
+    }
+    free(all);
+    return rc;
+}
+
 static const Dataset *need_split(const DistillState *s, const char *split, char *err) {
     int i = split_index(split);
     if (i < 0) {
@@ -1143,13 +1249,20 @@ int distill_eval_rouge(DistillState *s, int which, const char *split, int n_reco
         return PK_FAIL;
     }
     for (int i = 0; i < n; i++) prompts[i] = d->recs[i].prompt;
-    int rc = generate_texts(s, which, prompts, n, 0, max_new_tokens, seed, texts, err);
-    if (rc == PK_OK) {
+    int rc = s->size > 1 ? generate_shared(s, which, prompts, n, max_new_tokens, seed, texts, err)
+                         : generate_texts(s, which, prompts, n, 0, max_new_tokens, seed, texts, err);
+    if (rc == PK_OK && s->size > 1 && s->rank != 0) { /* rank 0 scored the texts it gathered */
+        double v = 0;
+        rc = pk_dist_bcast(&v, sizeof v, 0, err);
+        *rouge = v;
+        if (n_scored) *n_scored = n;
+    } else if (rc == PK_OK) {
         double sum = 0;
         for (int i = 0; i < n; i++)
             sum += rouge_l_max_x100(texts[i], (const char *const *)d->recs[i].refs, d->recs[i].n_refs);
         *rouge = sum / n;
         if (n_scored) *n_scored = n;
+        if (s->size > 1) rc = pk_dist_bcast(rouge, sizeof *rouge, 0, err);
     }
     for (int i = 0; i < n; i++) {
         if (rc == PK_OK && preds)

@@ -61,6 +61,7 @@ typedef struct {
     double prompt_grad_norm;   /* prompt's, 0 without a prompt */
     int response_tokens;       /* masked positions the loss averaged over (all micro-batches) */
     int nonfinite;             /* 1: a loss or gradient was NaN/Inf; no parameter was changed */
+    double comm_seconds;       /* of seconds, the time spent summing over the ranks (0 in one process) */
 } DistillStepStats;
 
 /* Loads the tokenizer, train data (and valid/test when the config names them),

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "dist.h"
 #include "distill.h"
 #include "parallel.h"
 #include "rouge.h"
@@ -536,6 +537,10 @@ static int save_run_checkpoint(Engine *e, char *reply, size_t reply_len, char *e
         pk_errf(err, "NaN or Inf in %s", bad);
         return SAVE_NONFINITE;
     }
+    if (pk_dist_rank() != 0) { /* data-parallel: rank 0 alone writes the run folder */
+        e->last_ckpt_step = step;
+        return PK_OK;
+    }
     char dir[CONFIG_PATH_LEN + 96];
     if (run_dir_checkpoint_dir(&e->rd, step, dir, sizeof dir, err) != PK_OK) return PK_FAIL;
     if (run_dir_metrics_sync(&e->rd, err) != PK_OK) {
@@ -725,7 +730,7 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
     double t0 = pk_now();
     int rc = distill_eval_rouge(e->ds, DISTILL_STUDENT, split, n, e->cfg.eval_max_new_tokens, e->cfg.seed, &rouge,
                                 preds, &scored, err);
-    if (rc == PK_OK) {
+    if (rc == PK_OK && pk_dist_rank() == 0) { /* rank 0 holds the gathered texts and writes */
         /* eval/SPLIT-step-N.jsonl: what the student said and its score, record by record */
         PkBuf out = {0};
         for (int i = 0; i < scored && i < n; i++) {
@@ -763,7 +768,10 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
         hist_push(e, "dev_rougeL", step, rouge);
         if (!isnan(rouge_tp)) hist_push(e, "dev_rougeL_tprime", step, rouge_tp);
         const char *bad = NULL;
-        if ((e->best_rouge < 0 || rouge > e->best_rouge) && (bad = state_nonfinite(e)) != NULL) {
+        if ((e->best_rouge < 0 || rouge > e->best_rouge) && pk_dist_rank() != 0) {
+            e->best_rouge = rouge;
+            e->best_step = step;
+        } else if ((e->best_rouge < 0 || rouge > e->best_rouge) && (bad = state_nonfinite(e)) != NULL) {
             engine_log(e, "step %d: best/ not updated: NaN or Inf in %s", step, bad);
         } else if (e->best_rouge < 0 || rouge > e->best_rouge) {
             char dir[CONFIG_PATH_LEN + 64];
@@ -1195,7 +1203,12 @@ static void do_step(Engine *e) {
     /* the step's eval and exposure events ran above and precede it; its checkpoint follows
      * (a checkpoint is written only once the log holding its step is on disk) */
     e->recorded = 1;
-    int logged = metrics_write_json(e, run_line_step(&sl)) == PK_OK;
+    struct cJSON *step_line = run_line_step(&sl);
+    if (step_line && pk_dist_size() > 1) { /* a resume on another number of ranks says so (app/) */
+        cJSON_AddNumberToObject(step_line, "ranks", pk_dist_size());
+        cJSON_AddNumberToObject(step_line, "comm_s", st.comm_seconds);
+    }
+    int logged = metrics_write_json(e, step_line) == PK_OK;
 
     pthread_mutex_lock(&e->mu);
     EngineStepHook hook = e->step_hook;
@@ -1315,8 +1328,9 @@ static int load(Engine *e, char *err) {
         }
         if (distill_load_checkpoint(e->ds, dir, err) != PK_OK) return PK_FAIL;
         e->last_ckpt_step = step;
-        if (restore_metrics(e, step, err) != PK_OK) return PK_FAIL;
+        if (pk_dist_rank() == 0 && restore_metrics(e, step, err) != PK_OK) return PK_FAIL;
     }
+    if (pk_dist_rank() != 0) return PK_OK; /* data-parallel: rank 0 alone keeps the log */
     if (run_dir_metrics_open(&e->rd, err) != PK_OK) return PK_FAIL;
     if (e->resume_step >= 0) {
         metrics_write_json(e, run_line_resume_from(distill_step_index(e->ds), e->last_ckpt_step));
@@ -1414,6 +1428,12 @@ static void *worker_main(void *arg) {
             write_event(e, "pause");
             engine_log(e, "%s", msg);
             report_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
+            continue;
+        }
+        /* data-parallel: every rank makes this step, or rank 0 has ended the run */
+        int go = pk_dist_gate(1, err);
+        if (go != 1) {
+            report_idle(e, go < 0 ? ENGINE_FAILED : ENGINE_PAUSED, go < 0 ? err : "stopped: rank 0 ended the run", PK_FAIL);
             continue;
         }
         do_step(e);

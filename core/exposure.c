@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "dist.h"
 #include "divergence.h"
 #include "parallel.h"
 #include "sample.h"
@@ -152,12 +153,37 @@ int exposure_measure(GPT2 *oracle, const float *soft_prompt, int P, GPT2 *studen
     double *es = pk_malloc(n * L * sizeof(double), err);
     double *eo = pk_malloc(n * L * sizeof(double), err);
     int rc = PK_FAIL;
-    if (es && eo &&
-        !exposure_errors(student, NULL, 0, oracle, soft_prompt, P, student, prompts, prompt_lens, n_prompts, K, L,
-                         seed, 0, es, err) &&
-        !exposure_errors(oracle, soft_prompt, P, oracle, soft_prompt, P, student, prompts, prompt_lens, n_prompts, K,
-                         L, seed, (long)n, eo, err))
-        rc = exposure_curve(es, (int)n, eo, (int)n, L, R, l_eps, exaccerr, err);
+    /* in a data-parallel run each rank measures a contiguous share of the prompts (the same RNG rows
+     * as one process), and every rank gets all the errors, so the curve is summed in one order */
+    long a = 0, b = n_prompts;
+    int ranks = pk_dist_size();
+    if (ranks > 1) pk_dist_share(n_prompts, pk_dist_rank(), ranks, &a, &b);
+    size_t row0 = (size_t)a * K * L;
+    int failed = !es || !eo;
+    if (!failed && b > a)
+        failed = exposure_errors(student, NULL, 0, oracle, soft_prompt, P, student, prompts + a, prompt_lens + a,
+                                 (int)(b - a), K, L, seed, a * K, es + row0, err) ||
+                 exposure_errors(oracle, soft_prompt, P, oracle, soft_prompt, P, student, prompts + a,
+                                 prompt_lens + a, (int)(b - a), K, L, seed, (long)n + a * K, eo + row0, err);
+    if (ranks > 1) {
+        int any = failed;
+        if (pk_dist_allreduce_max_int(&any, 1, err) != PK_OK) goto done;
+        if (any && !failed) pk_errf(err, "ExAccErr: another rank failed measuring its prompts");
+        failed = any;
+        for (int side = 0; side < 2 && !failed; side++) {
+            double *e = side ? eo : es;
+            void *all = NULL;
+            if (pk_dist_gather_bytes(e + row0, (size_t)(b - a) * K * L * sizeof(double), &all, NULL, err) != PK_OK) {
+                failed = 1;
+                break;
+            }
+            if (all) memcpy(e, all, n * L * sizeof(double));
+            free(all);
+            if (pk_dist_bcast(e, n * L * sizeof(double), 0, err) != PK_OK) failed = 1;
+        }
+    }
+    if (!failed) rc = exposure_curve(es, (int)n, eo, (int)n, L, R, l_eps, exaccerr, err);
+done:
     free(es);
     free(eo);
     return rc;

@@ -99,7 +99,10 @@ void gpt2_set_dropout(GPT2 *m, float embd, float attn, float resid) {
 void gpt2_train_mode(GPT2 *m, int on, unsigned long long seed) {
     m->training = on;
     m->dropout_seed = seed;
+    m->dropout_row_base = 0;
 }
+
+void gpt2_dropout_rows(GPT2 *m, long first_row) { m->dropout_row_base = first_row; }
 
 /* Initialisation in blocks, each from its own seeded stream, so it runs in
  * parallel and gives the same weights for any thread count. */
@@ -166,7 +169,17 @@ struct GPT2Acts {
      * rehashing costs one splitmix64 per element in a pass that is already there. */
     float drop_embd, drop_attn, drop_resid;
     unsigned long long drop_seed;
+    long drop_row_base;
 };
+
+/* Dropout over [B, T*C] rows, each row with its own stream (dropout_row_stream of its global
+ * index row_base + b), element t*C + c: a sequence's mask does not depend on the batch. */
+static void drop_rows(float *out, const float *inp, int B, long row_len, float p, unsigned long long stream,
+                      long row_base) {
+    for (int b = 0; b < B; b++)
+        dropout_forward(out + (size_t)b * row_len, inp + (size_t)b * row_len, row_len, p,
+                        dropout_row_stream(stream, row_base + b));
+}
 
 /* The dropout sites of Hugging Face's GPT-2, each with its own mask stream per layer. */
 enum { DROP_EMBD, DROP_ATTN, DROP_ATTN_RESID, DROP_MLP_RESID };
@@ -352,6 +365,8 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
     A->drop_attn = m->training ? m->drop_attn : 0.0f;
     A->drop_resid = m->training ? m->drop_resid : 0.0f;
     A->drop_seed = m->dropout_seed;
+    A->drop_row_base = m->dropout_row_base;
+    const long rb = A->drop_row_base;
     const float p_embd = A->drop_embd, p_attn = A->drop_attn, p_resid = A->drop_resid;
     const unsigned long long seed = A->drop_seed;
     memcpy(A->tokens, tokens, (size_t)BT * sizeof(int));
@@ -362,7 +377,7 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
 
     encoder_forward(A->a[A_ENCODED], tokens, m->params[0], m->params[1], soft_prompt, P, rs, B, 0, T, C);
     if (p_embd > 0.0f) /* on token (or soft-prompt) + position embeddings, as HF's drop(inputs_embeds + position_embeds) */
-        dropout_forward(A->a[A_ENCODED], A->a[A_ENCODED], (long)BT * C, p_embd, dropout_stream(seed, DROP_EMBD, 0));
+        drop_rows(A->a[A_ENCODED], A->a[A_ENCODED], B, (long)T * C, p_embd, dropout_stream(seed, DROP_EMBD, 0), rb);
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? A->a[A_ENCODED] : A->a[A_RESIDUAL3] + (size_t)(l - 1) * BT * C;
         float *ln1 = A->a[A_LN1] + (size_t)l * BT * C;
@@ -380,7 +395,7 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
         matmul_forward(qkv, ln1, m->params[4] + (size_t)l * C * 3 * C, m->params[5] + (size_t)l * 3 * C, BT, C,
                        3 * C);
         if (p_attn > 0.0f) {
-            if (attention_forward_dropout(atty, att, qkv, rs, B, T, C, NH, p_attn, dropout_stream(seed, DROP_ATTN, l))) {
+            if (attention_forward_dropout(atty, att, qkv, rs, B, T, C, NH, p_attn, dropout_stream(seed, DROP_ATTN, l), rb)) {
                 m->logits = NULL;
                 return pk_errf(err, "gpt2_forward: out of memory for attention dropout scratch (T=%d)", T);
             }
@@ -390,7 +405,7 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
         }
         matmul_forward(residual2, atty, m->params[6] + (size_t)l * C * C, m->params[7] + (size_t)l * C, BT, C, C);
         if (p_resid > 0.0f) /* attn.resid_dropout on attn.c_proj's output */
-            dropout_forward(residual2, residual2, (long)BT * C, p_resid, dropout_stream(seed, DROP_ATTN_RESID, l));
+            drop_rows(residual2, residual2, B, (long)T * C, p_resid, dropout_stream(seed, DROP_ATTN_RESID, l), rb);
         residual_forward(residual2, residual2, residual, (long)BT * C);
         layernorm_forward(ln2, A->a[A_LN2_MEAN] + (size_t)l * BT, A->a[A_LN2_RSTD] + (size_t)l * BT, residual2,
                           m->params[8] + (size_t)l * C, m->params[9] + (size_t)l * C, BT, C, c->layer_norm_eps);
@@ -399,7 +414,7 @@ int gpt2_forward(GPT2 *m, const int *tokens, const float *soft_prompt, int P, co
         matmul_forward(residual3, fch_gelu, m->params[12] + (size_t)l * F * C, m->params[13] + (size_t)l * C, BT, F,
                        C);
         if (p_resid > 0.0f) /* mlp.dropout on mlp.c_proj's output */
-            dropout_forward(residual3, residual3, (long)BT * C, p_resid, dropout_stream(seed, DROP_MLP_RESID, l));
+            drop_rows(residual3, residual3, B, (long)T * C, p_resid, dropout_stream(seed, DROP_MLP_RESID, l), rb);
         residual_forward(residual3, residual3, residual2, (long)BT * C);
     }
     layernorm_forward(A->a[A_LNF], A->a[A_LNF_MEAN], A->a[A_LNF_RSTD], A->a[A_RESIDUAL3] + (size_t)(L - 1) * BT * C,
@@ -445,6 +460,7 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
     /* the last forward's dropout; the masks come back from the same streams */
     const float p_embd = A->drop_embd, p_attn = A->drop_attn, p_resid = A->drop_resid;
     const unsigned long long seed = A->drop_seed;
+    const long rb = A->drop_row_base;
 
     /* LM head: logits = lnf . W^T; dlnf = dlogits . W; dW += dlogits^T . lnf */
     pk_sgemm(0, 0, BT, C, V, 1.0f, dlogits, V, lm_head_weight(m), C, 0.0f, dln, C);
@@ -473,7 +489,7 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
         const float *Wp = m->params[12] + (size_t)l * F * C, *Wfc = m->params[10] + (size_t)l * C * F;
         const float *dproj = dres; /* d(mlp.c_proj output): dres, or dres through the dropout mask into dln */
         if (p_resid > 0.0f) {
-            dropout_forward(dln, dres, (long)BT * C, p_resid, dropout_stream(seed, DROP_MLP_RESID, l));
+            drop_rows(dln, dres, B, (long)T * C, p_resid, dropout_stream(seed, DROP_MLP_RESID, l), rb);
             dproj = dln;
         }
         pk_sgemm(0, 1, BT, F, C, 1.0f, dproj, C, Wp, C, 0.0f, dfch, F);
@@ -487,14 +503,14 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
         const float *Wap = m->params[6] + (size_t)l * C * C, *Wqkv = m->params[4] + (size_t)l * C * 3 * C;
         dproj = dres; /* d(attn.c_proj output), through the dropout mask when there was one */
         if (p_resid > 0.0f) {
-            dropout_forward(dln, dres, (long)BT * C, p_resid, dropout_stream(seed, DROP_ATTN_RESID, l));
+            drop_rows(dln, dres, B, (long)T * C, p_resid, dropout_stream(seed, DROP_ATTN_RESID, l), rb);
             dproj = dln;
         }
         pk_sgemm(0, 1, BT, C, C, 1.0f, dproj, C, Wap, C, 0.0f, datty, C);
         if (full) matmul_backward(NULL, GRAD_L(6, (size_t)C * C), GRAD_L(7, C), dproj, atty, Wap, BT, C, C);
         memset(dqkv, 0, (size_t)BT * 3 * C * sizeof(float)); /* keys and values gather from every later query */
         int attn_rc = p_attn > 0.0f ? attention_backward_dropout(dqkv, datty, qkv, att, rs, B, T, C, NH, p_attn,
-                                                                 dropout_stream(seed, DROP_ATTN, l))
+                                                                 dropout_stream(seed, DROP_ATTN, l), rb)
                                     : attention_backward(dqkv, datty, qkv, att, rs, B, T, C, NH);
         if (attn_rc != 0)
             return pk_errf(err, "backward: out of memory for attention scratch (B=%d, T=%d)", B, T);
@@ -504,7 +520,7 @@ static int backward_impl(GPT2 *m, const float *dlogits, float *dprompt, float *d
                            A->a[A_LN1_MEAN] + (size_t)l * BT, A->a[A_LN1_RSTD] + (size_t)l * BT, BT, C);
     }
     /* dres is now d(embeddings after dropout); through the mask it becomes d(input embeddings) */
-    if (p_embd > 0.0f) dropout_forward(dres, dres, (long)BT * C, p_embd, dropout_stream(seed, DROP_EMBD, 0));
+    if (p_embd > 0.0f) drop_rows(dres, dres, B, (long)T * C, p_embd, dropout_stream(seed, DROP_EMBD, 0), rb);
     encoder_backward(GRAD(0), GRAD(1), m->P > 0 ? dprompt : NULL, dembed, dres, A->tokens, m->P, rs, B, T, C);
 #undef GRAD
 #undef GRAD_L

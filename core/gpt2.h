@@ -75,6 +75,7 @@ typedef struct {
     int B, T, P;                     /* shape of the last forward */
     int training;                    /* 1: forwards apply dropout (gpt2_train_mode) */
     unsigned long long dropout_seed; /* masks of the next train-mode forward derive from this */
+    long dropout_row_base;           /* global batch index of row 0 of the next train-mode forward */
     float drop_embd, drop_attn, drop_resid; /* probabilities in use in train mode */
     float *logits;                   /* [B, T, V] of the last forward (points into acts) */
 } GPT2;
@@ -103,6 +104,10 @@ void gpt2_set_dropout(GPT2 *m, float embd, float attn, float resid);
  * alone (bitwise resume, any thread count); gpt2_backward applies the last forward's masks.
  * KV-cache decoding never applies dropout. */
 void gpt2_train_mode(GPT2 *m, int on, unsigned long long seed);
+/* The masks follow sequences: row b of the next train-mode forwards draws from the stream of
+ * global row first_row + b (gpt2_train_mode resets it to 0). A data-parallel rank that holds
+ * rows first_row.. of a batch so drops what one process holding the whole batch drops. */
+void gpt2_dropout_rows(GPT2 *m, long first_row);
 
 /* Forward over a batch. tokens [B, T] (ids < vocab), soft_prompt [P, C] or NULL
  * with P = 0, row_start [B] or NULL. Fills m->logits [B, T, V]. T <= max_seq_len.

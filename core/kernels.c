@@ -668,6 +668,10 @@ unsigned long long dropout_stream(unsigned long long seed, int site, int layer) 
     return splitmix64_mix(splitmix64_mix(seed) + id * SPLITMIX_GOLDEN);
 }
 
+unsigned long long dropout_row_stream(unsigned long long stream, long row) {
+    return splitmix64_mix(stream ^ splitmix64_mix((uint64_t)row * SPLITMIX_GOLDEN + SPLITMIX_GOLDEN));
+}
+
 /* p * 2^32: an element is dropped when the high half of its hash is below this */
 static inline uint32_t dropout_threshold(float p) {
     double t = (double)p * 4294967296.0;
@@ -739,6 +743,7 @@ typedef struct {
     uint64_t drop_stream;
     float *scratch;       /* n_slots x T x T: one dropped-probabilities slice per range */
     int n_slots, next_slot;
+    long drop_row_base;   /* global index of batch row 0 (its mask stream) */
 } AttnFwd;
 
 static inline int attn_lo(const int *row_start, int b, int t) {
@@ -746,17 +751,18 @@ static inline int attn_lo(const int *row_start, int b, int t) {
     return t < lo ? t : lo; /* a padding query sees itself only */
 }
 
-/* Pd[T, T] of (batch b, head slice bh): the probabilities P[T, T] inside each row's
- * window [lo, t] with the dropout mask of elements bh * T * T + t * T + s applied
- * (kept ones scaled by 1 / (1 - p)), zero outside the window. */
-static void attention_drop_probs(float *Pd, const float *P, long bh, const int *row_start, int b, int T, float p,
+/* Pd[T, T] of (batch row b, head h): the probabilities P[T, T] inside each row's window [lo, t]
+ * with the dropout mask of elements (h << 42) | (t << 21) | s of the row's stream applied (kept
+ * ones scaled by 1 / (1 - p)), zero outside the window. The mask of a sequence depends on its
+ * global row index only, not on the batch's padded length or on the other rows. */
+static void attention_drop_probs(float *Pd, const float *P, int h, const int *row_start, int b, int T, float p,
                                  uint64_t stream) {
     float scale = 1.0f / (1.0f - p);
     uint32_t threshold = dropout_threshold(p);
     for (int t = 0; t < T; t++) {
         const float *row = P + (long)t * T;
         float *d = Pd + (long)t * T;
-        uint64_t base = ((uint64_t)bh * T + t) * T;
+        uint64_t base = ((uint64_t)h << 42) | ((uint64_t)t << 21);
         int lo = attn_lo(row_start, b, t);
         for (int s = 0; s < lo; s++) d[s] = 0.0f;
         for (int s = lo; s <= t; s++) d[s] = dropout_keep(stream, base + s, threshold) ? row[s] * scale : 0.0f;
@@ -792,7 +798,8 @@ static void attention_fwd_gemm(const AttnFwd *a, long bh, float *drop) {
         for (int s = t + 1; s < T; s++) row[s] = 0.0f;
     }
     if (drop) {
-        attention_drop_probs(drop, P, bh, a->row_start, b, T, a->drop_p, a->drop_stream);
+        attention_drop_probs(drop, P, h, a->row_start, b, T, a->drop_p,
+                             dropout_row_stream(a->drop_stream, a->drop_row_base + b));
         P = drop;
     }
     /* out[T, hs] = P[T, T] . v[T, hs] */
@@ -850,12 +857,12 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                        long q_tstride, long kv_bstride, long kv_tstride, const int *row_start, int B, int t0, int Tq,
                        int C, int NH) {
     AttnFwd a = {out, att, q, k, v, q_bstride, q_tstride, kv_bstride, kv_tstride, row_start, B, t0, Tq, C, NH,
-                 0.0f, 0, NULL, 0, 0};
+                 0.0f, 0, NULL, 0, 0, 0};
     pk_parallel_for(B * NH, attention_fwd_range, &a);
 }
 
 int attention_forward_dropout(float *out, float *att, const float *qkv, const int *row_start, int B, int T, int C,
-                              int NH, float p, unsigned long long stream) {
+                              int NH, float p, unsigned long long stream, long row_base) {
     long ts = 3L * C, bs = (long)T * ts;
     if (!(p > 0.0f)) {
         attention_forward(out, att, qkv, qkv + C, qkv + 2 * C, bs, ts, bs, ts, row_start, B, 0, T, C, NH);
@@ -865,7 +872,7 @@ int attention_forward_dropout(float *out, float *att, const float *qkv, const in
     float *scratch = malloc((size_t)n_slots * T * T * sizeof(float));
     if (!scratch) return -1;
     AttnFwd a = {out, att, qkv, qkv + C, qkv + 2 * C, bs, ts, bs, ts, row_start, B, 0, T, C, NH,
-                 p, stream, scratch, n_slots, 0};
+                 p, stream, scratch, n_slots, 0, row_base};
     pk_parallel_for(B * NH, attention_fwd_range, &a);
     free(scratch);
     return 0;
@@ -880,6 +887,7 @@ typedef struct {
     int n_slots, next_slot;
     float drop_p;    /* dropout of attention_forward_dropout, 0: none */
     uint64_t drop_stream;
+    long drop_row_base;
 } AttnBwd;
 
 /* Backward of one (batch, head) with dropout on the probabilities, Pd = dropped P
@@ -897,7 +905,7 @@ static void attention_bwd_dropout_one(const AttnBwd *a, long bh, float *scratch)
     const float *dy = a->dout + (long)b * T * C + h * hs;
     const float *q = a->qkv + (long)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
     float *dq = a->dqkv + (long)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
-    attention_drop_probs(Pd, P, bh, a->row_start, b, T, a->drop_p, a->drop_stream);
+    attention_drop_probs(Pd, P, h, a->row_start, b, T, a->drop_p, dropout_row_stream(a->drop_stream, a->drop_row_base + b));
     /* dv[T, hs] += Pd[T, T]^T . dy[T, hs] */
     gemm_serial(1, 0, T, hs, T, 1.0f, Pd, T, dy, C, 1.0f, dv, C3);
     /* dS[T, T] = dy[T, hs] . v[T, hs]^T (d Pd), then the dropout, softmax and scale backward in place */
@@ -965,19 +973,20 @@ int attention_backward(float *dqkv, const float *dout, const float *qkv, const f
     int n_slots = pk_num_threads();
     float *scratch = malloc((size_t)n_slots * T * T * sizeof(float));
     if (!scratch) return -1;
-    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0, 0.0f, 0};
+    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0, 0.0f, 0, 0};
     pk_parallel_for(B * NH, attention_bwd_range, &a);
     free(scratch);
     return 0;
 }
 
 int attention_backward_dropout(float *dqkv, const float *dout, const float *qkv, const float *att,
-                               const int *row_start, int B, int T, int C, int NH, float p, unsigned long long stream) {
+                               const int *row_start, int B, int T, int C, int NH, float p, unsigned long long stream,
+                               long row_base) {
     if (!(p > 0.0f)) return attention_backward(dqkv, dout, qkv, att, row_start, B, T, C, NH);
     int n_slots = pk_num_threads();
     float *scratch = malloc((size_t)n_slots * 2 * T * T * sizeof(float));
     if (!scratch) return -1;
-    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0, p, stream};
+    AttnBwd a = {dqkv, dout, qkv, att, row_start, B, T, C, NH, scratch, n_slots, 0, p, stream, row_base};
     pk_parallel_for(B * NH, attention_bwd_range, &a);
     free(scratch);
     return 0;

@@ -75,6 +75,9 @@ int attention_backward(float *dqkv, const float *dout, const float *qkv, const f
  * for any thread count and any chunking, and a backward recomputes it instead of
  * storing it. stream = dropout_stream(seed, site, layer) separates the sites. */
 unsigned long long dropout_stream(unsigned long long seed, int site, int layer);
+/* The stream of one sequence (global batch row `row`) within a site's stream: a model's masks
+ * follow each sequence, so a row drops the same elements whatever batch or rank holds it. */
+unsigned long long dropout_row_stream(unsigned long long stream, long row);
 /* out[n] = inp[n] * keep(i) / (1 - p), out == inp allowed, p in [0, 1) (0: a copy).
  * The backward of a mask is the same mask, so dropout_forward on a gradient is the
  * backward that overwrites (as gelu_backward_inplace does). */
@@ -86,15 +89,17 @@ void dropout_backward(float *dinp, const float *dout, long n, float p, unsigned 
  * probabilities: q, k, v packed in qkv [B, T, 3C] (q at 0, k at C, v at 2C),
  * att [B, NH, T, T] keeps the probabilities before dropout (softmax's backward needs
  * them), out [B, T, C] = dropout(att) . v per head. Element (b, h, t, s) of the mask is
- * index ((b * NH + h) * T + t) * T + s of `stream`. p = 0 gives attention_forward's
- * results. Returns 0, or -1 when its T x T scratch could not be allocated. */
+ * index (h << 42) | (t << 21) | s of dropout_row_stream(stream, row_base + b) (T < 2^21).
+ * p = 0 gives attention_forward's results. Returns 0, or -1 when its T x T scratch could not
+ * be allocated. */
 int attention_forward_dropout(float *out, float *att, const float *qkv, const int *row_start, int B, int T, int C,
-                              int NH, float p, unsigned long long stream);
+                              int NH, float p, unsigned long long stream, long row_base);
 /* Backward of attention_forward_dropout: dqkv [B, T, 3C] += ..., from dout [B, T, C],
  * the kept probabilities att and the same p and stream (the mask is recomputed).
  * Returns 0, or -1 when its scratch could not be allocated (nothing was added). */
 int attention_backward_dropout(float *dqkv, const float *dout, const float *qkv, const float *att,
-                               const int *row_start, int B, int T, int C, int NH, float p, unsigned long long stream);
+                               const int *row_start, int B, int T, int C, int NH, float p, unsigned long long stream,
+                               long row_base);
 
 /* Row-wise softmax of logits [N, V] into probs [N, V]. */
 void softmax_forward(float *probs, const float *logits, int N, int V);

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dist.h"
+
 /* ---------------------------------------------------------------- the series table */
 
 static const RunSeriesInfo SERIES[] = {
@@ -744,6 +746,10 @@ int run_dir_prepare(RunDir *rd, RunConfig *cfg, const char *resume_dir, int *res
     } else {
         if (pick_run_path(cfg, rd->path, sizeof rd->path, err) != PK_OK) return PK_FAIL;
         rd->created = 1;
+    }
+    if (pk_dist_rank() != 0) { /* data-parallel: rank 0 alone makes and writes the run folder */
+        rd->created = 0;
+        return PK_OK;
     }
     char path[CONFIG_PATH_LEN + 64];
     for (int i = 0; i < N_SUBFOLDERS; i++)

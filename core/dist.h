@@ -1,0 +1,84 @@
+/* The ranks of a data-parallel run: the process-wide communicator that distill.c and engine.c
+ * use to split work and sum results (DESIGN.md section 9).
+ *
+ * Two implementations behind one API:
+ *   - the singleton (one rank): a build without MPI (make MPI=0), or a program not started by
+ *     mpirun; every operation is the identity (a sum over one rank) and never fails;
+ *   - OpenMPI (PK_MPI=1 and pk_dist_init(1, ...)): MPI_COMM_WORLD duplicated, ranks on this
+ *     machine from MPI_Comm_split_type(MPI_COMM_TYPE_SHARED).
+ *
+ * The program decides whether it was started by mpirun (core/ reads no environment) and calls
+ * pk_dist_init once, on its main thread, before any engine exists. Collectives may then be
+ * called from any one thread at a time (MPI_THREAD_SERIALIZED: the engine's worker makes them
+ * during a run, the main thread before and after it). Every rank must make the same
+ * collective calls in the same order with the same sizes.
+ *
+ * Failure: the communicator returns errors (MPI_ERRORS_RETURN) and every collective waits with
+ * a deadline (pk_dist_init's timeout): a failed or timed-out collective calls the failure
+ * handler (pk_dist_set_fail_handler: the program prints the sentence and calls pk_dist_abort,
+ * which ends every rank of the job), then returns PK_FAIL with the sentence in err. A rank
+ * that dies is noticed by mpirun, which ends the others. */
+#ifndef PK_DIST_H
+#define PK_DIST_H
+
+#include <stddef.h>
+
+#include "common.h"
+
+/* use_mpi: 1 when the program was started by mpirun (MPI_Init_thread runs), 0 for the
+ * singleton. timeout_s: the longest a collective may wait for the other ranks (<= 0: none).
+ * Fails (with a sentence) when MPI cannot start, gives less than MPI_THREAD_SERIALIZED, or
+ * use_mpi is 1 in a build without MPI while the job has more than one rank (job_size, what
+ * the launcher said; 0 when unknown). Calling it again does nothing. */
+int pk_dist_init(int use_mpi, int job_size, double timeout_s, char *err);
+/* Ends MPI: MPI_Finalize after status 0, MPI_Abort(status) otherwise, so the other ranks
+ * never wait for a rank that left with an error. The singleton: nothing. */
+void pk_dist_finalize(int status);
+/* Ends every rank of the job now with this exit code (the singleton: nothing; the program exits). */
+void pk_dist_abort(int code);
+
+/* A function the program registers: called with the sentence when a collective fails or
+ * times out, before the collective returns PK_FAIL (typically: print it, pk_dist_abort). */
+typedef void (*PkDistFailFn)(const char *sentence);
+void pk_dist_set_fail_handler(PkDistFailFn fn);
+
+int pk_dist_rank(void);       /* 0 .. size-1; 0 for the singleton */
+int pk_dist_size(void);       /* ranks in the job; 1 for the singleton */
+int pk_dist_local_rank(void); /* rank among the ranks on this machine */
+int pk_dist_local_size(void); /* ranks on this machine */
+int pk_dist_is_mpi(void);     /* 1 when MPI runs (even with one rank) */
+
+/* In-place sums over the ranks; every rank gets the same result. */
+int pk_dist_allreduce_f32(float *x, size_t n, char *err);
+int pk_dist_allreduce_f64(double *x, size_t n, char *err);
+/* In-place maximum of ints over the ranks. */
+int pk_dist_allreduce_max_int(int *x, size_t n, char *err);
+/* Copies root's bytes into every rank's buf. */
+int pk_dist_bcast(void *buf, size_t bytes, int root, char *err);
+int pk_dist_barrier(char *err);
+/* Variable-length gather to rank 0: every rank sends `bytes` bytes; rank 0 gets, in rank
+ * order, the concatenation in *out (malloc'ed, caller frees; NULL when all sent 0) and each
+ * rank's length in counts[size] (caller's array of pk_dist_size() entries). Other ranks: *out
+ * = NULL, counts untouched (may be NULL). */
+int pk_dist_gather_bytes(const void *send, size_t bytes, void **out, size_t *counts, char *err);
+
+/* The step gate of a run: before every training step rank 0 says whether there is one (go 1)
+ * or the run ends (go 0), so all ranks step together and leave together. Rank 0 passes its go,
+ * the others receive it (their go is ignored); returns the go, or -1 when the broadcast
+ * failed. After a 0 the gate is closed and returns 0 without communicating. The singleton
+ * returns go. */
+int pk_dist_gate(int go, char *err);
+/* At the end of the program: closes the gate if it is open (rank 0 sends the 0, the others
+ * take it), so no rank is left waiting for a step. */
+void pk_dist_gate_close(void);
+
+/* Contiguous share of n items for a rank: [*begin, *end), sizes differing by at most one,
+ * lower ranks taking the larger shares. */
+void pk_dist_share(long n, int rank, int size, long *begin, long *end);
+
+/* Seconds spent inside collectives since the start, and how many float/double values the
+ * sums carried (for the benchmark's communication time and bandwidth). */
+double pk_dist_comm_seconds(void);
+double pk_dist_reduced_bytes(void);
+
+#endif
