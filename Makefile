@@ -140,9 +140,14 @@ bench: all bench-build
 	@BUILD=$(BUILD) bash tests/bench/run.sh
 
 # The PromptKD step benchmark: a standalone program on libpromptkd.a (tests/bench/promptkd_step.sh).
-bench-build: $(BUILD)/bench/bench_promptkd
+bench-build: $(BUILD)/bench/bench_promptkd $(BUILD)/bench/bench_allreduce
 
 $(BUILD)/bench/bench_promptkd: tests/bench/bench_promptkd.c $(BUILD)/libpromptkd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_CFLAGS) -o $@ $< $(BUILD)/libpromptkd.a $(shell pkg-config --libs $(CORE_PKGS)) -lm -pthread
+
+# The all-reduce of data-parallel steps (tests/bench/mpi.sh runs it under mpirun).
+$(BUILD)/bench/bench_allreduce: tests/bench/bench_allreduce.c $(BUILD)/libpromptkd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CORE_CFLAGS) -o $@ $< $(BUILD)/libpromptkd.a $(shell pkg-config --libs $(CORE_PKGS)) -lm -pthread
 

@@ -44,6 +44,7 @@ void pk_dist_share(long n, int rank, int size, long *begin, long *end) {
     *end = *begin + per + (rank < rem ? 1 : 0);
 }
 
+#if PK_MPI
 /* A failed collective: the sentence goes to the program's handler (which normally ends the job)
  * and back to the caller. */
 static int dist_fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -56,6 +57,7 @@ static int dist_fail(char *err, const char *fmt, ...) {
     if (W.fail) W.fail(buf);
     return pk_errf(err, "%s", buf);
 }
+#endif
 
 #if !PK_MPI
 
@@ -162,14 +164,16 @@ static int wait_request(MPI_Request *req, const char *what, char *err) {
                              what, s);
         }
         if (done) break;
-        if (++spins > 1000) {
-            /* after a short spin, sleep a little: the other ranks may be far behind (evaluation) */
-            struct timespec ts = {0, spins > 20000 ? 1000000 : 20000};
+        /* each test drives the transfer: test back to back (yielding the core) for the first
+         * second, then sleep 1 ms between tests: the other ranks may be far behind (evaluation) */
+        double waited = (++spins & 255) == 0 || spins > 100000 ? pk_now() - t0 : 0;
+        if (spins > 100000 && waited > 1.0) {
+            struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
         } else {
             sched_yield();
         }
-        if (W.timeout_s > 0 && (spins & 63) == 0 && pk_now() - t0 > W.timeout_s) {
+        if (W.timeout_s > 0 && waited > W.timeout_s) {
             W.comm_seconds += pk_now() - t0;
             return dist_fail(err, "rank %d of %d: %s waited %.0f s for the other ranks (PROMPTKD_MPI_TIMEOUT); "
                                   "one of them is stuck or gone",

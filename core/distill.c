@@ -535,10 +535,15 @@ static int total_positions(const Seqs *q, int G) {
  * every rank clips and steps on the same numbers. */
 static int reduce_student(DistillState *s, double *sum, DistillStepStats *st, char *err) {
     if (s->size == 1) return PK_OK;
+    GPT2 *m = &s->student;
+    /* no backward ran here yet (this rank's first loss was non-finite, so the sum will be too):
+     * zeros take its part in the sum */
+    float *g = m->grads_memory ? m->grads_memory : pk_calloc(m->num_parameters, sizeof(float), err);
+    if (!g) return PK_FAIL;
     double c0 = pk_dist_comm_seconds();
-    if (pk_dist_allreduce_f32(s->student.grads_memory, s->student.num_parameters, err) != PK_OK ||
-        pk_dist_allreduce_f64(sum, 1, err) != PK_OK)
-        return PK_FAIL;
+    int rc = pk_dist_allreduce_f32(g, m->num_parameters, err) == PK_OK && pk_dist_allreduce_f64(sum, 1, err) == PK_OK;
+    if (g != m->grads_memory) free(g);
+    if (!rc) return PK_FAIL;
     st->comm_seconds += pk_dist_comm_seconds() - c0;
     return PK_OK;
 }

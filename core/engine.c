@@ -1184,7 +1184,7 @@ static void do_step(Engine *e) {
             eval_ok = 1;
         }
     }
-    if (cfg->gen_interval > 0 && step % cfg->gen_interval == 0) {
+    if (cfg->gen_interval > 0 && step % cfg->gen_interval == 0 && pk_dist_rank() == 0) { /* shown by rank 0 only */
         if (refresh_neighbours(e, err) != PK_OK) engine_log(e, "step %d: prompt neighbours: %s", step, err);
         if (refresh_generations(e, err) != PK_OK) engine_log(e, "step %d: generations: %s", step, err);
     }

@@ -74,3 +74,4 @@ for name, value, op, target in checks:
     print("%-50s %7.3f  %s" % (name, value, "met" if ok else "NOT met"))
 PY
 BUILD=$BUILD bash tests/bench/promptkd_step.sh  # one PromptKD step vs PyTorch, default and GPT-2 shapes
+BUILD=$BUILD bash tests/bench/mpi.sh  # data-parallel steps under mpirun and the scaling model
