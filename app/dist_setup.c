@@ -106,9 +106,9 @@ void dist_check_resume_ranks(const char *run_dir, const char *prefix) {
 
 static int exit_rank = -1, exit_step = -1;
 
-static void test_exit_hook(void *ctx, int step, int total_steps, int n_losses, const char *const *loss_names,
-                           const double *losses) {
-    (void)ctx, (void)total_steps, (void)n_losses, (void)loss_names, (void)losses;
+static void test_exit_hook(void *ctx, struct DistillState *ds, int step, int total_steps, int n_losses,
+                           const char *const *loss_names, const double *losses) {
+    (void)ctx, (void)ds, (void)total_steps, (void)n_losses, (void)loss_names, (void)losses;
     if (pk_dist_rank() == exit_rank && step == exit_step) {
         fprintf(stderr, "promptkd: rank %d leaves at step %d (PROMPTKD_TEST_RANK_EXIT)\n", exit_rank, step);
         fflush(stderr);

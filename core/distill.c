@@ -173,7 +173,7 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
                 c->batch_size, s->size, s->size, c->batch_size);
         goto fail;
     }
-    if (s->size > 1 && s->method == M_MINILLM) {
+    if (s->size > 1 && s->method == METHOD_MINILLM) {
         pk_errf(err, "method minillm runs in one process only; start it without mpirun (or with -np 1)");
         goto fail;
     }
@@ -1031,7 +1031,7 @@ int distill_step(DistillState *s, DistillStepStats *st, char *err) {
     int applied = 0, rc = PK_FAIL, sampled = 0;
     int built = build_seqs(s, which, G, B, q, &sampled, err) == PK_OK;
     s->step_positions = total_positions(q, G);
-    if (built && s->size > 1 && s->method != M_MINILLM) { /* every loss divides by the whole batch's positions */
+    if (built && s->size > 1 && s->method != METHOD_MINILLM) { /* every loss divides by the whole batch's positions */
         double n = s->step_positions, c0 = pk_dist_comm_seconds();
         if (pk_dist_allreduce_f64(&n, 1, err) != PK_OK) built = 0;
         s->step_positions = (int)n;
