@@ -29,6 +29,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "dist.h"
 #include "run_setup.h"
 #include "session.h"
 
@@ -534,7 +535,10 @@ int cmd_repl(int argc, char **argv) {
     Engine *e = session_engine(s);
     run_signals_watch(e);
     int status;
-    if (script) {
+    if (pk_dist_rank() != 0) { /* data-parallel: rank 0 takes the commands, this rank follows its engine */
+        status = RUN_EXIT_OK;
+        if (fd >= 0) close(fd);
+    } else if (script) {
         status = run_script(s, fd, script, keep_going, echo);
         close(fd);
     } else if (!isatty(STDIN_FILENO)) {

@@ -239,18 +239,33 @@ int pk_dist_barrier(char *err) {
 
 static int gate_closed;
 
-int pk_dist_gate(int go, char *err) {
-    if (pk_dist_size() == 1) return go;
+void pk_dist_report_failure(const char *sentence) {
+    if (W.fail) W.fail(sentence);
+}
+
+int pk_dist_gate(void *op, char *err) {
+    int kind;
+    memcpy(&kind, op, sizeof kind);
+    if (pk_dist_size() == 1) return kind;
     if (gate_closed) return 0;
-    int v = go ? 1 : 0;
-    if (pk_dist_bcast(&v, sizeof v, 0, err) != PK_OK) return -1;
-    if (!v) gate_closed = 1;
-    return v;
+    /* the ranks that follow wait without a deadline: rank 0 decides when the next op comes */
+    double saved = W.timeout_s;
+    if (W.rank != 0) W.timeout_s = 0;
+    int rc = pk_dist_bcast(op, PK_DIST_OP_BYTES, 0, err);
+    W.timeout_s = saved;
+    if (rc != PK_OK) return -1;
+    memcpy(&kind, op, sizeof kind);
+    if (kind == 0) gate_closed = 1;
+    return kind;
 }
 
 void pk_dist_gate_close(void) {
     char err[PK_ERR_LEN];
-    if (pk_dist_size() > 1 && !gate_closed) pk_dist_gate(0, err);
+    static char op[PK_DIST_OP_BYTES]; /* kind 0: the end */
+    if (pk_dist_size() > 1 && !gate_closed) {
+        memset(op, 0, sizeof op);
+        pk_dist_gate(op, err);
+    }
 }
 
 int pk_dist_gather_bytes(const void *send, size_t bytes, void **out, size_t *counts, char *err) {

@@ -62,15 +62,20 @@ int pk_dist_barrier(char *err);
  * = NULL, counts untouched (may be NULL). */
 int pk_dist_gather_bytes(const void *send, size_t bytes, void **out, size_t *counts, char *err);
 
-/* The step gate of a run: before every training step rank 0 says whether there is one (go 1)
- * or the run ends (go 0), so all ranks step together and leave together. Rank 0 passes its go,
- * the others receive it (their go is ignored); returns the go, or -1 when the broadcast
- * failed. After a 0 the gate is closed and returns 0 without communicating. The singleton
- * returns go. */
-int pk_dist_gate(int go, char *err);
+/* The step gate of a run: rank 0 decides, the others follow. Before each step, and before each
+ * command that every rank must take part in (an evaluation, a changed setting), rank 0 sends an
+ * op of PK_DIST_OP_BYTES bytes whose first int is its kind (0: the run has ended); the other ranks
+ * receive it, waiting as long as it takes (rank 0 may sit paused for hours in a REPL). Returns the
+ * kind, or -1 when the broadcast failed. After a 0 the gate is closed and returns 0 at once. The
+ * singleton returns op's kind. */
+#define PK_DIST_OP_BYTES 8192
+int pk_dist_gate(void *op, char *err);
 /* At the end of the program: closes the gate if it is open (rank 0 sends the 0, the others
- * take it), so no rank is left waiting for a step. */
+ * take it), so no rank is left waiting. */
 void pk_dist_gate_close(void);
+/* A rank's own failure that the others cannot see (a step that failed here): the sentence goes
+ * to the failure handler, which normally says it and ends the job. */
+void pk_dist_report_failure(const char *sentence);
 
 /* Contiguous share of n items for a rank: [*begin, *end), sizes differing by at most one,
  * lower ranks taking the larger shares. */

@@ -1364,6 +1364,86 @@ static void finish_run(Engine *e) {
         engine_log(e, "nothing was recorded: the run folder %s was removed", e->rd.path);
 }
 
+/* ---------------------------------------------------------------- data-parallel ranks
+ * Rank 0 runs the session; the other ranks follow it through pk_dist_gate: before each step, each
+ * evaluation and ExAccErr measurement (which every rank takes part in) and after each `set` (the
+ * whole config, so every rank steps with the same settings), rank 0 sends an op; commands that
+ * only rank 0 acts on (generate, save, pause, plugins) send none. */
+enum { OP_END = 0, OP_STEP = 1, OP_CONFIG = 2, OP_EVAL = 3, OP_EXPOSURE = 4 };
+typedef struct {
+    int kind;
+    char split[32];
+    RunConfig cfg;
+} DistOp;
+_Static_assert(sizeof(DistOp) <= PK_DIST_OP_BYTES, "DistOp must fit the gate's op");
+
+/* Rank 0: before an evaluation or an ExAccErr command (c), or after a `set` (config = 1). */
+static int mirror_command(Engine *e, const Cmd *c, int config) {
+    if (pk_dist_size() == 1 || !e->ds) return PK_OK;
+    static char buf[PK_DIST_OP_BYTES];
+    memset(buf, 0, sizeof buf);
+    DistOp *op = (DistOp *)buf;
+    if (config) {
+        op->kind = OP_CONFIG;
+        op->cfg = e->cfg;
+    } else if (c->kind == CMD_EVAL || c->kind == CMD_EXPOSURE) {
+        op->kind = c->kind == CMD_EVAL ? OP_EVAL : OP_EXPOSURE;
+        snprintf(op->split, sizeof op->split, "%s", c->split && *c->split ? c->split : "valid");
+    } else {
+        return PK_OK;
+    }
+    char err[PK_ERR_LEN];
+    if (pk_dist_gate(buf, err) == op->kind) return PK_OK;
+    report_idle(e, ENGINE_FAILED, err, PK_FAIL);
+    return PK_FAIL;
+}
+
+/* A rank after 0: takes one op and does it; 0 when the run has ended. A failure here that rank 0
+ * cannot see (a step that failed) is reported, which ends the job. */
+static int follow(Engine *e) {
+    static char buf[PK_DIST_OP_BYTES];
+    DistOp *op = (DistOp *)buf;
+    char err[PK_ERR_LEN] = "";
+    memset(buf, 0, sizeof buf);
+    int kind = pk_dist_gate(buf, err);
+    switch (kind) {
+    case OP_STEP:
+        do_step(e);
+        if (e->state == ENGINE_FAILED) {
+            char msg[ENGINE_MESSAGE_LEN + 32];
+            pthread_mutex_lock(&e->mu);
+            snprintf(msg, sizeof msg, "rank %d: %s", pk_dist_rank(), e->message);
+            pthread_mutex_unlock(&e->mu);
+            pk_dist_report_failure(msg);
+        }
+        return 1;
+    case OP_CONFIG: {
+        RunConfig next = op->cfg; /* rank 0's settings; this rank's own name and folder stay */
+        memcpy(next.name, e->cfg.name, sizeof next.name);
+        memcpy(next.run_dir, e->cfg.run_dir, sizeof next.run_dir);
+        if (distill_apply_config(e->ds, &next, err) != PK_OK) {
+            char msg[PK_ERR_LEN + 64];
+            snprintf(msg, sizeof msg, "rank %d: the settings of rank 0 do not apply: %s", pk_dist_rank(), err);
+            pk_dist_report_failure(msg);
+            return 1;
+        }
+        pthread_mutex_lock(&e->mu);
+        e->cfg = next;
+        pthread_mutex_unlock(&e->mu);
+        return 1;
+    }
+    case OP_EVAL:
+        if (run_eval(e, op->split, NULL, 0, err) != PK_OK) engine_log(e, "eval: %s", err);
+        return 1;
+    case OP_EXPOSURE:
+        if (run_exposure(e, NULL, 0, err) != PK_OK) engine_log(e, "exposure: %s", err);
+        return 1;
+    default:
+        report_idle(e, kind < 0 ? ENGINE_FAILED : ENGINE_PAUSED, kind < 0 ? err : "rank 0 ended the run", PK_FAIL);
+        return 0;
+    }
+}
+
 static void *worker_main(void *arg) {
     Engine *e = arg;
     char err[PK_ERR_LEN] = "";
@@ -1405,6 +1485,10 @@ static void *worker_main(void *arg) {
     }
 
     for (;;) {
+        if (pk_dist_rank() != 0) { /* data-parallel: this rank does what rank 0 says, until it ends */
+            if (e->ds && follow(e)) continue;
+            break;
+        }
         pthread_mutex_lock(&e->mu);
         while (!e->quit && !e->queue_head && e->state != ENGINE_RUNNING) pthread_cond_wait(&e->cv, &e->mu);
         if (e->quit) {
@@ -1418,7 +1502,10 @@ static void *worker_main(void *arg) {
         }
         pthread_mutex_unlock(&e->mu);
         if (c) {
-            if (apply_command(e, c)) break;
+            if (mirror_command(e, c, 0) != PK_OK) continue; /* ranks that follow take part in it */
+            int kind = c->kind, stop = apply_command(e, c);
+            if (kind == CMD_SET && mirror_command(e, NULL, 1) != PK_OK) continue;
+            if (stop) break;
             continue;
         }
         if (e->interrupt_requested) { /* a signal: the step before this one was the last */
@@ -1430,10 +1517,9 @@ static void *worker_main(void *arg) {
             report_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
             continue;
         }
-        /* data-parallel: every rank makes this step, or rank 0 has ended the run */
-        int go = pk_dist_gate(1, err);
-        if (go != 1) {
-            report_idle(e, go < 0 ? ENGINE_FAILED : ENGINE_PAUSED, go < 0 ? err : "stopped: rank 0 ended the run", PK_FAIL);
+        DistOp op = {.kind = OP_STEP}; /* data-parallel: every rank makes this step */
+        if (pk_dist_gate(&op, err) != OP_STEP) {
+            report_idle(e, ENGINE_FAILED, err, PK_FAIL);
             continue;
         }
         do_step(e);

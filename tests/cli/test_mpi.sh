@@ -146,5 +146,17 @@ check resume_other_ranks_exit_0 test $? -eq 0
 check resume_other_ranks_says_so grep -q 'trained on 2 ranks and now continues on 1.*not bitwise' "$TMP/err_res1"
 check resume_other_ranks_finishes grep -qx 'step-5' "$TMP/runs/res1/checkpoints/latest"
 
-# 7. the interactive commands run in one process
-expect_error repl_refused_under_mpirun "only .promptkd train. runs data-parallel" "${MPIRUN[@]}" 2 "$PROMPTKD" repl --config "$W/mpi.json"
+# 7. the REPL under mpirun: rank 0 takes the commands; steps, a changed setting, an evaluation and
+# ExAccErr reach every rank at the same step boundary, so the log matches one process's
+printf 'step 2\nset lr 0.002\nstep 1\neval\nexposure\nset steps 4\nrun\nstatus\nquit\n' >"$TMP/drive.pk"
+"$PROMPTKD" repl --config "$W/mpi.json" --set name=repl1 -f "$TMP/drive.pk" >"$TMP/repl1.out" 2>&1
+check repl_np1_exit_0 test $? -eq 0
+"${MPIRUN[@]}" 2 "$PROMPTKD" repl --config "$W/mpi.json" --set name=repl2 -f "$TMP/drive.pk" >"$TMP/repl2.out" 2>&1
+check repl_np2_exit_0 test $? -eq 0
+check repl_np2_one_folder test "$(ls "$TMP/runs" | grep -c '^repl2')" -eq 1
+check repl_np2_set_logged grep -q '"event":"set","step":2,"key":"lr"' "$TMP/runs/repl2/metrics.jsonl"
+check repl_np2_reached_step_4 test "$(grep -vc '"event"' "$TMP/runs/repl2/metrics.jsonl")" -eq 4
+if msg=$(same_numbers "$TMP/runs/repl1" "$TMP/runs/repl2" 2>&1); then pass repl_np2_matches_np1; else fail repl_np2_matches_np1 "$msg"; fi
+check repl_np2_output_once test "$(grep -c 'ROUGE-L' "$TMP/repl2.out")" -eq "$(grep -c 'ROUGE-L' "$TMP/repl1.out")"
+expect_error tui_refused_under_mpirun "needs a terminal.*promptkd repl" "${MPIRUN[@]}" 2 "$PROMPTKD" tui --config "$W/mpi.json"
+expect_error other_commands_refused_under_mpirun "runs in one process" "${MPIRUN[@]}" 2 "$PROMPTKD" compare --config "$W/mpi.json"

@@ -32,9 +32,13 @@ static void test_singleton(void) {
     CHECK(out && !strcmp(out, "abc") && counts[0] == 4);
     free(out);
     CHECK(pk_dist_gather_bytes("", 0, &out, counts, err) == PK_OK && out == NULL && counts[0] == 0);
-    CHECK(pk_dist_gate(1, err) == 1);
-    CHECK(pk_dist_gate(0, err) == 0);
-    CHECK(pk_dist_gate(1, err) == 1); /* one rank: nothing to close */
+    static int op[PK_DIST_OP_BYTES / sizeof(int)];
+    op[0] = 3;
+    CHECK(pk_dist_gate(op, err) == 3);
+    op[0] = 0;
+    CHECK(pk_dist_gate(op, err) == 0);
+    op[0] = 1;
+    CHECK(pk_dist_gate(op, err) == 1); /* one rank: nothing to close */
     pk_dist_gate_close();
     CHECK(pk_dist_comm_seconds() == 0 && pk_dist_reduced_bytes() == 0);
     pk_dist_finalize(0);
