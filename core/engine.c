@@ -730,6 +730,7 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
     double t0 = pk_now();
     int rc = distill_eval_rouge(e->ds, DISTILL_STUDENT, split, n, e->cfg.eval_max_new_tokens, e->cfg.seed, &rouge,
                                 preds, &scored, err);
+    int wrc = PK_OK; /* a failed write: reported after T's evaluation, which every rank takes part in */
     if (rc == PK_OK && pk_dist_rank() == 0) { /* rank 0 holds the gathered texts and writes */
         /* eval/SPLIT-step-N.jsonl: what the student said and its score, record by record */
         PkBuf out = {0};
@@ -745,10 +746,10 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
         char name[96], path[CONFIG_PATH_LEN + 128];
         snprintf(name, sizeof name, "eval/%s-step-%d.jsonl", split, step);
         if (run_file(e, name, path, sizeof path, err) != PK_OK) {
-            rc = PK_FAIL;
+            wrc = PK_FAIL;
         } else if (pk_write_file_atomic(path, out.data ? out.data : "", out.len, err) != PK_OK) {
             record_write_error(e, "%s", err);
-            rc = PK_FAIL;
+            wrc = PK_FAIL;
         }
         pk_buf_free(&out);
     }
@@ -763,6 +764,7 @@ static int run_eval(Engine *e, const char *split, char *reply, size_t reply_len,
         distill_eval_rouge(e->ds, DISTILL_PROMPTED_TEACHER, split, n, e->cfg.eval_max_new_tokens, e->cfg.seed,
                            &rouge_tp, NULL, NULL, err) != PK_OK)
         return PK_FAIL;
+    if (wrc != PK_OK) return PK_FAIL; /* err still says which write failed */
     if (is_dev) {
         e->last_eval_step = step;
         hist_push(e, "dev_rougeL", step, rouge);

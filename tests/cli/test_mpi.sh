@@ -148,7 +148,7 @@ check resume_other_ranks_finishes grep -qx 'step-5' "$TMP/runs/res1/checkpoints/
 
 # 7. the REPL under mpirun: rank 0 takes the commands; steps, a changed setting, an evaluation and
 # ExAccErr reach every rank at the same step boundary, so the log matches one process's
-printf 'step 2\nset lr 0.002\nstep 1\neval\nexposure\nset steps 4\nrun\nstatus\nquit\n' >"$TMP/drive.pk"
+printf 'step 2\nset lr 0.002\nstep 1\neval\nexposure\nset steps 4\nstep 1\nstatus\nquit\n' >"$TMP/drive.pk"
 "$PROMPTKD" repl --config "$W/mpi.json" --set name=repl1 -f "$TMP/drive.pk" >"$TMP/repl1.out" 2>&1
 check repl_np1_exit_0 test $? -eq 0
 "${MPIRUN[@]}" 2 "$PROMPTKD" repl --config "$W/mpi.json" --set name=repl2 -f "$TMP/drive.pk" >"$TMP/repl2.out" 2>&1
