@@ -136,6 +136,28 @@ check dead_rank_within_seconds test $((t1 - t0)) -lt 30
 check dead_rank_says_so grep -q 'rank 1 leaves at step 2' "$TMP/err_dead"
 check dead_rank_job_stopped grep -qiE 'exited|abort|non-zero|terminated' "$TMP/err_dead"
 
+# 5b. Ctrl-C to mpirun: rank 0 finishes the step, saves it, and the job ends
+"${MPIRUN[@]}" 2 "$PROMPTKD" train --config "$W/mpi.json" --no-tui --quiet --set name=int --set steps=100000 \
+    --set eval_interval=100000 >/dev/null 2>"$TMP/err_int" &
+pid=$! # mpirun itself (a shell function in the background would ignore SIGINT)
+for _ in $(seq 1 300); do
+    [ -s "$TMP/runs/int/metrics.jsonl" ] && break
+    sleep 0.1
+done
+kill -INT $pid
+for _ in $(seq 1 300); do
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+done
+ended=1
+kill -0 $pid 2>/dev/null && ended=0 && kill -KILL $pid
+wait $pid
+rc=$?
+check sigint_job_ends_nonzero_within_30s test $ended -eq 1 -a $rc -ne 0
+check sigint_rank0_saved grep -q 'saved checkpoint step-' "$TMP/err_int"
+step=$(sed -n 's/^step-\([0-9]*\)$/\1/p' "$TMP/runs/int/checkpoints/latest" 2>/dev/null)
+check sigint_checkpoint_is_last_step test -n "$step" -a "$(grep -vc '"event"' "$TMP/runs/int/metrics.jsonl")" = "$step"
+
 # 6. resume: on the same number of ranks the same losses; on another one it says so and goes on
 train 2 res2 --set stop_after=2 >/dev/null 2>&1
 "${MPIRUN[@]}" 2 "$PROMPTKD" train --resume "$TMP/runs/res2" --set stop_after=0 --no-tui --quiet >/dev/null 2>"$TMP/err_res2"
