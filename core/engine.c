@@ -1378,13 +1378,17 @@ typedef struct {
     RunConfig cfg;
 } DistOp;
 _Static_assert(sizeof(DistOp) <= PK_DIST_OP_BYTES, "DistOp must fit the gate's op");
+typedef union { /* the gate sends PK_DIST_OP_BYTES bytes: an op padded to that size */
+    DistOp op;
+    char bytes[PK_DIST_OP_BYTES];
+} DistOpBuf;
 
 /* Rank 0: before an evaluation or an ExAccErr command (c), or after a `set` (config = 1). */
 static int mirror_command(Engine *e, const Cmd *c, int config) {
     if (pk_dist_size() == 1 || !e->ds) return PK_OK;
-    static char buf[PK_DIST_OP_BYTES];
-    memset(buf, 0, sizeof buf);
-    DistOp *op = (DistOp *)buf;
+    static DistOpBuf buf;
+    memset(&buf, 0, sizeof buf);
+    DistOp *op = &buf.op;
     if (config) {
         op->kind = OP_CONFIG;
         op->cfg = e->cfg;
@@ -1395,7 +1399,7 @@ static int mirror_command(Engine *e, const Cmd *c, int config) {
         return PK_OK;
     }
     char err[PK_ERR_LEN];
-    if (pk_dist_gate(buf, err) == op->kind) return PK_OK;
+    if (pk_dist_gate(buf.bytes, err) == op->kind) return PK_OK;
     report_idle(e, ENGINE_FAILED, err, PK_FAIL);
     return PK_FAIL;
 }
@@ -1403,11 +1407,11 @@ static int mirror_command(Engine *e, const Cmd *c, int config) {
 /* A rank after 0: takes one op and does it; 0 when the run has ended. A failure here that rank 0
  * cannot see (a step that failed) is reported, which ends the job. */
 static int follow(Engine *e) {
-    static char buf[PK_DIST_OP_BYTES];
-    DistOp *op = (DistOp *)buf;
+    static DistOpBuf buf;
+    DistOp *op = &buf.op;
     char err[PK_ERR_LEN] = "";
-    memset(buf, 0, sizeof buf);
-    int kind = pk_dist_gate(buf, err);
+    memset(&buf, 0, sizeof buf);
+    int kind = pk_dist_gate(buf.bytes, err);
     switch (kind) {
     case OP_STEP:
         do_step(e);
@@ -1519,8 +1523,9 @@ static void *worker_main(void *arg) {
             report_idle(e, ENGINE_PAUSED, msg, PK_FAIL);
             continue;
         }
-        DistOp op = {.kind = OP_STEP}; /* data-parallel: every rank makes this step */
-        if (pk_dist_gate(&op, err) != OP_STEP) {
+        static DistOpBuf step_op; /* data-parallel: every rank makes this step */
+        step_op.op.kind = OP_STEP;
+        if (pk_dist_gate(step_op.bytes, err) != OP_STEP) {
             report_idle(e, ENGINE_FAILED, err, PK_FAIL);
             continue;
         }
