@@ -13,7 +13,6 @@
  * failed (said on stderr after the workbench closes); 130 after SIGINT (Ctrl-C) or
  * SIGTERM and 129 after SIGHUP, once the current step ended and the unsaved steps were
  * saved (app/run_setup.h: the same in train and repl). */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,38 +25,15 @@
 #include "tui_main.h"
 
 enum { MAX_OPEN = 1 + SESSION_MAX_OVERLAY };
-typedef char RunPath[CONFIG_PATH_LEN + 64];
-
-/* The runs of a compare output folder (OUT/runs/METHOD-sSEED, no metrics.jsonl of its own),
- * by name, the first max of them into out; returns how many it holds, 0 when dir is not one. */
-static int compare_runs(const char *dir, RunPath *out, int max) {
-    char path[sizeof(RunPath) + 32], runs[CONFIG_PATH_LEN + 32], err[PK_ERR_LEN];
-    if (pk_path_join(path, sizeof path, dir, "metrics.jsonl", err) != PK_OK || pk_file_exists(path)) return 0;
-    if (pk_path_join(runs, sizeof runs, dir, "runs", err) != PK_OK || !pk_is_dir(runs)) return 0;
-    struct dirent **names;
-    int n = scandir(runs, &names, NULL, alphasort), found = 0;
-    for (int i = 0; i < n; i++) {
-        RunPath run;
-        if (names[i]->d_name[0] != '.' && pk_path_join(run, sizeof run, runs, names[i]->d_name, err) == PK_OK &&
-            pk_path_join(path, sizeof path, run, "metrics.jsonl", err) == PK_OK && pk_file_exists(path)) {
-            if (found < max) memcpy(out[found], run, sizeof run);
-            found++;
-        }
-        free(names[i]);
-    }
-    if (n >= 0) free(names);
-    return found;
-}
-
 /* tui --open: a read-only session over the first run, the others overlaid in its charts.
  * A compare folder stands for its runs. */
 static int open_runs(char **args, int n_args, int frames) {
     char err[PK_ERR_LEN];
-    static RunPath paths[MAX_OPEN];
+    static SessionRunPath paths[MAX_OPEN];
     int n = 0;
     for (int i = 0; i < n_args; i++) {
         int room = n < MAX_OPEN ? MAX_OPEN - n : 0;
-        int k = compare_runs(args[i], paths + (room ? n : 0), room);
+        int k = session_compare_runs(args[i], paths + (room ? n : 0), room);
         if (k == 0 && n < MAX_OPEN) snprintf(paths[n], sizeof *paths, "%s", args[i]);
         n += k ? k : 1;
     }

@@ -200,22 +200,6 @@ int session_set_chart_settings(Session *s, const char *name, const SessionChartV
     return PK_OK;
 }
 
-void session_chart_view(Session *s, const char *name, double *ema, int *log_y) {
-    SessionChartView v;
-    session_chart_settings(s, name, &v);
-    *ema = v.ema;
-    *log_y = v.log_y;
-}
-
-void session_set_chart_view(Session *s, const char *name, double ema, int log_y) {
-    SessionChartView v;
-    char err[PK_ERR_LEN];
-    session_chart_settings(s, name, &v);
-    v.ema = ema;
-    v.log_y = log_y;
-    session_set_chart_settings(s, name, &v, err);
-}
-
 int session_chart_names(Session *s, char names[][64], int max) {
     int n = 0;
     for (int i = 0; i < N_BUILTIN_CHARTS && n < max; i++) snprintf(names[n++], 64, "%s", builtin_charts[i].name);
@@ -391,35 +375,42 @@ static int overlay_add_run(Session *s, const char *dir, PkBuf *out, char *err) {
     return PK_OK;
 }
 
-static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+int session_compare_runs(const char *dir, SessionRunPath *out, int max) {
+    char runs[sizeof(SessionRunPath)], ignore[PK_ERR_LEN];
+    if (has_metrics(dir) || pk_path_join(runs, sizeof runs, dir, "runs", ignore) != PK_OK || !pk_is_dir(runs))
+        return 0;
+    struct dirent **names;
+    int n = scandir(runs, &names, NULL, alphasort), found = 0;
+    for (int i = 0; i < n; i++) {
+        SessionRunPath run;
+        if (names[i]->d_name[0] != '.' && pk_path_join(run, sizeof run, runs, names[i]->d_name, ignore) == PK_OK &&
+            has_metrics(run)) {
+            if (found < max) memcpy(out[found], run, sizeof run);
+            found++;
+        }
+        free(names[i]);
+    }
+    if (n >= 0) free(names);
+    return found;
+}
 
 int session_overlay_add(Session *s, const char *run_dir, PkBuf *out, char *err) {
     if (!pk_is_dir(run_dir)) return pk_errf(err, "open %s: no such folder", run_dir);
     if (has_metrics(run_dir)) return overlay_add_run(s, run_dir, out, err);
-    /* a compare folder: OUT/runs/METHOD-sSEED, each a run folder */
-    char runs[4096];
+    char runs[sizeof(SessionRunPath)];
     if (pk_path_join(runs, sizeof runs, run_dir, "runs", err)) return PK_FAIL;
-    DIR *d = pk_is_dir(runs) ? opendir(runs) : NULL;
-    if (!d)
+    if (!pk_is_dir(runs))
         return pk_errf(err, "open %s: not a run folder (no metrics.jsonl) nor a compare folder (no runs/)", run_dir);
-    char *names[256];
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) && n < 256;) {
-        if (e->d_name[0] == '.') continue;
-        char sub[4096], ignore[PK_ERR_LEN];
-        if (pk_path_join(sub, sizeof sub, runs, e->d_name, ignore) != PK_OK || !has_metrics(sub)) continue;
-        names[n] = strdup(e->d_name);
-        if (names[n]) n++;
-    }
-    closedir(d);
-    qsort(names, n, sizeof *names, cmp_names);
+    SessionRunPath *paths = malloc(SESSION_MAX_OVERLAY * sizeof *paths);
+    if (!paths) return pk_errf(err, "open %s: out of memory", run_dir);
+    int n = session_compare_runs(run_dir, paths, SESSION_MAX_OVERLAY);
+    /* runs past the overlay's room meet overlay_add_run's refusal, which names the limit */
     int rc = n ? PK_OK : pk_errf(err, "open %s: the compare folder has no runs with metrics.jsonl in %s", run_dir, runs);
-    for (int i = 0; i < n; i++) {
-        char sub[4096];
-        if (rc == PK_OK) rc = pk_path_join(sub, sizeof sub, runs, names[i], err);
-        if (rc == PK_OK) rc = overlay_add_run(s, sub, out, err);
-        free(names[i]);
-    }
+    for (int i = 0; rc == PK_OK && i < n; i++)
+        rc = i < SESSION_MAX_OVERLAY ? overlay_add_run(s, paths[i], out, err)
+                                     : pk_errf(err, "open %s: the overlay holds at most %d runs (close all first)",
+                                               run_dir, SESSION_MAX_OVERLAY);
+    free(paths);
     return rc;
 }
 

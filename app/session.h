@@ -84,9 +84,6 @@ typedef struct {
 } SessionChartView;
 void session_chart_settings(Session *s, const char *name, SessionChartView *out);
 int session_set_chart_settings(Session *s, const char *name, const SessionChartView *v, char *err);
-/* The smoothing and scale alone (the other settings kept). */
-void session_chart_view(Session *s, const char *name, double *ema, int *log_y);
-void session_set_chart_view(Session *s, const char *name, double ema, int log_y);
 /* Writes chart `name`, atomically: as CSV when path ends in ".csv" (raw values, a row per
  * step), else as PNG (w x h). */
 int session_export_chart(Session *s, const char *name, const char *path, int w, int h, char *err);
@@ -101,6 +98,10 @@ int session_write_run_plots(Session *s, char *err);
  * naming the folder when it is neither, is open already, or the overlay is full.
  * What was added is appended to out (may be NULL), one line per run. */
 #define SESSION_MAX_OVERLAY 8
+/* The run folders of a compare output folder (DIR/runs/METHOD-sSEED, each with metrics.jsonl), by
+ * name; the first max into out. Returns how many it holds, 0 when DIR is a run itself or has no runs/. */
+typedef char SessionRunPath[4096];
+int session_compare_runs(const char *dir, SessionRunPath *out, int max);
 int session_overlay_add(Session *s, const char *run_dir, PkBuf *out, char *err);
 int session_overlay_count(Session *s);
 /* The i-th overlay run's name ("" past the end) and folder. */
