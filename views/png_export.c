@@ -235,81 +235,67 @@ int chart_draw_raster(const Chart *c, Raster *r, char *err) {
     return PK_OK;
 }
 
-/* libpng's errors come here instead of its default handler, which prints "libpng error:
- * Write Error" on stderr: the message and errno are kept for one sentence of ours. */
+/* The PNG is encoded straight into pk_write_atomic's temporary file descriptor: libpng's writes
+ * go through pk_write_all, and its errors come here instead of its default handler (which prints
+ * "libpng error: ..." on stderr), so a failure is one sentence of ours with the write's errno. */
 typedef struct {
+    const Raster *raster;
+    int fd;
+    int write_errno; /* errno of the write that failed, 0 when libpng itself gave up */
     char msg[160];
-    int err; /* errno when libpng gave up (its write function's fwrite failing) */
-} PngError;
+} PngFill;
 
 static void png_on_error(png_structp png, png_const_charp msg) {
-    PngError *pe = png_get_error_ptr(png);
-    if (pe) {
-        pe->err = errno;
-        snprintf(pe->msg, sizeof pe->msg, "%s", msg ? msg : "");
-    }
+    PngFill *f = png_get_error_ptr(png);
+    if (f) snprintf(f->msg, sizeof f->msg, "%s", msg ? msg : "");
     png_longjmp(png, 1);
 }
 
 static void png_on_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
 
-int raster_write_png(const Raster *r, const char *path, char *err) {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    if (!tmp) return pk_errf(err, "%s: out of memory", path);
-    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        pk_errf(err, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return PK_FAIL;
+static void png_write_to_fd(png_structp png, png_bytep data, png_size_t n) {
+    PngFill *f = png_get_io_ptr(png);
+    if (pk_write_all(f->fd, data, n) != 0) {
+        f->write_errno = errno;
+        png_error(png, "write error");
     }
-    PngError pe = {"", 0};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &pe, png_on_error, png_on_warning);
+}
+
+static void png_flush_nothing(png_structp png) { (void)png; }
+
+/* PkFileFill: the whole image into fd; -1 with errno set when it fails. */
+static int png_fill(void *ctx, int fd) {
+    PngFill *f = ctx;
+    const Raster *r = f->raster;
+    f->fd = fd;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, f, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!png || !info || setjmp(png_jmpbuf(png))) {
-        if (!png || !info)
-            pk_errf(err, "%s: out of memory starting the PNG writer", path);
-        else if (pe.err && strstr(pe.msg, "Write Error"))
-            pk_errf(err, "%s: cannot write the image (temporary file %s): %s", path, tmp, strerror(pe.err));
-        else
-            pk_errf(err, "%s: the PNG writer failed: %s", path, pe.msg[0] ? pe.msg : "unknown error");
+    if (!png || !info) {
         png_destroy_write_struct(&png, &info);
-        fclose(fp);
-        unlink(tmp);
-        free(tmp);
-        return PK_FAIL;
+        errno = ENOMEM;
+        return -1;
     }
-    png_init_io(png, fp);
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        errno = f->write_errno ? f->write_errno : EIO;
+        return -1;
+    }
+    png_set_write_fn(png, f, png_write_to_fd, png_flush_nothing);
     png_set_IHDR(png, info, (png_uint_32)r->w, (png_uint_32)r->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
     for (int y = 0; y < r->h; y++) png_write_row(png, r->rgb + (size_t)y * r->w * 3);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
-    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-        int saved = errno;
-        fclose(fp);
-        unlink(tmp);
-        pk_errf(err, "%s: cannot flush the image to disk (temporary file %s): %s", path, tmp, strerror(saved));
-        free(tmp);
-        return PK_FAIL;
-    }
-    if (fclose(fp) != 0) {
-        int saved = errno;
-        unlink(tmp);
-        pk_errf(err, "%s: cannot close the image (temporary file %s): %s", path, tmp, strerror(saved));
-        free(tmp);
-        return PK_FAIL;
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        pk_errf(err, "%s: cannot rename into place: %s", path, strerror(errno));
-        free(tmp);
-        return PK_FAIL;
-    }
-    free(tmp);
-    return PK_OK;
+    return 0;
+}
+
+int raster_write_png(const Raster *r, const char *path, char *err) {
+    PngFill f = {r, -1, 0, ""};
+    int rc = pk_write_atomic(path, png_fill, &f, err);
+    /* libpng's own reason (not a failed write) is worth more than errno's EIO */
+    if (rc != PK_OK && f.msg[0] && !f.write_errno) pk_errf(err, "%s: the PNG writer failed: %s", path, f.msg);
+    return rc;
 }
 
 int chart_export_png(const Chart *c, int w, int h, const char *path, char *err) {

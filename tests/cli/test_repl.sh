@@ -163,7 +163,7 @@ check bad_export_arity grep -q "bad6.pk:4: usage: export CHART FILE.png" "$TMP/e
 check bad_view_ema grep -q "bad6.pk:5: view: ema expects a number in \[0, 1), got '2'" "$TMP/err"
 check bad_plugin_run grep -q "bad6.pk:6: plugin run: no plugin named 'nothing' is loaded" "$TMP/err"
 check bad_neighbours_k grep -q "bad6.pk:7: neighbours: expected a whole number of tokens per vector" "$TMP/err"
-check bad_export_folder grep -q "bad6.pk:8: .*nodir/x.png: cannot create the temporary file" "$TMP/err"
+check bad_export_folder grep -q "bad6.pk:8: .*nodir/x.png: cannot create a temporary file" "$TMP/err"
 check bad_plugin_path grep -q "bad6.pk:9: plugin .*none.so: no such file$" "$TMP/err"
 check bad_status_arity grep -q "bad6.pk:10: status: takes no arguments" "$TMP/err"
 check bad_args_no_steps_run bash -c "! grep -q '^step [0-9]' '$TMP/out'"

@@ -128,7 +128,7 @@ check long_path_message_whole grep -q "checkpoint step-4 not written: $LONG/long
 
 # --- 5. a PNG that cannot be written: one clean sentence, nothing from libpng ---------------
 printf 'export loss %s/x.png\n' "$TMP" >"$TMP/png.pk"
-for call in fwrite fflush fsync rename; do
+for call in write fsync rename; do
     rm -f "$TMP/fault.log"
     faulty $call '*/x.png*' -- "$PROMPTKD" repl --config "$W/cfg.json" --set name=png -f "$TMP/png.pk" \
         >"$TMP/out" 2>"$TMP/err"
@@ -136,7 +136,7 @@ for call in fwrite fflush fsync rename; do
     check "png_${call}_fired" fired
     check "png_${call}_exit_1" test $rc -eq 1
     check "png_${call}_one_sentence" test "$(wc -l <"$TMP/err")" -eq 1
-    check "png_${call}_names_file" grep -q "png.pk:1: $TMP/x.png: cannot .*: \(No space left on device\|Input/output error\)$" "$TMP/err"
+    check "png_${call}_names_file" grep -q "png.pk:1: $TMP/x.png: \(cannot .*\|write failed\): \(No space left on device\|Input/output error\)$" "$TMP/err"
     check "png_${call}_no_libpng_text" bash -c "! grep -qi 'libpng' '$TMP/err'"
     check "png_${call}_nothing_left" test -z "$(ls "$TMP" | grep 'x.png')"
 done
