@@ -13,13 +13,20 @@
  * failed (said on stderr after the workbench closes); 130 after SIGINT (Ctrl-C) or
  * SIGTERM and 129 after SIGHUP, once the current step ended and the unsaved steps were
  * saved (app/run_setup.h: the same in train and repl). */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "common.h"
+#include "dist.h"
+#include "dist_setup.h"
 #include "run_setup.h"
 #include "session.h"
 #include "tui_main.h"
@@ -105,6 +112,10 @@ int cmd_tui(int argc, char **argv) {
         return 2;
     }
     if (open) {
+        if (pk_dist_size() > 1) {
+            fprintf(stderr, "promptkd tui: --open runs in one process (start it without mpirun)\n");
+            return 2;
+        }
         if (config || resume || paused || sets.n) {
             fprintf(stderr, "promptkd tui: --open shows runs as they are: --config, --resume, --set and --paused "
                             "do not go with it\n");
@@ -135,16 +146,57 @@ int cmd_tui(int argc, char **argv) {
         fprintf(stderr, "promptkd tui: %s\n", err);
         return 2;
     }
+    /* data-parallel (mpirun): rank 0 shows the workbench on the controlling terminal (the ranks'
+     * standard streams are mpirun's pipes), the other ranks follow its engine as under repl */
+    FILE *tty_in = NULL, *tty_out = NULL;
+    pid_t tty_pgrp = -1;
+    dist_default_threads(&cfg);
+    if (resume) dist_check_resume_ranks(resume, "promptkd tui");
+    if (pk_dist_size() > 1 && pk_dist_rank() == 0) {
+        tty_in = fopen("/dev/tty", "r");
+        tty_out = tty_in ? fopen("/dev/tty", "w") : NULL;
+        if (!tty_out) {
+            fprintf(stderr, "promptkd tui: under mpirun the workbench opens the terminal /dev/tty: %s "
+                            "(drive the run with `promptkd repl` instead)\n", strerror(errno));
+            if (tty_in) fclose(tty_in);
+            pk_dist_abort(2);
+        }
+        /* mpirun starts its ranks in a process group of their own, which the terminal does not
+         * read for: rank 0's group becomes the terminal's foreground (SIGTTOU held meanwhile, as a
+         * background process must) and gives it back at the end */
+        sigset_t ttou, old;
+        sigemptyset(&ttou);
+        sigaddset(&ttou, SIGTTOU);
+        pthread_sigmask(SIG_BLOCK, &ttou, &old);
+        tty_pgrp = tcgetpgrp(fileno(tty_in));
+        if (tcsetpgrp(fileno(tty_in), getpgrp()) != 0) tty_pgrp = -1;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        tui_main_set_terminal(tty_in, tty_out);
+    }
     Session *s;
     run_signals_install(); /* the same signals as train and repl, while loading too */
-    if (session_create(&s, &cfg, resume, !paused, err) != PK_OK) {
+    int follower = pk_dist_rank() != 0;
+    if (session_create(&s, &cfg, resume, !paused && !follower, err) != PK_OK) {
         fprintf(stderr, "promptkd tui: %s\n", err);
         return 1;
     }
     Engine *e = session_engine(s);
     run_signals_watch(e);
-    TuiExit how;
-    rc = tui_run_session(s, frames, &how, err);
+    TuiExit how = TUI_QUIT;
+    rc = follower ? PK_OK : tui_run_session(s, frames, &how, err);
+    if (tty_in) {
+        tui_main_set_terminal(NULL, NULL);
+        if (tty_pgrp > 0) {
+            sigset_t ttou, old;
+            sigemptyset(&ttou);
+            sigaddset(&ttou, SIGTTOU);
+            pthread_sigmask(SIG_BLOCK, &ttou, &old);
+            tcsetpgrp(fileno(tty_in), tty_pgrp);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+        fclose(tty_in);
+        fclose(tty_out);
+    }
     int status = RUN_EXIT_OK, shown = 0;
     if (rc != PK_OK) {
         fprintf(stderr, "promptkd tui: %s\n", err);

@@ -24,21 +24,17 @@ static void on_collective_failure(const char *sentence) {
 
 /* Commands that take part in a data-parallel job (rank 0 runs them, the other ranks follow its
  * engine); the others run in one process. */
-static int runs_data_parallel(const char *command) { return !strcmp(command, "train") || !strcmp(command, "repl"); }
+static int runs_data_parallel(const char *command) {
+    return !strcmp(command, "train") || !strcmp(command, "repl") || !strcmp(command, "tui");
+}
 
 int dist_begin(const char *command) {
     int job_size = 0;
     if (!dist_launched_by_mpirun(&job_size)) return 0;
     if (!runs_data_parallel(command)) {
-        if (job_size > 1 && !strcmp(command, "tui")) {
-            fprintf(stderr, "promptkd tui: the workbench needs a terminal, which mpirun does not give its ranks; "
-                            "under mpirun drive the run with `promptkd repl` (commands on standard input or -f "
-                            "SCRIPT) or `promptkd train`\n");
-            return 2;
-        }
         if (job_size > 1) {
             fprintf(stderr,
-                    "promptkd %s: runs in one process; under mpirun only `promptkd train` and `promptkd repl` run "
+                    "promptkd %s: runs in one process; under mpirun only `promptkd train`, `repl` and `tui` run "
                     "data-parallel "
                     "(start this command without mpirun, or with -np 1)\n",
                     command);

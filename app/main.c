@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         char *tui_argv[] = {"tui", "--config", "assets/configs/default.json", NULL};
         int rc = dist_begin("tui");
-        return rc ? rc : cmd_tui(3, tui_argv);
+        return rc ? rc : dist_end(cmd_tui(3, tui_argv));
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);

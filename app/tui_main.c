@@ -55,8 +55,17 @@ static int host_poll(void *ctx, TuiEvent *ev) {
     return 1;
 }
 
+static FILE *g_term_in, *g_term_out;
+
+void tui_main_set_terminal(FILE *in, FILE *out) {
+    g_term_in = in;
+    g_term_out = out;
+}
+
 int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err) {
     TuiHost host = {
+        .term_in = g_term_in,
+        .term_out = g_term_out,
         .ctx = s,
         .engine = session_engine(s),
         .exec = host_exec,

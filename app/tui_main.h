@@ -4,6 +4,8 @@
 #ifndef PK_TUI_MAIN_H
 #define PK_TUI_MAIN_H
 
+#include <stdio.h>
+
 #include "session.h"
 #include "tui.h"
 
@@ -14,5 +16,7 @@
  * after SIGINT/SIGTERM/SIGHUP (how = TUI_INTERRUPTED, run_signal_caught() set, the
  * terminal restored) it calls run_stop_after_signal to save and get the exit status. */
 int tui_run_session(Session *s, int max_frames, TuiExit *how, char *err);
+/* The terminal the next tui_run_session draws on (NULL, NULL: stdin and stdout). */
+void tui_main_set_terminal(FILE *in, FILE *out);
 
 #endif

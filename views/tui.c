@@ -259,7 +259,8 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
     t->exit_how = TUI_QUIT;
     snprintf(t->chart, sizeof t->chart, "loss");
 
-    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+    FILE *term_in = host->term_in ? host->term_in : stdin, *term_out = host->term_out ? host->term_out : stdout;
+    if (!isatty(fileno(term_in)) || !isatty(fileno(term_out))) {
         if (max_frames <= 0) {
             setlocale(LC_CTYPE, old_ctype);
             tui_free(t);
@@ -268,7 +269,7 @@ int tui_run(const TuiHost *host, int max_frames, TuiExit *how, char *err) {
         }
     }
     const char *term = getenv("TERM");
-    SCREEN *scr = newterm(term && *term ? NULL : "vt100", stdout, stdin);
+    SCREEN *scr = newterm(term && *term ? NULL : "vt100", term_out, term_in);
     if (!scr) {
         setlocale(LC_CTYPE, old_ctype);
         tui_free(t);

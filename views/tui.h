@@ -49,6 +49,9 @@ typedef struct {
      * takes the next reply or report of the run (1 with *ev filled; the TUI frees ev->out). */
     unsigned long (*post)(void *ctx, const char *line, char *err);
     int (*poll)(void *ctx, struct TuiEvent *ev);
+    /* The terminal to draw on and read keys from; NULL: stdin and stdout. Under mpirun the ranks'
+     * standard streams are pipes, and rank 0 opens the controlling terminal itself. */
+    FILE *term_in, *term_out;
 } TuiHost;
 
 /* A reply to a posted line, or what the run reports by itself. */

@@ -182,5 +182,35 @@ check repl_np2_set_logged grep -q '"event":"set","step":2,"key":"lr"' "$TMP/runs
 check repl_np2_reached_step_4 test "$(grep -vc '"event"' "$TMP/runs/repl2/metrics.jsonl")" -eq 4
 if msg=$(same_numbers "$TMP/runs/repl1" "$TMP/runs/repl2" 2>&1); then pass repl_np2_matches_np1; else fail repl_np2_matches_np1 "$msg"; fi
 check repl_np2_output_once test "$(grep -c 'ROUGE-L' "$TMP/repl2.out")" -eq "$(grep -c 'ROUGE-L' "$TMP/repl1.out")"
-expect_error tui_refused_under_mpirun "needs a terminal.*promptkd repl" "${MPIRUN[@]}" 2 "$PROMPTKD" tui --config "$W/mpi.json"
+expect_error tui_open_refused_under_mpirun "runs in one process" "${MPIRUN[@]}" 2 "$PROMPTKD" tui --open "$TMP/runs/repl1"
+
+# 8. the workbench under mpirun (tmux): rank 0 draws on the terminal, the other rank follows its
+# engine; pause, set and resume reach both at a step boundary, and quit saves and ends the job
+if command -v tmux >/dev/null 2>&1; then
+    unset TMUX
+    T=(tmux -u -S "$TMP/tmux.sock")
+    trap '"${T[@]}" kill-server >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+    tscreen() { "${T[@]}" capture-pane -p -t mt; }
+    twait() { # REGEX SECONDS
+        local i
+        for ((i = 0; i < $2 * 10; i++)); do tscreen | grep -qE -- "$1" && return 0; sleep 0.1; done
+        return 1
+    }
+    "${T[@]}" new-session -d -s mt -x 140 -y 45 -c "$PWD" \
+        "env LC_ALL=C.UTF-8 ${MPIRUN[*]} 2 --stdin none $PROMPTKD tui --config $W/mpi.json --paused --set name=tui2 --set steps=100000 --set eval_interval=100000 --set exposure_interval=100000 --set gen_interval=100000; echo EXIT=\$? >$TMP/tui2.exit; sleep 60"
+    check mpi_tui_drawn twait 'PAUSED +step 0/100000' 60
+    "${T[@]}" send-keys -t mt ' '
+    check mpi_tui_resumes twait 'RUNNING' 20
+    "${T[@]}" send-keys -t mt ':' && sleep 0.3 && "${T[@]}" send-keys -t mt -l 'set lr 0.002' && "${T[@]}" send-keys -t mt Enter
+    check mpi_tui_set_applies twait 'lr += 0.002|lr: 0.005 -> 0.002|lr 0.005 -> 0.002' 20
+    "${T[@]}" send-keys -t mt ' '
+    check mpi_tui_pauses twait 'PAUSED +step [1-9]' 30
+    "${T[@]}" send-keys -t mt q
+    twait 'save a checkpoint before quitting' 10 && "${T[@]}" send-keys -t mt y
+    for ((i = 0; i < 300; i++)); do [ -s "$TMP/tui2.exit" ] && break; sleep 0.1; done
+    check mpi_tui_exit_0 grep -qx 'EXIT=0' "$TMP/tui2.exit"
+    check mpi_tui_set_logged grep -q '"event":"set","step":[0-9]*,"key":"lr"' "$TMP/runs/tui2/metrics.jsonl"
+    check mpi_tui_saved test -s "$TMP/runs/tui2/checkpoints/latest"
+    check mpi_tui_two_ranks grep -q '"ranks":2' "$TMP/runs/tui2/metrics.jsonl"
+fi
 expect_error other_commands_refused_under_mpirun "runs in one process" "${MPIRUN[@]}" 2 "$PROMPTKD" compare --config "$W/mpi.json"
