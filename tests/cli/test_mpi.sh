@@ -212,5 +212,13 @@ if command -v tmux >/dev/null 2>&1; then
     check mpi_tui_set_logged grep -q '"event":"set","step":[0-9]*,"key":"lr"' "$TMP/runs/tui2/metrics.jsonl"
     check mpi_tui_saved test -s "$TMP/runs/tui2/checkpoints/latest"
     check mpi_tui_two_ranks grep -q '"ranks":2' "$TMP/runs/tui2/metrics.jsonl"
+    # a rank that dies under the workbench ends the job, and the terminal is given back sane
+    "${T[@]}" kill-server >/dev/null 2>&1
+    "${T[@]}" new-session -d -s mt -x 140 -y 45 -c "$PWD" \
+        "env LC_ALL=C.UTF-8 PROMPTKD_TEST_RANK_EXIT=1:2 ${MPIRUN[*]} 2 --stdin none $PROMPTKD tui --config $W/mpi.json --set name=tui3 --set steps=100000 --set eval_interval=100000 --set exposure_interval=100000 --set gen_interval=100000 >/dev/null 2>&1; echo EXIT=\$? >$TMP/tui3.exit; stty -a | tr ' ;' '\n\n' | grep -qx echo && echo SANE >>$TMP/tui3.exit; sleep 60"
+    for ((i = 0; i < 600; i++)); do [ -s "$TMP/tui3.exit" ] && break; sleep 0.1; done
+    sleep 0.5
+    check mpi_tui_rank_death_ends_job grep -qE '^EXIT=[1-9]' "$TMP/tui3.exit"
+    check mpi_tui_rank_death_terminal_restored grep -qx SANE "$TMP/tui3.exit"
 fi
 expect_error other_commands_refused_under_mpirun "runs in one process" "${MPIRUN[@]}" 2 "$PROMPTKD" compare --config "$W/mpi.json"
