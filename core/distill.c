@@ -173,10 +173,6 @@ static int create_common(DistillState **out, const RunConfig *cfg, const GPT2Con
                 c->batch_size, s->size, s->size, c->batch_size);
         goto fail;
     }
-    if (s->size > 1 && s->method == METHOD_MINILLM) {
-        pk_errf(err, "method minillm runs in one process only; start it without mpirun (or with -np 1)");
-        goto fail;
-    }
     if (!(c->dropout == -1.0f || (c->dropout >= 0 && c->dropout < 1))) {
         pk_errf(err, "key 'dropout': expected -1 (the checkpoints' config.json) or a number in [0, 1), got %g",
                 (double)c->dropout);
@@ -833,7 +829,13 @@ static int build_seqs(DistillState *s, const int *which, int G, int B, Seqs *q, 
  * t * minillm_ppo_epochs + k + 1. A non-finite update restores the weights and moments of the
  * step's start, so nothing changes. The whole step is one batch (no micro-batches): q gets it.
  * Randomness: the responses from one seed drawn from s->rng; the pretraining chunks from the
- * update count (MinillmPretrain). */
+ * update count (MinillmPretrain).
+ * Data-parallel: each rank samples, scores and back-propagates its contiguous share [lo, hi) of
+ * the B rows (row b samples from its index b, whichever rank holds it) and of the B pretraining
+ * chunks; what the official code takes over the whole batch is taken over the ranks: the token
+ * count every mean divides by, the advantages' whitening (two summed passes), the reported
+ * reward, and before each update the losses and then the student's gradient, so every rank
+ * clips, decides finiteness and steps on the same numbers. */
 static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, DistillStepStats *st, int *applied,
                         char *err) {
     const RunConfig *c = &s->cfg;
@@ -843,26 +845,31 @@ static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, Disti
     int use_pt = c->lm_coef > 0, pt_L = use_pt ? s->pretrain->chunk_len - 1 : 0, n = 0;
     size_t np = m->num_parameters;
     int had_moments = m->m_memory != NULL;
-    const int **prompts = pk_malloc((size_t)B * sizeof(int *), err);
-    int *plens = prompts ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
-    int *out = plens ? pk_malloc((size_t)B * R * sizeof(int), err) : NULL;
-    int *olens = out ? pk_malloc((size_t)B * sizeof(int), err) : NULL;
+    long lo, hi;
+    pk_dist_share(B, s->rank, s->size, &lo, &hi);
+    int nb = (int)(hi - lo); /* this rank's rows */
+    const int **prompts = pk_malloc((size_t)nb * sizeof(int *), err);
+    int *plens = prompts ? pk_malloc((size_t)nb * sizeof(int), err) : NULL;
+    int *out = plens ? pk_malloc((size_t)nb * R * sizeof(int), err) : NULL;
+    int *olens = out ? pk_malloc((size_t)nb * sizeof(int), err) : NULL;
+    long *row_index = olens ? pk_malloc((size_t)nb * sizeof(long), err) : NULL;
     int *ys = NULL, *pt_tok = NULL, *pt_tgt = NULL;
     float *t_packed = NULL, *per_tok = NULL, *grid = NULL, *dl = NULL, *dl_pt = NULL, *saved = NULL;
     size_t *packed = NULL;
     memset(q, 0, sizeof *q);
-    if (!olens) goto done;
+    if (!row_index) goto done;
     /* (1) teacher-mixed samples, no grad */
-    for (int b = 0; b < B; b++) {
-        prompts[b] = s->ex[which[b]].prompt;
-        plens[b] = s->ex[which[b]].prompt_len;
+    for (int b = 0; b < nb; b++) {
+        prompts[b] = s->ex[which[lo + b]].prompt;
+        plens[b] = s->ex[which[lo + b]].prompt_len;
+        row_index[b] = lo + b;
     }
     unsigned long long seed = pk_rng_u64(&s->rng); /* one draw per sampled batch */
-    if (minillm_sample_mixed(m, t, prompts, plens, B, c->minillm_teacher_mix, R, s->eos, seed, NULL, out, olens,
-                             err) != PK_OK)
+    if (minillm_sample_mixed(m, t, prompts, plens, nb, c->minillm_teacher_mix, R, s->eos, seed, row_index, out,
+                             olens, err) != PK_OK)
         goto done;
     int max_T = score_positions(s), longest = 0;
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < nb; b++) {
         q->gen_tokens += olens[b];
         if (plens[b] + olens[b] - 1 > max_T) olens[b] = max_T - plens[b] + 1;
         if (olens[b] < 1) {
@@ -872,36 +879,42 @@ static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, Disti
         }
         if (plens[b] + olens[b] > longest) longest = plens[b] + olens[b];
     }
-    q->gen_flops = forward_flops(&m->config, B, longest) + forward_flops(&t->config, B, longest);
-    q->B = B;
-    if (!(q->tokens = pk_malloc((size_t)B * max_T * sizeof(int), err))) goto done;
-    if (!(q->targets = pk_malloc((size_t)B * max_T * sizeof(int), err))) goto done;
-    if (sample_scoring_batch(prompts, plens, out, R, olens, B, 0, max_T, s->eos, q->tokens, q->targets, NULL, &q->T,
+    q->gen_flops = forward_flops(&m->config, nb, longest) + forward_flops(&t->config, nb, longest);
+    q->B = nb;
+    q->first_row = lo;
+    if (!(q->tokens = pk_malloc((size_t)nb * max_T * sizeof(int), err))) goto done;
+    if (!(q->targets = pk_malloc((size_t)nb * max_T * sizeof(int), err))) goto done;
+    if (sample_scoring_batch(prompts, plens, out, R, olens, nb, 0, max_T, s->eos, q->tokens, q->targets, NULL, &q->T,
                              err) != PK_OK)
         goto done;
     if (seqs_finish(q, 0, err) != PK_OK) goto done;
     n = q->n; /* row b's olens[b] response tokens, rows in order */
+    /* the whole batch's response tokens, which every per-token mean divides by */
+    double all_n = n, c0 = pk_dist_comm_seconds();
+    if (pk_dist_allreduce_f64(&all_n, 1, err) != PK_OK) goto done;
+    long gn = (long)all_n;
+    s->step_positions = (int)gn;
     /* per-token arrays [n]: teacher and old student log-probs, weights, rewards, advantages, and the
-     * current log-probs and their gradient; grid [2, B, R] for the rewards and advantages */
+     * current log-probs and their gradient; grid [2, nb, R] for the rewards and advantages */
     if (!(per_tok = pk_malloc((size_t)n * 7 * sizeof(float), err))) goto done;
     float *t_logp = per_tok, *old_logp = per_tok + n, *w = per_tok + 2 * (size_t)n, *rew = per_tok + 3 * (size_t)n;
     float *adv = per_tok + 4 * (size_t)n, *logp = per_tok + 5 * (size_t)n, *dlogp = per_tok + 6 * (size_t)n;
-    if (!(grid = pk_calloc((size_t)B * R * 2, sizeof(float), err))) goto done;
+    if (!(grid = pk_calloc((size_t)nb * R * 2, sizeof(float), err))) goto done;
     if (!(ys = pk_malloc((size_t)n * sizeof(int), err)) || !(packed = iota_rows(n, err))) goto done;
     for (int i = 0; i < n; i++) ys[i] = q->targets[q->rows[i]];
-    if (gpt2_forward(t, q->tokens, NULL, 0, NULL, B, q->T, err) != PK_OK) goto done;
+    if (gpt2_forward(t, q->tokens, NULL, 0, NULL, nb, q->T, err) != PK_OK) goto done;
     if (!(t_packed = pack_rows(t->logits, q->rows, n, V, err))) goto done;
-    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, B, q->T, err) != PK_OK) goto done;
+    if (gpt2_forward(m, q->tokens, NULL, 0, NULL, nb, q->T, err) != PK_OK) goto done;
     for (int i = 0; i < n; i++) {
         t_logp[i] = (float)minillm_token_logprob(t_packed + (size_t)i * V, V, ys[i]);
         old_logp[i] = (float)minillm_token_logprob(m->logits + q->rows[i] * V, V, ys[i]);
     }
     minillm_weights_rewards(n, t_logp, old_logp, c->minillm_teacher_mix, c->minillm_reward_scaling,
                             c->minillm_reward_clip, w, rew);
-    /* rewards onto the [B, R] response grid, advantages back off it; the reported reward is the
-     * official statistic: sum_t gamma^t r_t / response length, averaged over rows */
+    /* rewards onto the [nb, R] response grid, advantages back off it; the reported reward is the
+     * official statistic: sum_t gamma^t r_t / response length, averaged over the B rows */
     double reward = 0;
-    for (int b = 0, i = 0; b < B; b++) {
+    for (int b = 0, i = 0; b < nb; b++) {
         double disc = 0, g = 1;
         for (int j = 0; j < olens[b]; j++, i++) {
             grid[(size_t)b * R + j] = rew[i];
@@ -910,11 +923,26 @@ static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, Disti
         }
         reward += disc / olens[b] / B;
     }
-    if (minillm_advantages(grid, olens, B, R, c->minillm_gamma, 1, grid + (size_t)B * R, err) != PK_OK) goto done;
-    for (int b = 0, i = 0; b < B; b++)
-        for (int j = 0; j < olens[b]; j++, i++) adv[i] = grid[(size_t)B * R + (size_t)b * R + j];
-    st->tokens += 2.0 * B * q->T;
-    st->flops += forward_flops(&t->config, B, q->T) + forward_flops(&m->config, B, q->T);
+    /* advantages whitened over the whole [B, R] grid: its sum, then its squared deviations,
+     * each summed over the ranks */
+    size_t cells = (size_t)nb * R, all_cells = (size_t)B * R;
+    float *adv_grid = grid + cells;
+    if (all_cells < 2) {
+        pk_errf(err, "minillm: whitening needs at least 2 advantages, got %zu", all_cells);
+        goto done;
+    }
+    if (minillm_advantages(grid, olens, nb, R, c->minillm_gamma, 0, adv_grid, err) != PK_OK) goto done;
+    double moments[2] = {minillm_sum(adv_grid, cells), reward};
+    if (pk_dist_allreduce_f64(moments, 2, err) != PK_OK) goto done;
+    double mean = moments[0] / (double)all_cells, squared_deviations = minillm_squared_deviations(adv_grid, cells, mean);
+    reward = moments[1];
+    if (pk_dist_allreduce_f64(&squared_deviations, 1, err) != PK_OK) goto done;
+    st->comm_seconds += pk_dist_comm_seconds() - c0;
+    minillm_whiten(adv_grid, cells, mean, squared_deviations, all_cells);
+    for (int b = 0, i = 0; b < nb; b++)
+        for (int j = 0; j < olens[b]; j++, i++) adv[i] = adv_grid[(size_t)b * R + j];
+    st->tokens += 2.0 * nb * q->T;
+    st->flops += forward_flops(&t->config, nb, q->T) + forward_flops(&m->config, nb, q->T);
 
     /* (2) the inner updates */
     if (K > 1) { /* the step's start, to undo the earlier updates if a later one is non-finite */
@@ -925,47 +953,67 @@ static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, Disti
             memcpy(saved + 2 * np, m->v_memory, np * sizeof(float));
         }
     }
-    if (!(dl = pk_malloc((size_t)B * q->T * V * sizeof(float), err))) goto done;
+    if (!(dl = pk_malloc((size_t)nb * q->T * V * sizeof(float), err))) goto done;
     if (use_pt && (!(pt_tok = pk_malloc((size_t)B * pt_L * sizeof(int), err)) ||
                    !(pt_tgt = pk_malloc((size_t)B * pt_L * sizeof(int), err)) ||
-                   !(dl_pt = pk_malloc((size_t)B * pt_L * V * sizeof(float), err))))
+                   !(dl_pt = pk_malloc((size_t)nb * pt_L * V * sizeof(float), err))))
         goto done;
     float kd = c->minillm_kd_ratio, lr = lr_at(c, c->lr, s->step);
+    /* this rank's pretraining rows as a share of the batch's: its mean cross-entropy counts that much */
+    float pt_share = (float)nb / (float)B;
+    int pt_rows = nb * pt_L, all_pt_rows = B * pt_L;
     double sum_total = 0, sum_pg = 0, sum_reg = 0, sum_pt = 0;
     int finite = all_finite(t_logp, (size_t)n * 5); /* log-probs, weights, rewards, advantages */
+    double flag = finite ? 0.0 : NAN; /* every rank stops if one has a non-finite sample */
+    if (pk_dist_allreduce_f64(&flag, 1, err) != PK_OK) goto done;
+    finite = isfinite(flag);
     for (int k = 0; k < K && finite; k++) {
         gpt2_zero_grad(m);
         /* the first update reads the sampling-time forward, still in m->logits */
-        if (k > 0 && gpt2_forward(m, q->tokens, NULL, 0, NULL, B, q->T, err) != PK_OK) goto done;
-        memset(dl, 0, (size_t)B * q->T * V * sizeof(float));
+        if (k > 0 && gpt2_forward(m, q->tokens, NULL, 0, NULL, nb, q->T, err) != PK_OK) goto done;
+        memset(dl, 0, (size_t)nb * q->T * V * sizeof(float));
         for (int i = 0; i < n; i++) logp[i] = (float)minillm_token_logprob(m->logits + q->rows[i] * V, V, ys[i]);
-        double pg = minillm_pg_loss(n, logp, old_logp, w, adv, c->minillm_clip_range, dlogp);
+        /* losses: this rank's share of each batch mean; [pg, reg, ce, soft ce] summed over the ranks */
+        double part[4] = {minillm_pg_loss(n, logp, old_logp, w, adv, c->minillm_clip_range, gn, dlogp), 0, 0, 0};
         for (int i = 0; i < n; i++)
             minillm_logprob_backward(m->logits + q->rows[i] * V, V, ys[i], dlogp[i], dl + q->rows[i] * V);
         /* the single-step part: the exact reverse KL of every response position */
-        double reg = div_rows(DIV_RKL, 0, t_packed, packed, m->logits, q->rows, n, V, 1.0f / n, NULL, dl) / n;
-        double total = pg + reg, pt = 0;
-        finite = isfinite(total);
-        if (finite && gpt2_backward(m, dl, NULL, err) != PK_OK) goto done;
-        st->tokens += (double)B * q->T;
-        st->flops += gpt2_train_flops(&m->config, B, q->T) - (k == 0 ? forward_flops(&m->config, B, q->T) : 0);
-        if (finite && use_pt) {
-            int rows = B * pt_L;
+        part[1] = div_rows(DIV_RKL, 0, t_packed, packed, m->logits, q->rows, n, V, 1.0f / gn, NULL, dl) / gn;
+        int here = isfinite(part[0] + part[1]); /* this rank's part; the sums below decide for all */
+        if (here && gpt2_backward(m, dl, NULL, err) != PK_OK) goto done;
+        st->tokens += (double)nb * q->T;
+        st->flops += gpt2_train_flops(&m->config, nb, q->T) - (k == 0 ? forward_flops(&m->config, nb, q->T) : 0);
+        if (here && use_pt) {
+            /* the update's B chunks; this rank takes rows [lo, hi) of them */
             if (minillm_pretrain_batch(s->pretrain, (long)s->step * K + k, B, pt_tok, pt_tgt, err) != PK_OK) goto done;
-            if (kd > 0 && gpt2_forward(t, pt_tok, NULL, 0, NULL, B, pt_L, err) != PK_OK) goto done;
-            if (gpt2_forward(m, pt_tok, NULL, 0, NULL, B, pt_L, err) != PK_OK) goto done;
-            double ce = gpt2_cross_entropy(m, pt_tgt, dl_pt); /* mean over the rows, gradient overwritten */
-            float ce_scale = c->lm_coef * (1.0f - kd);
-            for (size_t i = 0; i < (size_t)rows * V; i++) dl_pt[i] *= ce_scale;
-            double soft = kd > 0 ? minillm_soft_cross_entropy(t->logits, m->logits, rows, V, c->lm_coef * kd / rows,
-                                                              dl_pt) / rows
-                                 : 0.0;
-            pt = (1.0 - kd) * ce + kd * soft;
-            total += c->lm_coef * pt;
-            finite = isfinite(total);
-            if (finite && gpt2_backward(m, dl_pt, NULL, err) != PK_OK) goto done;
-            st->tokens += (double)rows * (kd > 0 ? 2 : 1);
-            st->flops += gpt2_train_flops(&m->config, B, pt_L) + (kd > 0 ? forward_flops(&t->config, B, pt_L) : 0);
+            const int *my_tok = pt_tok + (size_t)lo * pt_L, *my_tgt = pt_tgt + (size_t)lo * pt_L;
+            if (kd > 0 && gpt2_forward(t, my_tok, NULL, 0, NULL, nb, pt_L, err) != PK_OK) goto done;
+            if (gpt2_forward(m, my_tok, NULL, 0, NULL, nb, pt_L, err) != PK_OK) goto done;
+            double ce = gpt2_cross_entropy(m, my_tgt, dl_pt); /* mean over this rank's rows, gradient overwritten */
+            float ce_scale = c->lm_coef * (1.0f - kd) * pt_share;
+            for (size_t i = 0; i < (size_t)pt_rows * V; i++) dl_pt[i] *= ce_scale;
+            part[2] = ce * pt_share;
+            part[3] = kd > 0 ? minillm_soft_cross_entropy(t->logits, m->logits, pt_rows, V,
+                                                          c->lm_coef * kd / all_pt_rows, dl_pt) / all_pt_rows
+                             : 0.0;
+            here = isfinite(part[2] + part[3]);
+            if (here && gpt2_backward(m, dl_pt, NULL, err) != PK_OK) goto done;
+            st->tokens += (double)pt_rows * (kd > 0 ? 2 : 1);
+            st->flops += gpt2_train_flops(&m->config, nb, pt_L) + (kd > 0 ? forward_flops(&t->config, nb, pt_L) : 0);
+        }
+        if (!here) part[0] = NAN; /* a part not computed here still makes the sum non-finite */
+        if (s->size > 1) {
+            c0 = pk_dist_comm_seconds();
+            if (pk_dist_allreduce_f64(part, 4, err) != PK_OK) goto done;
+            st->comm_seconds += pk_dist_comm_seconds() - c0;
+        }
+        double pg = part[0], reg = part[1], pt = use_pt ? (1.0 - kd) * part[2] + kd * part[3] : 0.0;
+        double total = pg + reg + (use_pt ? c->lm_coef * pt : 0.0);
+        finite = isfinite(total);
+        if (finite && s->size > 1) { /* every rank ran its backward: the batch's gradient is their sum */
+            c0 = pk_dist_comm_seconds();
+            if (pk_dist_allreduce_f32(m->grads_memory, np, err) != PK_OK) goto done;
+            st->comm_seconds += pk_dist_comm_seconds() - c0;
         }
         float norm = finite ? grad_clip_global_norm(m->grads_memory, np, c->clip_norm) : NAN;
         if (k == 0) st->grad_norm = norm;
@@ -1003,6 +1051,7 @@ done:
     free(plens);
     free(out);
     free(olens);
+    free(row_index);
     free(ys);
     free(pt_tok);
     free(pt_tgt);

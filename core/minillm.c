@@ -98,18 +98,30 @@ int minillm_advantages(const float *rewards, const int *lens, int B, int R, floa
         }
     }
     if (!whiten) return PK_OK;
-    double mean = 0;
-    for (size_t i = 0; i < N; i++) mean += adv[i];
-    mean /= (double)N;
-    double ss = 0;
-    for (size_t i = 0; i < N; i++) ss += ((double)adv[i] - mean) * ((double)adv[i] - mean);
-    double inv = 1.0 / sqrt(ss / (double)(N - 1) + 1e-8);
-    for (size_t i = 0; i < N; i++) adv[i] = (float)(((double)adv[i] - mean) * inv);
+    double mean = minillm_sum(adv, N) / (double)N;
+    minillm_whiten(adv, N, mean, minillm_squared_deviations(adv, N, mean), N);
     return PK_OK;
 }
 
+double minillm_sum(const float *x, size_t n) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += x[i];
+    return sum;
+}
+
+double minillm_squared_deviations(const float *x, size_t n, double mean) {
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+    return ss;
+}
+
+void minillm_whiten(float *x, size_t n, double mean, double squared_deviations, size_t total) {
+    double inv = 1.0 / sqrt(squared_deviations / (double)(total - 1) + 1e-8);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(((double)x[i] - mean) * inv);
+}
+
 double minillm_pg_loss(int n, const float *logp, const float *old_logp, const float *w, const float *adv, float clip,
-                       float *dlogp) {
+                       long count, float *dlogp) {
     double sum = 0;
     for (int i = 0; i < n; i++) {
         double rho = exp((double)logp[i] - old_logp[i]) * w[i];
@@ -121,10 +133,10 @@ double minillm_pg_loss(int n, const float *logp, const float *old_logp, const fl
         if (dlogp) {
             /* d rho / d logp = rho; the clamped branch is constant outside the range */
             int plain_counts = (rho >= lo && rho <= hi) || plain > pess;
-            dlogp[i] = plain_counts ? (float)(-a * rho / n) : 0.0f;
+            dlogp[i] = plain_counts ? (float)(-a * rho / count) : 0.0f;
         }
     }
-    return n > 0 ? sum / n : 0.0;
+    return count > 0 ? sum / count : 0.0;
 }
 
 typedef struct {

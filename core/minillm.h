@@ -64,14 +64,23 @@ void minillm_weights_rewards(int n, const float *t_logp, const float *s_logp, fl
 int minillm_advantages(const float *rewards, const int *lens, int B, int R, float gamma, int whiten, float *adv,
                        char *err);
 
-/* The clipped importance-weighted policy-gradient loss over n response tokens:
+/* The whitening above in its two passes, for a grid whose rows are spread over the ranks of a
+ * data-parallel run: each rank sums its part of each pass, the caller sums the parts over the
+ * ranks (mean = sum / total), then every rank whitens its part with the same two numbers:
+ *   x = (x - mean) / sqrt(squared_deviations / (total - 1) + 1e-8)   (total >= 2 entries in all) */
+double minillm_sum(const float *x, size_t n);
+double minillm_squared_deviations(const float *x, size_t n, double mean);
+void minillm_whiten(float *x, size_t n, double mean, double squared_deviations, size_t total);
+
+/* The clipped importance-weighted policy-gradient loss over n response tokens, as a mean over
+ * `count` tokens (n in one process; the whole batch's tokens when these n are one rank's share):
  *   rho_i = exp(logp_i - old_logp_i) w_i
- *   loss  = (1/n) sum_i max(-adv_i rho_i, -adv_i clamp(rho_i, 1 - clip, 1 + clip))
+ *   loss  = (1/count) sum_i max(-adv_i rho_i, -adv_i clamp(rho_i, 1 - clip, 1 + clip))
  * logp, old_logp, w, adv [n]. Writes dlogp [n] = d loss / d logp_i (0 where the clamped branch is
- * strictly larger; where both branches are equal, as inside the clip range, -adv_i rho_i / n, as
- * autograd's max splits a tie and clamp passes its gradient inside its range). dlogp may be NULL. */
+ * strictly larger; where both branches are equal, as inside the clip range, -adv_i rho_i / count,
+ * as autograd's max splits a tie and clamp passes its gradient inside its range). dlogp may be NULL. */
 double minillm_pg_loss(int n, const float *logp, const float *old_logp, const float *w, const float *adv, float clip,
-                       float *dlogp);
+                       long count, float *dlogp);
 
 /* Soft cross-entropy of student rows against teacher rows, -sum_v p_T(v) log q_S(v), summed over n
  * rows: t_logits [n, V], s_logits [n, V]; with dlogits [n, V] != NULL also adds

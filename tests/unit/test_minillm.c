@@ -59,25 +59,56 @@ static void test_advantages_by_hand(void) {
     CHECK(minillm_advantages(rew, lens, 2, 3, 0.5f, 0, adv, err) == PK_FAIL && strstr(err, "row 0"));
 }
 
+/* A batch split over ranks: whitening from the parts' summed passes, and pg-loss parts divided by
+ * the whole batch's token count, give the whole batch's numbers (up to float rounding). */
+static void test_split_batch_equals_whole(void) {
+    float rew[8] = {1, 2, 0, 0, 1, -1, 4, 0.5f}, whole[8], part[8];
+    int lens[2] = {2, 4};
+    char err[PK_ERR_LEN];
+    CHECK(minillm_advantages(rew, lens, 2, 4, 0.9f, 1, whole, err) == PK_OK);
+    /* two "ranks", one row each */
+    CHECK(minillm_advantages(rew, lens, 1, 4, 0.9f, 0, part, err) == PK_OK);
+    CHECK(minillm_advantages(rew + 4, lens + 1, 1, 4, 0.9f, 0, part + 4, err) == PK_OK);
+    double mean = (minillm_sum(part, 4) + minillm_sum(part + 4, 4)) / 8.0;
+    double ss = minillm_squared_deviations(part, 4, mean) + minillm_squared_deviations(part + 4, 4, mean);
+    minillm_whiten(part, 4, mean, ss, 8);
+    minillm_whiten(part + 4, 4, mean, ss, 8);
+    double worst = 0;
+    for (int i = 0; i < 8; i++) worst = fmax(worst, fabs((double)part[i] - whole[i]));
+    CHECK(worst < 1e-6);
+    /* whitening only one part against its own moments would differ: the test can tell */
+    CHECK(minillm_advantages(rew, lens, 1, 4, 0.9f, 1, part, err) == PK_OK);
+    CHECK(fabs((double)part[0] - whole[0]) > 1e-2);
+
+    float logp[5] = {-1.0f, -2.0f, -0.5f, -0.7f, -3.0f}, old[5] = {-1.1f, -1.9f, -0.5f, -0.9f, -2.5f};
+    float w[5] = {1.0f, 1.2f, 0.9f, 1.0f, 1.1f}, adv[5] = {0.5f, -1.0f, 2.0f, -0.3f, 1.0f};
+    float d_whole[5], d_part[5];
+    double l_whole = minillm_pg_loss(5, logp, old, w, adv, 0.2f, 5, d_whole);
+    double l_split = minillm_pg_loss(2, logp, old, w, adv, 0.2f, 5, d_part) +
+                     minillm_pg_loss(3, logp + 2, old + 2, w + 2, adv + 2, 0.2f, 5, d_part + 2);
+    CHECK_NEAR(l_split, l_whole, 1e-12);
+    for (int i = 0; i < 5; i++) CHECK(d_part[i] == d_whole[i]);
+}
+
 static void test_pg_loss_by_hand_and_finite_differences(void) {
     /* (a) ratio inside the clip range; (b) above it with A > 0: the clamped branch, no gradient;
      * (c) above it with A < 0: the unclipped branch is the larger */
     float old[3] = {-1.0f, -2.0f, -0.5f}, logp[3] = {-1.0f, -2.0f, -0.5f};
     float w[3] = {1.1f, 1.5f, 1.5f}, adv[3] = {1.0f, 2.0f, -1.0f}, d[3];
-    double loss = minillm_pg_loss(3, logp, old, w, adv, 0.2f, d);
+    double loss = minillm_pg_loss(3, logp, old, w, adv, 0.2f, 3, d);
     CHECK_NEAR(loss, (-1.1 - 2.0 * 1.2 + 1.5) / 3.0, 1e-6);
     CHECK_NEAR(d[0], -1.1 / 3.0, 1e-6);
     CHECK(d[1] == 0.0f);
     CHECK_NEAR(d[2], 1.5 / 3.0, 1e-6);
     /* moved off the sampling-time log-probs: ratios exp(logp - old) w, checked by differences */
     float lp[3] = {-0.95f, -2.3f, -0.4f};
-    minillm_pg_loss(3, lp, old, w, adv, 0.2f, d);
+    minillm_pg_loss(3, lp, old, w, adv, 0.2f, 3, d);
     for (int i = 0; i < 3; i++) {
         float keep = lp[i], h = 1e-3f;
         lp[i] = keep + h;
-        double up = minillm_pg_loss(3, lp, old, w, adv, 0.2f, NULL);
+        double up = minillm_pg_loss(3, lp, old, w, adv, 0.2f, 3, NULL);
         lp[i] = keep - h;
-        double dn = minillm_pg_loss(3, lp, old, w, adv, 0.2f, NULL);
+        double dn = minillm_pg_loss(3, lp, old, w, adv, 0.2f, 3, NULL);
         lp[i] = keep;
         CHECK_NEAR(d[i], (up - dn) / (2.0 * h), 1e-3);
     }
@@ -89,7 +120,7 @@ static double objective(const float *s_logits, const float *t_logits, const int 
                         const float *adv, int n, int V, float *dlogits) {
     float logp[3], dlogp[3];
     for (int i = 0; i < n; i++) logp[i] = (float)minillm_token_logprob(s_logits + i * V, V, y[i]);
-    double pg = minillm_pg_loss(n, logp, old, w, adv, 0.2f, dlogits ? dlogp : NULL);
+    double pg = minillm_pg_loss(n, logp, old, w, adv, 0.2f, n, dlogits ? dlogp : NULL);
     if (dlogits)
         for (int i = 0; i < n; i++) minillm_logprob_backward(s_logits + i * V, V, y[i], dlogp[i], dlogits + i * V);
     size_t rows[3] = {0, 1, 2};
@@ -429,6 +460,7 @@ int main(void) {
     RUN(test_weights_and_rewards_by_hand);
     RUN(test_advantages_by_hand);
     RUN(test_pg_loss_by_hand_and_finite_differences);
+    RUN(test_split_batch_equals_whole);
     RUN(test_objective_gradient_finite_differences);
     RUN(test_mixed_distribution);
     RUN(test_setup);
