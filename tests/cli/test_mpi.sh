@@ -1,5 +1,6 @@
 # Data-parallel training under mpirun on the tiny world: for a fixed global batch, 1, 2 and 3
-# ranks log the same losses and train the same weights up to the order of float sums; a fixed
+# ranks log the same losses and train the same weights up to the order of float sums (promptkd,
+# sft and minillm); a fixed
 # number of ranks is bitwise reproducible; a batch that cannot give every rank a row is refused;
 # a rank that dies ends the job within seconds; a resume on another number of ranks says so;
 # evaluation and ExAccErr give one process's numbers; only rank 0 writes the run folder.
@@ -46,15 +47,18 @@ def load(p):
                 d.pop("seconds", None)
                 events.append(d)
         else:
-            steps.append({k: v for k, v in d.items() if k.endswith("loss") or k == "kl_tprime_t"})
+            steps.append({k: v for k, v in d.items() if k.endswith("loss") or k in ("kl_tprime_t", "reward")})
     return steps, events
 (a, ea), (b, eb) = load(sys.argv[1]), load(sys.argv[2])
 if len(a) != len(b) or len(a) == 0:
     sys.exit(f"{len(a)} step lines against {len(b)}")
+# minillm's reward and pg loss are means of signed terms of size ~1 (log-prob differences, whitened
+# advantages) that nearly cancel: their rounding is absolute, about 1e-7, so their scale is at least 0.1
+floor = {"reward": 0.1, "pg_loss": 0.1}
 for i, (x, y) in enumerate(zip(a, b)):
     for k in x:
         u, v = x[k], y[k]
-        if abs(u - v) > 1e-5 * max(abs(u), abs(v), 1e-30):
+        if abs(u - v) > 1e-5 * max(abs(u), abs(v), floor.get(k, 1e-30)):
             sys.exit(f"step {i + 1} {k}: {u!r} against {v!r}")
 if len(ea) != len(eb):
     sys.exit(f"events differ: {ea} against {eb}")
@@ -121,6 +125,25 @@ train 1 sft1 --set method=sft --set grad_accum=2 >/dev/null 2>&1
 train 2 sft2 --set method=sft --set grad_accum=2 >/dev/null 2>&1
 if msg=$(same_numbers "$TMP/runs/sft1" "$TMP/runs/sft2" 2>&1); then pass sft_np2_losses_match_np1; else fail sft_np2_losses_match_np1 "$msg"; fi
 if msg=$(same_weights "$TMP/runs/sft1" "$TMP/runs/sft2" 2>&1); then pass sft_np2_weights_match_np1; else fail sft_np2_weights_match_np1 "$msg"; fi
+
+# 3b. minillm: 1, 2 and 3 ranks (its batch of 4 rows and its 4 pretraining chunks per update split
+# 2+2 and 2+1+1; the advantages whitened over the whole batch), and np 2 bitwise twice
+for i in $(seq 0 40); do
+    echo "{\"text\": \"the ${tiny_animals[$((i % 8))]} is ${tiny_colours[$((i % 6))]}. document $i ends here.\"}"
+done >"$W/pretrain.jsonl"
+minillm=(--set method=minillm --set pretrain_data="$W/pretrain.jsonl" --set minillm_ppo_epochs=2)
+for np in 1 2 3; do
+    train "$np" "mini$np" "${minillm[@]}" >/dev/null 2>"$TMP/err_mini$np"
+    check "minillm_np${np}_exit_0" test $? -eq 0
+done
+check minillm_logged_pg_reward grep -q '"step":5,.*"pg_loss".*"pt_loss".*"reward"' "$TMP/runs/mini2/metrics.jsonl"
+for np in 2 3; do
+    if msg=$(same_numbers "$TMP/runs/mini1" "$TMP/runs/mini$np" 2>&1); then pass "minillm_np${np}_losses_reward_eval_match_np1"; else fail "minillm_np${np}_losses_reward_eval_match_np1" "$msg"; fi
+    if msg=$(same_weights "$TMP/runs/mini1" "$TMP/runs/mini$np" 2>&1); then pass "minillm_np${np}_weights_match_np1"; else fail "minillm_np${np}_weights_match_np1" "$msg"; fi
+done
+train 2 mini2again "${minillm[@]}" >/dev/null 2>&1
+check minillm_np2_twice_same_weights cmp -s "$TMP/runs/mini2/checkpoints/step-5/model.safetensors" \
+    "$TMP/runs/mini2again/checkpoints/step-5/model.safetensors"
 
 # 4. a batch that cannot give each of 3 ranks a row: refused, saying what to change
 expect_error batch_smaller_than_ranks_refused "batch_size.: 2 rows cannot be shared by the 3 ranks.*set batch_size to 3 or more" \
