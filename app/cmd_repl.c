@@ -30,6 +30,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "dist.h"
+#include "dist_setup.h"
 #include "run_setup.h"
 #include "session.h"
 
@@ -191,10 +192,12 @@ typedef struct {
 } LineReader;
 
 /* 1 with a line (without its newline) in *line (malloc'ed: the caller frees), 0 at the end,
- * -1 when a signal came, -2 on a read error (errno). */
+ * -1 when a signal came, -2 on a read error (errno), -3 when another rank failed the job
+ * (data-parallel: looked at every 200 ms while waiting for input). */
 static int next_line(LineReader *r, char **line) {
     for (;;) {
         if (run_signal_caught()) return -1;
+        if (pk_dist_job_failure(NULL)) return -3;
         char *nl = r->len ? memchr(r->buf, '\n', r->len) : NULL;
         if (nl || (r->eof && r->len)) {
             size_t n = nl ? (size_t)(nl - r->buf) : r->len;
@@ -215,10 +218,13 @@ static int next_line(LineReader *r, char **line) {
         FD_SET(r->fd, &fds);
         if (sfd >= 0) FD_SET(sfd, &fds);
         int maxfd = r->fd > sfd ? r->fd : sfd;
-        if (select(maxfd + 1, &fds, NULL, NULL, NULL) < 0) {
+        struct timeval tick = {0, 200000};
+        int n = select(maxfd + 1, &fds, NULL, NULL, pk_dist_size() > 1 ? &tick : NULL);
+        if (n < 0) {
             if (errno == EINTR) continue;
             return -2;
         }
+        if (n == 0) continue;
         if (!FD_ISSET(r->fd, &fds)) { /* the signal pipe, without a signal of ours: nothing to wait for there */
             run_signal_drain();
             continue;
@@ -282,6 +288,10 @@ static int run_script(Session *s, int fd, const char *name, int keep_going, int 
             news.len = 0;
         }
         if (run_signal_caught()) break;
+        if (dist_say_job_failure(stderr)) { /* another rank failed: the job ends */
+            failures++;
+            break;
+        }
         if (rc == SESSION_QUIT) break;
         if (rc == SESSION_ERROR) {
             failures++;
@@ -293,6 +303,7 @@ static int run_script(Session *s, int fd, const char *name, int keep_going, int 
         fprintf(stderr, "promptkd repl: %s: cannot read: %s\n", name, strerror(errno));
         failures++;
     }
+    if (rc_read == -3 && dist_say_job_failure(stderr)) failures++;
     free(line);
     free(r.buf);
     pk_buf_free(&out);
@@ -419,10 +430,23 @@ static int run_interactive(Session *s) {
             }
             session_event_clear(&ev);
         }
+        /* another rank failed the job (data-parallel): said as the run's lines are, then the
+         * unsaved steps are saved and the job ends */
+        char failure[PK_ERR_LEN];
+        int job_failed = pk_dist_job_failure(failure);
+        if (job_failed) {
+            pk_buf_printf(&news, "promptkd: %s; ending the job\n", failure);
+            dist_say_job_failure(NULL); /* said here: dist_end does not say it again */
+        }
         if (news.len) {
             if (installed) print_above_prompt(news.data);
             else fputs(news.data, stderr), fflush(stderr);
             news.len = 0;
+        }
+        if (job_failed) {
+            if (save_before_leaving(e) != PK_OK) status = RUN_EXIT_WRITE;
+            else status = RUN_EXIT_FAILED;
+            break;
         }
         if (quit) {
             quit_asks(e, ask_prompt, sizeof ask_prompt, &asking, &leave);
@@ -534,6 +558,7 @@ int cmd_repl(int argc, char **argv) {
     }
     Engine *e = session_engine(s);
     run_signals_watch(e);
+    dist_install_test_hooks(e);
     int status;
     if (pk_dist_rank() != 0) { /* data-parallel: rank 0 takes the commands, this rank follows its engine */
         status = RUN_EXIT_OK;

@@ -187,7 +187,7 @@ int cmd_train(int argc, char **argv) {
     }
     Engine *e = session_engine(session);
     run_signals_watch(e);
-    dist_install_test_exit(e);
+    dist_install_test_hooks(e);
     if (!no_tui && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) return train_in_tui(session);
 
     /* headless too runs a session: the same engine, and a finished run's plots/ */
@@ -235,7 +235,8 @@ int cmd_train(int argc, char **argv) {
         status = run_stop_after_signal(e, run_signal_caught(), "promptkd train");
     } else if (st == ENGINE_FAILED) {
         if (line_open) fprintf(stderr, "\n");
-        fprintf(stderr, "promptkd train: %s\n", s ? s->message : "failed");
+        /* another rank's failure (data-parallel): its sentence, and the job ends (dist_end) */
+        if (!dist_say_job_failure(stderr)) fprintf(stderr, "promptkd train: %s\n", s ? s->message : "failed");
         status = RUN_EXIT_FAILED;
     } else if (s && !strncmp(s->message, "non-finite", 10)) {
         if (line_open) fprintf(stderr, "\n");

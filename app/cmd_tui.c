@@ -182,7 +182,7 @@ int cmd_tui(int argc, char **argv) {
     }
     Engine *e = session_engine(s);
     run_signals_watch(e);
-    dist_install_test_exit(e);
+    dist_install_test_hooks(e);
     TuiExit how = TUI_QUIT;
     rc = follower ? PK_OK : tui_run_session(s, frames, &how, err);
     if (tty_in) {

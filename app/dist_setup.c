@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -62,9 +63,24 @@ int dist_begin(const char *command) {
     return 0;
 }
 
+static int job_failure_said;
+
+int dist_say_job_failure(FILE *out) {
+    char sentence[PK_ERR_LEN];
+    if (!pk_dist_job_failure(sentence)) return 0;
+    if (!job_failure_said && out) {
+        fprintf(out, "promptkd: %s; ending the job\n", sentence);
+        fflush(out);
+    }
+    job_failure_said = 1;
+    return 1;
+}
+
 int dist_end(int status) {
     if (!pk_dist_is_mpi()) return status;
-    if (status == 0) pk_dist_gate_close();
+    if (status == 0) pk_dist_gate_close(); /* may meet another rank's failure */
+    /* another rank failed: said here unless the command did, and the job ends with an error */
+    if (dist_say_job_failure(stderr) && status == 0) status = 1;
     fflush(stdout);
     fflush(stderr);
     pk_dist_finalize(status);
@@ -108,20 +124,55 @@ void dist_check_resume_ranks(const char *run_dir, const char *prefix) {
                 prefix, ranks, ranks == 1 ? "" : "s", pk_dist_size(), ranks);
 }
 
-static int exit_rank = -1, exit_step = -1;
+/* the test hooks' settings: -1 when not asked for */
+static int exit_rank = -1, exit_step = -1, fail_rank = -1, fail_step = -1, stall_step = -1;
+static double stall_seconds;
 
-static void test_exit_hook(void *ctx, struct DistillState *ds, int step, int total_steps, int n_losses,
-                           const char *const *loss_names, const double *losses) {
+static void test_hook(void *ctx, struct DistillState *ds, int step, int total_steps, int n_losses,
+                      const char *const *loss_names, const double *losses) {
     (void)ctx, (void)ds, (void)total_steps, (void)n_losses, (void)loss_names, (void)losses;
-    if (pk_dist_rank() == exit_rank && step == exit_step) {
+    int rank = pk_dist_rank();
+    if (rank == exit_rank && step == exit_step) {
         fprintf(stderr, "promptkd: rank %d leaves at step %d (PROMPTKD_TEST_RANK_EXIT)\n", exit_rank, step);
         fflush(stderr);
         _exit(3);
     }
+    if (rank == fail_rank && step == fail_step) {
+        char sentence[PK_ERR_LEN];
+        snprintf(sentence, sizeof sentence, "rank %d: test failure at step %d (PROMPTKD_TEST_RANK_FAIL)", rank, step);
+        pk_dist_report_failure(sentence);
+    }
+    if (step == stall_step) {
+        if (rank == 0) {
+            struct timespec ts = {(time_t)stall_seconds, (long)((stall_seconds - (time_t)stall_seconds) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+        char err[PK_ERR_LEN];
+        pk_dist_barrier(err); /* a failure here takes the failure path like any collective's */
+    }
 }
 
-void dist_install_test_exit(Engine *e) {
-    const char *v = getenv("PROMPTKD_TEST_RANK_EXIT");
-    if (!v || sscanf(v, "%d:%d", &exit_rank, &exit_step) != 2) return;
-    engine_set_step_hook(e, test_exit_hook, NULL);
+/* One test hook's "A:B" value: 1 when set and well formed; a malformed one is said (by rank 0). */
+static int test_hook_value(const char *name, const char *format, int *a, double *b) {
+    const char *v = getenv(name);
+    if (!v || !*v) return 0;
+    int n = 0, ok;
+    if (b) ok = sscanf(v, "%d:%lf%n", a, b, &n) == 2 && *b >= 0;
+    else ok = sscanf(v, "%d:%d%n", a, a + 1, &n) == 2;
+    if (ok && v[n] == 0) return 1;
+    if (pk_dist_rank() == 0) fprintf(stderr, "promptkd: %s: expected %s, got '%s' (ignored)\n", name, format, v);
+    return 0;
+}
+
+void dist_install_test_hooks(Engine *e) {
+    int pair[2];
+    double seconds;
+    int any = 0;
+    if (test_hook_value("PROMPTKD_TEST_RANK_EXIT", "RANK:STEP", pair, NULL))
+        exit_rank = pair[0], exit_step = pair[1], any = 1;
+    if (test_hook_value("PROMPTKD_TEST_RANK_FAIL", "RANK:STEP", pair, NULL))
+        fail_rank = pair[0], fail_step = pair[1], any = 1;
+    if (test_hook_value("PROMPTKD_TEST_RANK_STALL", "STEP:SECONDS", pair, &seconds))
+        stall_step = pair[0], stall_seconds = seconds, any = 1;
+    if (any) engine_set_step_hook(e, test_hook, NULL);
 }

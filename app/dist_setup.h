@@ -1,10 +1,13 @@
 /* The program's side of data-parallel runs (core/dist.h): whether mpirun started this
  * process, starting and ending MPI around the commands that run data-parallel, the
  * default thread count per rank, the message when a resume changes the number of ranks,
- * and a test hook that makes one rank die. core/ reads no environment: everything it
- * needs from the launcher comes through here. */
+ * the sentence of a job that another rank failed, and test hooks that make one rank die, fail
+ * or stall. core/ reads no environment: everything it needs from the launcher comes through
+ * here. */
 #ifndef PK_DIST_SETUP_H
 #define PK_DIST_SETUP_H
+
+#include <stdio.h>
 
 #include "config.h"
 
@@ -28,10 +31,20 @@ void dist_default_threads(RunConfig *cfg);
  * number in the last digits: the sums are made in another order). */
 void dist_check_resume_ranks(const char *run_dir, const char *prefix);
 
-/* Test hook: PROMPTKD_TEST_RANK_EXIT="R:K" makes rank R leave with status 3 right after its
- * step K, without a word to the other ranks (as a crashed or killed rank does). Installed on
- * the engine's step hook; does nothing without the variable. */
+/* Rank 0: when another rank's failure has failed the job (pk_dist_job_failure), says
+ * "promptkd: rank K: ...; ending the job" on out, the first time it is asked, and returns 1
+ * (also when said before); 0 when the job has not failed. out NULL: the caller said it itself.
+ * dist_end says it, unless said before. */
+int dist_say_job_failure(FILE *out);
+
+/* Test hooks, on the engine's step hook; they do nothing without their variable:
+ *   PROMPTKD_TEST_RANK_EXIT="R:K": rank R leaves with status 3 right after its step K, without a
+ *     word to the other ranks (as a crashed or killed rank does);
+ *   PROMPTKD_TEST_RANK_FAIL="R:K": rank R reports a failure after its step K
+ *     ("rank R: test failure at step K (PROMPTKD_TEST_RANK_FAIL)"), as a step that failed there;
+ *   PROMPTKD_TEST_RANK_STALL="K:S": after step K every rank meets at a barrier, rank 0 S seconds
+ *     late (as a stuck rank 0: the others' barrier times out after PROMPTKD_MPI_TIMEOUT). */
 struct Engine;
-void dist_install_test_exit(struct Engine *e);
+void dist_install_test_hooks(struct Engine *e);
 
 #endif

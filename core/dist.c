@@ -1,6 +1,7 @@
 /* The communicator of a data-parallel run (see dist.h). */
 #include "dist.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,13 +21,35 @@
 static struct {
     int inited, mpi;
     int rank, size, local_rank, local_size;
-    double timeout_s;
+    double timeout_s;     /* the deadline of the collective being waited for (the gate lifts it) */
+    double job_timeout_s; /* pk_dist_init's: how long a rank waits for rank 0 to end a failed job */
     double comm_seconds, reduced_bytes;
     PkDistFailFn fail;
+    /* the job has failed (another rank's failure on rank 0; rank 0's word, or its own failure
+     * reported to rank 0, on the others): every collective returns this sentence at once. Read
+     * by the program's main thread while the engine's worker sets it: under failure_mu. */
+    int failed;
+    char failure[PK_ERR_LEN];
 #if PK_MPI
     MPI_Comm comm;
 #endif
 } W = {.size = 1, .local_size = 1};
+static pthread_mutex_t failure_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void set_failed(const char *sentence) {
+    pthread_mutex_lock(&failure_mu);
+    if (!W.failed) snprintf(W.failure, sizeof W.failure, "%s", sentence);
+    W.failed = 1;
+    pthread_mutex_unlock(&failure_mu);
+}
+
+int pk_dist_job_failure(char *sentence) {
+    pthread_mutex_lock(&failure_mu);
+    int failed = W.failed && W.rank == 0;
+    if (failed && sentence) snprintf(sentence, PK_ERR_LEN, "%s", W.failure);
+    pthread_mutex_unlock(&failure_mu);
+    return failed;
+}
 
 void pk_dist_set_fail_handler(PkDistFailFn fn) { W.fail = fn; }
 int pk_dist_rank(void) { return W.rank; }
@@ -44,9 +67,11 @@ void pk_dist_share(long n, int rank, int size, long *begin, long *end) {
     *end = *begin + per + (rank < rem ? 1 : 0);
 }
 
+static void fail_here(const char *sentence);
+
 #if PK_MPI
-/* A failed collective: the sentence goes to the program's handler (which normally ends the job)
- * and back to the caller. */
+/* A failed collective: the sentence goes to rank 0 or the program's handler (fail_here) and back
+ * to the caller. */
 static int dist_fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int dist_fail(char *err, const char *fmt, ...) {
     char buf[PK_ERR_LEN];
@@ -54,7 +79,7 @@ static int dist_fail(char *err, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    if (W.fail) W.fail(buf);
+    fail_here(buf);
     return pk_errf(err, "%s", buf);
 }
 #endif
@@ -73,6 +98,13 @@ int pk_dist_init(int use_mpi, int job_size, double timeout_s, char *err) {
 }
 void pk_dist_finalize(int status) { (void)status; }
 void pk_dist_abort(int code) { (void)code; }
+static void fail_here(const char *sentence) {
+    if (W.fail) W.fail(sentence);
+}
+int pk_dist_poll_failure(char *err) {
+    (void)err;
+    return 0;
+}
 int pk_dist_allreduce_f32(float *x, size_t n, char *err) {
     (void)x, (void)n, (void)err;
     return PK_OK;
@@ -111,6 +143,7 @@ int pk_dist_init(int use_mpi, int job_size, double timeout_s, char *err) {
         W.inited = 1;
         return PK_OK;
     }
+    W.job_timeout_s = timeout_s;
     int provided = 0;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS)
         return pk_errf(err, "MPI_Init_thread failed: is this process started by mpirun?");
@@ -139,6 +172,8 @@ int pk_dist_init(int use_mpi, int job_size, double timeout_s, char *err) {
 void pk_dist_finalize(int status) {
     if (!W.mpi) return;
     W.mpi = 0;
+    /* a failed job has ranks waiting to be ended (and collectives left pending): never finalize */
+    if (status == 0 && W.failed) status = 1;
     if (status != 0) MPI_Abort(MPI_COMM_WORLD, status);
     MPI_Comm_free(&W.comm);
     MPI_Finalize();
@@ -148,8 +183,134 @@ void pk_dist_abort(int code) {
     if (W.mpi) MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
 }
 
+/* ---- a failure on a rank other than 0 reaches rank 0
+ * The failing rank sends its sentence to rank 0 (TAG_FAILURE) and waits DIST_ACK_WAIT_S for the
+ * acknowledgement (TAG_FAILURE_ACK). Acknowledged, rank 0 owns the ending (it says the sentence and
+ * ends the job, from its screen when it shows one): this rank makes no more collectives and waits
+ * to be ended. Not acknowledged (rank 0 gone or stuck), or never ended: the program's handler
+ * (its own stderr, MPI_Abort). Rank 0 looks for these sentences wherever it waits (wait_request,
+ * pk_dist_poll_failure) and tells the other ranks that the job failed (TAG_JOB_FAILED), so a rank
+ * waiting in a collective for the one that failed waits to be ended instead of timing out on its
+ * own. Point-to-point messages on W.comm never match its collectives. */
+enum { TAG_FAILURE = 7301, TAG_FAILURE_ACK = 7302, TAG_JOB_FAILED = 7303 };
+#define DIST_ACK_WAIT_S 10.0
+/* the shortest wait to be ended: rank 0 may keep a failed run on its screen for reading */
+#define DIST_ENDED_WAIT_S 3600.0
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits for the end of the job that rank 0 now owns. Returns only when it did not come in time:
+ * the job timeout, at least DIST_ENDED_WAIT_S; no limit when the job has none. */
+static void wait_to_be_ended(void) {
+    double limit = W.job_timeout_s > DIST_ENDED_WAIT_S ? W.job_timeout_s : DIST_ENDED_WAIT_S;
+    double t0 = pk_now();
+    while (W.job_timeout_s <= 0 || pk_now() - t0 < limit) sleep_ms(100);
+}
+
+/* A rank other than 0: sends the sentence to rank 0; 1 when rank 0 acknowledged it. */
+static int tell_rank0(const char *sentence) {
+    static char sent[PK_ERR_LEN]; /* the send may outlive this call when rank 0 never takes it */
+    static int ack;
+    snprintf(sent, sizeof sent, "%s", sentence);
+    MPI_Request send, recv;
+    if (MPI_Isend(sent, (int)strlen(sent) + 1, MPI_CHAR, 0, TAG_FAILURE, W.comm, &send) != MPI_SUCCESS) return 0;
+    if (MPI_Irecv(&ack, 1, MPI_INT, 0, TAG_FAILURE_ACK, W.comm, &recv) != MPI_SUCCESS) {
+        MPI_Request_free(&send);
+        return 0;
+    }
+    double t0 = pk_now();
+    int acked = 0, sent_done = 0;
+    while (!acked && pk_now() - t0 < DIST_ACK_WAIT_S) {
+        if (!sent_done && MPI_Test(&send, &sent_done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+        if (MPI_Test(&recv, &acked, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+        if (!acked) sleep_ms(1);
+    }
+    if (!acked) {
+        MPI_Cancel(&recv);
+        MPI_Request_free(&recv);
+        if (!sent_done) MPI_Request_free(&send);
+    }
+    return acked;
+}
+
+static void fail_here(const char *sentence) {
+    if (W.mpi && W.size > 1 && W.rank != 0) {
+        int told = 0;
+        pthread_mutex_lock(&failure_mu);
+        int noted = W.failed; /* rank 0 already ends the job */
+        pthread_mutex_unlock(&failure_mu);
+        if (!noted) {
+            set_failed(sentence);
+            told = tell_rank0(sentence);
+        }
+        if (noted || told) wait_to_be_ended();
+    }
+    if (W.fail) W.fail(sentence);
+}
+
+/* Rank 0: a failure sentence another rank sent, if one has come: taken, acknowledged, and said
+ * back as "rank K: ..." in out (PK_ERR_LEN). The first one fails the job: the other ranks are
+ * told. */
+static int take_failure(char *out) {
+    int there = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_FAILURE, W.comm, &there, &st) != MPI_SUCCESS || !there) return 0;
+    char got[PK_ERR_LEN];
+    int from = st.MPI_SOURCE;
+    if (MPI_Recv(got, (int)sizeof got, MPI_CHAR, from, TAG_FAILURE, W.comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        snprintf(got, sizeof got, "failed (its sentence could not be received)");
+    got[sizeof got - 1] = 0;
+    static const int ack = 1;
+    MPI_Request req;
+    if (MPI_Isend(&ack, 1, MPI_INT, from, TAG_FAILURE_ACK, W.comm, &req) == MPI_SUCCESS) MPI_Request_free(&req);
+    /* the sentence names its rank ("rank K: ..." or "rank K of N: ..."); otherwise it is named here */
+    char name[32];
+    int n = snprintf(name, sizeof name, "rank %d", from);
+    if (!strncmp(got, name, (size_t)n) && (got[n] == ':' || got[n] == ' '))
+        snprintf(out, PK_ERR_LEN, "%s", got);
+    else
+        snprintf(out, PK_ERR_LEN, "rank %d: %.480s", from, got);
+    pthread_mutex_lock(&failure_mu);
+    int first = !W.failed;
+    pthread_mutex_unlock(&failure_mu);
+    if (first) {
+        set_failed(out);
+        static char note[PK_ERR_LEN]; /* sent without waiting: it must outlive this call */
+        snprintf(note, sizeof note, "%s", out);
+        for (int r = 1; r < W.size; r++) {
+            if (r == from) continue;
+            if (MPI_Isend(note, (int)strlen(note) + 1, MPI_CHAR, r, TAG_JOB_FAILED, W.comm, &req) == MPI_SUCCESS)
+                MPI_Request_free(&req);
+        }
+    }
+    return 1;
+}
+
+/* A rank other than 0: 1 when rank 0 said the job failed (the job is then failed here too). */
+static int take_job_failed(void) {
+    int there = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(0, TAG_JOB_FAILED, W.comm, &there, &st) != MPI_SUCCESS || !there) return 0;
+    char got[PK_ERR_LEN];
+    if (MPI_Recv(got, (int)sizeof got, MPI_CHAR, 0, TAG_JOB_FAILED, W.comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        snprintf(got, sizeof got, "another rank failed");
+    got[sizeof got - 1] = 0;
+    set_failed(got);
+    return 1;
+}
+
+int pk_dist_poll_failure(char *err) {
+    if (!W.mpi || W.size == 1 || W.rank != 0) return 0;
+    return take_failure(err);
+}
+
 /* Waits for a non-blocking collective, testing it (which also drives its progress), yielding
- * the core between tests, and failing after the deadline. */
+ * the core between tests, and failing after the deadline. Meanwhile rank 0 takes the failures
+ * other ranks send (the collective then fails with that rank's sentence), and the other ranks
+ * take rank 0's word that the job failed (they wait to be ended). */
 static int wait_request(MPI_Request *req, const char *what, char *err) {
     double t0 = pk_now();
     long spins = 0;
@@ -164,12 +325,32 @@ static int wait_request(MPI_Request *req, const char *what, char *err) {
                              what, s);
         }
         if (done) break;
+        ++spins;
+        /* a probe costs about what a test does: one every 16 tests, each one once the tests sleep */
+        if ((spins & 15) == 0 || spins > 100000) {
+            char s[PK_ERR_LEN];
+            if (W.rank == 0 && take_failure(s)) {
+                W.comm_seconds += pk_now() - t0;
+                return pk_errf(err, "%s", s);
+            }
+            if (W.rank != 0 && take_job_failed()) {
+                W.comm_seconds += pk_now() - t0;
+                wait_to_be_ended();
+                pthread_mutex_lock(&failure_mu);
+                snprintf(s, sizeof s, "%s", W.failure);
+                pthread_mutex_unlock(&failure_mu);
+                char sentence[PK_ERR_LEN];
+                snprintf(sentence, sizeof sentence,
+                         "rank %d of %d: rank 0 said the job failed (%.300s) but did not end it", W.rank, W.size, s);
+                if (W.fail) W.fail(sentence);
+                return pk_errf(err, "%s", sentence);
+            }
+        }
         /* each test drives the transfer: test back to back (yielding the core) for the first
          * second, then sleep 1 ms between tests: the other ranks may be far behind (evaluation) */
-        double waited = (++spins & 255) == 0 || spins > 100000 ? pk_now() - t0 : 0;
+        double waited = (spins & 255) == 0 || spins > 100000 ? pk_now() - t0 : 0;
         if (spins > 100000 && waited > 1.0) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
+            sleep_ms(1);
         } else {
             sched_yield();
         }
@@ -184,6 +365,15 @@ static int wait_request(MPI_Request *req, const char *what, char *err) {
     return PK_OK;
 }
 
+/* A job that has failed: collectives return its sentence at once (never wait for the deadline). */
+static int failed_already(char *err) {
+    pthread_mutex_lock(&failure_mu);
+    int failed = W.failed;
+    if (failed) pk_errf(err, "%s", W.failure);
+    pthread_mutex_unlock(&failure_mu);
+    return failed;
+}
+
 static int start_failed(int rc, const char *what, char *err) {
     char s[MPI_MAX_ERROR_STRING + 1];
     mpi_sentence(rc, s, sizeof s);
@@ -194,6 +384,7 @@ static int start_failed(int rc, const char *what, char *err) {
 
 static int allreduce(void *x, size_t n, size_t elem, MPI_Datatype type, MPI_Op op, const char *what, char *err) {
     if (!W.mpi || W.size == 1 || n == 0) return PK_OK;
+    if (failed_already(err)) return PK_FAIL;
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t m = n - off < CHUNK ? n - off : CHUNK;
         MPI_Request req;
@@ -217,6 +408,7 @@ int pk_dist_allreduce_max_int(int *x, size_t n, char *err) {
 
 int pk_dist_bcast(void *buf, size_t bytes, int root, char *err) {
     if (!W.mpi || W.size == 1 || bytes == 0) return PK_OK;
+    if (failed_already(err)) return PK_FAIL;
     for (size_t off = 0; off < bytes; off += CHUNK) {
         size_t m = bytes - off < CHUNK ? bytes - off : CHUNK;
         MPI_Request req;
@@ -229,6 +421,7 @@ int pk_dist_bcast(void *buf, size_t bytes, int root, char *err) {
 
 int pk_dist_barrier(char *err) {
     if (!W.mpi || W.size == 1) return PK_OK;
+    if (failed_already(err)) return PK_FAIL;
     MPI_Request req;
     int rc = MPI_Ibarrier(W.comm, &req);
     if (rc != MPI_SUCCESS) return start_failed(rc, "MPI_Barrier", err);
@@ -239,9 +432,7 @@ int pk_dist_barrier(char *err) {
 
 static int gate_closed;
 
-void pk_dist_report_failure(const char *sentence) {
-    if (W.fail) W.fail(sentence);
-}
+void pk_dist_report_failure(const char *sentence) { fail_here(sentence); }
 
 int pk_dist_gate(void *op, char *err) {
     int kind;
@@ -280,6 +471,7 @@ int pk_dist_gather_bytes(const void *send, size_t bytes, void **out, size_t *cou
         return PK_OK;
     }
 #if PK_MPI
+    if (failed_already(err)) return PK_FAIL;
     if (bytes > (size_t)INT32_MAX) return dist_fail(err, "rank %d: %zu bytes to gather, over 2 GiB", W.rank, bytes);
     unsigned long long mine = bytes;
     unsigned long long *all = NULL;

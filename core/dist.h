@@ -14,9 +14,18 @@
  * collective calls in the same order with the same sizes.
  *
  * Failure: the communicator returns errors (MPI_ERRORS_RETURN) and every collective waits with
- * a deadline (pk_dist_init's timeout): a failed or timed-out collective calls the failure
- * handler (pk_dist_set_fail_handler: the program prints the sentence and calls pk_dist_abort,
- * which ends every rank of the job), then returns PK_FAIL with the sentence in err. A rank
+ * a deadline (pk_dist_init's timeout). On rank 0 a failed or timed-out collective calls the
+ * failure handler (pk_dist_set_fail_handler: the program prints the sentence and calls
+ * pk_dist_abort, which ends every rank of the job), then returns PK_FAIL with the sentence in
+ * err. On another rank the failure (a collective's, or one pk_dist_report_failure reports) goes
+ * to rank 0 as a message, so that it shows where the person looks: once rank 0 acknowledges it
+ * (within 10 s), that rank waits to be ended (for the job timeout, at least an hour); without
+ * the acknowledgement, or never ended, it calls the failure handler itself. Rank 0 takes these
+ * messages while it waits in a collective (which then fails with "rank K: ...", without calling
+ * the handler) and through pk_dist_poll_failure while idle; from then on the job has failed
+ * (pk_dist_job_failure): every collective returns that sentence at once, the other ranks are
+ * told so (they wait to be ended instead of timing out), and rank 0 ends the job
+ * (pk_dist_finalize with a non-zero status, or pk_dist_abort) when the program is done. A rank
  * that dies is noticed by mpirun, which ends the others. */
 #ifndef PK_DIST_H
 #define PK_DIST_H
@@ -32,7 +41,8 @@
  * the launcher said; 0 when unknown). Calling it again does nothing. */
 int pk_dist_init(int use_mpi, int job_size, double timeout_s, char *err);
 /* Ends MPI: MPI_Finalize after status 0, MPI_Abort(status) otherwise, so the other ranks
- * never wait for a rank that left with an error. The singleton: nothing. */
+ * never wait for a rank that left with an error; a job that has failed is aborted whatever the
+ * status (its ranks wait to be ended). The singleton: nothing. */
 void pk_dist_finalize(int status);
 /* Ends every rank of the job now with this exit code (the singleton: nothing; the program exits). */
 void pk_dist_abort(int code);
@@ -73,9 +83,20 @@ int pk_dist_gate(void *op, char *err);
 /* At the end of the program: closes the gate if it is open (rank 0 sends the 0, the others
  * take it), so no rank is left waiting. */
 void pk_dist_gate_close(void);
-/* A rank's own failure that the others cannot see (a step that failed here): the sentence goes
- * to the failure handler, which normally says it and ends the job. */
+/* A rank's own failure that the others cannot see (a step that failed here). On a rank other
+ * than 0 the sentence goes to rank 0, which says it and ends the job, and the call returns only
+ * when rank 0 did not (after the failure handler, which normally ends the job itself); on rank 0
+ * it goes to the failure handler. */
 void pk_dist_report_failure(const char *sentence);
+/* Rank 0, while no collective is pending (the engine's worker when idle): takes a failure sentence
+ * another rank sent, if one came. Returns 1 with "rank K: ..." in err (the first one fails the job,
+ * see pk_dist_job_failure; later ones are acknowledged too), 0 when none came. The singleton and
+ * the other ranks: 0 at no cost. */
+int pk_dist_poll_failure(char *err);
+/* Rank 0: 1 when another rank's failure has failed the job, with its sentence ("rank K: ...") in
+ * sentence (PK_ERR_LEN bytes, may be NULL); 0 otherwise, and always on the other ranks. Any
+ * thread may ask. */
+int pk_dist_job_failure(char *sentence);
 
 /* Contiguous share of n items for a rank: [*begin, *end), sizes differing by at most one,
  * lower ranks taking the larger shares. */

@@ -158,6 +158,7 @@ struct Engine {
     RunDir rd;           /* the run folder and its metrics.jsonl */
     int resume_step;     /* the checkpoint a resume continues from; -1: a new run */
     int recorded;        /* the log got a record: a step, an eval, an exposure curve, a non-finite step */
+    int job_failure_shown; /* data-parallel rank 0: another rank's failure has stopped the run */
     int loaded;
     int budget;          /* steps left for run_steps; -1: run to the end / stop_after */
     int session_steps;   /* steps since the last resume, for stop_after */
@@ -1370,7 +1371,9 @@ static void finish_run(Engine *e) {
  * Rank 0 runs the session; the other ranks follow it through pk_dist_gate: before each step, each
  * evaluation and ExAccErr measurement (which every rank takes part in) and after each `set` (the
  * whole config, so every rank steps with the same settings), rank 0 sends an op; commands that
- * only rank 0 acts on (generate, save, pause, plugins) send none. */
+ * only rank 0 acts on (generate, save, pause, plugins) send none. A failure on another rank reaches
+ * rank 0 in its next collective or, idle, within 200 ms: its run stops in FAILED with that rank's
+ * sentence, commands that need the ranks are refused with it, and the program ends the job. */
 enum { OP_END = 0, OP_STEP = 1, OP_CONFIG = 2, OP_EVAL = 3, OP_EXPOSURE = 4 };
 typedef struct {
     int kind;
@@ -1383,8 +1386,9 @@ typedef union { /* the gate sends PK_DIST_OP_BYTES bytes: an op padded to that s
     char bytes[PK_DIST_OP_BYTES];
 } DistOpBuf;
 
-/* Rank 0: before an evaluation or an ExAccErr command (c), or after a `set` (config = 1). */
-static int mirror_command(Engine *e, const Cmd *c, int config) {
+/* Rank 0: before an evaluation or an ExAccErr command (c), or after a `set` (config = 1). A
+ * failed gate fails the run (err says why). */
+static int mirror_command(Engine *e, const Cmd *c, int config, char *err) {
     if (pk_dist_size() == 1 || !e->ds) return PK_OK;
     static DistOpBuf buf;
     memset(&buf, 0, sizeof buf);
@@ -1398,14 +1402,39 @@ static int mirror_command(Engine *e, const Cmd *c, int config) {
     } else {
         return PK_OK;
     }
-    char err[PK_ERR_LEN];
     if (pk_dist_gate(buf.bytes, err) == op->kind) return PK_OK;
     report_idle(e, ENGINE_FAILED, err, PK_FAIL);
     return PK_FAIL;
 }
 
+/* Commands that every rank takes part in (through the gate): refused at once once the job failed. */
+static int command_needs_ranks(const Cmd *c) {
+    return c->kind == CMD_RESUME || c->kind == CMD_RUN_STEPS || c->kind == CMD_SET || c->kind == CMD_EVAL ||
+           c->kind == CMD_EXPOSURE;
+}
+
+/* Rank 0, between collectives: another rank's failure (dist.h: one that came meanwhile, or one a
+ * collective met) stops the run in FAILED with that rank's sentence, once; a failure that comes
+ * later goes into the log. The person sees it where they look; the program then ends the job. */
+static void take_job_failure(Engine *e) {
+    char msg[PK_ERR_LEN];
+    while (pk_dist_poll_failure(msg))
+        if (e->job_failure_shown) {
+            engine_log(e, "%s", msg);
+            emit(e, ENGINE_EVENT_ERROR, 0, "%s", msg);
+        }
+    if (e->job_failure_shown || !pk_dist_job_failure(msg)) return;
+    e->job_failure_shown = 1;
+    engine_log(e, "%s", msg);
+    if (e->state == ENGINE_FAILED) /* a step or a command failed on it and said so: the cause now */
+        set_state(e, ENGINE_FAILED, msg);
+    else
+        report_idle(e, ENGINE_FAILED, msg, PK_FAIL);
+}
+
 /* A rank after 0: takes one op and does it; 0 when the run has ended. A failure here that rank 0
- * cannot see (a step that failed) is reported, which ends the job. */
+ * cannot see (a step that failed) is reported to rank 0 (pk_dist_report_failure), which says it
+ * and ends the job. */
 static int follow(Engine *e) {
     static DistOpBuf buf;
     DistOp *op = &buf.op;
@@ -1495,8 +1524,25 @@ static void *worker_main(void *arg) {
             if (e->ds && follow(e)) continue;
             break;
         }
+        int ranks = pk_dist_size() > 1;
+        if (ranks) take_job_failure(e);
         pthread_mutex_lock(&e->mu);
-        while (!e->quit && !e->queue_head && e->state != ENGINE_RUNNING) pthread_cond_wait(&e->cv, &e->mu);
+        while (!e->quit && !e->queue_head && e->state != ENGINE_RUNNING) {
+            if (!ranks) {
+                pthread_cond_wait(&e->cv, &e->mu);
+                continue;
+            }
+            /* data-parallel: the other ranks' failures come while idle too (a step of theirs
+             * after this rank's last collective): looked for every 200 ms */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 200000000L;
+            if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+            if (pthread_cond_timedwait(&e->cv, &e->mu, &until) != ETIMEDOUT) continue;
+            pthread_mutex_unlock(&e->mu);
+            take_job_failure(e);
+            pthread_mutex_lock(&e->mu);
+        }
         if (e->quit) {
             pthread_mutex_unlock(&e->mu);
             break;
@@ -1508,9 +1554,18 @@ static void *worker_main(void *arg) {
         }
         pthread_mutex_unlock(&e->mu);
         if (c) {
-            if (mirror_command(e, c, 0) != PK_OK) continue; /* ranks that follow take part in it */
+            char msg[PK_ERR_LEN];
+            if (ranks && command_needs_ranks(c) && pk_dist_job_failure(msg)) {
+                pk_errf(c->err, "the run failed: %s", msg);
+                complete(e, c, PK_FAIL);
+                continue;
+            }
+            if (mirror_command(e, c, 0, c->err) != PK_OK) { /* ranks that follow take part in it */
+                complete(e, c, PK_FAIL);
+                continue;
+            }
             int kind = c->kind, stop = apply_command(e, c);
-            if (kind == CMD_SET && mirror_command(e, NULL, 1) != PK_OK) continue;
+            if (kind == CMD_SET && mirror_command(e, NULL, 1, err) != PK_OK) continue;
             if (stop) break;
             continue;
         }
