@@ -1,7 +1,7 @@
 # Shared by tests/cli/test_*.sh: run from the repository root with $PROMPTKD set.
 # pass NAME / fail NAME print the lines tests/run.sh counts; expect_* helpers check one thing each.
 set -u
-PROMPTKD=${PROMPTKD:-$PWD/build/promptkd}
+PROMPTKD=${PROMPTKD:-$PWD/${BUILD:-build}/promptkd}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 pass() { echo "PASS $1"; }
