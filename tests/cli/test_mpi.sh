@@ -1,4 +1,4 @@
-# Data-parallel training under mpirun on the tiny world: for a fixed global batch, 1, 2 and 3
+# Data-parallel training under mpirun on the tiny world: for a fixed global batch, 1, 2, 3 and 4
 # ranks log the same losses and train the same weights up to the order of float sums (promptkd,
 # sft and minillm); a fixed
 # number of ranks is bitwise reproducible; a batch that cannot give every rank a row is refused;
@@ -96,8 +96,8 @@ if worst > 1e-3:
 PY
 }
 
-# 1. promptkd: 1, 2 and 3 ranks (batch 4 splits 2+2 and 2+1+1), with dropout on
-for np in 1 2 3; do
+# 1. promptkd: 1, 2, 3 and 4 ranks (batch 4 splits 2+2, 2+1+1 and 1+1+1+1), with dropout on
+for np in 1 2 3 4; do
     train "$np" "pk$np" >"$TMP/out$np" 2>"$TMP/err$np"
     check "promptkd_np${np}_exit_0" test $? -eq 0
 done
@@ -105,7 +105,7 @@ check np2_prints_the_run_folder_once test "$(cat "$TMP/out2")" = "$TMP/runs/pk2"
 check np2_made_one_run_folder test "$(ls "$TMP/runs" | grep -c '^pk2')" -eq 1
 check np2_log_says_ranks grep -q '"step":5,.*"ranks":2' "$TMP/runs/pk2/metrics.jsonl"
 check np2_eval_file_written test -s "$TMP/runs/pk2/eval/valid-step-5.jsonl"
-for np in 2 3; do
+for np in 2 3 4; do
     if msg=$(same_numbers "$TMP/runs/pk1" "$TMP/runs/pk$np" 2>&1); then pass "promptkd_np${np}_losses_eval_exposure_match_np1"; else fail "promptkd_np${np}_losses_eval_exposure_match_np1" "$msg"; fi
     if msg=$(same_weights "$TMP/runs/pk1" "$TMP/runs/pk$np" 2>&1); then pass "promptkd_np${np}_weights_match_np1"; else fail "promptkd_np${np}_weights_match_np1" "$msg"; fi
 done
@@ -126,18 +126,18 @@ train 2 sft2 --set method=sft --set grad_accum=2 >/dev/null 2>&1
 if msg=$(same_numbers "$TMP/runs/sft1" "$TMP/runs/sft2" 2>&1); then pass sft_np2_losses_match_np1; else fail sft_np2_losses_match_np1 "$msg"; fi
 if msg=$(same_weights "$TMP/runs/sft1" "$TMP/runs/sft2" 2>&1); then pass sft_np2_weights_match_np1; else fail sft_np2_weights_match_np1 "$msg"; fi
 
-# 3b. minillm: 1, 2 and 3 ranks (its batch of 4 rows and its 4 pretraining chunks per update split
-# 2+2 and 2+1+1; the advantages whitened over the whole batch), and np 2 bitwise twice
+# 3b. minillm: 1 to 4 ranks (its batch of 4 rows and its 4 pretraining chunks per update split
+# 2+2, 2+1+1 and 1+1+1+1; the advantages whitened over the whole batch), and np 2 bitwise twice
 for i in $(seq 0 40); do
     echo "{\"text\": \"the ${tiny_animals[$((i % 8))]} is ${tiny_colours[$((i % 6))]}. document $i ends here.\"}"
 done >"$W/pretrain.jsonl"
 minillm=(--set method=minillm --set pretrain_data="$W/pretrain.jsonl" --set minillm_ppo_epochs=2)
-for np in 1 2 3; do
+for np in 1 2 3 4; do
     train "$np" "mini$np" "${minillm[@]}" >/dev/null 2>"$TMP/err_mini$np"
     check "minillm_np${np}_exit_0" test $? -eq 0
 done
 check minillm_logged_pg_reward grep -q '"step":5,.*"pg_loss".*"pt_loss".*"reward"' "$TMP/runs/mini2/metrics.jsonl"
-for np in 2 3; do
+for np in 2 3 4; do
     if msg=$(same_numbers "$TMP/runs/mini1" "$TMP/runs/mini$np" 2>&1); then pass "minillm_np${np}_losses_reward_eval_match_np1"; else fail "minillm_np${np}_losses_reward_eval_match_np1" "$msg"; fi
     if msg=$(same_weights "$TMP/runs/mini1" "$TMP/runs/mini$np" 2>&1); then pass "minillm_np${np}_weights_match_np1"; else fail "minillm_np${np}_weights_match_np1" "$msg"; fi
 done
