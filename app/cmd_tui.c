@@ -8,8 +8,11 @@
  * at once unless --paused. --frames N leaves after N redraws (tests, headless use).
  * --open shows a finished (or stopped) run read-only, every panel read back from its
  * folder; further RUNs, or a `compare` output folder, are drawn over it in the charts.
+ * Under mpirun, a failure on another rank stops the run (FAILED, that rank's sentence on the
+ * message line) and leaves the workbench open for reading; quitting says the sentence once more
+ * and ends the job with status 1.
  * Exit status: 0 after the person quit; 1 when the session or the terminal could not
- * be opened; 2 for a bad command line or config; 3 when a write into the run folder
+ * be opened, or another rank failed the job; 2 for a bad command line or config; 3 when a write into the run folder
  * failed (said on stderr after the workbench closes); 130 after SIGINT (Ctrl-C) or
  * SIGTERM and 129 after SIGHUP, once the current step ended and the unsaved steps were
  * saved (app/run_setup.h: the same in train and repl). */
@@ -103,6 +106,8 @@ int cmd_tui(int argc, char **argv) {
                    "--set KEY=VALUE takes any config key (repeatable), as in train and repl.\n"
                    "Ctrl-C, SIGTERM, SIGHUP: the current step ends, the unsaved steps are saved, the terminal is\n"
                    "restored; exit 130 (129 for SIGHUP); Ctrl-C again leaves at once without saving.\n"
+                   "Under mpirun, a failure on another rank stops the run and shows its sentence; q then ends\n"
+                   "the job (status 1).\n"
                    "exit status: 0 quit; 1 no session or terminal; 2 bad arguments or config; 3 a write into\n"
                    "the run folder failed (said on stderr); 130/129 after a signal (3 if that save failed).\n");
         return rc == 1 ? 0 : 2;
@@ -185,6 +190,9 @@ int cmd_tui(int argc, char **argv) {
     dist_install_test_hooks(e);
     TuiExit how = TUI_QUIT;
     rc = follower ? PK_OK : tui_run_session(s, frames, &how, err);
+    /* another rank failed the job (data-parallel): the workbench showed it until the person left;
+     * said once more on the terminal given back, and the job ends (dist_end) */
+    int job_failed = !follower && dist_say_job_failure(tty_out ? tty_out : stderr);
     if (tty_in) {
         tui_main_set_terminal(NULL, NULL);
         if (tty_pgrp > 0) {
@@ -205,6 +213,7 @@ int cmd_tui(int argc, char **argv) {
     } else if (run_signal_caught()) {
         status = run_stop_after_signal(e, run_signal_caught(), "promptkd tui");
     }
+    if (job_failed && status == RUN_EXIT_OK) status = RUN_EXIT_FAILED;
     engine_stop(e, err); /* flushes and closes metrics.jsonl: its failures count too */
     if (run_report_write_errors(e, "promptkd tui", &shown) > 0 && status != RUN_EXIT_FAILED) status = RUN_EXIT_WRITE;
     run_signals_watch(NULL);
