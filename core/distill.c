@@ -527,6 +527,21 @@ static int total_positions(const Seqs *q, int G) {
     return n;
 }
 
+/* Sums over the ranks (in one process, nothing), their time added to the step's communication. */
+static int ranks_sum_f64(DistillStepStats *st, double *x, size_t n, char *err) {
+    double c0 = pk_dist_comm_seconds();
+    int rc = pk_dist_allreduce_f64(x, n, err);
+    st->comm_seconds += pk_dist_comm_seconds() - c0;
+    return rc;
+}
+
+static int ranks_sum_f32(DistillStepStats *st, float *x, size_t n, char *err) {
+    double c0 = pk_dist_comm_seconds();
+    int rc = pk_dist_allreduce_f32(x, n, err);
+    st->comm_seconds += pk_dist_comm_seconds() - c0;
+    return rc;
+}
+
 /* A data-parallel step: the student's gradient and the loss sum *sum, summed over the ranks, so
  * every rank clips and steps on the same numbers. */
 static int reduce_student(DistillState *s, double *sum, DistillStepStats *st, char *err) {
@@ -536,12 +551,9 @@ static int reduce_student(DistillState *s, double *sum, DistillStepStats *st, ch
      * zeros take its part in the sum */
     float *g = m->grads_memory ? m->grads_memory : pk_calloc(m->num_parameters, sizeof(float), err);
     if (!g) return PK_FAIL;
-    double c0 = pk_dist_comm_seconds();
-    int rc = pk_dist_allreduce_f32(g, m->num_parameters, err) == PK_OK && pk_dist_allreduce_f64(sum, 1, err) == PK_OK;
+    int rc = ranks_sum_f32(st, g, m->num_parameters, err) == PK_OK && ranks_sum_f64(st, sum, 1, err) == PK_OK;
     if (g != m->grads_memory) free(g);
-    if (!rc) return PK_FAIL;
-    st->comm_seconds += pk_dist_comm_seconds() - c0;
-    return PK_OK;
+    return rc ? PK_OK : PK_FAIL;
 }
 
 /* Clipping and AdamW of the student's accumulated gradient. *applied = 0 when the gradient
@@ -711,10 +723,7 @@ static int step_promptkd(DistillState *s, const Seqs *q, int G, DistillStepStats
     }
     if (s->size > 1) { /* the prompt's gradient and both sums over the ranks */
         double sums[2] = {kl_tp_t, kl_tp_s};
-        double c0 = pk_dist_comm_seconds();
-        if (pk_dist_allreduce_f32(s->prompt_grad, PC, err) != PK_OK || pk_dist_allreduce_f64(sums, 2, err) != PK_OK)
-            goto done;
-        st->comm_seconds += pk_dist_comm_seconds() - c0;
+        if (ranks_sum_f32(st, s->prompt_grad, PC, err) != PK_OK || ranks_sum_f64(st, sums, 2, err) != PK_OK) goto done;
         kl_tp_t = sums[0], kl_tp_s = sums[1];
     }
     double reg = coef * kl_tp_t / n_all, guide = kl_tp_s / n_all;
@@ -890,8 +899,8 @@ static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, Disti
     if (seqs_finish(q, 0, err) != PK_OK) goto done;
     n = q->n; /* row b's olens[b] response tokens, rows in order */
     /* the whole batch's response tokens, which every per-token mean divides by */
-    double all_n = n, c0 = pk_dist_comm_seconds();
-    if (pk_dist_allreduce_f64(&all_n, 1, err) != PK_OK) goto done;
+    double all_n = n;
+    if (ranks_sum_f64(st, &all_n, 1, err) != PK_OK) goto done;
     long gn = (long)all_n;
     s->step_positions = (int)gn;
     /* per-token arrays [n]: teacher and old student log-probs, weights, rewards, advantages, and the
@@ -933,11 +942,10 @@ static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, Disti
     }
     if (minillm_advantages(grid, olens, nb, R, c->minillm_gamma, 0, adv_grid, err) != PK_OK) goto done;
     double moments[2] = {minillm_sum(adv_grid, cells), reward};
-    if (pk_dist_allreduce_f64(moments, 2, err) != PK_OK) goto done;
+    if (ranks_sum_f64(st, moments, 2, err) != PK_OK) goto done;
     double mean = moments[0] / (double)all_cells, squared_deviations = minillm_squared_deviations(adv_grid, cells, mean);
     reward = moments[1];
-    if (pk_dist_allreduce_f64(&squared_deviations, 1, err) != PK_OK) goto done;
-    st->comm_seconds += pk_dist_comm_seconds() - c0;
+    if (ranks_sum_f64(st, &squared_deviations, 1, err) != PK_OK) goto done;
     minillm_whiten(adv_grid, cells, mean, squared_deviations, all_cells);
     for (int b = 0, i = 0; b < nb; b++)
         for (int j = 0; j < olens[b]; j++, i++) adv[i] = adv_grid[(size_t)b * R + j];
@@ -965,7 +973,7 @@ static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, Disti
     double sum_total = 0, sum_pg = 0, sum_reg = 0, sum_pt = 0;
     int finite = all_finite(t_logp, (size_t)n * 5); /* log-probs, weights, rewards, advantages */
     double flag = finite ? 0.0 : NAN; /* every rank stops if one has a non-finite sample */
-    if (pk_dist_allreduce_f64(&flag, 1, err) != PK_OK) goto done;
+    if (ranks_sum_f64(st, &flag, 1, err) != PK_OK) goto done;
     finite = isfinite(flag);
     for (int k = 0; k < K && finite; k++) {
         gpt2_zero_grad(m);
@@ -1002,19 +1010,12 @@ static int step_minillm(DistillState *s, const int *which, int B, Seqs *q, Disti
             st->flops += gpt2_train_flops(&m->config, nb, pt_L) + (kd > 0 ? forward_flops(&t->config, nb, pt_L) : 0);
         }
         if (!here) part[0] = NAN; /* a part not computed here still makes the sum non-finite */
-        if (s->size > 1) {
-            c0 = pk_dist_comm_seconds();
-            if (pk_dist_allreduce_f64(part, 4, err) != PK_OK) goto done;
-            st->comm_seconds += pk_dist_comm_seconds() - c0;
-        }
+        if (ranks_sum_f64(st, part, 4, err) != PK_OK) goto done;
         double pg = part[0], reg = part[1], pt = use_pt ? (1.0 - kd) * part[2] + kd * part[3] : 0.0;
         double total = pg + reg + (use_pt ? c->lm_coef * pt : 0.0);
         finite = isfinite(total);
-        if (finite && s->size > 1) { /* every rank ran its backward: the batch's gradient is their sum */
-            c0 = pk_dist_comm_seconds();
-            if (pk_dist_allreduce_f32(m->grads_memory, np, err) != PK_OK) goto done;
-            st->comm_seconds += pk_dist_comm_seconds() - c0;
-        }
+        /* every rank ran its backward: the batch's gradient is their sum */
+        if (finite && ranks_sum_f32(st, m->grads_memory, np, err) != PK_OK) goto done;
         float norm = finite ? grad_clip_global_norm(m->grads_memory, np, c->clip_norm) : NAN;
         if (k == 0) st->grad_norm = norm;
         finite = finite && isfinite(norm);
@@ -1081,10 +1082,9 @@ int distill_step(DistillState *s, DistillStepStats *st, char *err) {
     int built = build_seqs(s, which, G, B, q, &sampled, err) == PK_OK;
     s->step_positions = total_positions(q, G);
     if (built && s->size > 1 && s->method != METHOD_MINILLM) { /* every loss divides by the whole batch's positions */
-        double n = s->step_positions, c0 = pk_dist_comm_seconds();
-        if (pk_dist_allreduce_f64(&n, 1, err) != PK_OK) built = 0;
+        double n = s->step_positions;
+        if (ranks_sum_f64(st, &n, 1, err) != PK_OK) built = 0;
         s->step_positions = (int)n;
-        st->comm_seconds += pk_dist_comm_seconds() - c0;
     }
     if (built) {
         switch (s->method) {
@@ -1112,10 +1112,9 @@ int distill_step(DistillState *s, DistillStepStats *st, char *err) {
         }
         st->response_tokens = s->step_positions;
         if (s->size > 1) { /* what every rank processed, summed */
-            double sums[2] = {st->tokens, st->flops}, c0 = pk_dist_comm_seconds();
-            if (pk_dist_allreduce_f64(sums, 2, err) != PK_OK) rc = PK_FAIL;
+            double sums[2] = {st->tokens, st->flops};
+            if (ranks_sum_f64(st, sums, 2, err) != PK_OK) rc = PK_FAIL;
             st->tokens = sums[0], st->flops = sums[1];
-            st->comm_seconds += pk_dist_comm_seconds() - c0;
         }
         if (applied) {
             s->step++;
