@@ -6,7 +6,9 @@
  * at its end, and when a failing command stops it. SIGINT (Ctrl-C), SIGTERM and SIGHUP
  * are handled as in train and the TUI (app/run_setup.h): the current step ends, the
  * unsaved steps are saved, the terminal is restored, exit 130 (129 for SIGHUP); a
- * second Ctrl-C leaves at once without saving. Failed writes into the run folder
+ * second Ctrl-C leaves at once without saving. Under mpirun, a failure on another rank is
+ * said as the run's lines are ("promptkd: rank K: ...; ending the job"), the unsaved steps are
+ * saved, and the job ends with status 1. Failed writes into the run folder
  * (checkpoints, metrics.jsonl, ...) are printed as they happen, also above the prompt,
  * and make the exit status 3.
  *
@@ -531,6 +533,8 @@ int cmd_repl(int argc, char **argv) {
                "saves them when it ends (quit, its last line, or a failing command).\n"
                "Ctrl-C, SIGTERM, SIGHUP: the current step ends, the unsaved steps are saved, the terminal is\n"
                "restored; exit 130 (129 for SIGHUP). Ctrl-C again leaves at once without saving.\n"
+               "Under mpirun, a failure on another rank is said on rank 0 (\"promptkd: rank K: ...; ending the\n"
+               "job\"), the unsaved steps are saved and the job ends with status 1.\n"
                "exit status: 0 done; 1 a script command failed, or the run did not load; 2 bad arguments or\n"
                "config; 3 a write into the run folder failed (checkpoint, metrics.jsonl, ...: said on stderr);\n"
                "130/129 after a signal (3 if that save failed).\n");

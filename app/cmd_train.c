@@ -6,7 +6,8 @@
  * does, already running); otherwise it runs headless.
  *
  * Exit status (run_setup.h, printed by --help): 0 when the run finished or stopped at
- * stop_after with its checkpoint saved; 1 when loading failed, a step failed or a
+ * stop_after with its checkpoint saved; 1 when loading failed, a step failed (under mpirun
+ * on any rank: rank 0 says the failing rank's sentence and ends the job) or a
  * non-finite loss paused the run; 2 for a bad command line or config; 3 when a write
  * into the run folder failed (a checkpoint, metrics.jsonl, ...: the sentence is on
  * stderr, also with --quiet); 130 after SIGINT/SIGTERM and 129 after SIGHUP, once the
@@ -91,13 +92,14 @@ static void show_progress(const EngineSnapshot *s, int tty, int final) {
 
 static const char train_epilog[] =
     "exit status: 0 finished, or stopped at stop_after, with its checkpoint saved; 1 the run did not\n"
-    "load, a step failed, or a non-finite loss or model paused it (the last good checkpoint is kept);\n"
-    "2 bad arguments or config (a fixed key changed on resume too), or the run folder could not be\n"
-    "made or resumed (the message says why); 3 a write into the run folder failed during the run\n"
-    "(a checkpoint, metrics.jsonl, eval/, best/, config.json: disk full, failed fsync, ...), said on\n"
-    "stderr with the full path even with --quiet; 130 SIGINT (Ctrl-C) or SIGTERM, 129 SIGHUP: the\n"
-    "current step ends and a checkpoint of the unsaved steps is saved first (3 if that fails); a\n"
-    "second Ctrl-C or SIGTERM leaves at once without saving, a repeated SIGHUP is ignored.\n"
+    "load, a step failed (under mpirun: on any rank, said by rank 0), or a non-finite loss or model\n"
+    "paused it (the last good checkpoint is kept); 2 bad arguments or config (a fixed key changed on\n"
+    "resume too), or the run folder could not be made or resumed (the message says why); 3 a write\n"
+    "into the run folder failed during the run (a checkpoint, metrics.jsonl, eval/, best/,\n"
+    "config.json: disk full, failed fsync, ...), said on stderr with the full path even with --quiet;\n"
+    "130 SIGINT (Ctrl-C) or SIGTERM, 129 SIGHUP: the current step ends and a checkpoint of the\n"
+    "unsaved steps is saved first (3 if that fails); a second Ctrl-C or SIGTERM leaves at once\n"
+    "without saving, a repeated SIGHUP is ignored.\n"
     "The run folder (run_dir/name) is printed on stdout; config keys: see `promptkd tui` or the README.\n";
 
 /* The exit status once the run has stopped: what went wrong said on stderr. */
