@@ -1418,6 +1418,7 @@ static int command_needs_ranks(const Cmd *c) {
  * later goes into the log. The person sees it where they look; the program then ends the job. */
 static void take_job_failure(Engine *e) {
     char msg[PK_ERR_LEN];
+    if (!e->ds) return; /* this rank's own loading failed: that is what it says, and it ends the job */
     while (pk_dist_poll_failure(msg))
         if (e->job_failure_shown) {
             engine_log(e, "%s", msg);
@@ -1496,6 +1497,11 @@ static void *worker_main(void *arg) {
         else if (snprintf(msg, sizeof msg, "%s (the new run folder %s was removed)", err, e->rd.path) >=
                  ENGINE_MESSAGE_LEN) /* the state message would cut it: keep the sentence whole */
             snprintf(msg, sizeof msg, "%s (the new run folder was removed)", err);
+        if (pk_dist_rank() != 0) { /* data-parallel: said by rank 0, which ends the job (dist.h) */
+            char said[PK_ERR_LEN];
+            snprintf(said, sizeof said, "rank %d: loading failed: %.400s", pk_dist_rank(), msg);
+            pk_dist_report_failure(said);
+        }
         set_state(e, ENGINE_FAILED, msg);
         emit(e, ENGINE_EVENT_LOADED, 0, "loading failed: %s", msg);
     } else {

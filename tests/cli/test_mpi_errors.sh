@@ -1,8 +1,9 @@
 # A failure on a rank other than 0 reaches rank 0's screen and ends the job, never a hang: a
 # step that failed on rank 1 (PROMPTKD_TEST_RANK_FAIL) under train, repl and the workbench, on
-# rank 2 of 3, and rank 1's own collective that timed out while rank 0 stalled
-# (PROMPTKD_TEST_RANK_STALL, rank 1 alone with a short PROMPTKD_MPI_TIMEOUT). rank 0's stderr is
-# told apart by mpirun --tag-output ("[1,0]<stderr>:").
+# rank 2 of 3, loading that failed on rank 1 alone, and rank 1's own collective that timed out
+# while rank 0 stalled (PROMPTKD_TEST_RANK_STALL, rank 1 alone with a short PROMPTKD_MPI_TIMEOUT),
+# also past the 10 s that rank 1 waits for rank 0's answer. rank 0's stderr is told apart by
+# mpirun --tag-output ("[1,0]<stderr>:").
 source tests/cli/lib.sh
 
 if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$PROMPTKD" 2>/dev/null | grep -q libmpi; then
@@ -55,7 +56,16 @@ PROMPTKD_TEST_RANK_FAIL=2:2 timed np3 20 "${MPIRUN[@]}" -np 3 "$PROMPTKD" "${TRA
 check np3_rank2_failure_exit_nonzero test $rc -ne 0 -a $rc -lt 128
 check np3_rank2_failure_within_20s test $ended_in_time -eq 1
 check np3_rank2_failure_said_by_rank0 on_rank0 "promptkd: rank 2: test failure at step 2 .*; ending the job" np3
-check np3_other_ranks_silent not_on_rank '[12]' 'promptkd: rank' np3
+check np3_other_ranks_silent not_on_rank '[12]' '' np3
+
+# 2b. loading fails on rank 1 alone (its own, malformed train_data): rank 0 says it
+echo 'not json' >"$W/bad.jsonl"
+timed load 20 "${MPIRUN[@]}" -np 1 "$PROMPTKD" "${TRAIN[@]}" --set name=load : \
+    -np 1 "$PROMPTKD" "${TRAIN[@]}" --set name=load --set train_data="$W/bad.jsonl"
+check rank1_loading_failure_exit_nonzero test $rc -ne 0 -a $rc -lt 128
+check rank1_loading_failure_within_20s test $ended_in_time -eq 1
+check rank1_loading_failure_said_by_rank0 on_rank0 "promptkd: rank 1: loading failed: .*bad.jsonl:1: .*; ending the job" load
+check rank1_loading_failure_rank1_silent not_on_rank 1 '' load
 
 # 3. repl (a script on rank 0): the failing command stops it, the sentence is said, the steps
 # taken are saved by rank 0 (as when a command fails) and the job ends
