@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "dist.h"
 
 int run_collect_sets(const char *cmd, int *argc, char **argv, RunSetSpecs *sets) {
     int out = 1;
@@ -177,6 +178,9 @@ static const char *signal_name(int sig) {
 
 int run_stop_after_signal(Engine *e, int sig, const char *prefix) {
     int status = run_signal_status(sig);
+    /* data-parallel: rank 0 saves and speaks for the job (mpirun signals every rank, and ends the
+     * others when rank 0 leaves; a rank waiting for a failed job to end gets its SIGTERM here) */
+    if (pk_dist_rank() != 0) return status;
     fprintf(stderr, "%s: %s: finishing the current step, then saving a checkpoint%s\n", prefix, signal_name(sig),
             sig == SIGHUP ? "" : " (Ctrl-C again leaves without saving)");
     fflush(stderr);
