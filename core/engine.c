@@ -164,6 +164,8 @@ struct Engine {
     int session_steps;   /* steps since the last resume, for stop_after */
     Cmd *step_waiter;    /* engine_step waiting for its steps */
     int nonfinite_flag;  /* the last step attempt was non-finite: no automatic saves */
+    int part_way_step;   /* data-parallel: a step failed part-way (the ranks stopped in the middle of
+                          * it), so the model may hold part of it: nothing more is saved into the run */
     int last_ckpt_step;  /* -1: none */
     int last_eval_step;  /* -1: none */
     double best_rouge;   /* -1: none */
@@ -321,7 +323,7 @@ static SnapBox *build_snapshot(Engine *e) {
 
     s->loaded = e->loaded;
     s->last_checkpoint_step = e->last_ckpt_step;
-    if (e->ds && e->loaded && !e->nonfinite_flag) {
+    if (e->ds && e->loaded && !e->nonfinite_flag && !e->part_way_step) {
         int step = distill_step_index(e->ds), base = e->last_ckpt_step > 0 ? e->last_ckpt_step : 0;
         s->unsaved_steps = step > base ? step - base : 0;
     }
@@ -523,6 +525,12 @@ static void err_prefix(char *err, const char *prefix) {
  * until a good step; err says what). */
 static int save_run_checkpoint(Engine *e, char *reply, size_t reply_len, char *err) {
     int step = distill_step_index(e->ds);
+    if (e->part_way_step) {
+        char kept[48] = "no checkpoint written yet";
+        if (e->last_ckpt_step >= 0) snprintf(kept, sizeof kept, "checkpoint step-%d kept", e->last_ckpt_step);
+        return pk_errf(err, "not saved: a step failed part-way when the ranks stopped, so the model may hold part of "
+                            "it; %s (save to another folder to keep it)", kept);
+    }
     if (e->nonfinite_flag) {
         if (e->last_ckpt_step >= 0)
             return pk_errf(err,
@@ -1132,6 +1140,9 @@ static void do_step(Engine *e) {
         char msg[ENGINE_MESSAGE_LEN];
         snprintf(msg, sizeof msg, "step %d failed: %s", distill_step_index(e->ds) + 1, err);
         engine_log(e, "%s", msg);
+        /* data-parallel: a collective of the step failed (another rank failed): the updates made
+         * before it stay in this rank's model, unmatched by the others' and by the log */
+        if (pk_dist_size() > 1) e->part_way_step = 1;
         report_idle(e, ENGINE_FAILED, msg, PK_FAIL);
         return;
     }
