@@ -16,6 +16,7 @@
 #if PK_MPI
 #include <mpi.h>
 #include <sched.h>
+#include <signal.h>
 #endif
 
 static struct {
@@ -128,12 +129,23 @@ int pk_dist_barrier(char *err) {
 
 #else /* PK_MPI */
 
+/* MPI_THREAD_SERIALIZED: one thread in MPI at a time. The engine's worker makes the collectives;
+ * on rank 0 the failure listener (below) probes beside it. Held around single MPI calls, never
+ * while waiting or calling the failure handler. */
+static pthread_mutex_t mpi_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void mpi_sentence(int code, char *out, size_t len) {
     char s[MPI_MAX_ERROR_STRING];
     int n = 0;
-    if (MPI_Error_string(code, s, &n) != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error %d", code);
+    pthread_mutex_lock(&mpi_mu);
+    int rc = MPI_Error_string(code, s, &n);
+    pthread_mutex_unlock(&mpi_mu);
+    if (rc != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error %d", code);
     snprintf(out, len, "%s", s);
 }
+
+static void start_listener(void);
+static void stop_listener(void);
 
 int pk_dist_init(int use_mpi, int job_size, double timeout_s, char *err) {
     (void)job_size;
@@ -166,21 +178,28 @@ int pk_dist_init(int use_mpi, int job_size, double timeout_s, char *err) {
         MPI_Comm_size(local, &W.local_size);
         MPI_Comm_free(&local);
     }
+    if (W.rank == 0 && W.size > 1) start_listener();
     return PK_OK;
 }
 
 void pk_dist_finalize(int status) {
     if (!W.mpi) return;
+    stop_listener();
     W.mpi = 0;
     /* a failed job has ranks waiting to be ended (and collectives left pending): never finalize */
     if (status == 0 && W.failed) status = 1;
+    pthread_mutex_lock(&mpi_mu);
     if (status != 0) MPI_Abort(MPI_COMM_WORLD, status);
     MPI_Comm_free(&W.comm);
     MPI_Finalize();
+    pthread_mutex_unlock(&mpi_mu);
 }
 
 void pk_dist_abort(int code) {
-    if (W.mpi) MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+    if (!W.mpi) return;
+    pthread_mutex_lock(&mpi_mu); /* never returns: MPI_Abort ends this process too */
+    MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+    pthread_mutex_unlock(&mpi_mu);
 }
 
 /* ---- a failure on a rank other than 0 reaches rank 0
@@ -188,12 +207,15 @@ void pk_dist_abort(int code) {
  * acknowledgement (TAG_FAILURE_ACK). Acknowledged, rank 0 owns the ending (it says the sentence and
  * ends the job, from its screen when it shows one): this rank makes no more collectives and waits
  * to be ended. Not acknowledged (rank 0 gone or stuck), or never ended: the program's handler
- * (its own stderr, MPI_Abort). Rank 0 looks for these sentences wherever it waits (wait_request,
- * pk_dist_poll_failure) and tells the other ranks that the job failed (TAG_JOB_FAILED), so a rank
- * waiting in a collective for the one that failed waits to be ended instead of timing out on its
- * own. Point-to-point messages on W.comm never match its collectives. */
+ * (its own stderr, MPI_Abort). Rank 0 takes these sentences wherever it waits (wait_request,
+ * pk_dist_poll_failure) and, so that it answers within DIST_ACK_WAIT_S while its worker computes
+ * a long step, on a listener thread every DIST_LISTEN_MS. The first one fails the job; rank 0
+ * tells the other ranks (TAG_JOB_FAILED), so a rank waiting in a collective for the one that
+ * failed waits to be ended instead of timing out on its own. Point-to-point messages on W.comm
+ * never match its collectives. */
 enum { TAG_FAILURE = 7301, TAG_FAILURE_ACK = 7302, TAG_JOB_FAILED = 7303 };
 #define DIST_ACK_WAIT_S 10.0
+#define DIST_LISTEN_MS 200
 /* the shortest wait to be ended: rank 0 may keep a failed run on its screen for reading */
 #define DIST_ENDED_WAIT_S 3600.0
 
@@ -216,22 +238,29 @@ static int tell_rank0(const char *sentence) {
     static int ack;
     snprintf(sent, sizeof sent, "%s", sentence);
     MPI_Request send, recv;
-    if (MPI_Isend(sent, (int)strlen(sent) + 1, MPI_CHAR, 0, TAG_FAILURE, W.comm, &send) != MPI_SUCCESS) return 0;
-    if (MPI_Irecv(&ack, 1, MPI_INT, 0, TAG_FAILURE_ACK, W.comm, &recv) != MPI_SUCCESS) {
+    pthread_mutex_lock(&mpi_mu);
+    int started = MPI_Isend(sent, (int)strlen(sent) + 1, MPI_CHAR, 0, TAG_FAILURE, W.comm, &send) == MPI_SUCCESS;
+    if (started && MPI_Irecv(&ack, 1, MPI_INT, 0, TAG_FAILURE_ACK, W.comm, &recv) != MPI_SUCCESS) {
         MPI_Request_free(&send);
-        return 0;
+        started = 0;
     }
+    pthread_mutex_unlock(&mpi_mu);
+    if (!started) return 0;
     double t0 = pk_now();
-    int acked = 0, sent_done = 0;
-    while (!acked && pk_now() - t0 < DIST_ACK_WAIT_S) {
-        if (!sent_done && MPI_Test(&send, &sent_done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
-        if (MPI_Test(&recv, &acked, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
-        if (!acked) sleep_ms(1);
+    int acked = 0, sent_done = 0, broken = 0;
+    while (!acked && !broken && pk_now() - t0 < DIST_ACK_WAIT_S) {
+        pthread_mutex_lock(&mpi_mu);
+        broken = (!sent_done && MPI_Test(&send, &sent_done, MPI_STATUS_IGNORE) != MPI_SUCCESS) ||
+                 MPI_Test(&recv, &acked, MPI_STATUS_IGNORE) != MPI_SUCCESS;
+        pthread_mutex_unlock(&mpi_mu);
+        if (!acked && !broken) sleep_ms(1);
     }
     if (!acked) {
+        pthread_mutex_lock(&mpi_mu);
         MPI_Cancel(&recv);
         MPI_Request_free(&recv);
         if (!sent_done) MPI_Request_free(&send);
+        pthread_mutex_unlock(&mpi_mu);
     }
     return acked;
 }
@@ -251,40 +280,57 @@ static void fail_here(const char *sentence) {
     if (W.fail) W.fail(sentence);
 }
 
-/* Rank 0: a failure sentence another rank sent, if one has come: taken, acknowledged, and said
- * back as "rank K: ..." in out (PK_ERR_LEN). The first one fails the job: the other ranks are
- * told. */
-static int take_failure(char *out) {
+/* Rank 0: the sentences taken and not yet handed to pk_dist_poll_failure (under failure_mu); more
+ * are acknowledged, not kept (the first one is the job's in any case) */
+#define DIST_PENDING 8
+static char pending[DIST_PENDING][PK_ERR_LEN];
+static int n_pending;
+
+/* Rank 0: a failure sentence another rank sent, if one has come: taken, acknowledged, and kept as
+ * "rank K: ..." for pk_dist_poll_failure. The first one fails the job: the other ranks are told.
+ * Returns 1 when one was taken. */
+static int take_failure(void) {
     int there = 0;
     MPI_Status st;
-    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_FAILURE, W.comm, &there, &st) != MPI_SUCCESS || !there) return 0;
     char got[PK_ERR_LEN];
-    int from = st.MPI_SOURCE;
-    if (MPI_Recv(got, (int)sizeof got, MPI_CHAR, from, TAG_FAILURE, W.comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-        snprintf(got, sizeof got, "failed (its sentence could not be received)");
-    got[sizeof got - 1] = 0;
     static const int ack = 1;
     MPI_Request req;
-    if (MPI_Isend(&ack, 1, MPI_INT, from, TAG_FAILURE_ACK, W.comm, &req) == MPI_SUCCESS) MPI_Request_free(&req);
+    pthread_mutex_lock(&mpi_mu);
+    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_FAILURE, W.comm, &there, &st) != MPI_SUCCESS) there = 0;
+    int from = there ? st.MPI_SOURCE : -1;
+    if (there) {
+        if (MPI_Recv(got, (int)sizeof got, MPI_CHAR, from, TAG_FAILURE, W.comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            snprintf(got, sizeof got, "failed (its sentence could not be received)");
+        if (MPI_Isend(&ack, 1, MPI_INT, from, TAG_FAILURE_ACK, W.comm, &req) == MPI_SUCCESS) MPI_Request_free(&req);
+    }
+    pthread_mutex_unlock(&mpi_mu);
+    if (!there) return 0;
+    got[sizeof got - 1] = 0;
     /* the sentence names its rank ("rank K: ..." or "rank K of N: ..."); otherwise it is named here */
-    char name[32];
+    char name[32], out[PK_ERR_LEN];
     int n = snprintf(name, sizeof name, "rank %d", from);
     if (!strncmp(got, name, (size_t)n) && (got[n] == ':' || got[n] == ' '))
-        snprintf(out, PK_ERR_LEN, "%s", got);
+        snprintf(out, sizeof out, "%s", got);
     else
-        snprintf(out, PK_ERR_LEN, "rank %d: %.480s", from, got);
+        snprintf(out, sizeof out, "rank %d: %.480s", from, got);
     pthread_mutex_lock(&failure_mu);
     int first = !W.failed;
+    if (first) {
+        W.failed = 1;
+        snprintf(W.failure, sizeof W.failure, "%s", out);
+    }
+    if (n_pending < DIST_PENDING) snprintf(pending[n_pending++], PK_ERR_LEN, "%s", out);
     pthread_mutex_unlock(&failure_mu);
     if (first) {
-        set_failed(out);
         static char note[PK_ERR_LEN]; /* sent without waiting: it must outlive this call */
         snprintf(note, sizeof note, "%s", out);
+        pthread_mutex_lock(&mpi_mu);
         for (int r = 1; r < W.size; r++) {
             if (r == from) continue;
             if (MPI_Isend(note, (int)strlen(note) + 1, MPI_CHAR, r, TAG_JOB_FAILED, W.comm, &req) == MPI_SUCCESS)
                 MPI_Request_free(&req);
         }
+        pthread_mutex_unlock(&mpi_mu);
     }
     return 1;
 }
@@ -293,10 +339,13 @@ static int take_failure(char *out) {
 static int take_job_failed(void) {
     int there = 0;
     MPI_Status st;
-    if (MPI_Iprobe(0, TAG_JOB_FAILED, W.comm, &there, &st) != MPI_SUCCESS || !there) return 0;
     char got[PK_ERR_LEN];
-    if (MPI_Recv(got, (int)sizeof got, MPI_CHAR, 0, TAG_JOB_FAILED, W.comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+    pthread_mutex_lock(&mpi_mu);
+    if (MPI_Iprobe(0, TAG_JOB_FAILED, W.comm, &there, &st) != MPI_SUCCESS) there = 0;
+    if (there && MPI_Recv(got, (int)sizeof got, MPI_CHAR, 0, TAG_JOB_FAILED, W.comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
         snprintf(got, sizeof got, "another rank failed");
+    pthread_mutex_unlock(&mpi_mu);
+    if (!there) return 0;
     got[sizeof got - 1] = 0;
     set_failed(got);
     return 1;
@@ -304,7 +353,72 @@ static int take_job_failed(void) {
 
 int pk_dist_poll_failure(char *err) {
     if (!W.mpi || W.size == 1 || W.rank != 0) return 0;
-    return take_failure(err);
+    while (take_failure()) {
+    }
+    pthread_mutex_lock(&failure_mu);
+    int got = n_pending > 0;
+    if (got) {
+        snprintf(err, PK_ERR_LEN, "%s", pending[0]);
+        memmove(pending, pending + 1, (size_t)(--n_pending) * sizeof *pending);
+    }
+    pthread_mutex_unlock(&failure_mu);
+    return got;
+}
+
+/* Rank 0's listener: takes the other ranks' failures every DIST_LISTEN_MS, whatever the worker
+ * does (a step may compute for a minute between two collectives), so they are acknowledged in
+ * time; the worker meets the failed job at its next collective or while idle. */
+static struct {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running, stop;
+} L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *listen_for_failures(void *arg) {
+    (void)arg;
+    sigset_t all; /* the program's signals go to its own threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pthread_mutex_lock(&L.mu);
+    while (!L.stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += DIST_LISTEN_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&L.cv, &L.mu, &until);
+        if (L.stop) break;
+        pthread_mutex_unlock(&L.mu);
+        while (take_failure()) {
+        }
+        pthread_mutex_lock(&L.mu);
+    }
+    pthread_mutex_unlock(&L.mu);
+    return NULL;
+}
+
+static void start_listener(void) {
+    L.stop = 0;
+    L.running = pthread_create(&L.thread, NULL, listen_for_failures, NULL) == 0;
+}
+
+static void stop_listener(void) {
+    if (!L.running) return;
+    pthread_mutex_lock(&L.mu);
+    L.stop = 1;
+    pthread_cond_signal(&L.cv);
+    pthread_mutex_unlock(&L.mu);
+    pthread_join(L.thread, NULL);
+    L.running = 0;
+}
+
+/* A job that has failed: collectives return its sentence at once (never wait for the deadline). */
+static int failed_already(char *err) {
+    pthread_mutex_lock(&failure_mu);
+    int failed = W.failed;
+    if (failed) pk_errf(err, "%s", W.failure);
+    pthread_mutex_unlock(&failure_mu);
+    return failed;
 }
 
 /* Waits for a non-blocking collective, testing it (which also drives its progress), yielding
@@ -316,7 +430,9 @@ static int wait_request(MPI_Request *req, const char *what, char *err) {
     long spins = 0;
     for (;;) {
         int done = 0;
+        pthread_mutex_lock(&mpi_mu);
         int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        pthread_mutex_unlock(&mpi_mu);
         if (rc != MPI_SUCCESS) {
             char s[MPI_MAX_ERROR_STRING + 1];
             mpi_sentence(rc, s, sizeof s);
@@ -329,9 +445,12 @@ static int wait_request(MPI_Request *req, const char *what, char *err) {
         /* a probe costs about what a test does: one every 16 tests, each one once the tests sleep */
         if ((spins & 15) == 0 || spins > 100000) {
             char s[PK_ERR_LEN];
-            if (W.rank == 0 && take_failure(s)) {
-                W.comm_seconds += pk_now() - t0;
-                return pk_errf(err, "%s", s);
+            if (W.rank == 0) { /* a failure taken here or by the listener: the job's sentence */
+                take_failure();
+                if (failed_already(err)) {
+                    W.comm_seconds += pk_now() - t0;
+                    return PK_FAIL;
+                }
             }
             if (W.rank != 0 && take_job_failed()) {
                 W.comm_seconds += pk_now() - t0;
@@ -365,15 +484,6 @@ static int wait_request(MPI_Request *req, const char *what, char *err) {
     return PK_OK;
 }
 
-/* A job that has failed: collectives return its sentence at once (never wait for the deadline). */
-static int failed_already(char *err) {
-    pthread_mutex_lock(&failure_mu);
-    int failed = W.failed;
-    if (failed) pk_errf(err, "%s", W.failure);
-    pthread_mutex_unlock(&failure_mu);
-    return failed;
-}
-
 static int start_failed(int rc, const char *what, char *err) {
     char s[MPI_MAX_ERROR_STRING + 1];
     mpi_sentence(rc, s, sizeof s);
@@ -388,7 +498,9 @@ static int allreduce(void *x, size_t n, size_t elem, MPI_Datatype type, MPI_Op o
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t m = n - off < CHUNK ? n - off : CHUNK;
         MPI_Request req;
+        pthread_mutex_lock(&mpi_mu);
         int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)x + off * elem, (int)m, type, op, W.comm, &req);
+        pthread_mutex_unlock(&mpi_mu);
         if (rc != MPI_SUCCESS) return start_failed(rc, what, err);
         if (wait_request(&req, what, err) != PK_OK) return PK_FAIL;
     }
@@ -412,7 +524,9 @@ int pk_dist_bcast(void *buf, size_t bytes, int root, char *err) {
     for (size_t off = 0; off < bytes; off += CHUNK) {
         size_t m = bytes - off < CHUNK ? bytes - off : CHUNK;
         MPI_Request req;
+        pthread_mutex_lock(&mpi_mu);
         int rc = MPI_Ibcast((char *)buf + off, (int)m, MPI_BYTE, root, W.comm, &req);
+        pthread_mutex_unlock(&mpi_mu);
         if (rc != MPI_SUCCESS) return start_failed(rc, "MPI_Bcast", err);
         if (wait_request(&req, "MPI_Bcast", err) != PK_OK) return PK_FAIL;
     }
@@ -423,7 +537,9 @@ int pk_dist_barrier(char *err) {
     if (!W.mpi || W.size == 1) return PK_OK;
     if (failed_already(err)) return PK_FAIL;
     MPI_Request req;
+    pthread_mutex_lock(&mpi_mu);
     int rc = MPI_Ibarrier(W.comm, &req);
+    pthread_mutex_unlock(&mpi_mu);
     if (rc != MPI_SUCCESS) return start_failed(rc, "MPI_Barrier", err);
     return wait_request(&req, "MPI_Barrier", err);
 }
@@ -486,7 +602,9 @@ int pk_dist_gather_bytes(const void *send, size_t bytes, void **out, size_t *cou
         if (!disp) return dist_fail(err, "rank 0: out of memory gathering results");
     }
     MPI_Request req;
+    pthread_mutex_lock(&mpi_mu);
     int mrc = MPI_Igather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all, 1, MPI_UNSIGNED_LONG_LONG, 0, W.comm, &req);
+    pthread_mutex_unlock(&mpi_mu);
     if (mrc != MPI_SUCCESS) {
         start_failed(mrc, "MPI_Gather", err);
         goto done;
@@ -510,7 +628,9 @@ int pk_dist_gather_bytes(const void *send, size_t bytes, void **out, size_t *cou
             goto done;
         }
     }
+    pthread_mutex_lock(&mpi_mu);
     mrc = MPI_Igatherv(send, (int)bytes, MPI_BYTE, buf, cnt, disp, MPI_BYTE, 0, W.comm, &req);
+    pthread_mutex_unlock(&mpi_mu);
     if (mrc != MPI_SUCCESS) {
         start_failed(mrc, "MPI_Gatherv", err);
         goto done;

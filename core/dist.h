@@ -19,10 +19,12 @@
  * pk_dist_abort, which ends every rank of the job), then returns PK_FAIL with the sentence in
  * err. On another rank the failure (a collective's, or one pk_dist_report_failure reports) goes
  * to rank 0 as a message, so that it shows where the person looks: once rank 0 acknowledges it
- * (within 10 s), that rank waits to be ended (for the job timeout, at least an hour); without
- * the acknowledgement, or never ended, it calls the failure handler itself. Rank 0 takes these
- * messages while it waits in a collective (which then fails with "rank K: ...", without calling
- * the handler) and through pk_dist_poll_failure while idle; from then on the job has failed
+ * (within 10 s), that rank waits to be ended (for the job timeout, at least an hour; without
+ * limit when the job has none); without the acknowledgement, or never ended, it calls the
+ * failure handler itself. Rank 0 acknowledges from a listener thread of its own (every 200 ms,
+ * whatever its worker computes; MPI calls are serialized inside dist.c) and takes these messages
+ * while it waits in a collective (which then fails with "rank K: ...", without calling the
+ * handler) and through pk_dist_poll_failure while idle; from then on the job has failed
  * (pk_dist_job_failure): every collective returns that sentence at once, the other ranks are
  * told so (they wait to be ended instead of timing out), and rank 0 ends the job
  * (pk_dist_finalize with a non-zero status, or pk_dist_abort) when the program is done. A rank

@@ -1,9 +1,10 @@
 # A failure on a rank other than 0 reaches rank 0's screen and ends the job, never a hang: a
 # step that failed on rank 1 (PROMPTKD_TEST_RANK_FAIL) under train, repl and the workbench, on
 # rank 2 of 3, loading that failed on rank 1 alone, and rank 1's own collective that timed out
-# while rank 0 stalled (PROMPTKD_TEST_RANK_STALL, rank 1 alone with a short PROMPTKD_MPI_TIMEOUT),
-# also past the 10 s that rank 1 waits for rank 0's answer. rank 0's stderr is told apart by
-# mpirun --tag-output ("[1,0]<stderr>:").
+# while rank 0's worker stalled (PROMPTKD_TEST_RANK_STALL, rank 1 alone with a short
+# PROMPTKD_MPI_TIMEOUT), also past the 10 s that rank 1 waits for rank 0's answer; and rank 0
+# stopped outright, when rank 1 says it itself. rank 0's stderr is told apart by mpirun
+# --tag-output ("[1,0]<stderr>:").
 source tests/cli/lib.sh
 
 if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$PROMPTKD" 2>/dev/null | grep -q libmpi; then
@@ -78,25 +79,45 @@ check repl_rank_failure_said_by_rank0 on_rank0 "promptkd: $SENTENCE; ending the 
 check repl_rank_failure_not_said_by_rank1 not_on_rank 1 'test failure' repl
 check repl_rank_failure_steps_saved grep -qx 'step-2' "$TMP/runs/repl/checkpoints/latest"
 
-# 4. rank 1's own collective times out (1 s, its own PROMPTKD_MPI_TIMEOUT) while rank 0 stalls 4 s
-# before the barrier after step 2: rank 0 answers once it waits again, and says rank 1's sentence
-stalled() { # NAME: the job's command line, rank 0 with the default timeout, rank 1 with 1 s
+# 4. rank 1's own collective times out (its own PROMPTKD_MPI_TIMEOUT) while rank 0's worker stalls
+# before the barrier after step 2: rank 0 says rank 1's sentence, also when it stalls longer than
+# the 10 s rank 1 waits for rank 0's answer (rank 0 answers from its listener meanwhile)
+stalled() { # NAME TIMEOUT: the job's command line, rank 0 with the default timeout, rank 1 with TIMEOUT
     STALLED=("${MPIRUN[@]}" -np 1 "$PROMPTKD" "${TRAIN[@]}" --set name="$1" : \
-        -np 1 env PROMPTKD_MPI_TIMEOUT=1 "$PROMPTKD" "${TRAIN[@]}" --set name="$1")
+        -np 1 env PROMPTKD_MPI_TIMEOUT="$2" "$PROMPTKD" "${TRAIN[@]}" --set name="$1")
 }
-stalled stall
+stalled stall 1
 PROMPTKD_TEST_RANK_STALL=2:4 timed stall 20 "${STALLED[@]}"
 check rank1_timeout_exit_nonzero test $rc -ne 0 -a $rc -lt 128
 check rank1_timeout_within_20s test $ended_in_time -eq 1
 check rank1_timeout_said_by_rank0 on_rank0 "promptkd: rank 1 of 2: MPI_Barrier waited 1 s .*PROMPTKD_MPI_TIMEOUT.*; ending the job" stall
 check rank1_timeout_not_said_by_rank1 not_on_rank 1 'MPI_Barrier waited' stall
+stalled busy 1
+PROMPTKD_TEST_RANK_STALL=2:13 timed busy 30 "${STALLED[@]}"
+check rank0_busy_past_answer_wait_exit_nonzero test $rc -ne 0 -a $rc -lt 128
+check rank0_busy_past_answer_wait_said_by_rank0 on_rank0 "promptkd: rank 1 of 2: MPI_Barrier waited 1 s .*; ending the job" busy
+check rank0_busy_past_answer_wait_not_said_by_rank1 not_on_rank 1 'MPI_Barrier waited' busy
 
-# 5. rank 0 stuck longer than rank 1 waits for its answer (10 s): rank 1 says it itself and ends the job
-stalled stuck
-PROMPTKD_TEST_RANK_STALL=2:30 timed stuck 25 "${STALLED[@]}"
-check rank0_stuck_exit_nonzero test $rc -ne 0 -a $rc -lt 128
-check rank0_stuck_job_ends_within_25s test $ended_in_time -eq 1
-check rank0_stuck_rank1_says_it grep -qE '^\[1,1\]<stderr>:promptkd: rank 1 of 2: MPI_Barrier waited 1 s .*; ending the job' "$TMP/stuck.err"
+# 5. rank 0 stopped (SIGSTOP: not even its listener answers) while rank 1's barrier times out
+# (3 s): after waiting 10 s for an answer rank 1 says it itself and ends the job
+stalled stuck 3
+PROMPTKD_TEST_RANK_STALL=2:60 "${STALLED[@]}" >"$TMP/stuck.out" 2>"$TMP/stuck.err" &
+job=$!
+for ((i = 0; i < 300; i++)); do grep -q '"step":2,' "$TMP/runs/stuck/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
+rank0=""
+for pid in $(pgrep -P $job); do grep -qz '^OMPI_COMM_WORLD_RANK=0$' /proc/$pid/environ 2>/dev/null && rank0=$pid; done
+t0=$(date +%s)
+[ -n "$rank0" ] && kill -STOP "$rank0"
+for ((i = 0; i < 300; i++)); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+ended=1
+kill -0 $job 2>/dev/null && ended=0 && kill -KILL $job
+[ -n "$rank0" ] && kill -KILL "$rank0" 2>/dev/null
+wait $job
+rc=$?
+check rank0_stopped_found test -n "$rank0"
+check rank0_stopped_job_ends_nonzero test $ended -eq 1 -a $rc -ne 0
+check rank0_stopped_within_20s test $(($(date +%s) - t0)) -le 20
+check rank0_stopped_rank1_says_it grep -qE '^\[1,1\]<stderr>:promptkd: rank 1 of 2: MPI_Barrier waited 3 s .*; ending the job' "$TMP/stuck.err"
 
 # 6. the workbench under mpirun (tmux): paused, `:step 2`, rank 1 fails after its step 2 while
 # rank 0 is idle; the sentence shows on the workbench, which stays up; space (resume) answers
