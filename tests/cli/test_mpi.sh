@@ -235,8 +235,10 @@ if command -v tmux >/dev/null 2>&1; then
     check mpi_tui_set_logged grep -q '"event":"set","step":[0-9]*,"key":"lr"' "$TMP/runs/tui2/metrics.jsonl"
     check mpi_tui_saved test -s "$TMP/runs/tui2/checkpoints/latest"
     check mpi_tui_two_ranks grep -q '"ranks":2' "$TMP/runs/tui2/metrics.jsonl"
-    # a rank that dies under the workbench ends the job, and the terminal is given back sane
+    # a rank that dies under the workbench ends the job, and the terminal is given back sane (a
+    # server of its own: a new session on the socket of a server still exiting can fail to start)
     "${T[@]}" kill-server >/dev/null 2>&1
+    T=(tmux -u -S "$TMP/tmux3.sock")
     "${T[@]}" new-session -d -s mt -x 140 -y 45 -c "$PWD" \
         "env LC_ALL=C.UTF-8 PROMPTKD_TEST_RANK_EXIT=1:2 ${MPIRUN[*]} 2 --stdin none $PROMPTKD tui --config $W/mpi.json --set name=tui3 --set steps=100000 --set eval_interval=100000 --set exposure_interval=100000 --set gen_interval=100000 >/dev/null 2>&1; echo EXIT=\$? >$TMP/tui3.exit; stty -a | tr ' ;' '\n\n' | grep -qx echo && echo SANE >>$TMP/tui3.exit; sleep 60"
     for ((i = 0; i < 600; i++)); do [ -s "$TMP/tui3.exit" ] && break; sleep 0.1; done
