@@ -23,7 +23,9 @@ assert abs(d["tokens_per_s"] - 2 * 8 / (d["ms_per_step"] * 1e-3)) / d["tokens_pe
 # so it is near, not equal to, the ratio of the two medians; on a loaded machine the step and its
 # probe see different contention (a factor 3.4 was seen), so this checks units, not timing
 assert 0.1 < d["mfu"] / (d["gflops"] / d["sgemm_peak_gflops"]) < 10, d
-assert 0 < d["backward_inputs_only_ratio"] < 3, d
+# at these tiny shapes both backwards are overhead and a loaded machine moved the ratio past 3:
+# a units check here; the mid shape below checks that the input-only backward is cheaper
+assert 0 < d["backward_inputs_only_ratio"] < 20, d
 assert abs(d["loss"] - math.log(97)) < 0.5, d["loss"]
 # parameters: wte 97x32 + wpe (n_positions) x 32 + 2 blocks + ln_f
 assert d["params"] > 2 * 12 * 32 * 32, d["params"]
