@@ -6,18 +6,8 @@
 # evaluation and ExAccErr give one process's numbers; only rank 0 writes the run folder.
 source tests/cli/lib.sh
 
-if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$PROMPTKD" 2>/dev/null | grep -q libmpi; then
-    echo "SKIP test_mpi: $PROMPTKD was built without MPI (make MPI=0) or mpirun is missing"
-    exit 0
-fi
-source tests/cli/tiny_world.sh
-check world_built tiny_world_ok
-
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-export PROMPTKD_MPI_TIMEOUT=60
-# under make asan: OpenMPI keeps its own allocations until exit, which LeakSanitizer would report
-[ -n "${PROMPTKD_SANITIZED:-}" ] && export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
-MPIRUN=(mpirun --oversubscribe --bind-to none -np)
+source tests/cli/mpi_world.sh
+MPIRUN+=(-np)
 # 5 steps of batch 4; evaluation, generations and ExAccErr at step 5
 cat >"$W/mpi.json" <<JSON
 {"method": "promptkd", "name": "m", "run_dir": "$TMP/runs",

@@ -7,17 +7,8 @@
 # --tag-output ("[1,0]<stderr>:").
 source tests/cli/lib.sh
 
-if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$PROMPTKD" 2>/dev/null | grep -q libmpi; then
-    echo "SKIP test_mpi_errors: $PROMPTKD was built without MPI (make MPI=0) or mpirun is missing"
-    exit 0
-fi
-source tests/cli/tiny_world.sh
-check world_built tiny_world_ok
-
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-export PROMPTKD_MPI_TIMEOUT=60
-[ -n "${PROMPTKD_SANITIZED:-}" ] && export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
-MPIRUN=(mpirun --oversubscribe --bind-to none --tag-output)
+source tests/cli/mpi_world.sh
+MPIRUN+=(--tag-output)
 # many steps, nothing periodic: the failures come from the hooks alone
 cat >"$W/mpi.json" <<JSON
 {"method": "promptkd", "name": "m", "run_dir": "$TMP/runs",
